@@ -1,0 +1,35 @@
+# Set-up commands for a fresh machine:  make demo  |  make test
+# Each creates .venv if missing and installs the project with pinned dependencies
+# (torch==2.13.0 first, from constraints.txt, so no CUDA build is pulled), then runs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.audiobench-installed
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	$(BIN)/python -m audiobench.install_fix
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/audiobench run suites/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/explain_cost.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

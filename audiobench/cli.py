@@ -1,0 +1,114 @@
+"""The ``audiobench`` command line: run, validate, list, table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from audiobench.errors import AudiobenchError
+
+DESCRIPTION = """\
+Benchmark interpretability methods for audio classifiers.
+
+A suite (YAML) names a dataset, a classifier, masking domains, contaminations, methods and
+metrics; `audiobench run` evaluates every combination and writes the papers' comparison
+tables. Start with:  audiobench run suites/quickstart.yaml
+"""
+
+LIST_KINDS = ("methods", "metrics", "datasets", "contaminations", "domains", "models")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audiobench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a suite and print its tables", description=(
+        "Run every (domain, contamination, method) cell of SUITE. Completed cells are kept, so an "
+        "interrupted run resumes; the classifier is trained once and cached "
+        "($AUDIOBENCH_CACHE, default ~/.cache/audiobench)."))
+    r.add_argument("suite", metavar="SUITE", help="suite YAML file, e.g. suites/quickstart.yaml")
+    r.add_argument("-o", "--output", metavar="DIR", help="run directory (default: results/<suite name>/)")
+    r.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips (a quick look)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    r.add_argument("--overwrite", action="store_true", help="discard stored cells and recompute everything")
+    r.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"], help="format printed at the end")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    v = sub.add_parser("validate", help="check a suite without running it", description=(
+        "Check names, types, paths and combinations of SUITE. Each problem is printed as "
+        "file:line: message; the exit status is 1 if there is any."))
+    v.add_argument("suite", metavar="SUITE")
+
+    ls = sub.add_parser("list", help="list registered components", description=(
+        "Print one name per line with a one-line description, including plugins."))
+    ls.add_argument("kind", choices=LIST_KINDS)
+
+    t = sub.add_parser("table", help="re-render the tables of a finished run", description=(
+        "Render the tables of RUN_DIR from its stored results only (per_sample.parquet and "
+        "manifest.json); nothing is recomputed. Also rewrites RUN_DIR/tables/."))
+    t.add_argument("run_dir", metavar="RUN_DIR")
+    t.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"])
+    return p
+
+
+def _describe(kind: str, obj: object) -> str:
+    if hasattr(obj, "description") and callable(obj.description):
+        return obj.description()
+    return getattr(obj, "description", "") or ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        return _dispatch(args)
+    except AudiobenchError as exc:
+        for line in str(exc).splitlines() or ["error"]:
+            print(f"audiobench: error: {line}" if ":" not in line.split(" ")[0] else line, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("audiobench: interrupted; completed cells are kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "list":
+        from audiobench.registry import REGISTRIES
+
+        for name, obj in REGISTRIES[args.kind].items():
+            print(f"{name:<22} {_describe(args.kind, obj)}")
+        return 0
+    if args.command == "validate":
+        from audiobench.suite import load_suite
+
+        suite = load_suite(args.suite)
+        n = len(suite.domains) * len(suite.contaminations) * len(suite.methods)
+        print(f"{args.suite}: ok ({n} cells: {len(suite.methods)} methods x {len(suite.domains)} domains "
+              f"x {len(suite.contaminations)} contaminations)")
+        return 0
+    if args.command == "table":
+        from audiobench.tables import render_run
+
+        for text in render_run(args.run_dir, args.format).values():
+            print(text)
+        return 0
+    if args.command == "run":
+        from audiobench.runner import run_suite
+        from audiobench.tables import render_run
+
+        if args.limit is not None and args.limit < 1:
+            raise AudiobenchError("--limit must be at least 1")
+        result = run_suite(args.suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet)
+        for text in render_run(result.run_dir, args.format, write=False).values():
+            print(text)
+            print()
+        print(f"results in {result.run_dir}/ (tables/, per_sample.parquet, manifest.json)", file=sys.stderr)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Containers for clips and the dataset interface every dataset implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+import torch
+
+from audiobench.component import Component
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An input left out of a run, with its reason (recorded in the manifest)."""
+
+    sample_id: str
+    reason: str
+    where: str = ""  # dataset / cell / metric the skip belongs to
+
+    def as_dict(self) -> dict[str, str]:
+        return {"where": self.where, "sample_id": self.sample_id, "reason": self.reason}
+
+
+@dataclass
+class ClipSet:
+    """Equal-length mono clips of one split, held as tensors.
+
+    ``waveforms`` is what the classifier hears. ``targets`` is the clean target event inside it
+    and ``contaminants = waveforms - targets`` everything else (background, added noise or
+    another clip), so the ideal time-frequency mask of the target is known.
+    """
+
+    waveforms: torch.Tensor  # [N, L] float32
+    labels: torch.Tensor  # [N] int64
+    sample_ids: list[str]
+    class_names: list[str]
+    sample_rate: int
+    targets: torch.Tensor | None = None  # [N, L]; None where the dataset has no ground truth
+    skips: list[Skip] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = self.waveforms.shape[0]
+        if self.labels.shape[0] != n or len(self.sample_ids) != n:
+            raise ValueError("waveforms, labels and sample_ids must have the same length")
+        if self.targets is not None and self.targets.shape != self.waveforms.shape:
+            raise ValueError("targets must have the shape of waveforms")
+
+    def __len__(self) -> int:
+        return self.waveforms.shape[0]
+
+    @property
+    def contaminants(self) -> torch.Tensor | None:
+        return None if self.targets is None else self.waveforms - self.targets
+
+    def subset(self, index: torch.Tensor | list[int] | slice) -> ClipSet:
+        """The clips at ``index`` (a slice, a list of positions or a boolean mask)."""
+        if isinstance(index, slice):
+            ids = self.sample_ids[index]
+        else:
+            index = torch.as_tensor(index)
+            if index.dtype == torch.bool:
+                index = index.nonzero().flatten()
+            ids = [self.sample_ids[i] for i in index.tolist()]
+        return replace(
+            self,
+            waveforms=self.waveforms[index],
+            labels=self.labels[index],
+            sample_ids=ids,
+            targets=None if self.targets is None else self.targets[index],
+            skips=list(self.skips),
+        )
+
+    def drop_silent(self, where: str = "") -> ClipSet:
+        """Remove silent (all-zero or non-finite) clips, recording each as a skip."""
+        finite = torch.isfinite(self.waveforms).all(dim=1)
+        peak = self.waveforms.nan_to_num(0.0).abs().amax(dim=1)
+        keep = finite & (peak > 0)
+        if bool(keep.all()):
+            return self
+        skips = [
+            Skip(sid, "non-finite samples" if not bool(finite[i]) else "silent clip", where)
+            for i, sid in enumerate(self.sample_ids)
+            if not bool(keep[i])
+        ]
+        out = self.subset(keep)
+        out.skips = list(self.skips) + skips
+        return out
+
+
+class Dataset(Component):
+    """A source of labelled clips with train / valid / test splits."""
+
+    kind: ClassVar[str] = "dataset"
+
+    def load(self, split: str, sample_rate: int) -> ClipSet:
+        """Load ``split`` resampled to ``sample_rate`` Hz (mono, equal-length clips)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        """What identifies the data for caching (parameters; real datasets add file stats)."""
+        return {"name": self.name, **self.params.model_dump()}

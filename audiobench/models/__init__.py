@@ -1,0 +1,1 @@
+"""Classifiers: the CNN14 family and its training."""

@@ -1,0 +1,100 @@
+"""The CNN14 family (PANNs layout) with configurable width and depth.
+
+Parameter names follow PANNs (``bn0``, ``conv_block{i}.conv1``, ``fc1``, ``fc_audioset``) so
+PANNs-format checkpoints map onto it. Every ReLU is its own ``nn.ReLU`` module (guided
+backpropagation overrides them), and block outputs are exposed for decoders (L-MAC, L2I).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from audiobench.component import Component, Params
+from audiobench.registry import MODELS
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 conv + batch-norm + ReLU layers, then average pooling."""
+
+    def __init__(self, in_channels: int, out_channels: int, pool: tuple[int, int]):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AvgPool2d(pool) if pool != (1, 1) else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        return self.pool(x)
+
+
+class Cnn14(nn.Module):
+    """Log-mel [B, 1, T, n_mels] -> class logits [B, n_classes]."""
+
+    def __init__(self, n_classes: int, n_mels: int = 80, width: int = 64, depth: int = 6, dropout: float = 0.2):
+        super().__init__()
+        self.n_classes, self.n_mels, self.width, self.depth = n_classes, n_mels, width, depth
+        self.bn0 = nn.BatchNorm2d(n_mels)
+        channels = [1] + [width * 2**i for i in range(depth)]
+        for i in range(depth):
+            pool = (2, 2) if i < depth - 1 else (1, 1)
+            self.add_module(f"conv_block{i + 1}", ConvBlock(channels[i], channels[i + 1], pool))
+        self.dropout = nn.Dropout(dropout)
+        self.fc1 = nn.Linear(channels[-1], channels[-1])
+        self.relu_fc = nn.ReLU()
+        self.fc_audioset = nn.Linear(channels[-1], n_classes)
+
+    @property
+    def blocks(self) -> list[ConvBlock]:
+        return [getattr(self, f"conv_block{i + 1}") for i in range(self.depth)]
+
+    def block(self, name: str | int) -> ConvBlock:
+        """A conv block by index (1-based, negative from the end), ``"last"`` or ``"conv_block3"``."""
+        if name == "last":
+            return self.blocks[-1]
+        if isinstance(name, str) and name.startswith("conv_block"):
+            name = int(name.removeprefix("conv_block"))
+        i = int(name)
+        return self.blocks[i - 1 if i > 0 else i]
+
+    def features(self, logmel: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every conv block, shallowest first."""
+        x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
+        outs = []
+        for blk in self.blocks:
+            x = blk(x)
+            outs.append(x)
+        return outs
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Last block output [B, C, T', F'] -> logits (PANNs pooling: mean over frequency, max+mean over time)."""
+        x = x.mean(dim=3)
+        x = x.amax(dim=2) + x.mean(dim=2)
+        x = self.relu_fc(self.fc1(self.dropout(x)))
+        return self.fc_audioset(self.dropout(x))
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(logmel)[-1])
+
+
+@MODELS.register("cnn14")
+class Cnn14Spec(Component):
+    """CNN14-family classifier (PANNs layout) on log-mel input; width and depth configurable."""
+
+    name = "cnn14"
+    display_name = "CNN14"
+
+    class Params(Params):
+        width: int = Field(64, ge=1, description="channels of the first block (PANNs: 64)")
+        depth: int = Field(6, ge=1, le=6, description="number of conv blocks (PANNs: 6)")
+        dropout: float = Field(0.2, ge=0, lt=1)
+
+    def build(self, n_classes: int, n_mels: int) -> Cnn14:
+        p = self.params
+        return Cnn14(n_classes, n_mels=n_mels, width=p.width, depth=p.depth, dropout=p.dropout)

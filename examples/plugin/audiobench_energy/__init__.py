@@ -1,0 +1,20 @@
+"""An example audiobench plugin: one explanation method, registered through an entry point."""
+
+from __future__ import annotations
+
+import torch
+from audiobench.methods import ExplainContext, Explainer, ExplainerParams
+from pydantic import Field
+
+
+class InputEnergy(Explainer):
+    """The representation's own energy as the map: a model-agnostic baseline."""
+
+    name, display_name = "energy", "Input energy"
+    needs_gradients = False
+
+    class Params(ExplainerParams):
+        power: float = Field(1.0, gt=0, description="exponent applied to the representation")
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        return x.clamp_min(0) ** self.params.power

@@ -1,0 +1,105 @@
+"""Class-activation maps on a conv block of the classifier: GradCAM, GradCAM++, Guided GradCAM.
+
+Maps are computed on the block's grid, upsampled to the classifier's (time, mel) input grid and,
+in the ``stft2mel`` domain, spread onto linear-frequency bins through the mel filterbank, so a
+map always lines up with the frequencies the classifier actually saw.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
+from captum import attr
+from pydantic import Field
+
+from audiobench.registry import METHODS
+
+
+class CamParams(ExplainerParams):
+    nonneg: Literal["abs", "relu", "none"] = "relu"
+    layer: str = Field("last", description="conv block: 'last', 'conv_block3', or a 1-based index")
+    interpolate: Literal["bilinear", "nearest"] = Field("bilinear", description="upsampling to the input grid")
+
+
+class _Cam(Explainer):
+    Params = CamParams
+
+    def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        """The class activation map on the block's grid, [B, 1, T', F']."""
+        raise NotImplementedError
+
+    def to_domain_grid(self, cam: torch.Tensor, x: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        n_mels = ctx.frontend.params.n_mels
+        mode = self.params.interpolate
+        up = torch.nn.functional.interpolate(
+            cam, size=(x.shape[2], n_mels), mode=mode, **({"align_corners": False} if mode == "bilinear" else {})
+        )
+        return ctx.domain.from_mel_grid(ctx.frontend, up)
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        return self.to_domain_grid(self.cam(x, target, ctx), x, ctx)
+
+
+@METHODS.register("gradcam")
+class GradCAM(_Cam):
+    """Gradient-weighted class activation map of a conv block (Selvaraju et al., 2017)."""
+
+    name, display_name = "gradcam", "GradCAM"
+
+    def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        layer = ctx.classifier.block(self.params.layer)
+        return attr.LayerGradCam(ctx.model, layer).attribute(x, target=target, relu_attributions=True)
+
+
+def gradcam_pp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """GradCAM++ channel weights (Chattopadhay et al., 2018, eq. 19 with the exponential score).
+
+    alpha_ij = g_ij^2 / (2 g_ij^2 + (sum_ab A_ab) g_ij^3);  w_k = sum_ij alpha_ij * relu(g_ij).
+    The activation sum is over the whole channel; g^3 is taken at (i, j), as in the paper and its
+    reference implementation. Shapes [B, C, H, W] -> [B, C, 1, 1].
+    """
+    g2, g3 = grads.pow(2), grads.pow(3)
+    denom = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+    return (alpha * grads.clamp_min(0)).sum(dim=(2, 3), keepdim=True)
+
+
+@METHODS.register("gradcam_pp")
+class GradCAMPlusPlus(_Cam):
+    """GradCAM++: higher-order gradient weighting of a conv block's activations (Chattopadhay et al., 2018)."""
+
+    name, display_name = "gradcam_pp", "GradCAM++"
+
+    def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        layer = ctx.classifier.block(self.params.layer)
+        store: dict[str, torch.Tensor] = {}
+        handle = layer.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
+        try:
+            with torch.enable_grad():
+                logits = ctx.model(x.detach().requires_grad_(True))
+                score = logits.gather(1, target.view(-1, 1)).sum()
+                grads = torch.autograd.grad(score, store["a"])[0]
+        finally:
+            handle.remove()
+        acts = store["a"].detach()
+        weights = gradcam_pp_weights(acts, grads)
+        return (weights * acts).sum(dim=1, keepdim=True).clamp_min(0)
+
+
+@METHODS.register("guided_gradcam")
+class GuidedGradCAM(_Cam):
+    """Guided backprop multiplied by the upsampled GradCAM map (Selvaraju et al., 2017)."""
+
+    name, display_name = "guided_gradcam", "Guided GradCAM"
+
+    class Params(CamParams):
+        nonneg: Literal["abs", "relu", "none"] = "abs"  # the guided-backprop factor is signed
+
+    def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        return GradCAM.cam(self, x, target, ctx)
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        guided = attr.GuidedBackprop(ctx.model).attribute(x, target=target)
+        return guided * super().attribute(x, target, ctx)

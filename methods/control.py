@@ -1,0 +1,19 @@
+"""Control methods: maps that carry no information about the model, to bound the metrics."""
+
+from __future__ import annotations
+
+import torch
+from audiobench.methods.base import ExplainContext, Explainer
+
+from audiobench.registry import METHODS
+
+
+@METHODS.register("random")
+class RandomMap(Explainer):
+    """Uniform random map, seeded per batch: the floor any real method should beat."""
+
+    name, display_name = "random", "Random"
+    needs_gradients = False
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        return torch.rand(x.shape, generator=ctx.generator(x.device), device=x.device, dtype=x.dtype)

@@ -1,0 +1,100 @@
+"""Gradient-family attributions through Captum: Saliency, SmoothGrad, IG, Guided Backprop, SHAP."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
+from captum import attr
+from pydantic import Field
+
+from audiobench.registry import METHODS
+
+
+@METHODS.register("saliency")
+class Saliency(Explainer):
+    """Vanilla gradient of the class score w.r.t. the representation (Simonyan et al., 2014)."""
+
+    name, display_name = "saliency", "Saliency"
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        return attr.Saliency(ctx.model).attribute(x, target=target, abs=False)
+
+
+@METHODS.register("smoothgrad")
+class SmoothGrad(Explainer):
+    """Gradients averaged over noisy copies of the input, noise drawn per copy (Smilkov et al., 2017)."""
+
+    name, display_name = "smoothgrad", "SmoothGrad"
+
+    class Params(ExplainerParams):
+        n_samples: int = Field(25, ge=1, description="noisy copies per clip")
+        stdev: float = Field(0.15, gt=0, description="noise standard deviation, in units of the representation")
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        p = self.params
+        chunk = max(1, min(p.n_samples, ctx.max_rows // x.shape[0]))
+        nt = attr.NoiseTunnel(attr.Saliency(ctx.model))
+        return nt.attribute(
+            x, nt_type="smoothgrad", nt_samples=p.n_samples, nt_samples_batch_size=chunk,
+            stdevs=p.stdev, target=target, abs=False,
+        )
+
+
+@METHODS.register("integrated_gradients")
+class IntegratedGradients(Explainer):
+    """Path integral of gradients from a zero baseline (Sundararajan et al., 2017)."""
+
+    name, display_name = "integrated_gradients", "IG"
+
+    class Params(ExplainerParams):
+        n_steps: int = Field(50, ge=2, description="integration steps")
+        method: str = Field("gausslegendre", pattern="^(gausslegendre|riemann_trapezoid|riemann_left|riemann_right|riemann_middle)$")
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        p = self.params
+        return attr.IntegratedGradients(ctx.model).attribute(
+            x, baselines=torch.zeros_like(x), target=target, n_steps=p.n_steps, method=p.method,
+            internal_batch_size=max(x.shape[0], ctx.max_rows),
+        )
+
+
+@METHODS.register("guided_backprop")
+class GuidedBackprop(Explainer):
+    """Gradients with negative signals stopped at every ReLU (Springenberg et al., 2015)."""
+
+    name, display_name = "guided_backprop", "Guided Backprop"
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        return attr.GuidedBackprop(ctx.model).attribute(x, target=target)
+
+
+@METHODS.register("shap")
+class GradientShap(Explainer):
+    """SHAP values by expected gradients from a zero baseline (Captum GradientShap; Lundberg & Lee, 2017)."""
+
+    name, display_name = "shap", "SHAP"
+
+    class Params(ExplainerParams):
+        n_samples: int = Field(20, ge=1, description="random points between baseline and input")
+        stdev: float = Field(0.09, ge=0, description="noise added to each sampled point")
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        p = self.params
+        explainer = attr.GradientShap(ctx.model, multiply_by_inputs=True)
+        # Captum expands every clip n_samples times at once; chunk the clips to bound the rows per pass.
+        step = max(1, ctx.max_rows // p.n_samples)
+        # Captum draws the path points from numpy's global RNG: seed it from torch's (which the runner
+        # seeds per batch) so SHAP is reproducible like every other method, and restore it afterwards.
+        state = np.random.get_state()
+        np.random.seed(int(torch.randint(0, 2**31 - 1, (1,))))
+        try:
+            return torch.cat([
+                explainer.attribute(
+                    x[i : i + step], baselines=torch.zeros_like(x[:1]), n_samples=p.n_samples, stdevs=p.stdev,
+                    target=target[i : i + step],
+                )
+                for i in range(0, x.shape[0], step)
+            ])
+        finally:
+            np.random.set_state(state)

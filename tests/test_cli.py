@@ -1,0 +1,66 @@
+"""The command line as a user meets it: help, list, validate, run, table, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from audiobench.cli import main
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audiobench", *args], capture_output=True, text=True, env=env)
+
+
+def test_help_explains_every_command() -> None:
+    out = cli("--help")
+    assert out.returncode == 0
+    for command in ("run", "validate", "list", "table"):
+        assert command in out.stdout
+    run_help = cli("run", "--help").stdout
+    for flag in ("--output", "--limit", "--device", "--overwrite"):
+        assert flag in run_help
+
+
+def test_list_prints_name_and_description(capsys) -> None:
+    for kind, name in [("methods", "integrated_gradients"), ("metrics", "fid_in"), ("datasets", "synth"),
+                       ("contaminations", "mixture"), ("domains", "stft2mel"), ("models", "cnn14")]:
+        assert main(["list", kind]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        row = next(line for line in lines if line.split()[0] == name)
+        assert len(row.split(None, 1)[1]) > 10  # a one-line description
+        assert all(len(line.split(None, 1)) == 2 for line in lines)
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path: Path, write_suite) -> None:
+    missing = cli("run", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"audiobench: error: suite file not found: {tmp_path / 'nope.yaml'}"
+
+    bad = write_suite({"methods": ["saliency", "integrated_gradient"]})
+    out = cli("run", str(bad))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"{bad}:14: unknown method 'integrated_gradient' (did you mean 'integrated_gradients'?)" \
+        or "unknown method 'integrated_gradient' (did you mean 'integrated_gradients'?)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+    no_run = cli("table", str(tmp_path))
+    assert no_run.returncode == 1 and "not a finished audiobench run" in no_run.stderr
+    assert len(no_run.stderr.strip().splitlines()) == 1
+
+
+def test_validate_ok(write_suite) -> None:
+    out = cli("validate", str(write_suite()))
+    assert out.returncode == 0
+    assert "ok (16 cells: 4 methods x 2 domains x 2 contaminations)" in out.stdout
+
+
+def test_run_then_table_in_every_format(write_suite, tmp_path: Path) -> None:
+    suite = write_suite({"methods": ["random"], "domains": ["mel"], "contaminations": ["none"]})
+    run_dir = tmp_path / "out"
+    assert main(["run", str(suite), "-o", str(run_dir), "--limit", "4", "-q"]) == 0
+    for fmt, marker in [("markdown", "| Mel"), ("latex", "\\begin{tabular}"), ("csv", "n\n")]:
+        out = cli("table", str(run_dir), "--format", fmt)
+        assert out.returncode == 0, out.stderr
+        assert marker in out.stdout or marker.strip() in out.stdout

@@ -1,0 +1,26 @@
+"""The suite documentation names every parameter of every built-in component."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audiobench.frontend import FrontendParams
+from audiobench.registry import REGISTRIES
+from audiobench.suite import TOP_LEVEL_KEYS, AudioParams, TableParams, TrainParams
+
+DOC = (Path(__file__).resolve().parent.parent / "suites" / "README.md").read_text()
+
+
+def test_every_key_and_parameter_is_documented() -> None:
+    keys = set(TOP_LEVEL_KEYS)
+    for params in (FrontendParams, TrainParams, TableParams, AudioParams):
+        keys |= set(params.model_fields)
+    for kind in ("methods", "datasets", "contaminations", "domains", "models", "metrics"):
+        for name in REGISTRIES[kind].builtin_names():
+            obj = REGISTRIES[kind].get(name)
+            assert f"`{name}`" in DOC, f"{kind} '{name}' is not documented"
+            params = getattr(obj, "Params", None)
+            if params is not None:
+                keys |= set(params.model_fields)
+    missing = sorted(k for k in keys if f"`{k}`" not in DOC)
+    assert not missing, f"undocumented keys: {missing}"

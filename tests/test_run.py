@@ -1,0 +1,228 @@
+"""End to end: a tiny suite runs, stores, resumes, re-renders and records bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from audiobench.errors import AudiobenchError
+from audiobench.runner import AUX_METRICS, run_suite
+from audiobench.store import COLUMNS, load_run
+from audiobench.tables import render_run
+
+METRICS = ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import yaml
+
+    from tests.conftest import TINY_SUITE  # noqa: F401  (the module-scoped run shares the session cache)
+
+    root = tmp_path_factory.mktemp("tiny")
+    suite = root / "tiny.yaml"
+    from tests.conftest import TINY_SUITE as suite_dict
+
+    suite.write_text(yaml.safe_dump(suite_dict, sort_keys=False))
+    run_suite(suite, root / "run", progress=False)
+    return root
+
+
+def test_run_writes_store_manifest_tables_and_audio(tiny_run: Path) -> None:
+    run = tiny_run / "run"
+    frame = load_run(run)
+    assert list(frame.columns) == COLUMNS
+    assert set(frame.metric) == set(METRICS) | set(AUX_METRICS)
+    assert set(frame.method) == {"saliency", "integrated_gradients", "gradcam", "random"}
+    assert set(frame.label) == {"Saliency", "IG", "GradCAM", "Random"}
+    assert set(frame.domain) == {"stft2mel", "mel"}
+    assert set(frame.contamination) == {"none", "mixture_3db"}
+    manifest = json.loads((run / "manifest.json").read_text())
+    # 3 classes x 10 clips, 20% test -> 6 clips: each metric of each cell has a row or a recorded skip per clip
+    counts = frame.groupby(["domain", "contamination", "method", "metric"]).size()
+    skipped = pd.Series(
+        [(c["domain"], c["contamination"], c["method"], s["reason"].split(":")[0]) for c in manifest["cells"] for s in c["skips"]],
+        dtype=object,
+    ).value_counts()
+    for key, n in counts.items():
+        assert n + skipped.get(key, 0) == 6, key
+    assert frame.value.notna().all()
+
+    for key in ("suite", "seed", "versions", "git", "classifier", "accuracy", "cells", "skips", "seconds"):
+        assert key in manifest
+    assert manifest["suite"]["methods"][1]["params"]["n_steps"] == 8  # hyper-parameters recorded
+    assert 0.0 <= manifest["accuracy"]["clean_test"] <= 1.0
+    assert manifest["classifier"]["selected_by"] in manifest["classifier"]["history"][0]  # a logged key
+    assert len(manifest["cells"]) == 16
+
+    tables = sorted(p.name for p in (run / "tables").iterdir())
+    assert tables == [f"main__synth__{c}.{ext}" for c in ("mixture_3db", "none") for ext in ("csv", "md", "tex")]
+    md = (run / "tables" / "main__synth__none.md").read_text()
+    assert "STFT→Mel" in md and "AI↑" in md and "COMP↓" in md and "accuracy" in md
+    assert "nan" not in md.lower()
+
+    # listenable interpretations for the stft2mel cells only, 2 per cell, input clips alongside
+    wavs = sorted((run / "audio").rglob("*.wav"))
+    assert len(wavs) == 2 * (4 + 1) * 2  # (4 methods + input) x 2 contaminations x 2 clips
+    audio, sr = sf.read(wavs[0])
+    assert sr == 16000 and audio.shape == (8000,)
+
+
+def test_metrics_recomputable_from_store(tiny_run: Path) -> None:
+    frame = load_run(tiny_run / "run")
+    wide = frame.pivot_table(index=["domain", "contamination", "method", "sample_id"], columns="metric", values="value")
+    ad = 100 * np.maximum(wide.p_orig - wide.p_in, 0) / wide.p_orig
+    np.testing.assert_allclose(wide.ad, ad, rtol=1e-5, atol=1e-4)
+    ai = 100 * (wide.p_in > wide.p_orig)
+    np.testing.assert_allclose(wide.ai, ai)
+    np.testing.assert_allclose(wide.fid_in, (wide.pred_in == wide.pred_orig).astype(float))
+    np.testing.assert_allclose(wide.ff, wide.p_orig - wide.p_out, atol=1e-6)
+
+
+def test_rerun_resumes_and_tables_are_identical(tiny_run: Path) -> None:
+    run = tiny_run / "run"
+    before = {p.name: p.read_text() for p in (run / "tables").iterdir()}
+    frame_before = load_run(run)
+    # drop one completed cell: only it is recomputed, with the same numbers
+    victim = sorted((run / "cells").glob("*.json"))[3]
+    victim.unlink()
+    result = run_suite(tiny_run / "tiny.yaml", run, progress=False)
+    resumed = [c["resumed"] for c in result.manifest["cells"]]
+    assert resumed.count(False) == 1 and resumed.count(True) == 15
+    after = {p.name: p.read_text() for p in (run / "tables").iterdir()}
+    assert after == before
+    pd.testing.assert_frame_equal(load_run(run), frame_before)
+
+
+def test_same_suite_and_seed_give_the_same_numbers(tiny_run: Path, tmp_path: Path) -> None:
+    run_suite(tiny_run / "tiny.yaml", tmp_path / "again", progress=False)
+    pd.testing.assert_frame_equal(load_run(tmp_path / "again"), load_run(tiny_run / "run"))
+
+
+def test_table_rerenders_from_store_only(tiny_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run / "run", copy)
+    shutil.rmtree(copy / "cells")  # nothing to recompute from
+    stored = (copy / "tables" / "main__synth__none.md").read_text()
+    shutil.rmtree(copy / "tables")
+    out = render_run(copy)
+    assert out["main__synth__none"] == stored
+    latex = render_run(copy, "latex", write=False)["main__synth__none"]
+    assert "\\toprule" in latex and "\\bottomrule" in latex
+
+
+def test_limit_evaluates_first_clips(write_suite, tmp_path: Path) -> None:
+    suite = write_suite({"methods": ["random"], "domains": ["mel"]})
+    run_suite(suite, tmp_path / "lim", limit=3, progress=False)
+    frame = load_run(tmp_path / "lim")
+    assert frame.groupby(["contamination", "metric"]).size().eq(3).all()
+
+
+PLUGIN = '''
+import torch
+from audiobench.methods import Explainer
+from audiobench.registry import METHODS
+
+
+@METHODS.register("broken_map")
+class BrokenMap(Explainer):
+    """A map that is NaN for the first clip of a batch and all zeros for the second."""
+
+    name = "broken_map"
+
+    def attribute(self, x, target, ctx):
+        out = torch.rand(x.shape, generator=ctx.generator(x.device))
+        out[0] = float("nan")
+        out[1] = 0.0
+        return out
+'''
+
+
+def test_nan_and_zero_maps_are_recorded_skips(write_suite, tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(PLUGIN)
+    suite = write_suite({"plugins": ["broken.py"], "methods": ["broken_map"], "domains": ["mel"],
+                         "contaminations": ["none"], "batch_size": 6})
+    result = run_suite(suite, tmp_path / "skips", progress=False)
+    reasons = {(s["sample_id"], s["reason"]) for s in result.manifest["skips"]}
+    frame = load_run(tmp_path / "skips")
+    ids = sorted(frame.sample_id.unique())
+    nan_id = next(sid for sid, r in reasons if "non-finite map" in r)
+    zero_skips = {r for sid, r in reasons if sid != nan_id}
+    assert zero_skips == {"sps: all-zero map: sparseness undefined", "comp: all-zero map: complexity undefined"}
+    assert nan_id not in ids  # skipped entirely
+    zero_id = next(sid for sid, r in reasons if sid != nan_id)
+    assert set(frame[frame.sample_id == zero_id].metric) == set(METRICS + list(AUX_METRICS)) - {"sps", "comp"}
+    assert frame.value.notna().all()
+    assert "nan" not in result.tables["main__synth__none"].lower()
+
+
+SILENT_DATASET = '''
+import torch
+from audiobench.data.base import ClipSet, Dataset
+from audiobench.registry import DATASETS
+
+
+@DATASETS.register("silent_some")
+class SilentSome(Dataset):
+    """Two classes of sines; the first test clip is silent."""
+
+    name = "silent_some"
+
+    def load(self, split, sample_rate):
+        n = 8
+        t = torch.arange(sample_rate // 2) / sample_rate
+        labels = torch.arange(n) % 2
+        wave = torch.stack([torch.sin(2 * torch.pi * (300 + 900 * int(c)) * t) for c in labels]) * 0.5
+        if split == "test":
+            wave[0] = 0.0
+        ids = [f"{split}-{i}" for i in range(n)]
+        return ClipSet(wave, labels, ids, ["low", "high"], sample_rate, targets=wave.clone())
+'''
+
+
+def test_silent_clip_is_a_recorded_skip(write_suite, tmp_path: Path) -> None:
+    (tmp_path / "silent.py").write_text(SILENT_DATASET)
+    suite = write_suite({"plugins": ["silent.py"], "dataset": "silent_some", "methods": ["random"],
+                         "domains": ["mel"], "contaminations": ["none"]})
+    result = run_suite(suite, tmp_path / "silent", progress=False)
+    assert {"where": "silent_some:test", "sample_id": "test-0", "reason": "silent clip"} in result.manifest["skips"]
+    assert "test-0" not in set(load_run(tmp_path / "silent").sample_id)
+
+
+EMPTY_DATASET = '''
+import torch
+from audiobench.data.base import ClipSet, Dataset
+from audiobench.registry import DATASETS
+
+
+@DATASETS.register("empty_set")
+class EmptySet(Dataset):
+    """No clips at all."""
+
+    name = "empty_set"
+
+    def load(self, split, sample_rate):
+        return ClipSet(torch.zeros(0, 100), torch.zeros(0, dtype=torch.long), [], ["a"], sample_rate)
+'''
+
+
+def test_empty_dataset_is_a_clear_error(write_suite, tmp_path: Path) -> None:
+    (tmp_path / "empty.py").write_text(EMPTY_DATASET)
+    suite = write_suite({"plugins": ["empty.py"], "dataset": "empty_set", "methods": ["random"]})
+    with pytest.raises(AudiobenchError, match="no usable clips in split 'train'"):
+        run_suite(suite, tmp_path / "empty", progress=False)
+
+
+def test_cuda_without_gpu_is_a_clear_error(write_suite, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():  # on a GPU machine the device is valid; check the CPU path instead
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(AudiobenchError, match="no CUDA device"):
+        run_suite(write_suite(), tmp_path / "cuda", device="cuda", progress=False)
