@@ -136,7 +136,7 @@ def _module(obj: Any) -> str | None:
 
 
 def _qualname(obj: Any) -> str:
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "name", None) or type(obj).__name__
+    name = getattr(obj, "qualname", None) or getattr(obj, "__qualname__", None) or type(obj).__name__
     return f"{_module(obj) or '?'}.{name}"
 
 

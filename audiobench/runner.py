@@ -10,6 +10,7 @@ import platform
 import re
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,8 @@ def evaluate_cell(
         target = logits_orig.argmax(dim=-1)
         ctx = ExplainContext(model=model, seed=_seed_of(cell.hash, b), max_rows=max(explain_rows(device), batch_size))
         torch.manual_seed(ctx.seed)
-        with torch.enable_grad():
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
             mask = explainer.explain(rep.x, target, ctx)
         finite = torch.isfinite(mask).flatten(1).all(dim=1)
         for i in (~finite).nonzero().flatten().tolist():

@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from captum import attr
 from pydantic import Field
 
+from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from audiobench.registry import METHODS
 
 
 class CamParams(ExplainerParams):
     nonneg: Literal["abs", "relu", "none"] = "relu"
-    layer: str = Field("last", description="conv block: 'last', 'conv_block3', or a 1-based index")
+    layer: str | int = Field("last", description="conv block: 'last', 'conv_block3', or a 1-based index")
     interpolate: Literal["bilinear", "nearest"] = Field("bilinear", description="upsampling to the input grid")
 
 

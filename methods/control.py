@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from audiobench.methods.base import ExplainContext, Explainer
 
+from audiobench.methods.base import ExplainContext, Explainer
 from audiobench.registry import METHODS
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from captum import attr
 from pydantic import Field
 
+from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from audiobench.registry import METHODS
 
 

@@ -8,7 +8,6 @@ from typing import Literal
 
 import torch
 
-from audiobench.errors import AudiobenchError
 from audiobench.registry import METRICS
 
 Needs = Literal["mask", "outputs", "model", "ground_truth"]
@@ -75,6 +74,11 @@ class Metric:
     def defined_in(self) -> str:
         return self.fn.__module__
 
+    @property
+    def qualname(self) -> str:
+        """The function's qualified name: two functions under one metric name are told apart by it."""
+        return self.fn.__qualname__
+
     def __call__(self, inputs: MetricInputs) -> torch.Tensor:
         return self.fn(inputs)
 
@@ -95,16 +99,6 @@ def register_metric(
     def deco(fn: Callable[[MetricInputs], torch.Tensor]) -> Metric:
         doc = (fn.__doc__ or "").strip().splitlines()
         metric = Metric(name, fn, display, higher_is_better, aggregation, needs, undefined, doc[0] if doc else "")
-        # The registry tells objects apart by module and name, and a Metric's name is the registered
-        # one, so a second function registered under the same name in the same module would silently
-        # replace the first; only a re-import of the same function may register it again.
-        existing = METRICS._items.get(name)
-        if isinstance(existing, Metric) and existing.defined_in == metric.defined_in:
-            if existing.fn.__qualname__ != fn.__qualname__:
-                where = metric.defined_in
-                raise AudiobenchError(
-                    f"duplicate metric name '{name}': {where}.{existing.fn.__qualname__} and {where}.{fn.__qualname__}"
-                )
         METRICS.add(name, metric)
         return metric
 

@@ -11,6 +11,7 @@ An all-zero mask has no defined sparseness or complexity (Quantus refuses it): N
 from __future__ import annotations
 
 import torch
+
 from audiobench.metrics.base import MetricInputs, register_metric
 
 _GINI_EPS = 1e-7  # Quantus adds this to every attribution before the Gini index

@@ -9,6 +9,7 @@ Fid-In = [argmax p(MX) = c]. Probabilities are computed once (no second softmax)
 from __future__ import annotations
 
 import torch
+
 from audiobench.metrics.base import MetricInputs, register_metric
 
 

@@ -100,7 +100,8 @@ class Mixture(Contamination):
             candidates = np.flatnonzero(pool_labels != label)
             if candidates.size == 0:
                 raise AudiobenchError("mixture contamination needs clips of at least two classes")
-            out.append(int(candidates[sample_rng(seed, self.key(), sid).integers(candidates.size)]))
+            # salted by the name, not the SNR: a sweep over SNRs mixes the same clip pairs
+            out.append(int(candidates[sample_rng(seed, self.name, sid).integers(candidates.size)]))
         return torch.tensor(out, dtype=torch.long)
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
@@ -129,7 +130,7 @@ class WhiteNoise(Contamination):
         if len(clips) == 0:
             return clips
         length = clips.waveforms.shape[1]
-        noise = np.stack([sample_rng(seed, self.key(), sid).standard_normal(length) for sid in clips.sample_ids])
+        noise = np.stack([sample_rng(seed, self.name, sid).standard_normal(length) for sid in clips.sample_ids])
         out = clips.subset(slice(None))
         out.waveforms = mix_at_snr(clips.waveforms, torch.from_numpy(noise).to(clips.waveforms), self.params.snr_db)
         return peak_normalise(out)

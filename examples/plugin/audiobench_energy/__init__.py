@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from audiobench.methods import ExplainContext, Explainer, ExplainerParams
 from pydantic import Field
+
+from audiobench.methods import ExplainContext, Explainer, ExplainerParams
 
 
 class InputEnergy(Explainer):
