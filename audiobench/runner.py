@@ -28,7 +28,7 @@ from audiobench.data.base import ClipSet, Skip
 from audiobench.domains import Domain
 from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
-from audiobench.methods.base import DomainModel, ExplainContext, Explainer
+from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
 from audiobench.metrics.base import Metric, compute_inputs
 from audiobench.models.training import train_classifier
 from audiobench.registry import METRICS
@@ -276,6 +276,17 @@ def run_suite(
         domain: Domain = cell.domain.build()
         model = DomainModel(classifier, domain, frontend).eval()
         t0 = time.perf_counter()
+        fit_info = {}
+        if explainer.trainable:
+            fit_info = explainer.fit(FitContext(
+                model=model, train=splits["train"], valid=splits["valid"],
+                augment=[c.build() for c in suite.contaminations if c.name != "none"], seed=suite.seed,
+                device=dev, identity={"classifier": trained.info["hash"], "data": common["dataset"],
+                                      "domain": cell.domain.resolved(), "frontend": common["frontend"]},
+                log_dir=store.root / "logs" / slug(cell.method.label or cell.method.name) / cell.domain.name,
+                progress=progress, max_rows=explain_rows(dev),
+            ))
+        t_fit = time.perf_counter() - t0
         audio_dir = store.root / "audio" / ckey / slug(cell.method.label or cell.method.name)
         arrays, ids, skips = evaluate_cell(
             cell, explainer, model, clips, metrics, suite.batch_size, dev,
@@ -288,7 +299,8 @@ def run_suite(
         meta = {
             "id": cell.id, "hash": cell.hash, "domain": cell.domain.name, "contamination": ckey,
             "method": cell.method.name, "label": cell.method.label, "params": cell.method.resolved().get("params", {}),
-            "n": len(clips), "seconds": round(seconds, 3), "seconds_per_clip": round(seconds / max(1, len(clips)), 5),
+            "n": len(clips), "seconds": round(seconds, 3), "fit_seconds": round(t_fit, 3),
+            "seconds_per_clip": round((seconds - t_fit) / max(1, len(clips)), 5), "fit": fit_info,
             "skips": [s.as_dict() for s in skips],
         }
         store.write_cell(cell.id, _long_frame(cell, names, arrays, ids), meta)

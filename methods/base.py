@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
+from audiobench.cache import cache_dir, stable_hash
 from audiobench.component import Component, Params
+from audiobench.data.base import ClipSet
 from audiobench.domains import Domain
 from audiobench.frontend import Frontend
 
@@ -51,6 +54,36 @@ class ExplainContext:
         return torch.Generator(device=device).manual_seed(self.seed)
 
 
+@dataclass
+class FitContext:
+    """What a trainable method may use to train; ``fit`` is called once per (method, domain) of a run.
+
+    ``train`` / ``valid`` are the dataset's clean splits; ``augment`` holds the suite's
+    contaminations other than ``none``, for methods trained with the evaluated conditions as
+    augmentation. Results are cached under :meth:`cache_path` by :meth:`cache_key`, which covers the
+    classifier, the data, the domain, the front end and the seed; the method adds its parameters.
+    """
+
+    model: DomainModel
+    train: ClipSet
+    valid: ClipSet
+    augment: list[Any]
+    seed: int
+    device: torch.device
+    identity: dict[str, Any]  # classifier hash, data fingerprint, domain, front end
+    log_dir: Path
+    progress: bool = True
+    max_rows: int = 64
+
+    def cache_key(self, method: str, params: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+        return stable_hash({"method": method, "params": params, "seed": self.seed, **self.identity, **(extra or {})})
+
+    def cache_path(self, method: str, key: str, suffix: str = ".pt") -> Path:
+        folder = cache_dir() / "methods" / method
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{key}{suffix}"
+
+
 class ExplainerParams(Params):
     """Parameters every method has: how its raw map becomes a mask."""
 
@@ -88,8 +121,13 @@ class Explainer(Component):
     trainable: ClassVar[bool] = False
     domains: ClassVar[tuple[str, ...] | None] = None  # None: every domain
 
-    def fit(self, ctx: Any) -> None:  # pragma: no cover - trainable methods override
-        """Train whatever the method needs (decoders, dictionaries); a no-op for post-hoc maps."""
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        """Train (or load from the cache) what the method needs; returns what the manifest records.
+
+        Post-hoc methods need nothing. Trainable ones (``trainable = True``) cache their result by
+        ``ctx.cache_key(self.name, params)`` and report e.g. the key, epochs and the selection metric.
+        """
+        return {}
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         raise NotImplementedError

@@ -226,3 +226,52 @@ def test_cuda_without_gpu_is_a_clear_error(write_suite, tmp_path: Path) -> None:
         pytest.skip("a CUDA device is present")
     with pytest.raises(AudiobenchError, match="no CUDA device"):
         run_suite(write_suite(), tmp_path / "cuda", device="cuda", progress=False)
+
+
+TRAINABLE = '''
+import json
+import torch
+from audiobench.methods import Explainer
+from audiobench.registry import METHODS
+
+CALLS = []
+
+
+@METHODS.register("mean_map")
+class MeanMap(Explainer):
+    """A trainable toy: learns the mean training representation and uses it as the map."""
+
+    name = "mean_map"
+    trainable = True
+
+    def fit(self, ctx):
+        key = ctx.cache_key(self.name, self.params.model_dump())
+        path = ctx.cache_path(self.name, key)
+        CALLS.append((ctx.model.domain.name, path.exists()))
+        if not path.exists():
+            with torch.no_grad():
+                x = ctx.model.domain.represent(ctx.model.frontend, ctx.train.waveforms.to(ctx.device)).x
+            torch.save(x.mean(0), path)
+            ctx.log_dir.mkdir(parents=True, exist_ok=True)
+            (ctx.log_dir / "fit.json").write_text(json.dumps({"n": len(ctx.train)}))
+        self.mean = torch.load(path, weights_only=True)
+        return {"key": key, "n_train": len(ctx.train), "augment": [c.key() for c in ctx.augment]}
+
+    def attribute(self, x, target, ctx):
+        return self.mean.expand_as(x).clone()
+'''
+
+
+def test_trainable_methods_fit_once_per_domain_and_cache(write_suite, tmp_path: Path) -> None:
+    import sys
+
+    (tmp_path / "trainable.py").write_text(TRAINABLE)
+    suite = write_suite({"plugins": ["trainable.py"], "methods": ["mean_map"]})
+    result = run_suite(suite, tmp_path / "fit", progress=False)
+    module = next(m for name, m in sys.modules.items() if name.startswith("audiobench_plugin_") and hasattr(m, "CALLS"))
+    # one fit per (domain, contamination) cell, trained once per domain and loaded from the cache after
+    assert sorted(module.CALLS) == [("mel", False), ("mel", True), ("stft2mel", False), ("stft2mel", True)]
+    fits = [c["fit"] for c in result.manifest["cells"]]
+    assert all(f["n_train"] == 18 and f["augment"] == ["mixture_3db"] for f in fits)
+    assert len({f["key"] for f in fits}) == 2  # the key depends on the domain
+    assert (tmp_path / "fit" / "logs" / "mean-map" / "mel" / "fit.json").exists()
