@@ -34,22 +34,45 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="discard stored cells and recompute everything")
     r.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"], help="format printed at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_set(r)
 
     v = sub.add_parser("validate", help="check a suite without running it", description=(
         "Check names, types, paths and combinations of SUITE. Each problem is printed as "
         "file:line: message; the exit status is 1 if there is any."))
     v.add_argument("suite", metavar="SUITE")
+    _add_set(v)
+
+    tr = sub.add_parser("train", help="train the suite's classifier and write a checkpoint", description=(
+        "Train (or, with model.checkpoint set, fine-tune) the suite's classifier on its dataset's train "
+        "split, selecting the epoch by valid accuracy (ESC-50: folds 1-3 and 4, as the L-MAC paper), and "
+        "write it in the PANNs key layout with a JSON of its accuracies next to it. Evaluate it with "
+        "`audiobench run SUITE --set model.checkpoint=PATH`."))
+    tr.add_argument("suite", metavar="SUITE")
+    tr.add_argument("-o", "--output", metavar="PATH", help="checkpoint file (default: results/<suite name>/classifier/cnn14.pt)")
+    tr.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_set(tr)
 
     ls = sub.add_parser("list", help="list registered components", description=(
         "Print one name per line with a one-line description, including plugins."))
     ls.add_argument("kind", choices=LIST_KINDS)
+    ls.add_argument("-v", "--verbose", action="store_true", help="also each dataset's URL, citation and licence")
 
     t = sub.add_parser("table", help="re-render the tables of a finished run", description=(
         "Render the tables of RUN_DIR from its stored results only (per_sample.parquet and "
         "manifest.json); nothing is recomputed. Also rewrites RUN_DIR/tables/."))
     t.add_argument("run_dir", metavar="RUN_DIR")
     t.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"])
+    t.add_argument("--compare", metavar="REF:TABLE", help=(
+        "print the published numbers beside ours for the same rows, e.g. lmac_icml2024:2 (L-MAC Table 2); "
+        "blocks of multi-block tables are chosen with :column=value,... (see audiobench/reference/README.md)"))
     return p
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=(
+        "set a suite key before validation, e.g. --set dataset.root=/data/ESC-50 --set model.checkpoint=w.pt "
+        "(dotted keys, list indices as numbers, values read as YAML; repeatable)"))
 
 
 def _describe(kind: str, obj: object) -> str:
@@ -80,14 +103,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         for name, obj in REGISTRIES[args.kind].items():
             print(f"{name:<22} {_describe(args.kind, obj)}")
+            if args.verbose and hasattr(obj, "details"):
+                for line in obj.details():
+                    print(f"{'':<22}   {line}")
         return 0
     if args.command == "validate":
         from audiobench.suite import load_suite
 
-        suite = load_suite(args.suite)
+        suite = load_suite(args.suite, args.overrides)
         n = len(suite.domains) * len(suite.contaminations) * len(suite.methods)
         print(f"{args.suite}: ok ({n} cells: {len(suite.methods)} methods x {len(suite.domains)} domains "
               f"x {len(suite.contaminations)} contaminations)")
+        return 0
+    if args.command == "table" and args.compare:
+        from audiobench.compare import render_comparison
+
+        for text in render_comparison(args.run_dir, args.compare, args.format).values():
+            print(text)
         return 0
     if args.command == "table":
         from audiobench.tables import render_run
@@ -101,11 +133,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.limit is not None and args.limit < 1:
             raise AudiobenchError("--limit must be at least 1")
-        result = run_suite(args.suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet)
+        from audiobench.suite import load_suite
+
+        suite = load_suite(args.suite, args.overrides) if args.overrides else args.suite
+        result = run_suite(suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet)
         for text in render_run(result.run_dir, args.format, write=False).values():
             print(text)
             print()
         print(f"results in {result.run_dir}/ (tables/, per_sample.parquet, manifest.json)", file=sys.stderr)
+        return 0
+    if args.command == "train":
+        from audiobench.suite import load_suite
+        from audiobench.train import train_suite
+
+        path, info = train_suite(load_suite(args.suite, args.overrides), args.output, args.device, progress=not args.quiet)
+        acc = ", ".join(f"{k} {100 * v:.1f}%" for k, v in info["accuracy"].items())
+        print(f"checkpoint: {path} ({acc}; best epoch {info['best_epoch']})")
+        print(f"accuracy and training history: {path.with_suffix('.json')}")
+        print(f"evaluate it: audiobench run {args.suite} --set model.checkpoint={path}")
         return 0
     raise AssertionError(args.command)
 

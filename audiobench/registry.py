@@ -167,17 +167,27 @@ _BUILTINS = {
         "gradcam_pp": "audiobench.methods.cam:GradCAMPlusPlus",
         "guided_gradcam": "audiobench.methods.cam:GuidedGradCAM",
         "random": "audiobench.methods.control:RandomMap",
+        "lmac": "audiobench.methods.lmac:LMAC",
+        "l2i": "audiobench.methods.l2i:L2I",
     },
     METRICS: {
         name: "audiobench.metrics.faithfulness:" + name
         for name in ("ai", "ad", "ag", "ff", "fid_in")
     }
-    | {name: "audiobench.metrics.complexity:" + name for name in ("sps", "comp", "mm")},
-    DATASETS: {"synth": "audiobench.data.synth:SynthDataset"},
+    | {name: "audiobench.metrics.complexity:" + name for name in ("sps", "comp", "mm")}
+    | {name: "audiobench.metrics.l2i:" + name
+       for name in ("fidelity_top1", "fidelity_top5", "ff_l2i", "ff_l2i_random", "n_components")},
+    DATASETS: {
+        "synth": "audiobench.data.synth:SynthDataset",
+        "esc50": "audiobench.data.esc50:ESC50",
+        "urbansound8k": "audiobench.data.esc50:UrbanSound8K",
+        "audio_folder": "audiobench.data.audio_folder:AudioFolder",
+    },
     CONTAMINATIONS: {
         "none": "audiobench.data.contaminations:NoContamination",
         "mixture": "audiobench.data.contaminations:Mixture",
         "white_noise": "audiobench.data.contaminations:WhiteNoise",
+        "noise_folder": "audiobench.data.noise_folder:NoiseFolder",
     },
     DOMAINS: {
         "stft2mel": "audiobench.domains:Stft2Mel",

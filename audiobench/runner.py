@@ -30,7 +30,7 @@ from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
 from audiobench.metrics.base import Metric, compute_inputs
-from audiobench.models.training import train_classifier
+from audiobench.models.training import get_classifier
 from audiobench.registry import METRICS
 from audiobench.store import COLUMNS, RunStore
 from audiobench.suite import ComponentSpec, Suite, load_suite
@@ -161,8 +161,11 @@ def evaluate_cell(
         if len(keep) == 0:
             continue
         kept_ids = [ids[i] for i in keep.tolist()]
-        inputs = compute_inputs(model, rep.x[keep], mask[keep], logits_orig[keep])
+        rows = rep.x.shape[0]  # per-sample extras the explainer left (batch first), kept rows only
+        extras = {k: v[keep] for k, v in ctx.extras.items() if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == rows}
+        inputs = compute_inputs(model, rep.x[keep], mask[keep], logits_orig[keep], extras=extras)
         per = {m.name: m(inputs) for m in metrics}
+        per = {name: v for name, v in per.items() if v is not None}  # None: not applicable, no rows
         per.update(
             p_orig=inputs.p_orig, p_in=inputs.p_in, p_out=inputs.p_out, pred_orig=inputs.pred,
             pred_in=inputs.pred_in, y_true=clips.labels[start:stop][keep.cpu()],
@@ -243,8 +246,8 @@ def run_suite(
             raise AudiobenchError(f"dataset '{suite.dataset.name}' has no usable clips in split '{split}'")
         splits[split] = clips
 
-    trained = train_classifier(
-        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress
+    trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
+        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split
     )
     classifier = trained.model.eval().requires_grad_(False)
     evaluated = splits[suite.split]
@@ -270,7 +273,9 @@ def run_suite(
             cell_meta.append({**store.read_cell(cell.id)[1], "resumed": True})
             continue
         if ckey not in conditions:
-            conditions[ckey] = cell.contamination.build().apply(evaluated, splits[suite.split], suite.seed)
+            contamination = cell.contamination.build()
+            pool = contamination.pool(dataset, splits, suite.split, sr)  # mixture partners: a split, or folds
+            conditions[ckey] = contamination.apply(evaluated, pool, suite.seed)
         clips = conditions[ckey]
         explainer: Explainer = cell.method.build()
         domain: Domain = cell.domain.build()

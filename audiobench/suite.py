@@ -6,8 +6,12 @@ commented example.
 
 from __future__ import annotations
 
+import copy
+import os
 import re
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,9 @@ class TrainParams(Params):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(32, ge=1)
     mixture_prob: float = Field(0.0, ge=0, le=1, description="share of training clips mixed with another class")
+    mask_augment: float = Field(
+        0.0, ge=0, lt=1, description="SpecAugment-style: drop up to this share of frames and mel bands per clip"
+    )
     mixture_snr_db: tuple[float, float] = Field((0.0, 10.0), description="SNR range of those mixtures (uniform)")
 
 
@@ -171,8 +178,9 @@ def _line_map(node: yaml.Node, path: Path_ = ()) -> Iterator[tuple[Path_, int]]:
 
 
 class _Errors:
-    def __init__(self, file: str, lines: dict[Path_, int]):
+    def __init__(self, file: str, lines: dict[Path_, int], overridden: set[Path_] | None = None):
         self.file, self.lines, self.items = file, lines, []
+        self.overridden = overridden or set()
 
     def line(self, path: Path_) -> int | None:
         for end in range(len(path), -1, -1):
@@ -181,6 +189,8 @@ class _Errors:
         return None
 
     def add(self, path: Path_, message: str) -> None:
+        if any(path[: len(o)] == o for o in self.overridden):
+            message += " (set with --set)"
         self.items.append(SuiteError(message, self.file, self.line(path)))
 
     def add_validation(self, path: Path_, exc: ValidationError) -> None:
@@ -273,9 +283,14 @@ def _as_list(raw: Any, key: str, errors: _Errors, default: list[Any]) -> list[An
     return raw
 
 
+def _default_label(spec: ComponentSpec) -> str:
+    obj = spec.build()
+    return obj.row_label() if hasattr(obj, "row_label") else obj.label()
+
+
 def _method_labels(methods: list[ComponentSpec], errors: _Errors, path: Path_) -> None:
     """Fill default row labels; rows sharing a display name get their parameters appended."""
-    defaults = [m.label or m.cls().label() for m in methods]
+    defaults = [m.label or _default_label(m) for m in methods]
     for i, m in enumerate(methods):
         if m.label:
             continue
@@ -292,10 +307,16 @@ def _method_labels(methods: list[ComponentSpec], errors: _Errors, path: Path_) -
         seen[m.label] = i
 
 
-def parse_suite(data: Any, lines: dict[Path_, int] | None = None, file: Path | None = None) -> Suite:
-    """Validate a parsed suite; raises :class:`SuiteErrors` listing every problem found."""
+def parse_suite(
+    data: Any, lines: dict[Path_, int] | None = None, file: Path | None = None, overridden: set[Path_] | None = None
+) -> Suite:
+    """Validate a parsed suite; raises :class:`SuiteErrors` listing every problem found.
+
+    ``overridden``: key paths set from the command line (``--set``); their relative paths are
+    relative to the working directory instead of the suite file.
+    """
     fname = str(file) if file else "<suite>"
-    errors = _Errors(fname, lines or {})
+    errors = _Errors(fname, lines or {}, overridden)
     if not isinstance(data, dict):
         raise SuiteErrors([SuiteError("a suite must be a mapping of keys", fname, 1)])
     for key in data:
@@ -404,6 +425,9 @@ def parse_suite(data: Any, lines: dict[Path_, int] | None = None, file: Path | N
             if allowed is not None and d.name not in allowed:
                 errors.add(("methods", i), f"method '{m.name}' does not support domain '{d.name}' (supports: {', '.join(allowed)})")
 
+    _resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods)
+    _check_on_disk(errors, dataset, model, contaminations)
+
     if errors.items:
         raise SuiteErrors(errors.items)
     assert top is not None and dataset is not None and model is not None
@@ -423,8 +447,124 @@ class SuiteErrors(AudiobenchError):
         super().__init__("\n".join(e.located() for e in errors))
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file."""
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
+    """Read and validate a suite file; ``overrides`` are ``KEY.SUB=VALUE`` settings (``--set``)."""
     path = Path(path)
     data, lines = load_yaml(path)
-    return parse_suite(data, lines, path)
+    data, touched = apply_overrides(data, overrides)
+    return parse_suite(data, lines, path, touched)
+
+
+# ---------------------------------------------------------------------------------------------
+# command-line overrides, paths, data on disk
+
+
+def apply_overrides(data: Any, overrides: Sequence[str]) -> tuple[Any, set[Path_]]:
+    """Set ``dotted.key=value`` pairs in the parsed YAML (values read as YAML) before validation.
+
+    Keys walk mappings by name and lists by index (``methods.1.n_steps=20``); a component written
+    as a name (``dataset: esc50``) becomes ``{name: esc50}`` so its parameters can be set. A
+    top-level key the format does not have, a list index out of range, or a key under a plain
+    value is an error. Returns the new data and the key paths that were set.
+    """
+    if not overrides:
+        return data, set()
+    if not isinstance(data, dict):
+        raise AudiobenchError("--set needs a suite that is a mapping of keys")
+    data = copy.deepcopy(data)
+    touched: set[Path_] = set()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = [p.strip() for p in key.strip().split(".")] if key.strip() else []
+        if not sep or not parts or not all(parts):
+            raise AudiobenchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set dataset.root=/data/ESC-50")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise AudiobenchError(f"--set {key}: cannot read {raw!r} as a YAML value (quote it)") from None
+        if parts[0] not in TOP_LEVEL_KEYS:
+            raise AudiobenchError(f"--set {key}: unknown key '{parts[0]}'{did_you_mean(parts[0], TOP_LEVEL_KEYS)}")
+        node: Any = data
+        path: list[Any] = []
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(map(str, path)) or "the suite"
+            if isinstance(node, list):
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+                    raise AudiobenchError(f"--set {key}: '{where}' is a list of {len(node)}; '{part}' is not an index in it")
+                idx: Any = int(part) % len(node)
+            elif isinstance(node, dict):
+                idx = part
+            else:
+                raise AudiobenchError(f"--set {key}: '{where}' is a value ({node!r}), not a mapping")
+            path.append(idx)
+            if last:
+                node[idx] = value
+                break
+            child = node[idx] if isinstance(node, list) or idx in node else None
+            if isinstance(child, str) and _is_component(path):  # a name (or shorthand): make it a mapping
+                m = _SHORTHAND.match(child)
+                try:
+                    params = yaml.safe_load(m.group(2)) if m and m.group(2) else {}
+                except yaml.YAMLError:
+                    params = None
+                if not isinstance(params, dict):
+                    raise AudiobenchError(f"--set {key}: cannot read the entry {child!r} at '{'.'.join(map(str, path))}'")
+                child = {"name": m.group(1) if m else child, **params}
+            elif child is None:
+                child = {}
+            node[idx] = child
+            node = child
+        touched.add(tuple(path))
+    return data, touched
+
+
+def _is_component(path: list[Any]) -> bool:
+    """Whether the key path names a component entry (``dataset``, ``model``, ``methods.2``, ...)."""
+    return tuple(path) in (("dataset",), ("model",)) or (
+        len(path) == 2 and path[0] in ("domains", "contaminations", "methods") and isinstance(path[1], int)
+    )
+
+
+def _is_path_field(annotation: Any) -> bool:
+    if annotation is Path:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return Path in typing.get_args(annotation)
+    return False
+
+
+def _resolve_paths(base: Path, overridden: set[Path_], **groups: Any) -> None:
+    """Make relative path parameters absolute: relative to the suite file (to the working directory if set by --set)."""
+    for key, specs in groups.items():
+        for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
+            if spec is None:
+                continue
+            fields = getattr(spec.cls(), "Params", None)
+            for name, info in (getattr(fields, "model_fields", None) or {}).items():
+                value = spec.params.get(name)
+                if not _is_path_field(info.annotation) or not isinstance(value, str) or not value:
+                    continue
+                p = Path(value).expanduser()
+                if not p.is_absolute():
+                    entry = (key, i, name) if isinstance(specs, list) else (key, name)
+                    p = (Path.cwd() if entry in overridden else base) / p
+                spec.params[name] = os.path.normpath(p.absolute())
+
+
+def _check_on_disk(errors: _Errors, dataset: Any, model: Any, contaminations: list[ComponentSpec]) -> None:
+    """Paths the run needs (dataset files, checkpoint, noise folders): each problem at its entry's line."""
+    data = None
+    if dataset is not None:
+        data = dataset.build()
+        problems = data.check() if hasattr(data, "check") else []
+        errors.items += [SuiteError(p, errors.file, dataset.line) for p in problems]
+        if problems:
+            data = None
+    if model is not None:
+        built = model.build()
+        errors.items += [SuiteError(p, errors.file, model.line) for p in (built.check() if hasattr(built, "check") else [])]
+    for c in contaminations:
+        built = c.build()
+        problems = built.check(data) if hasattr(built, "check") else []
+        errors.items += [SuiteError(f"contaminations: {p}", errors.file, c.line) for p in problems]

@@ -121,6 +121,10 @@ class Explainer(Component):
     trainable: ClassVar[bool] = False
     domains: ClassVar[tuple[str, ...] | None] = None  # None: every domain
 
+    def row_label(self) -> str:
+        """The table row's default label for these parameters (a suite's ``label:`` overrides it)."""
+        return self.label()
+
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         """Train (or load from the cache) what the method needs; returns what the manifest records.
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 
@@ -18,7 +18,9 @@ class MetricInputs:
     """Everything the metrics of one batch share, each forward pass computed once.
 
     ``probs_*`` are softmax probabilities of p(X), p(M*X) and p((1-M)*X); ``pred`` is the class
-    c = argmax p(X) every metric refers to (the decision being explained).
+    c = argmax p(X) every metric refers to (the decision being explained). ``extras`` holds the
+    per-sample tensors an explainer left in ``ExplainContext.extras`` (batch first, only the kept
+    rows); a metric that needs an absent extra returns ``None`` and the engine writes no rows for it.
     """
 
     x: torch.Tensor  # [B, 1, T, F] representation on the domain's grid
@@ -27,6 +29,7 @@ class MetricInputs:
     logits_in: torch.Tensor
     logits_out: torch.Tensor
     labels: torch.Tensor | None = None  # [B] ground-truth classes where known
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.probs_orig = self.logits_orig.softmax(dim=-1)
@@ -47,6 +50,7 @@ def compute_inputs(
     mask: torch.Tensor,
     logits_orig: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
+    extras: dict[str, Any] | None = None,
 ) -> MetricInputs:
     """Run the masked-in and masked-out forward passes in one batch (and p(X) unless given)."""
     b = x.shape[0]
@@ -54,7 +58,7 @@ def compute_inputs(
     logits = forward(torch.cat(parts))
     if logits_orig is None:
         logits_orig = logits[2 * b :]
-    return MetricInputs(x, mask, logits_orig, logits[:b], logits[b : 2 * b], labels)
+    return MetricInputs(x, mask, logits_orig, logits[:b], logits[b : 2 * b], labels, extras or {})
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class Metric:
     """A registered metric: per-sample values plus how tables treat them."""
 
     name: str
-    fn: Callable[[MetricInputs], torch.Tensor]
+    fn: Callable[[MetricInputs], torch.Tensor | None]  # None: not applicable to this batch (no rows)
     display: str
     higher_is_better: bool | None
     aggregation: Literal["mean", "median"] = "mean"
@@ -79,7 +83,7 @@ class Metric:
         """The function's qualified name: two functions under one metric name are told apart by it."""
         return self.fn.__qualname__
 
-    def __call__(self, inputs: MetricInputs) -> torch.Tensor:
+    def __call__(self, inputs: MetricInputs) -> torch.Tensor | None:
         return self.fn(inputs)
 
     def info(self) -> dict:
@@ -93,10 +97,10 @@ def register_metric(
     aggregation: Literal["mean", "median"] = "mean",
     needs: tuple[Needs, ...] = ("outputs",),
     undefined: str = "",
-) -> Callable[[Callable[[MetricInputs], torch.Tensor]], Metric]:
+) -> Callable[[Callable[[MetricInputs], torch.Tensor | None]], Metric]:
     """Decorator registering a per-sample metric function under ``name`` with its direction."""
 
-    def deco(fn: Callable[[MetricInputs], torch.Tensor]) -> Metric:
+    def deco(fn: Callable[[MetricInputs], torch.Tensor | None]) -> Metric:
         doc = (fn.__doc__ or "").strip().splitlines()
         metric = Metric(name, fn, display, higher_is_better, aggregation, needs, undefined, doc[0] if doc else "")
         METRICS.add(name, metric)

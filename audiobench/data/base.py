@@ -40,16 +40,24 @@ class ClipSet:
     sample_rate: int
     targets: torch.Tensor | None = None  # [N, L]; None where the dataset has no ground truth
     skips: list[Skip] = field(default_factory=list)
+    clean: torch.Tensor | None = None  # [N, L] the clip before contamination, scaled like waveforms
 
     def __post_init__(self) -> None:
         n = self.waveforms.shape[0]
         if self.labels.shape[0] != n or len(self.sample_ids) != n:
             raise ValueError("waveforms, labels and sample_ids must have the same length")
-        if self.targets is not None and self.targets.shape != self.waveforms.shape:
-            raise ValueError("targets must have the shape of waveforms")
+        for name in ("targets", "clean"):
+            extra = getattr(self, name)
+            if extra is not None and extra.shape != self.waveforms.shape:
+                raise ValueError(f"{name} must have the shape of waveforms")
 
     def __len__(self) -> int:
         return self.waveforms.shape[0]
+
+    @property
+    def uncontaminated(self) -> torch.Tensor:
+        """The clip as it was before any contamination (the clip itself when none was applied)."""
+        return self.waveforms if self.clean is None else self.clean
 
     @property
     def contaminants(self) -> torch.Tensor | None:
@@ -71,6 +79,7 @@ class ClipSet:
             sample_ids=ids,
             targets=None if self.targets is None else self.targets[index],
             skips=list(self.skips),
+            clean=None if self.clean is None else self.clean[index],
         )
 
     def drop_silent(self, where: str = "") -> ClipSet:
@@ -102,3 +111,7 @@ class Dataset(Component):
     def fingerprint(self) -> dict:
         """What identifies the data for caching (parameters; real datasets add file stats)."""
         return {"name": self.name, **self.params.model_dump()}
+
+    def check(self) -> list[str]:
+        """Problems found without loading (missing paths, bad settings), one line each; ``validate`` prints them."""
+        return []

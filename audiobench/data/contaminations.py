@@ -5,15 +5,20 @@ the suite seed, the contamination and the sample id, so a clip is contaminated t
 whatever the batch, order or ``--limit``. The SNR is that of the clip (its target event and
 background) to the added signal, by power over the whole clip. The result is peak-normalised,
 as the reference recipe normalises every input, and the clean target is scaled with it.
+
+``mix: fixed_gain`` reproduces the reference code's mixes instead of an SNR: ``mixture`` and
+``noise_folder`` divide both signals by their L2 norm and add them with ``gains`` (0.8, 0.2),
+``white_noise`` adds ``gains[1]`` times unit-variance noise to the peak-normalised clip (1.0, 0.5).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from audiobench.component import Component, Params
 from audiobench.data.base import ClipSet
@@ -27,11 +32,13 @@ def sample_rng(seed: int, salt: str, sample_id: str) -> np.random.Generator:
 
 
 def peak_normalise(clips: ClipSet, peak: float = 1.0) -> ClipSet:
-    """Divide each clip (and its target) by its peak so the loudest sample is ``peak``."""
+    """Divide each clip (and its target and clean source) by its peak so the loudest sample is ``peak``."""
     scale = peak / clips.waveforms.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
     clips.waveforms = clips.waveforms * scale
     if clips.targets is not None:
         clips.targets = clips.targets * scale
+    if clips.clean is not None:
+        clips.clean = clips.clean * scale
     return clips
 
 
@@ -58,6 +65,14 @@ class Contamination(Component):
         """Contaminate ``clips``; ``pool`` supplies other clips (mixtures)."""
         raise NotImplementedError
 
+    def pool(self, dataset: Any, splits: dict[str, ClipSet], split: str, sample_rate: int) -> ClipSet:
+        """The clips ``apply`` may draw from: by default the evaluated split."""
+        return splits[split]
+
+    def check(self, dataset: Any = None) -> list[str]:
+        """Problems with paths or with the suite's dataset (``audiobench validate``), one line each."""
+        return []
+
 
 class SnrParams(Params):
     snr_db: float = Field(..., ge=-30, le=60, description="signal-to-contaminant ratio in dB")
@@ -65,6 +80,95 @@ class SnrParams(Params):
 
 def _db(snr: float) -> str:
     return f"{snr:g}".replace("-", "m").replace(".", "p") + "db"
+
+
+class MixParams(Params):
+    """An SNR (``mix: snr``) or the reference code's fixed gains (``mix: fixed_gain``)."""
+
+    snr_db: float | None = Field(..., ge=-30, le=60, description="signal-to-contaminant ratio in dB")
+    mix: Literal["snr", "fixed_gain"] = Field("snr", description="snr, or fixed_gain: the reference code's mix")
+    gains: tuple[float, float] | None = Field(None, description="fixed_gain: (clip, contaminant) gains")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_snr_for_gains(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mix") == "fixed_gain" and "snr_db" not in data:
+            data = {**data, "snr_db": None}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MixParams:
+        if self.mix == "snr" and self.snr_db is None:
+            raise ValueError("snr_db is required with mix: snr")
+        if self.mix == "fixed_gain" and self.snr_db is not None:
+            raise ValueError("snr_db has no effect with mix: fixed_gain (gains set the level); remove one")
+        if self.mix == "snr" and self.gains is not None:
+            raise ValueError("gains apply only with mix: fixed_gain")
+        return self
+
+
+class _Mixing:
+    """Key, title and the arithmetic shared by contaminations with :class:`MixParams`."""
+
+    default_gains: ClassVar[tuple[float, float]] = (0.8, 0.2)
+    unit_norm: ClassVar[bool] = True  # fixed_gain: divide both signals by their L2 norm first
+    params: Any
+
+    def gains(self) -> tuple[float, float]:
+        return tuple(self.params.gains or self.default_gains)  # type: ignore[return-value]
+
+    def level_key(self) -> str:
+        if self.params.mix == "snr":
+            return _db(self.params.snr_db)
+        return "gain" + "-".join(f"{g:g}".replace(".", "p") for g in self.gains())
+
+    def level_title(self) -> str:
+        if self.params.mix == "snr":
+            return f"{self.params.snr_db:g} dB"
+        g1, g2 = self.gains()
+        return f"gains {g1:g}/{g2:g}"
+
+    def combine(self, signal: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mixed, scale)``: the mixture and the per-row factor the clip itself was multiplied by."""
+        if self.params.mix == "snr":
+            return mix_at_snr(signal, other, self.params.snr_db), torch.ones(signal.shape[0], 1, dtype=signal.dtype)
+        g1, g2 = self.gains()
+        if self.unit_norm:
+            scale = g1 / signal.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            other = other / other.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        else:  # the clip peak-normalised, the contaminant as it is
+            scale = g1 / signal.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+        return scale * signal + g2 * other, scale
+
+    def mixed(self, clips: ClipSet, other: torch.Tensor) -> ClipSet:
+        """``clips`` with ``other`` added (targets and clean source scaled alike), peak-normalised."""
+        out = clips.subset(slice(None))
+        out.clean = clips.uncontaminated
+        out.waveforms, scale = self.combine(clips.waveforms, other.to(clips.waveforms))
+        if out.targets is not None:
+            out.targets = out.targets * scale
+        if out.clean is not None:
+            out.clean = out.clean * scale
+        return peak_normalise(out)
+
+
+class Source(Params):
+    """Where mixture partners come from: another split, or folds of the dataset (e.g. ESC-50 folds 4, 5)."""
+
+    split: Literal["train", "valid", "test"] | None = None
+    folds: tuple[int, ...] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Source:
+        if (self.split is None) == (self.folds is None):
+            raise ValueError("source takes exactly one of split: NAME or folds: [N, ...]")
+        return self
+
+    def key(self) -> str:
+        return f"from_{self.split}" if self.split else "folds" + "-".join(map(str, self.folds or ()))
+
+    def title(self) -> str:
+        return f"from {self.split}" if self.split else "from folds " + ", ".join(map(str, self.folds or ()))
 
 
 @CONTAMINATIONS.register("none")
@@ -78,19 +182,46 @@ class NoContamination(Contamination):
 
 
 @CONTAMINATIONS.register("mixture")
-class Mixture(Contamination):
-    """Another clip of a different class from the same split, added at the given SNR."""
+class Mixture(_Mixing, Contamination):
+    """Another clip of a different class (same split, or `source`), added at the given SNR or fixed gains."""
 
     name = "mixture"
 
-    class Params(SnrParams):
-        pass
+    class Params(MixParams):
+        source: Source | None = Field(None, description="{split: NAME} or {folds: [N, ...]}; default: the evaluated split")
 
     def key(self) -> str:
-        return f"mixture_{_db(self.params.snr_db)}"
+        src = f"_{self.params.source.key()}" if self.params.source else ""
+        return f"mixture_{self.level_key()}{src}"
 
     def title(self) -> str:
-        return f"mixture {self.params.snr_db:g} dB"
+        src = f" {self.params.source.title()}" if self.params.source else ""
+        return f"mixture {self.level_title()}{src}"
+
+    def pool(self, dataset: Any, splits: dict[str, ClipSet], split: str, sample_rate: int) -> ClipSet:
+        src = self.params.source
+        if src is None:
+            return splits[split]
+        if src.split is not None:
+            return splits[src.split]
+        if not hasattr(dataset, "load_folds"):
+            raise AudiobenchError(f"mixture source folds: dataset '{getattr(dataset, 'name', '?')}' has no folds")
+        return dataset.load_folds(src.folds, sample_rate).drop_silent()
+
+    def check(self, dataset: Any = None) -> list[str]:
+        src = self.params.source
+        if src is None or src.folds is None or dataset is None:
+            return []
+        if not hasattr(dataset, "load_folds"):
+            return [f"mixture: source folds need a dataset with folds (esc50, urbansound8k), not '{dataset.name}'"]
+        try:
+            present = dataset.folds()
+        except AudiobenchError:
+            return []  # the dataset's own check reports it
+        missing = sorted(set(src.folds) - present)
+        if missing:
+            return [f"mixture: source fold(s) {', '.join(map(str, missing))} not in the dataset (folds: {', '.join(map(str, sorted(present)))})"]
+        return []
 
     def partners(self, clips: ClipSet, pool: ClipSet, seed: int) -> torch.Tensor:
         """For each clip, the index in ``pool`` of a clip of another class (deterministic per sample)."""
@@ -105,32 +236,28 @@ class Mixture(Contamination):
         return torch.tensor(out, dtype=torch.long)
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
-        other = pool.waveforms[self.partners(clips, pool, seed)]
-        out = clips.subset(slice(None))
-        out.waveforms = mix_at_snr(clips.waveforms, other, self.params.snr_db)
-        return peak_normalise(out)
+        return self.mixed(clips, pool.waveforms[self.partners(clips, pool, seed)])
 
 
 @CONTAMINATIONS.register("white_noise")
-class WhiteNoise(Contamination):
-    """Gaussian white noise added at the given SNR."""
+class WhiteNoise(_Mixing, Contamination):
+    """Gaussian white noise added at the given SNR (or the reference code's s + 0.5 n)."""
 
     name = "white_noise"
+    default_gains, unit_norm = (1.0, 0.5), False
 
-    class Params(SnrParams):
+    class Params(MixParams):
         pass
 
     def key(self) -> str:
-        return f"white_noise_{_db(self.params.snr_db)}"
+        return f"white_noise_{self.level_key()}"
 
     def title(self) -> str:
-        return f"white noise {self.params.snr_db:g} dB"
+        return f"white noise {self.level_title()}"
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
         if len(clips) == 0:
             return clips
         length = clips.waveforms.shape[1]
         noise = np.stack([sample_rng(seed, self.name, sid).standard_normal(length) for sid in clips.sample_ids])
-        out = clips.subset(slice(None))
-        out.waveforms = mix_at_snr(clips.waveforms, torch.from_numpy(noise).to(clips.waveforms), self.params.snr_db)
-        return peak_normalise(out)
+        return self.mixed(clips, torch.from_numpy(noise))

@@ -7,11 +7,14 @@ backpropagation overrides them), and block outputs are exposed for decoders (L-M
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from pydantic import Field
 from torch import nn
 
 from audiobench.component import Component, Params
+from audiobench.errors import AudiobenchError
 from audiobench.registry import MODELS
 
 
@@ -94,7 +97,36 @@ class Cnn14Spec(Component):
         width: int = Field(64, ge=1, description="channels of the first block (PANNs: 64)")
         depth: int = Field(6, ge=1, le=6, description="number of conv blocks (PANNs: 6)")
         dropout: float = Field(0.2, ge=0, lt=1)
+        checkpoint: Path | None = Field(
+            None, description="CNN14 weights in the PANNs key layout: evaluated as they are (no training)"
+        )
+
+    def architecture(self) -> tuple[int, int]:
+        """(width, depth): the checkpoint's when there is one; explicit values must agree with it."""
+        p = self.params
+        if p.checkpoint is None:
+            return p.width, p.depth
+        from audiobench.models.checkpoint import checkpoint_shape, read_checkpoint
+
+        shape = checkpoint_shape(read_checkpoint(p.checkpoint), p.checkpoint)
+        for key in ("width", "depth"):
+            if key in p.model_fields_set and getattr(p, key) != getattr(shape, key):
+                raise AudiobenchError(
+                    f"model.{key} is {getattr(p, key)} but the checkpoint {p.checkpoint} has {key} {getattr(shape, key)} "
+                    f"(leave {key} out to take the checkpoint's)"
+                )
+        return shape.width, shape.depth
+
+    def check(self) -> list[str]:
+        """A named checkpoint must exist, be readable and agree with explicit width/depth."""
+        if self.params.checkpoint is None:
+            return []
+        try:
+            self.architecture()
+        except AudiobenchError as exc:
+            return [str(exc)]
+        return []
 
     def build(self, n_classes: int, n_mels: int) -> Cnn14:
-        p = self.params
-        return Cnn14(n_classes, n_mels=n_mels, width=p.width, depth=p.depth, dropout=p.dropout)
+        width, depth = self.architecture()
+        return Cnn14(n_classes, n_mels=n_mels, width=width, depth=depth, dropout=self.params.dropout)

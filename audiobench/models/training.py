@@ -15,7 +15,15 @@ from tqdm.auto import tqdm
 from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import peak_normalise
+from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
+from audiobench.models.checkpoint import (
+    checkpoint_shape,
+    file_digest,
+    load_state,
+    read_checkpoint,
+    read_sidecar,
+)
 from audiobench.models.cnn14 import Cnn14, Cnn14Spec
 
 TRAINING_CODE_VERSION = 2  # bump when training changes in a way that changes the weights
@@ -32,6 +40,18 @@ def _features(frontend: Frontend, clips: ClipSet, device: torch.device, batch: i
     with torch.no_grad():
         parts = [frontend.logmel(clips.waveforms[i : i + batch].to(device)) for i in range(0, len(clips), batch)]
     return torch.cat(parts)
+
+
+def mask_batch(feats: torch.Tensor, max_share: float, gen: torch.Generator) -> torch.Tensor:
+    """Zero random frames and mel bands of each clip (log-mel [B, 1, T, M]); per clip a share up to ``max_share``.
+
+    A classifier trained so sees zeroed regions in training, so masked inputs (what every
+    masking metric feeds it) are not out of its domain.
+    """
+    b, _, t, m = feats.shape
+    share = torch.rand(b, 1, 1, 1, generator=gen) * max_share
+    keep = (torch.rand(b, 1, t, 1, generator=gen) >= share) & (torch.rand(b, 1, 1, m, generator=gen) >= share)
+    return feats * keep.to(feats.device, feats.dtype)
 
 
 def mix_batch(
@@ -60,18 +80,22 @@ def accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, 
     return float((preds.cpu() == labels.cpu()).float().mean()) if len(labels) else float("nan")
 
 
-def classifier_key(spec: Cnn14Spec, train: Any, n_classes: int, frontend: Frontend, data: dict, seed: int) -> str:
-    return stable_hash(
-        {
-            "model": {"name": spec.name, **spec.params.model_dump()},
-            "train": train.model_dump(),
-            "n_classes": n_classes,
-            "frontend": frontend.params.model_dump(),
-            "data": data,
-            "seed": seed,
-            "code": TRAINING_CODE_VERSION,
-        }
-    )
+def classifier_key(
+    spec: Cnn14Spec, train: Any, n_classes: int, frontend: Frontend, data: dict, seed: int, init: str | None = None
+) -> str:
+    identity = {
+        # the checkpoint enters as its content digest (``init``), not as its path
+        "model": {"name": spec.name, **spec.params.model_dump(exclude={"checkpoint"})},
+        "train": train.model_dump(),
+        "n_classes": n_classes,
+        "frontend": frontend.params.model_dump(),
+        "data": data,
+        "seed": seed,
+        "code": TRAINING_CODE_VERSION,
+    }
+    if init is not None:
+        identity["init"] = init
+    return stable_hash(identity)
 
 
 def train_classifier(
@@ -83,14 +107,26 @@ def train_classifier(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    init: bool = False,
 ) -> TrainedClassifier:
-    """Train (or load from the cache) a classifier on ``splits['train']``, keeping the best on ``valid``."""
+    """Train (or load from the cache) a classifier on ``splits['train']``, keeping the best on ``valid``.
+
+    With ``init``, training starts from ``spec``'s checkpoint (fine-tuning): every layer is loaded,
+    except ``fc_audioset`` when its number of classes is not the dataset's (a PANNs AudioSet head).
+    """
     n_classes = len(splits["train"].class_names)
-    key = classifier_key(spec, train_params, n_classes, frontend, data_fingerprint, seed)
+    start_from = None
+    if init and spec.params.checkpoint is not None:
+        state = read_checkpoint(spec.params.checkpoint)
+        start_from = file_digest(spec.params.checkpoint)
+    key = classifier_key(spec, train_params, n_classes, frontend, data_fingerprint, seed, start_from)
     folder = cache_dir() / "classifiers"
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
     model = spec.build(n_classes, frontend.params.n_mels).to(device)
+    if start_from is not None:
+        head = checkpoint_shape(state, spec.params.checkpoint).n_classes != n_classes
+        load_state(model, state, spec.params.checkpoint, skip_head=head)
     if weights.exists() and meta.exists():
         model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
         info = json.loads(meta.read_text())
@@ -119,6 +155,8 @@ def train_classifier(
                     batch = frontend.logmel(wave)
             else:
                 batch = feats["train"][idx]
+            if train_params.mask_augment > 0:
+                batch = mask_batch(batch, train_params.mask_augment, gen)
             loss = torch.nn.functional.cross_entropy(model(batch), labels["train"][idx])
             opt.zero_grad()
             loss.backward()
@@ -133,8 +171,9 @@ def train_classifier(
     model.load_state_dict(best_state)
     info = {
         "hash": key,
-        "model": {"name": spec.name, **spec.params.model_dump()},
+        "model": {"name": spec.name, **spec.params.model_dump(mode="json")},
         "train": train_params.model_dump(),
+        "initialised_from": None if start_from is None else {"checkpoint": str(spec.params.checkpoint), "sha256": start_from},
         "selected_by": "valid_accuracy",
         "best_epoch": max(history, key=lambda h: h["valid_accuracy"])["epoch"],
         "accuracy": {name: accuracy(model, feats[name], labels[name]) for name in splits},
@@ -151,3 +190,55 @@ def train_classifier(
 
 def weights_path(key: str) -> Path:
     return cache_dir() / "classifiers" / f"{key}.pt"
+
+
+def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Frontend, device: torch.device,
+                    evaluated: str = "test") -> TrainedClassifier:
+    """The classifier of ``spec``'s checkpoint, checked against the dataset; no training.
+
+    Its accuracy on the ``evaluated`` split is measured here; what ``audiobench train`` recorded
+    next to the checkpoint (accuracies, history) is kept under ``trained``.
+    """
+    path = spec.params.checkpoint
+    assert path is not None
+    state = read_checkpoint(path)
+    shape = checkpoint_shape(state, path)
+    classes = splits[evaluated].class_names
+    if shape.n_classes != len(classes):
+        raise AudiobenchError(
+            f"model.checkpoint: {path} has {shape.n_classes} outputs (fc_audioset) but the dataset has "
+            f"{len(classes)} classes: it is not fine-tuned on this dataset; fine-tune it with "
+            "`audiobench train SUITE` (every layer but fc_audioset is loaded) and set model.checkpoint to the result"
+        )
+    model = spec.build(len(classes), frontend.params.n_mels).to(device)
+    load_state(model, state, path)
+    model.eval()
+    feats = _features(frontend, splits[evaluated], device)
+    digest = file_digest(path)
+    side = read_sidecar(path)
+    info = {
+        "hash": "ckpt-" + digest[:16],
+        "checkpoint": str(path),
+        "sha256": digest,
+        "model": {"name": spec.name, **spec.params.model_dump(mode="json"), "width": shape.width, "depth": shape.depth},
+        "accuracy": {evaluated: accuracy(model, feats, splits[evaluated].labels.to(device))},
+        "trained": {k: side[k] for k in ("accuracy", "train", "best_epoch", "class_names", "dataset") if k in side},
+        "history": side.get("history", []),
+        "cached": True,
+    }
+    if side.get("class_names") and side["class_names"] != classes:
+        raise AudiobenchError(
+            f"model.checkpoint: {path} was trained on classes {side['class_names'][:5]}... "
+            f"but the dataset's are {classes[:5]}...; it belongs to another dataset"
+        )
+    return TrainedClassifier(model, info)
+
+
+def get_classifier(
+    spec: Cnn14Spec, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
+    seed: int, device: torch.device, progress: bool = True, evaluated: str = "test",
+) -> TrainedClassifier:
+    """The suite's classifier: its checkpoint when ``model.checkpoint`` is set, else trained here (cached)."""
+    if spec.params.checkpoint is not None:
+        return load_classifier(spec, splits, frontend, device, evaluated)
+    return train_classifier(spec, train_params, splits, frontend, data_fingerprint, seed, device, progress)

@@ -1,0 +1,171 @@
+"""CNN14 checkpoints in the PANNs key layout: read, inspect, load with clear errors, write.
+
+A checkpoint is ``{"model": state_dict}`` (PANNs, and what ``audiobench train`` writes) or a bare
+state dict, read with ``torch.load(weights_only=True)``. Key names are PANNs': ``bn0.*``,
+``conv_block{i}.conv1.weight``, ``conv_block{i}.bn1.*``, ``conv_block{i}.conv2.weight``,
+``conv_block{i}.bn2.*``, ``fc1.*``, ``fc_audioset.*``. PANNs files also hold their front end
+(``spectrogram_extractor.*``, ``logmel_extractor.*``); the harness computes its own features, so
+those keys are ignored, as is a ``module.`` prefix left by ``DataParallel``.
+
+Width (channels of ``conv_block1``), depth (number of blocks), mel bands (``bn0``) and classes
+(``fc_audioset``) are read off the tensors' shapes. A PANNs AudioSet checkpoint has 527 outputs:
+it is fine-tuned on the suite's dataset with ``audiobench train`` before it can be evaluated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audiobench.cache import atomic_write_bytes, atomic_write_json
+from audiobench.errors import AudiobenchError
+
+IGNORED_PREFIXES = ("spectrogram_extractor.", "logmel_extractor.")
+PANNS_URL = "https://zenodo.org/record/3987831"
+_READ_CACHE: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass(frozen=True)
+class CheckpointShape:
+    width: int
+    depth: int
+    n_mels: int
+    n_classes: int
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of ``path`` (unwrapped, PANNs front-end keys dropped), on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudiobenchError(
+            f"model.checkpoint: {path} not found; write one with `audiobench train SUITE`, "
+            f"or fine-tune PANNs' CNN14 ({PANNS_URL}) that way"
+        )
+    key = _stat_key(path)
+    if key in _READ_CACHE:
+        return _READ_CACHE[key]
+    try:
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # not a zip-format file: no mmap
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-tensor content
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudiobenchError(f"model.checkpoint: cannot read {path}: {first}") from None
+    state = raw
+    if isinstance(raw, dict):
+        for wrapper in ("model", "state_dict", "model_state_dict"):
+            if isinstance(raw.get(wrapper), dict):
+                state = raw[wrapper]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise AudiobenchError(f"model.checkpoint: {path} holds no state dict (expected {{'model': state_dict}})")
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.")
+        if not k.startswith(IGNORED_PREFIXES):
+            out[k] = v
+    if len(_READ_CACHE) > 4:
+        _READ_CACHE.clear()
+    _READ_CACHE[key] = out
+    return out
+
+
+def checkpoint_shape(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> CheckpointShape:
+    """Width, depth, mel bands and classes of a CNN14 state dict."""
+    for needed in ("bn0.weight", "conv_block1.conv1.weight", "fc_audioset.weight"):
+        if needed not in state:
+            raise AudiobenchError(f"model.checkpoint: {path} is not a CNN14 checkpoint in the PANNs layout (no key {needed})")
+    depth = 0
+    while f"conv_block{depth + 1}.conv1.weight" in state:
+        depth += 1
+    return CheckpointShape(
+        width=int(state["conv_block1.conv1.weight"].shape[0]),
+        depth=depth,
+        n_mels=int(state["bn0.weight"].shape[0]),
+        n_classes=int(state["fc_audioset.weight"].shape[0]),
+    )
+
+
+def _hint(key: str) -> str:
+    if key.startswith("bn0."):
+        return " (the checkpoint's mel bands: set frontend.n_mels to match)"
+    if key.startswith("fc_audioset."):
+        return " (its number of classes differs from the dataset's)"
+    if key.startswith(("conv_block", "fc1.")):
+        return " (width/depth differ)"
+    return ""
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, skip_head: bool = False) -> None:
+    """Copy ``state`` into ``model``; one-line errors name the key and both shapes, or the keys missing."""
+    own = model.state_dict()
+    use = {}
+    for k, v in state.items():
+        if skip_head and k.startswith("fc_audioset."):
+            continue
+        if k not in own:
+            extra = sorted(set(state) - set(own))
+            raise AudiobenchError(
+                f"model.checkpoint: {path}: unexpected key(s) {', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''} "
+                "(not a CNN14 in the PANNs layout, or a deeper one)"
+            )
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise AudiobenchError(
+                f"model.checkpoint: {path}: {k} has shape {list(v.shape)} in the checkpoint but "
+                f"{list(own[k].shape)} in the model{_hint(k)}"
+            )
+        use[k] = v
+    missing = [k for k in own if k not in use and not k.endswith("num_batches_tracked")
+               and not (skip_head and k.startswith("fc_audioset."))]
+    if missing:
+        raise AudiobenchError(f"model.checkpoint: {path}: missing key(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+    model.load_state_dict(use, strict=False)
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of the file (memoised by path, size and mtime)."""
+    path = Path(path)
+    key = _stat_key(path)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def sidecar(path: str | Path) -> Path:
+    """The JSON written next to a checkpoint: ``cnn14.pt`` -> ``cnn14.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``{"model": state_dict}`` (PANNs key layout) and its JSON sidecar (accuracy, training) atomically."""
+    path = Path(path)
+    buf = io.BytesIO()
+    torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_json(sidecar(path), {**info, "checkpoint": str(path), "sha256": file_digest(path)})
+    return path
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    side = sidecar(path)
+    try:
+        return json.loads(side.read_text()) if side.is_file() else {}
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,513 @@
+"""L2I: Listen to Interpret (Parekh et al., NeurIPS 2022; journal version sec. III-IV).
+
+An interpreter reads the classifier's hidden blocks and expresses its decision through a frozen,
+pre-learnt non-negative dictionary W [F, K] (sparse NMF on the training split's representation):
+
+* Psi: the last ``blocks`` block outputs -> time activations H [K, T] >= 0 (T: the domain's frames);
+* Theta: attention pooling over time, z = H a (a = softmax over frames of a learnt score), then a
+  linear layer without bias to class logits, so logit_c = sum_k z_k theta[c, k] exactly;
+* loss (classifier frozen): alpha * mean (X - W H)^2 + beta * mean |H| + CE(Theta(H), softmax f(X)),
+  squared error and L1 averaged over elements as the reference recipe does (alpha, beta keep the
+  paper's scale); the cross-entropy is against the classifier's probabilities (soft labels).
+  The epoch with the lowest logged ``valid_loss`` (the same loss on the clean valid split) is kept.
+  As in the paper, W and the interpreter are learnt on clean clips (the suite's contaminations are
+  not used as augmentation); the fit is cached without ``rt`` (rows differing in RT share it).
+
+Interpretation of the predicted class c: relevance r_k = z_k theta[c,k] / max_l |z_l theta[c,l]|,
+the relevant set L = {k : r_k > rt}, and the soft mask M = (W_L H_L) / (W H + eps) in [0, 1] on the
+domain's grid (W_L H_L keeps only the rows of H in L). In ``stft2mel`` the dictionary lives on the
+linear log1p|STFT| bins, so the mask is listenable through the domain (ISTFT(M |X| e^{j phase})).
+
+For L2I's own evaluation the explainer leaves per-sample tensors in ``ctx.extras`` (see
+``audiobench.metrics.l2i``): Theta's logits, the classifier's logits on X - X_L = (1 - M) X (the
+relevant components removed) and on the input with as many randomly chosen non-relevant components
+removed (the paper's random baseline), and |L|. Everything is batched over the clips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from audiobench.cache import atomic_write_bytes, atomic_write_json, stable_hash
+from audiobench.errors import AudiobenchError
+from audiobench.methods.base import (
+    DomainModel,
+    ExplainContext,
+    Explainer,
+    ExplainerParams,
+    FitContext,
+    to_mask,
+)
+from audiobench.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
+from audiobench.registry import METHODS
+
+L2I_CODE_VERSION = 1  # bump when training changes the interpreter
+NMF_CODE_VERSION = 1  # bump when dictionary learning changes W
+INTERPRETATION_ONLY = ("rt", "nonneg", "normalize")  # parameters that do not shape the fit
+MASK_EPS = 1e-8
+_FEATURE_CACHE_BYTES = 1 << 30  # keep the training set's classifier features in memory below this
+
+
+class L2IParams(ExplainerParams):
+    nonneg: Literal["abs", "relu", "none"] = "none"  # the soft mask is already in [0, 1]
+    normalize: Literal["max", "none"] = "none"
+    rt: float = Field(0.5, ge=0, lt=1, description="relevance threshold: components with r_k > rt are the interpretation")
+    # dictionary (sparse NMF)
+    k: int = Field(100, ge=1, description="dictionary size K (joint dictionary)")
+    dictionary: Literal["joint", "per_class"] = Field(
+        "joint", description="one dictionary on all training clips, or per-class components learnt beside shared noise ones"
+    )
+    k_per_class: int = Field(10, ge=1, description="per_class: components per class (K = classes x k_per_class)")
+    k_noise: int = Field(10, ge=1, description="per_class: noise components, learnt first and held fixed")
+    sparsity: float = Field(1.0, ge=0, description="L1 weight on H in the sparse NMF")
+    nmf_iter: int = Field(200, ge=1, description="multiplicative-update iterations")
+    frame_chunk: int = Field(5, ge=1, description="training frames averaged in chunks of this many")
+    # interpreter
+    blocks: int | list[int] = Field(3, description="the N deepest classifier blocks, or a list of 1-based indices")
+    channels: int | None = Field(None, ge=1, description="Psi's width; None: the smallest channel count of the blocks (as the reference)")
+    alpha: float = Field(10.0, ge=0, description="weight of the reconstruction term")
+    beta: float = Field(0.8, ge=0, description="weight of the L1 term on H")
+    epochs: int = Field(35, ge=1)
+    lr: float = Field(2e-4, gt=0, description="Adam learning rate")
+    batch_size: int = Field(16, ge=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# the interpreter
+
+
+class Psi(nn.Module):
+    """Block outputs [B, C_i, T_i, F_i] -> activations H [B, K, T] >= 0.
+
+    Frequency is folded into channels (each block becomes a [C_i * F_i, T_i] sequence) and projected
+    to ``channels`` by a learnt linear map per block (the paper's "decrease resolution on the
+    frequency axis", in one step); the blocks are resampled to the finest of their frame rates,
+    mixed by a 1-D convolution over time, interpolated to the T frames of the domain and refined by
+    two more 1-D convolutions to K non-negative activations (ReLU). Working in 1-D over time keeps
+    the interpreter cheap next to the classifier.
+    """
+
+    def __init__(self, in_dims: list[tuple[int, int]], k: int, channels: int):
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Conv1d(c * f, channels, 1) for c, f in in_dims)
+        self.mix = nn.Sequential(
+            nn.Conv1d(channels * len(in_dims), channels, 3, padding=1), nn.BatchNorm1d(channels), nn.ReLU()
+        )
+        self.out = nn.Sequential(nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv1d(channels, k, 1))
+
+    def forward(self, feats: list[torch.Tensor], n_frames: int) -> torch.Tensor:
+        steps = max(f.shape[2] for f in feats)
+        xs = []
+        for proj, f in zip(self.proj, feats, strict=True):
+            h = proj(f.permute(0, 1, 3, 2).flatten(1, 2))  # [B, C*F, T_i] -> [B, channels, T_i]
+            xs.append(h if h.shape[2] == steps else F.interpolate(h, size=steps, mode="linear", align_corners=False))
+        h = self.mix(torch.cat(xs, dim=1))
+        h = F.interpolate(h, size=n_frames, mode="linear", align_corners=False)
+        return F.relu(self.out(h))
+
+
+class Theta(nn.Module):
+    """H [B, K, T] -> class logits: attention pooling over time, then a linear layer (no bias)."""
+
+    def __init__(self, k: int, n_classes: int):
+        super().__init__()
+        self.score = nn.Linear(k, 1)
+        self.fc = nn.Linear(k, n_classes, bias=False)
+
+    def pool(self, H: torch.Tensor) -> torch.Tensor:
+        """z = H a, a = softmax_t(score(H[:, :, t])): [B, K]."""
+        a = self.score(H.transpose(1, 2)).squeeze(2).softmax(dim=1)  # [B, T]
+        return (H * a.unsqueeze(1)).sum(dim=2)
+
+    def forward(self, H: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(H))
+
+
+# ----------------------------------------------------------------------------------------------
+# the interpretation formulas (pure functions, batched)
+
+
+def relevance(z: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """r_k = z_k theta[c,k] / max_l |z_l theta[c,l]| for each sample's class c: [B, K] (0 where all are 0)."""
+    contrib = z * weight[target]
+    peak = contrib.abs().amax(dim=1, keepdim=True)
+    return torch.where(peak > 0, contrib / peak.clamp_min(torch.finfo(contrib.dtype).tiny), torch.zeros_like(contrib))
+
+
+def reconstruct(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """W [F, K], H [B, K, T] -> W H laid out as the domain's grid [B, T, F]."""
+    return torch.einsum("fk,bkt->btf", W, H)
+
+
+def component_mask(W: torch.Tensor, H: torch.Tensor, selected: torch.Tensor, eps: float = MASK_EPS) -> torch.Tensor:
+    """Soft mask (W_L H_L) / (W H + eps), clipped to [0, 1], for the components ``selected`` [B, K]: [B, 1, T, F]."""
+    part = reconstruct(W, H * selected.to(H.dtype).unsqueeze(2))
+    return (part / (reconstruct(W, H) + eps)).clamp(0, 1).unsqueeze(1)
+
+
+def random_nonrelevant(selected: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per sample, as many components as ``selected`` holds, drawn uniformly among the others
+    (all of the others when there are fewer): the paper's random baseline. [B, K] bool."""
+    n = selected.sum(dim=1, keepdim=True)
+    u = torch.rand(selected.shape, generator=generator, device="cpu" if generator is None else generator.device)
+    u = u.to(selected.device).masked_fill(selected, 2.0)  # relevant ones rank last
+    rank = u.argsort(dim=1).argsort(dim=1)
+    return (rank < n) & ~selected
+
+
+@dataclass
+class Interpretation:
+    """What L2I computes for a batch; every tensor has the batch first."""
+
+    H: torch.Tensor  # [B, K, T] activations
+    z: torch.Tensor  # [B, K] time-pooled activations
+    logits: torch.Tensor  # [B, C] Theta's output
+    relevance: torch.Tensor  # [B, K] for the explained class
+    selected: torch.Tensor  # [B, K] bool, r_k > rt
+    mask: torch.Tensor  # [B, 1, T, F] soft mask of the selected components
+
+
+# ----------------------------------------------------------------------------------------------
+# the method
+
+
+def _block_indices(blocks: int | list[int], depth: int) -> list[int]:
+    if isinstance(blocks, int):
+        if not 1 <= blocks <= depth:
+            raise AudiobenchError(f"l2i: blocks={blocks} but the classifier has {depth} blocks")
+        return list(range(depth - blocks + 1, depth + 1))
+    idx = [b if b > 0 else depth + 1 + b for b in blocks]
+    if not idx or any(not 1 <= b <= depth for b in idx):
+        raise AudiobenchError(f"l2i: blocks {blocks} out of range for a classifier with {depth} blocks")
+    return idx
+
+
+def _block_dims(clf: nn.Module, model: DomainModel, block_idx: list[int]) -> list[tuple[int, int]]:
+    """(channels, frequency bins) of the chosen block outputs, from a probe through the classifier."""
+    n_mels = model.frontend.params.n_mels
+    probe = torch.zeros(1, 1, max(16, 2 ** (max(block_idx) + 1)), n_mels,
+                        device=next(clf.parameters()).device)
+    was_training = clf.training
+    with torch.no_grad():
+        feats = clf.eval().features(probe)
+    clf.train(was_training)
+    return [(feats[i - 1].shape[1], feats[i - 1].shape[3]) for i in block_idx]
+
+
+@METHODS.register("l2i")
+class L2I(Explainer):
+    """L2I: time activations of a sparse-NMF dictionary predicted from the classifier's blocks; relevant components form a soft mask (Parekh et al., 2022)."""
+
+    name, display_name = "l2i", "L2I"
+    Params = L2IParams
+    trainable = True
+    needs_gradients = False
+
+    def __init__(self, params: Any = None):
+        super().__init__(params)
+        self.W: torch.Tensor | None = None
+        self.psi: Psi | None = None
+        self.theta: Theta | None = None
+        self.block_idx: list[int] = []
+
+    def row_label(self) -> str:
+        return f"L2I, RT={self.params.rt:g}"
+
+    def fit_params(self) -> dict[str, Any]:
+        """The parameters that shape the fit (the cache key): all but the interpretation-only ones."""
+        return self.params.model_dump(mode="json", exclude=set(INTERPRETATION_ONLY))
+
+    def _nmf_params(self) -> dict[str, Any]:
+        p = self.params
+        keys = ["dictionary", "sparsity", "nmf_iter", "frame_chunk"]
+        keys += ["k_per_class", "k_noise"] if p.dictionary == "per_class" else ["k"]
+        return {k: getattr(p, k) for k in keys}
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _classifier(self, model: DomainModel) -> nn.Module:
+        clf = model.classifier
+        if not (hasattr(clf, "features") and hasattr(clf, "depth")):
+            raise AudiobenchError("l2i needs a classifier exposing its block outputs (features(), depth), as cnn14 does")
+        return clf
+
+    def _build(self, model: DomainModel, k: int, n_classes: int) -> tuple[Psi, Theta]:
+        clf = self._classifier(model)
+        self.block_idx = _block_indices(self.params.blocks, clf.depth)
+        dims = _block_dims(clf, model, self.block_idx)
+        return Psi(dims, k, self.params.channels or min(c for c, _ in dims)), Theta(k, n_classes)
+
+    @torch.no_grad()
+    def _encode(self, model: DomainModel, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Chosen block outputs and the classifier's logits for representations x."""
+        clf = self._classifier(model)
+        feats = clf.features(model.domain.to_classifier(model.frontend, x))
+        return [feats[i - 1] for i in self.block_idx], clf.head(feats[-1])
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        key = ctx.cache_key(self.name, self.fit_params(), {"code": L2I_CODE_VERSION})
+        weights, meta = ctx.cache_path(self.name, key), ctx.cache_path(self.name, key, ".json")
+        ctx.log_dir.mkdir(parents=True, exist_ok=True)
+        if weights.exists() and meta.exists():
+            state = torch.load(weights, map_location=ctx.device, weights_only=True)
+            info = json.loads(meta.read_text())
+            self._load(ctx.model, state)
+            (ctx.log_dir / "train.jsonl").write_text("".join(json.dumps(h) + "\n" for h in info["history"]))
+            return {**{k: v for k, v in info.items() if k != "history"}, "cached": True}
+        start = time.perf_counter()
+        self.block_idx = _block_indices(self.params.blocks, self._classifier(ctx.model).depth)
+        W, nmf_info = self._dictionary(ctx)
+        info = self._train(ctx, W)
+        info = {"key": key, "dictionary": nmf_info, **info, "seconds": round(time.perf_counter() - start, 2)}
+        buf = io.BytesIO()
+        torch.save({"W": W.cpu(), "psi": _cpu(self.psi.state_dict()), "theta": _cpu(self.theta.state_dict()),
+                    "n_classes": self.theta.fc.out_features}, buf)
+        atomic_write_bytes(weights, buf.getvalue())
+        atomic_write_json(meta, info)
+        return {k: v for k, v in info.items() if k != "history"} | {"cached": False}
+
+    def _load(self, model: DomainModel, state: dict[str, Any]) -> None:
+        W = state["W"]
+        self.psi, self.theta = self._build(model, W.shape[1], state["n_classes"])
+        self.psi.load_state_dict(state["psi"])
+        self.theta.load_state_dict(state["theta"])
+        self.psi.eval(), self.theta.eval()
+        self.W = W
+
+    def _dictionary(self, ctx: FitContext) -> tuple[torch.Tensor, dict[str, Any]]:
+        """W [F, K] on the domain's grid, cached by the data, domain, front end and NMF settings."""
+        p = self.params
+        nmf = self._nmf_params()
+        ident = {k: v for k, v in ctx.identity.items() if k != "classifier"}  # W does not depend on the classifier
+        key = stable_hash({"nmf": nmf, **ident, "seed": ctx.seed, "code": NMF_CODE_VERSION})
+        path = ctx.cache_path(self.name, key, ".nmf.pt")
+        if path.exists():
+            saved = torch.load(path, map_location=ctx.device, weights_only=True)
+            return saved["W"], {**json.loads(saved["info"]), "cached": True}
+        start = time.perf_counter()
+        gen = torch.Generator().manual_seed(ctx.seed)
+        x = self._pooled(ctx, ctx.train.waveforms)  # [N, T // frame_chunk, F]
+        if p.dictionary == "joint":
+            W, info = learn_dictionary(as_columns(x), p.k, n_iter=p.nmf_iter, sparsity=p.sparsity, generator=gen)
+        else:
+            labels = ctx.train.labels.to(x.device)
+            per_class = [as_columns(x[labels == c]) for c in labels.unique().tolist()]
+            noise, source = self._noise_columns(ctx, x)
+            W, info = learn_class_dictionaries(per_class, noise, p.k_per_class, p.k_noise, n_iter=p.nmf_iter,
+                                               sparsity=p.sparsity, generator=gen)
+            info["noise_source"] = source
+        info = {**info, "key": key, "shape": list(W.shape), "seconds": round(time.perf_counter() - start, 2)}
+        buf = io.BytesIO()
+        torch.save({"W": W.cpu(), "info": json.dumps(info)}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        return W, {**info, "cached": False}
+
+    def _noise_columns(self, ctx: FitContext, x: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Training columns of background: the clips minus their clean targets where the dataset knows
+        them, otherwise the quietest fifth of the (pooled) training frames."""
+        contaminants = ctx.train.contaminants
+        if contaminants is not None:
+            return as_columns(self._pooled(ctx, contaminants)), "contaminants"
+        frames = x.reshape(-1, x.shape[-1])
+        energy = frames.sum(dim=1)
+        return frames[energy <= energy.quantile(0.2)].T.contiguous(), "quietest 20% of frames"
+
+    @torch.no_grad()
+    def _pooled(self, ctx: FitContext, waves: torch.Tensor) -> torch.Tensor:
+        """The domain's representation of ``waves``, frames averaged in chunks, batch by batch: [N, T', F]."""
+        model, chunk = ctx.model, self.params.frame_chunk
+        parts = [
+            pool_frames(model.domain.represent(model.frontend, waves[i : i + ctx.max_rows].to(ctx.device)).x.squeeze(1), chunk)
+            for i in range(0, len(waves), ctx.max_rows)
+        ]
+        return torch.cat(parts)
+
+    def _train(self, ctx: FitContext, W: torch.Tensor) -> dict[str, Any]:
+        p = self.params
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        model = ctx.model
+        W = W.to(ctx.device)
+        train, valid = _Encoded(self, ctx, ctx.train.waveforms), _Encoded(self, ctx, ctx.valid.waveforms)
+        n_classes = train.n_classes
+        self.psi, self.theta = (m.to(ctx.device) for m in self._build(model, W.shape[1], n_classes))
+        params = list(self.psi.parameters()) + list(self.theta.parameters())
+        opt = torch.optim.Adam(params, lr=p.lr)
+        history: list[dict[str, float]] = []
+        best, best_state = float("inf"), None
+        log_path = ctx.log_dir / "train.jsonl"
+        log_path.write_text("")
+        bar = tqdm(range(p.epochs), desc=f"L2I [{model.domain.name}]", unit="epoch", disable=not ctx.progress, leave=False)
+        # The interpreter's ops are small: on a CPU, one intra-op thread avoids an OpenMP barrier per op,
+        # which made training 40x slower on a loaded 2-core machine (5 ms vs 230 ms a step).
+        with _cpu_threads(ctx.device, 1):
+            for epoch in bar:
+                self.psi.train(), self.theta.train()
+                sums: dict[str, float] = {}
+                order = torch.randperm(train.n, generator=gen)
+                for i in range(0, train.n, p.batch_size):
+                    idx = order[i : i + p.batch_size]
+                    terms = self._loss(W, *train.batch(idx))
+                    opt.zero_grad()
+                    terms["loss"].backward()
+                    opt.step()
+                    for k, v in terms.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+                record: dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v / train.n for k, v in sums.items()}}
+                record.update(self._validate(W, valid))
+                history.append(record)
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{record['train_loss']:.3f}", valid=f"{record['valid_loss']:.3f}")
+                if record["valid_loss"] < best:  # the selection key is the logged valid_loss
+                    best = record["valid_loss"]
+                    best_state = (copy.deepcopy(self.psi.state_dict()), copy.deepcopy(self.theta.state_dict()))
+        assert best_state is not None
+        self.psi.load_state_dict(best_state[0])
+        self.theta.load_state_dict(best_state[1])
+        self.psi.eval(), self.theta.eval()
+        self.W = W
+        chosen = min(history, key=lambda h: h["valid_loss"])
+        return {
+            "blocks": self.block_idx,
+            "k": W.shape[1],
+            "selected_by": "valid_loss",
+            "best_epoch": chosen["epoch"],
+            "best": {k: v for k, v in chosen.items() if k.startswith("valid_")},
+            "history": history,
+        }
+
+    def _loss(self, W: torch.Tensor, feats: list[torch.Tensor], x: torch.Tensor, probs: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.params
+        H = self.psi(feats, x.shape[1])
+        logits = self.theta(H)
+        recon = F.mse_loss(reconstruct(W, H), x)
+        l1 = H.abs().mean()
+        fid = -(probs * logits.log_softmax(dim=1)).sum(dim=1).mean()
+        return {"loss": p.alpha * recon + p.beta * l1 + fid, "recon": recon, "l1": l1, "fid_ce": fid,
+                "fidelity_top1": (logits.argmax(dim=1) == probs.argmax(dim=1)).float().mean()}
+
+    @torch.no_grad()
+    def _validate(self, W: torch.Tensor, data: _Encoded) -> dict[str, float]:
+        self.psi.eval(), self.theta.eval()
+        sums: dict[str, float] = {}
+        for i in range(0, data.n, 64):
+            idx = torch.arange(i, min(i + 64, data.n))
+            for k, v in self._loss(W, *data.batch(idx)).items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+        return {f"valid_{k}": v / data.n for k, v in sums.items()}
+
+    # -- explaining -------------------------------------------------------------------------
+    @torch.no_grad()
+    def interpret(self, x: torch.Tensor, target: torch.Tensor, model: DomainModel) -> Interpretation:
+        """Activations, relevances, selected components and their soft mask for classes ``target``."""
+        if self.psi is None or self.theta is None or self.W is None:
+            raise RuntimeError("L2I must be fitted before it explains (the runner calls fit)")
+        self.psi.to(x.device).eval(), self.theta.to(x.device).eval()
+        W = self.W = self.W.to(x.device)
+        feats, _ = self._encode(model, x)
+        H = self.psi(feats, x.shape[2])
+        z = self.theta.pool(H)
+        r = relevance(z, self.theta.fc.weight, target)
+        selected = r > self.params.rt
+        return Interpretation(H, z, self.theta.fc(z), r, selected, component_mask(W, H, selected))
+
+    def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        it = self.interpret(x, target, ctx.model)
+        with torch.no_grad():
+            rand = random_nonrelevant(it.selected, ctx.generator("cpu"))
+            removed = (1 - torch.cat([it.mask, component_mask(self.W, it.H, rand)])) * x.repeat(2, 1, 1, 1)
+            logits = torch.cat([ctx.model(removed[i : i + ctx.max_rows]) for i in range(0, len(removed), ctx.max_rows)])
+        b = x.shape[0]
+        ctx.extras.update(
+            interpreter_logits=it.logits,
+            logits_removed=logits[:b],
+            logits_removed_random=logits[b:],
+            n_components=it.selected.sum(dim=1).to(x.dtype),
+        )
+        return to_mask(it.mask, self.params.nonneg, self.params.normalize)
+
+    @torch.no_grad()
+    def component_audio(self, rep, target: torch.Tensor, ctx: ExplainContext, n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+        """Listenable audio of each clip's ``n`` most relevant components, ISTFT((w_k h_k / WH) |X| e^{j phase}):
+        ([B, n, L] audio, [B, n] component indices). Needs a listenable domain (``stft2mel``)."""
+        domain = ctx.domain
+        if not domain.listenable:
+            raise AudiobenchError(f"l2i component audio needs a listenable domain, not '{domain.name}'")
+        it = self.interpret(rep.x, target, ctx.model)
+        b, k = it.relevance.shape
+        n = min(n, k)
+        top = it.relevance.topk(n, dim=1).indices  # [B, n]
+        onehot = F.one_hot(top, k).bool().reshape(b * n, k)
+        H = it.H.repeat_interleave(n, dim=0)
+        masks = component_mask(self.W, H, onehot)
+        from audiobench.domains import Representation
+
+        reps = Representation(rep.x.repeat_interleave(n, 0), rep.stft.repeat_interleave(n, 0), rep.length)
+        audio = domain.to_audio(ctx.frontend, masks, reps)
+        return audio.reshape(b, n, -1), top
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device, n: int) -> Iterator[None]:
+    """At most ``n`` intra-op threads on a CPU device for the block (restored after)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+class _Encoded:
+    """A split seen by the interpreter: representations X, the chosen block outputs, the classifier's
+    probabilities. Computed once and kept in memory when small enough, else recomputed per batch."""
+
+    def __init__(self, method: L2I, ctx: FitContext, waves: torch.Tensor):
+        self.method, self.ctx, self.waves = method, ctx, waves
+        self.n = len(waves)
+        self.cache: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None = None
+        probe = self._compute(torch.arange(min(2, self.n)))
+        self.n_classes = probe[2].shape[1]
+        per_clip = sum(t[0].numel() for t in probe[0]) + probe[1][0].numel() + probe[2][0].numel()
+        if per_clip * 4 * self.n <= _FEATURE_CACHE_BYTES:
+            parts = [self._compute(torch.arange(i, min(i + ctx.max_rows, self.n))) for i in range(0, self.n, ctx.max_rows)]
+            self.cache = (
+                [torch.cat([p[0][j] for p in parts]) for j in range(len(probe[0]))],
+                torch.cat([p[1] for p in parts]),
+                torch.cat([p[2] for p in parts]),
+            )
+
+    @torch.no_grad()
+    def _compute(self, idx: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        model = self.ctx.model
+        x = model.domain.represent(model.frontend, self.waves[idx].to(self.ctx.device)).x
+        feats, logits = self.method._encode(model, x)
+        return feats, x.squeeze(1), logits.softmax(dim=1)
+
+    def batch(self, idx: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        if self.cache is None:
+            return self._compute(idx)
+        feats, x, probs = self.cache
+        dev = idx.to(x.device)
+        return [f[dev] for f in feats], x[dev], probs[dev]

@@ -1,0 +1,344 @@
+"""L-MAC: Listenable Maps for Audio Classifiers (Paissan, Ravanelli & Subakan, ICML 2024).
+
+A decoder reads the classifier's deepest block outputs (U-Net style: transposed convolutions
+upsample, each shallower block is added in) and outputs a sigmoid mask on the masking domain's
+grid. Its logit map is computed at the classifier's (time, mel) resolution; for ``stft2mel`` it is
+spread onto the linear STFT bins through the mel filterbank before the sigmoid, so the mask lives
+on log1p|STFT| (listenable) and every linear bin is masked like the mel bands that cover it.
+(A learned layer on the 513-bin grid costs more than the rest of the decoder and sees no
+information the classifier's latents do not carry.)
+
+Training (classifier frozen, y_hat = argmax f(X), the classifier's own decision)::
+
+    lambda_in * CE(f(M*X), y_hat) - lambda_out * CE(f((1-M)*X), y_hat) + lambda_l1 * mean|M| (+ lambda_tv * TV(M))
+
+Fine-tuning ("L-MAC, FT, lambda_g"): starting from the trained decoder, samples whose stage-1
+mask is similar to the binarised clean spectrogram (cosine similarity > CCT) get
+lambda_g * BCE(M, oracle) instead of the L1 term; the oracle is the clean log-spectrogram
+>= ``oracle_threshold`` times its maximum, the clean signal being the clip before augmentation.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import json
+import time
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from audiobench.cache import atomic_write_bytes, atomic_write_json
+from audiobench.component import Params
+from audiobench.data.base import ClipSet
+from audiobench.methods.base import DomainModel, ExplainContext, Explainer, ExplainerParams, FitContext
+from audiobench.registry import METHODS
+
+LMAC_CODE_VERSION = 1  # bump when training changes the weights
+
+
+class FinetuneParams(Params):
+    """The fine-tuning stage for audio quality (paper sec. 2.1)."""
+
+    lambda_g: float = Field(..., gt=0, description="weight of the guidance term BCE(M, oracle)")
+    cct: float = Field(0.6, ge=-1, le=1, description="cosine-similarity threshold gating the guidance")
+    epochs: int = Field(4, ge=1)
+    oracle_threshold: float = Field(0.35, gt=0, lt=1, description="oracle = clean log-spec >= this x its max")
+
+
+class LmacParams(ExplainerParams):
+    nonneg: Literal["abs", "relu", "none"] = "none"  # the decoder's sigmoid is already a mask in [0, 1]
+    normalize: Literal["max", "none"] = "none"  # the continuous mask is used as is, as in the recipe
+    blocks: int | list[int] = Field(4, description="the N deepest classifier blocks, or a list of 1-based indices")
+    hidden: int = Field(32, ge=2, description="decoder channels")
+    lambda_in: float = Field(4.0, ge=0)
+    lambda_out: float = Field(0.2, ge=0)
+    lambda_l1: float = Field(0.4, ge=0)
+    lambda_tv: float = Field(0.0, ge=0)
+    out_cap: Literal["log_classes"] | None = Field(
+        None, description="cap CE_out at log(classes): reward an uninformative masked-out input, not a wrong one"
+    )
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(2e-6, ge=0)
+    batch_size: int = Field(16, ge=1)
+    augment_prob: float = Field(0.5, ge=0, le=1, description="share of training clips taken from the suite's contaminations")
+    finetune: FinetuneParams | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# the decoder
+
+
+class LmacDecoder(nn.Module):
+    """Deepest block first; each shallower block added after upsampling; sigmoid mask at the end."""
+
+    def __init__(self, channels: list[int], hidden: int):
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Conv2d(c, hidden, 1) for c in channels)
+        self.up = nn.ModuleList(nn.ConvTranspose2d(hidden, hidden, 2, stride=2) for _ in channels[1:])
+        self.refine = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.ReLU())
+            for _ in channels[1:]
+        )
+        # wide layers stay at the shallowest block's resolution; one logit map reaches the full grid
+        self.head = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+
+    @staticmethod
+    def _upsample(up: nn.Module, h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if size[0] > h.shape[-2] or size[1] > h.shape[-1]:
+            h = up(h)
+        if tuple(h.shape[-2:]) != tuple(size):
+            h = F.interpolate(h, size=size, mode="bilinear", align_corners=False)
+        return h
+
+    def forward(self, feats: list[torch.Tensor], mel_size: tuple[int, int], to_domain) -> torch.Tensor:
+        """``feats`` deepest first; ``to_domain`` maps the mel grid [..., n_mels] to the domain's grid."""
+        h = self.proj[0](feats[0])
+        for i, skip in enumerate(feats[1:], start=1):
+            h = self._upsample(self.up[i - 1], h, tuple(skip.shape[-2:]))
+            h = self.refine[i - 1](h + self.proj[i](skip))
+        logits = F.interpolate(self.head(h), size=mel_size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(to_domain(logits))
+
+
+def _block_indices(blocks: int | list[int], depth: int) -> list[int]:
+    """1-based indices of the blocks the decoder reads, deepest first."""
+    idx = list(range(depth, max(0, depth - blocks), -1)) if isinstance(blocks, int) else sorted(set(blocks), reverse=True)
+    if not idx or any(i < 1 or i > depth for i in idx):
+        raise ValueError(f"blocks {blocks} do not fit a classifier with {depth} blocks")
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------
+# losses
+
+
+def masking_loss(
+    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, p: LmacParams
+) -> dict[str, torch.Tensor]:
+    """The L-MAC objective's terms per batch (``total`` is what is minimised)."""
+    logits = model(torch.cat([mask * x, (1 - mask) * x]))
+    b = x.shape[0]
+    l_in = F.cross_entropy(logits[:b], y_hat)
+    l_out = F.cross_entropy(logits[b:], y_hat, reduction="none")
+    if p.out_cap == "log_classes":  # beyond log C the classifier is confidently wrong, not uninformed
+        l_out = l_out.clamp_max(math.log(logits.shape[-1]))
+    l_out = l_out.mean()
+    l1 = mask.abs().mean()
+    tv = (mask.diff(dim=-1).abs().mean() + mask.diff(dim=-2).abs().mean()) if p.lambda_tv else mask.new_zeros(())
+    total = p.lambda_in * l_in - p.lambda_out * l_out + p.lambda_l1 * l1 + p.lambda_tv * tv
+    return {"total": total, "in": l_in, "out": l_out, "l1": l1, "tv": tv}
+
+
+def oracle_mask(clean_x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Binarised clean spectrogram: 1 where the clean representation is >= threshold x its per-sample max."""
+    peak = clean_x.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+    return (clean_x >= threshold * peak).to(clean_x.dtype)
+
+
+def cct_gate(stage1_mask: torch.Tensor, oracle: torch.Tensor, cct: float) -> torch.Tensor:
+    """[B] bool: the stage-1 mask's cosine similarity to the oracle exceeds the threshold."""
+    return F.cosine_similarity(stage1_mask.flatten(1), oracle.flatten(1), dim=1) > cct
+
+
+def finetune_loss(
+    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, oracle: torch.Tensor,
+    gate: torch.Tensor, p: LmacParams,
+) -> dict[str, torch.Tensor]:
+    """Masking terms, plus lambda_g * BCE(M, oracle) on gated samples and the L1 term on the others."""
+    terms = masking_loss(model, x, mask, y_hat, p.model_copy(update={"lambda_l1": 0.0}))
+    g = gate.to(mask.dtype)
+    bce = F.binary_cross_entropy(mask, oracle, reduction="none").flatten(1).mean(dim=1)
+    l1 = mask.abs().flatten(1).mean(dim=1)
+    n = max(1, mask.shape[0])
+    guidance = (g * bce).sum() / n
+    sparsity = ((1 - g) * l1).sum() / n
+    assert p.finetune is not None
+    total = terms["total"] + p.finetune.lambda_g * guidance + p.lambda_l1 * sparsity
+    return {**terms, "total": total, "guidance": guidance, "l1": sparsity, "gated": g.mean()}
+
+
+# ----------------------------------------------------------------------------------------------
+# the method
+
+
+@METHODS.register("lmac")
+class LMAC(Explainer):
+    """L-MAC: a decoder on the classifier's latents trained to output faithful, listenable masks (Paissan et al., 2024)."""
+
+    name, display_name = "lmac", "L-MAC"
+    Params = LmacParams
+    trainable = True
+    needs_gradients = False
+
+    def __init__(self, params: Any = None):
+        super().__init__(params)
+        self.decoder: LmacDecoder | None = None
+        self.block_idx: list[int] = []
+
+    def row_label(self) -> str:
+        ft = self.params.finetune
+        if ft is None:
+            return "L-MAC"
+        label = f"L-MAC, FT, λg={ft.lambda_g:g}"
+        return label + (f", CCT {ft.cct:g}" if ft.cct != FinetuneParams.model_fields["cct"].default else "")
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _build(self, model: DomainModel) -> LmacDecoder:
+        clf = model.classifier
+        self.block_idx = _block_indices(self.params.blocks, clf.depth)
+        channels = [clf.block(i).conv2.out_channels for i in self.block_idx]
+        return LmacDecoder(channels, self.params.hidden)
+
+    def _mask(self, decoder: LmacDecoder, model: DomainModel, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            feats = model.classifier.features(model.domain.to_classifier(model.frontend, x))
+        chosen = [feats[i - 1] for i in self.block_idx]
+        mel_size = (x.shape[-2], model.frontend.params.n_mels)
+        return decoder(chosen, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
+
+    def _base_params(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude={"finetune", "nonneg", "normalize"})
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        base_key = ctx.cache_key(self.name, self._base_params(), {"code": LMAC_CODE_VERSION})
+        info = self._fit_stage(ctx, base_key, None)
+        if self.params.finetune is not None:
+            ft_key = ctx.cache_key(self.name, {"base": base_key, **self.params.finetune.model_dump()})
+            info = {"base": info, **self._fit_stage(ctx, ft_key, self.decoder)}
+        return info
+
+    def _fit_stage(self, ctx: FitContext, key: str, stage1: LmacDecoder | None) -> dict[str, Any]:
+        weights, meta = ctx.cache_path(self.name, key), ctx.cache_path(self.name, key, ".json")
+        decoder = self._build(ctx.model).to(ctx.device)
+        ctx.log_dir.mkdir(parents=True, exist_ok=True)
+        log_name = "finetune.jsonl" if stage1 is not None else "train.jsonl"
+        if weights.exists() and meta.exists():
+            decoder.load_state_dict(torch.load(weights, map_location=ctx.device, weights_only=True))
+            info = json.loads(meta.read_text())
+            (ctx.log_dir / log_name).write_text("".join(json.dumps(h) + "\n" for h in info["history"]))
+            self.decoder = decoder.eval()
+            return {**{k: v for k, v in info.items() if k != "history"}, "cached": True}
+        if stage1 is not None:
+            decoder.load_state_dict(stage1.state_dict())
+        info = self._train(ctx, decoder, stage1, ctx.log_dir / log_name)
+        buf = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in decoder.state_dict().items()}, buf)
+        atomic_write_bytes(weights, buf.getvalue())
+        atomic_write_json(meta, {**info, "key": key})
+        self.decoder = decoder.eval()
+        return {k: v for k, v in info.items() if k != "history"} | {"key": key, "cached": False}
+
+    def _train(self, ctx: FitContext, decoder: LmacDecoder, stage1: LmacDecoder | None, log_path) -> dict[str, Any]:
+        p = self.params
+        finetuning = stage1 is not None
+        epochs = p.finetune.epochs if finetuning else p.epochs
+        start = time.perf_counter()
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        frozen = copy.deepcopy(stage1).eval().requires_grad_(False) if finetuning else None
+        train = _Versions(_with_augmentation(ctx.train, ctx.augment, ctx.seed))
+        valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
+        opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        n = len(ctx.train)
+        best, best_state, history = float("inf"), None, []
+        bar = tqdm(range(epochs), desc=f"{self.row_label()} [{ctx.model.domain.name}]", unit="epoch",
+                   disable=not ctx.progress, leave=False)
+        log_path.write_text("")
+        for epoch in bar:
+            decoder.train()
+            sums: dict[str, float] = {}
+            order = torch.randperm(n, generator=gen)
+            for i in range(0, n, p.batch_size):
+                idx = order[i : i + p.batch_size]
+                use_aug = torch.rand(len(idx), generator=gen) < p.augment_prob
+                which = (1 + torch.randint(max(1, train.n - 1), (len(idx),), generator=gen)) * use_aug
+                which = which.clamp_max(train.n - 1)  # no augmentation listed: always the clean version
+                terms = self._batch_terms(ctx, decoder, frozen, train, idx, which)
+                opt.zero_grad()
+                terms["total"].backward()
+                opt.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+            record = {"epoch": epoch + 1, **{f"train_{k}": v / n for k, v in sums.items()}}
+            record.update(self._validate(ctx, decoder, frozen, valid))
+            history.append(record)
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{record['train_total']:.3f}", valid=f"{record['valid_total']:.3f}")
+            if record["valid_total"] < best:  # the selection key is the logged valid_total
+                best, best_state = record["valid_total"], copy.deepcopy(decoder.state_dict())
+        assert best_state is not None
+        decoder.load_state_dict(best_state)
+        return {
+            "stage": "finetune" if finetuning else "train",
+            "blocks": self.block_idx,
+            "selected_by": "valid_total",
+            "best_epoch": min(history, key=lambda h: h["valid_total"])["epoch"],
+            "best_valid_total": best,
+            "seconds": round(time.perf_counter() - start, 2),
+            "history": history,
+        }
+
+    def _batch_terms(self, ctx, decoder, frozen, sets: _Versions, idx, which) -> dict[str, torch.Tensor]:
+        """Loss terms for the clips ``idx``, clip i taken from version ``which[i]`` (0 = clean)."""
+        wave = sets.waves[which, idx].to(ctx.device)
+        model, domain = ctx.model, ctx.model.domain
+        x = domain.represent(model.frontend, wave).x
+        with torch.no_grad():
+            y_hat = model(x).argmax(dim=-1)
+        mask = self._mask(decoder, model, x)
+        if frozen is None:
+            return masking_loss(model, x, mask, y_hat, self.params)
+        clean = sets.clean[which, idx].to(ctx.device)
+        with torch.no_grad():
+            oracle = oracle_mask(domain.represent(model.frontend, clean).x, self.params.finetune.oracle_threshold)
+            gate = cct_gate(self._mask(frozen, model, x), oracle, self.params.finetune.cct)
+        return finetune_loss(model, x, mask, y_hat, oracle, gate, self.params)
+
+    @torch.no_grad()
+    def _validate(self, ctx, decoder, frozen, versions: list[ClipSet]) -> dict[str, float]:
+        decoder.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        sets = _Versions(versions)
+        for k, clips in enumerate(versions):
+            idx = torch.arange(len(clips))
+            for i in range(0, len(clips), 64):
+                chunk = idx[i : i + 64]
+                terms = self._batch_terms(ctx, decoder, frozen, sets, chunk, torch.full_like(chunk, k))
+                for name, v in terms.items():
+                    sums[name] = sums.get(name, 0.0) + float(v) * len(chunk)
+                count += len(chunk)
+        return {f"valid_{k}": v / count for k, v in sums.items()}
+
+    # -- explaining -------------------------------------------------------------------------
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        if self.decoder is None:
+            raise RuntimeError("L-MAC must be fitted before it explains (the runner calls fit)")
+        self.decoder.to(x.device).eval()
+        with torch.no_grad():
+            return self._mask(self.decoder, ctx.model, x)
+
+
+class _Versions:
+    """Versions of one clip set (clean first, then each contamination) stacked for batched gathers."""
+
+    def __init__(self, versions: list[ClipSet]):
+        self.n = len(versions)
+        self.waves = torch.stack([v.waveforms for v in versions])  # [S, N, L]
+        self.clean = torch.stack([v.uncontaminated for v in versions])
+
+
+def _with_augmentation(clips: ClipSet, augment: list[Any], seed: int) -> list[ClipSet]:
+    """The clean clips followed by each augmenting contamination applied to them (same order)."""
+    from audiobench.data.contaminations import NoContamination
+
+    return [NoContamination().apply(clips, clips, seed)] + [c.apply(clips, clips, seed) for c in augment]
