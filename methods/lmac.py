@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 import json
+import math
 import time
 from typing import Any, Literal
 
