@@ -39,7 +39,8 @@ INFO_COLUMNS = ("setting", "zs_accuracy")  # describe a block, never select one
 
 def norm_label(text: str) -> str:
     """``"Guided Gradcam"`` -> ``guidedgradcam``; ``"L2I RT=0.60"`` -> ``l2irt0.6``; ``GradCam++`` keeps its ``++``."""
-    text = re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):g}", str(text).lower())
+    text = str(text).lower().replace("λ", "lambda_")  # our "λg=4" is the CSVs' "lambda_g=4"
+    text = re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):g}", text)
     key = re.sub(r"[^a-z0-9.+]", "", text).strip(".")
     return ALIASES.get(key, key)
 

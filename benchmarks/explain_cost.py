@@ -10,15 +10,19 @@ in one run on the same machine so the ratios are comparable. Usage:
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from audiobench._malloc import tune_allocator
+from audiobench.data.base import ClipSet
 from audiobench.domains import Stft2Mel
 from audiobench.frontend import Frontend
-from audiobench.methods.base import DomainModel, ExplainContext
+from audiobench.methods.base import DomainModel, ExplainContext, FitContext
 from audiobench.metrics.complexity import complexity, sparseness
 from audiobench.models.cnn14 import Cnn14
 from audiobench.registry import METHODS
@@ -28,6 +32,8 @@ QUICKSTART_PARAMS = {
     "smoothgrad": {"n_samples": 25, "stdev": 0.15},
     "integrated_gradients": {"n_steps": 50},
     "shap": {"n_samples": 20},
+    "lmac": {"epochs": 1},  # trainable methods get a minimal fit: what is timed is explaining
+    "l2i": {"epochs": 1, "k": 32, "nmf_iter": 10},
 }
 
 
@@ -61,6 +67,13 @@ def main() -> None:
     for name in args.methods.split(","):
         method = METHODS.get(name)(QUICKSTART_PARAMS.get(name, {}))
         ctx = ExplainContext(model, seed=0, max_rows=explain_rows(dev))
+        if method.trainable:
+            clips = ClipSet(wave.cpu(), torch.arange(len(wave)) % 10, [f"b{i}" for i in range(len(wave))],
+                            [str(c) for c in range(10)], 16000)
+            with tempfile.TemporaryDirectory() as tmp:
+                os.environ["AUDIOBENCH_CACHE"] = tmp
+                method.fit(FitContext(model, clips, clips, [], 0, dev, {"benchmark": name}, Path(tmp) / "logs",
+                                      progress=False))
         batched = _time(lambda: method.explain(x, target, ctx)) / args.clips  # noqa: B023
         n_loop = min(args.clips, 5)  # the reference loops over clips: time a few, per clip
         looped = _time(lambda: [method.explain(x[i : i + 1], target[i : i + 1], ctx) for i in range(n_loop)]) / n_loop  # noqa: B023

@@ -300,15 +300,16 @@ class L2I(Explainer):
         start = time.perf_counter()
         gen = torch.Generator().manual_seed(ctx.seed)
         x = self._pooled(ctx, ctx.train.waveforms)  # [N, T // frame_chunk, F]
-        if p.dictionary == "joint":
-            W, info = learn_dictionary(as_columns(x), p.k, n_iter=p.nmf_iter, sparsity=p.sparsity, generator=gen)
-        else:
-            labels = ctx.train.labels.to(x.device)
-            per_class = [as_columns(x[labels == c]) for c in labels.unique().tolist()]
-            noise, source = self._noise_columns(ctx, x)
-            W, info = learn_class_dictionaries(per_class, noise, p.k_per_class, p.k_noise, n_iter=p.nmf_iter,
-                                               sparsity=p.sparsity, generator=gen)
-            info["noise_source"] = source
+        with _cpu_threads(ctx.device, 1):  # many mid-sized ops per iteration: see _train
+            if p.dictionary == "joint":
+                W, info = learn_dictionary(as_columns(x), p.k, n_iter=p.nmf_iter, sparsity=p.sparsity, generator=gen)
+            else:
+                labels = ctx.train.labels.to(x.device)
+                per_class = [as_columns(x[labels == c]) for c in labels.unique().tolist()]
+                noise, source = self._noise_columns(ctx, x)
+                W, info = learn_class_dictionaries(per_class, noise, p.k_per_class, p.k_noise, n_iter=p.nmf_iter,
+                                                   sparsity=p.sparsity, generator=gen)
+                info["noise_source"] = source
         info = {**info, "key": key, "shape": list(W.shape), "seconds": round(time.perf_counter() - start, 2)}
         buf = io.BytesIO()
         torch.save({"W": W.cpu(), "info": json.dumps(info)}, buf)
@@ -352,7 +353,8 @@ class L2I(Explainer):
         log_path.write_text("")
         bar = tqdm(range(p.epochs), desc=f"L2I [{model.domain.name}]", unit="epoch", disable=not ctx.progress, leave=False)
         # The interpreter's ops are small: on a CPU, one intra-op thread avoids an OpenMP barrier per op,
-        # which made training 40x slower on a loaded 2-core machine (5 ms vs 230 ms a step).
+        # which made training 40x slower on a loaded 2-core machine (5 ms vs 230 ms a step; the NMF's
+        # 100 iterations on the quickstart: 1.7 s vs 18 s). On an idle machine the cost is small.
         with _cpu_threads(ctx.device, 1):
             for epoch in bar:
                 self.psi.train(), self.theta.train()

@@ -92,7 +92,9 @@ def test_esc50_ood_suite_trains_runs_and_compares(tmp_path: Path, capsys) -> Non
     assert manifest["suite"]["contaminations"][0]["params"]["source"] == {"split": None, "folds": [4]}
     frame = load_run(run_dir)
     assert set(frame.contamination) == {"mixture_gain0p8-0p2_folds4"}
-    assert set(frame.label) == {"Saliency", "SmoothGrad", "IG", "GradCAM", "Guided GradCAM", "Guided Backprop", "SHAP"}
+    assert set(frame.label) == {"Saliency", "SmoothGrad", "IG", "GradCAM", "Guided GradCAM", "Guided Backprop", "SHAP",
+                                "L-MAC", "L-MAC, FT, λg=4", "L-MAC, FT, λg=16", "L-MAC, FT, λg=32",
+                                "L-MAC, FT, λg=4, CCT 0.7", "L-MAC, FT, λg=16, CCT 0.7", "L-MAC, FT, λg=32, CCT 0.7"}
     assert set(frame.sample_id) == {"5-105000-A-0", "5-105001-B-0"}
     # our numbers beside the published ones (L-MAC Table 2)
     assert main(["table", str(run_dir), "--compare", "lmac_icml2024:2"]) == 0
@@ -101,8 +103,10 @@ def test_esc50_ood_suite_trains_runs_and_compares(tmp_path: Path, capsys) -> Non
     lines = text.splitlines()
     smooth = next(i for i, line in enumerate(lines) if "| SmoothGrad" in line and "| ours" in line)
     assert "| paper (Smoothgrad) " in lines[smooth + 1] and "| 31.84 |" in lines[smooth + 1]
-    lmac = next(line for line in lines if "| L-MAC " in line)
-    assert "| paper " in lmac and "60.63" in lmac
+    lmac = next(i for i, line in enumerate(lines) if "| L-MAC " in line and "| ours" in line)
+    assert "| paper " in lines[lmac + 1] and "| 60.63 |" in lines[lmac + 1]
+    ft = next(i for i, line in enumerate(lines) if "| L-MAC, FT, λg=16, CCT 0.7" in line and "| ours" in line)
+    assert "| 45.87 |" in lines[ft + 1]
     assert main(["table", str(run_dir), "--compare", "lmac_icml2024:3"]) == 1
     assert "lmac_icml2024 has tables 1, 2" in capsys.readouterr().err
 
@@ -146,6 +150,8 @@ def test_reference_rows_match_our_labels_and_datasets_cite_their_source(capsys) 
     assert norm_label("Smoothgrad") == norm_label("SmoothGrad") and norm_label("Gradcam") == norm_label("GradCAM")
     assert norm_label("Guided Gradcam") == norm_label("Guided GradCAM") and norm_label("IG") == norm_label("IG")
     assert norm_label("L2I RT=0.60") == norm_label("L2I RT=0.6") and norm_label("GradCam++") != norm_label("GradCam")
+    assert norm_label("L-MAC, FT, λg=16, CCT 0.7") == norm_label("L-MAC FT lambda_g=16 CCT0.7")
+    assert norm_label("L-MAC, FT, λg=4") == norm_label("L-MAC FT lambda_g=4") != norm_label("L-MAC")
     ref = select("lmac_icml2024:1")
     assert ref.setting == "in-domain" and set(ref.rows["_domain"]) == {"stft2mel", "mel"} and len(ref.rows) == 24
     with pytest.raises(AudiobenchError, match="several blocks; choose one with lmaczs_neurips2024:2:contamination="):
