@@ -153,6 +153,7 @@ def evaluate_cell(
         torch.manual_seed(ctx.seed)
         with torch.enable_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
+            warnings.filterwarnings("ignore", message=r"Setting backward hooks on ReLU activations")
             mask = explainer.explain(rep.x, target, ctx)
         finite = torch.isfinite(mask).flatten(1).all(dim=1)
         for i in (~finite).nonzero().flatten().tolist():

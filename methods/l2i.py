@@ -10,8 +10,9 @@ pre-learnt non-negative dictionary W [F, K] (sparse NMF on the training split's 
   squared error and L1 averaged over elements as the reference recipe does (alpha, beta keep the
   paper's scale); the cross-entropy is against the classifier's probabilities (soft labels).
   The epoch with the lowest logged ``valid_loss`` (the same loss on the clean valid split) is kept.
-  As in the paper, W and the interpreter are learnt on clean clips (the suite's contaminations are
-  not used as augmentation); the fit is cached without ``rt`` (rows differing in RT share it).
+  As in the paper, W is learnt on clean clips; the interpreter too unless ``augment_prob`` > 0 (a
+  share of its training clips then come from the suite's contaminations). The fit is cached without
+  ``rt`` (rows differing only in RT share it).
 
 Interpretation of the predicted class c: relevance r_k = z_k theta[c,k] / max_l |z_l theta[c,l]|,
 the relevant set L = {k : r_k > rt}, and the soft mask M = (W_L H_L) / (W H + eps) in [0, 1] on the
@@ -83,6 +84,9 @@ class L2IParams(ExplainerParams):
     epochs: int = Field(35, ge=1)
     lr: float = Field(2e-4, gt=0, description="Adam learning rate")
     batch_size: int = Field(16, ge=1)
+    augment_prob: float = Field(
+        0.0, ge=0, le=1, description="share of training clips taken from the suite's contaminations (the paper: 0, clean only)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,6 +234,13 @@ class L2I(Explainer):
         """The parameters that shape the fit (the cache key): all but the interpretation-only ones."""
         return self.params.model_dump(mode="json", exclude=set(INTERPRETATION_ONLY))
 
+    def fit_key(self, ctx: FitContext) -> str:
+        """The fit's cache key: classifier, data, domain, front end, seed, fit parameters, and the
+        contaminations used as augmentation (when ``augment_prob`` > 0)."""
+        augment = [{"name": c.name, **c.params.model_dump(mode="json")} for c in ctx.augment]
+        extra = {"code": L2I_CODE_VERSION, "augment": augment if self.params.augment_prob > 0 else []}
+        return ctx.cache_key(self.name, self.fit_params(), extra)
+
     def _nmf_params(self) -> dict[str, Any]:
         p = self.params
         keys = ["dictionary", "sparsity", "nmf_iter", "frame_chunk"]
@@ -258,7 +269,7 @@ class L2I(Explainer):
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
-        key = ctx.cache_key(self.name, self.fit_params(), {"code": L2I_CODE_VERSION})
+        key = self.fit_key(ctx)
         weights, meta = ctx.cache_path(self.name, key), ctx.cache_path(self.name, key, ".json")
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
         if weights.exists() and meta.exists():
@@ -342,7 +353,8 @@ class L2I(Explainer):
         gen = torch.Generator().manual_seed(ctx.seed)
         model = ctx.model
         W = W.to(ctx.device)
-        train, valid = _Encoded(self, ctx, ctx.train.waveforms), _Encoded(self, ctx, ctx.valid.waveforms)
+        train = _Encoded(self, ctx, self._versions(ctx, ctx.train))
+        valid = _Encoded(self, ctx, self._versions(ctx, ctx.valid))
         n_classes = train.n_classes
         self.psi, self.theta = (m.to(ctx.device) for m in self._build(model, W.shape[1], n_classes))
         params = list(self.psi.parameters()) + list(self.theta.parameters())
@@ -360,9 +372,13 @@ class L2I(Explainer):
                 self.psi.train(), self.theta.train()
                 sums: dict[str, float] = {}
                 order = torch.randperm(train.n, generator=gen)
+                # each clip of the epoch: clean, or with probability augment_prob one contaminated version
+                augmented = torch.rand(train.n, generator=gen) < p.augment_prob
+                version = augmented * torch.randint(1, max(2, train.versions), (train.n,), generator=gen)
+                version = version.clamp_max(train.versions - 1)
                 for i in range(0, train.n, p.batch_size):
                     idx = order[i : i + p.batch_size]
-                    terms = self._loss(W, *train.batch(idx))
+                    terms = self._loss(W, *train.batch(idx + train.n * version[idx]))
                     opt.zero_grad()
                     terms["loss"].backward()
                     opt.step()
@@ -402,15 +418,23 @@ class L2I(Explainer):
         return {"loss": p.alpha * recon + p.beta * l1 + fid, "recon": recon, "l1": l1, "fid_ce": fid,
                 "fidelity_top1": (logits.argmax(dim=1) == probs.argmax(dim=1)).float().mean()}
 
+    def _versions(self, ctx: FitContext, clips) -> list[torch.Tensor]:
+        """The clips, then (when ``augment_prob`` > 0) each of the suite's contaminations applied to them."""
+        if self.params.augment_prob <= 0:
+            return [clips.waveforms]
+        return [clips.waveforms] + [c.apply(clips, clips, ctx.seed).waveforms for c in ctx.augment]
+
     @torch.no_grad()
     def _validate(self, W: torch.Tensor, data: _Encoded) -> dict[str, float]:
+        """The loss terms over every version of the valid clips (clean, and contaminated when training is)."""
         self.psi.eval(), self.theta.eval()
         sums: dict[str, float] = {}
-        for i in range(0, data.n, 64):
-            idx = torch.arange(i, min(i + 64, data.n))
+        total = data.n * data.versions
+        for i in range(0, total, 64):
+            idx = torch.arange(i, min(i + 64, total))
             for k, v in self._loss(W, *data.batch(idx)).items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-        return {f"valid_{k}": v / data.n for k, v in sums.items()}
+        return {f"valid_{k}": v / total for k, v in sums.items()}
 
     # -- explaining -------------------------------------------------------------------------
     @torch.no_grad()
@@ -483,17 +507,19 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 class _Encoded:
     """A split seen by the interpreter: representations X, the chosen block outputs, the classifier's
-    probabilities. Computed once and kept in memory when small enough, else recomputed per batch."""
+    probabilities. Computed once and kept in memory when small enough, else recomputed per batch.
+    Several versions of the clips (clean, contaminated) are stacked: row v * n + i is clip i in version v."""
 
-    def __init__(self, method: L2I, ctx: FitContext, waves: torch.Tensor):
-        self.method, self.ctx, self.waves = method, ctx, waves
-        self.n = len(waves)
+    def __init__(self, method: L2I, ctx: FitContext, versions: list[torch.Tensor]):
+        self.method, self.ctx, self.waves = method, ctx, torch.cat(versions)
+        self.n, self.versions = len(versions[0]), len(versions)
         self.cache: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None = None
-        probe = self._compute(torch.arange(min(2, self.n)))
+        rows = len(self.waves)
+        probe = self._compute(torch.arange(min(2, rows)))
         self.n_classes = probe[2].shape[1]
         per_clip = sum(t[0].numel() for t in probe[0]) + probe[1][0].numel() + probe[2][0].numel()
-        if per_clip * 4 * self.n <= _FEATURE_CACHE_BYTES:
-            parts = [self._compute(torch.arange(i, min(i + ctx.max_rows, self.n))) for i in range(0, self.n, ctx.max_rows)]
+        if per_clip * 4 * rows <= _FEATURE_CACHE_BYTES:
+            parts = [self._compute(torch.arange(i, min(i + ctx.max_rows, rows))) for i in range(0, rows, ctx.max_rows)]
             self.cache = (
                 [torch.cat([p[0][j] for p in parts]) for j in range(len(probe[0]))],
                 torch.cat([p[1] for p in parts]),
