@@ -145,8 +145,7 @@ def render_comparison(run_dir: str | Path, spec: str, fmt: str = "markdown") -> 
     title = f"{REFERENCES[ref.name]}, Table {ref.table}" + (f" ({ref.setting})" if ref.setting else "")
     out: dict[str, str] = {}
     for raw in manifest["suite"].get("tables", [{}]):
-        tspec = TableSpec(**{**raw, "per": tuple(raw.get("per", ())),
-                             "metrics": tuple(raw["metrics"]) if raw.get("metrics") else None})
+        tspec = TableSpec(**raw)
         for table in build_tables(frame, manifest["metrics"], tspec, manifest.get("order"),
                                   manifest.get("display"), _run_caption(manifest)):
             headers, rows = compare_tables(table, ref)

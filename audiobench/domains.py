@@ -25,6 +25,10 @@ class Representation:
     stft: torch.Tensor  # complex [B, 1, T, F_linear], for listening
     length: int  # waveform length in samples
 
+    def subset(self, index: torch.Tensor) -> Representation:
+        """The rows ``index`` of the batch (repeats allowed)."""
+        return Representation(self.x[index], self.stft[index], self.length)
+
 
 class Domain(Component):
     """Where masks live; subclasses define the grid and the map to the classifier's input."""

@@ -25,7 +25,7 @@ import audiobench
 from audiobench._malloc import tune_allocator
 from audiobench.cache import stable_hash
 from audiobench.data.base import ClipSet, Skip
-from audiobench.domains import Domain
+from audiobench.domains import Domain, Representation
 from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
@@ -181,17 +181,27 @@ def evaluate_cell(
             ids_per_metric[name].extend(i for i, good in zip(kept_ids, ok, strict=True) if good)
         if audio_dir is not None and domain.listenable and written < audio_n:
             take = keep[: audio_n - written]
-            audio = domain.to_audio(model.frontend, mask[take], _subset_rep(rep, take)).cpu().numpy()
-            write_wavs(audio_dir, [ids[i] for i in take.tolist()], audio, model.frontend.params.sample_rate)
+            write_audio(audio_dir, [ids[i] for i in take.tolist()], mask[take], explainer, model, rep.subset(take),
+                        target[take], ctx)
             written += len(take)
     arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in values.items()}
     return arrays, ids_per_metric, skips  # type: ignore[return-value]
 
 
-def _subset_rep(rep, index: torch.Tensor):
-    from audiobench.domains import Representation
-
-    return Representation(rep.x[index], rep.stft[index], rep.length)
+def write_audio(
+    folder: Path, ids: list[str], mask: torch.Tensor, explainer: Explainer, model: DomainModel,
+    rep: Representation, target: torch.Tensor, ctx: ExplainContext,
+) -> None:
+    """The listenable interpretation of each clip (``<id>.wav``) and of each of its mask parts, if the
+    method has any (``<id>__<part>.wav``, e.g. L2I's relevant components), all with the input's phase."""
+    frontend, domain, sr = model.frontend, model.domain, model.frontend.params.sample_rate
+    with torch.no_grad():
+        write_wavs(folder, ids, domain.to_audio(frontend, mask, rep).cpu().numpy(), sr)
+        parts = explainer.mask_parts(rep.x, target, ctx)
+        if parts is not None and len(parts.rows):
+            audio = domain.to_audio(frontend, parts.masks, rep.subset(parts.rows)).cpu().numpy()
+            names = [f"{ids[r]}__{name}" for r, name in zip(parts.rows.tolist(), parts.names, strict=True)]
+            write_wavs(folder, names, audio, sr)
 
 
 def write_wavs(folder: Path, ids: list[str], audio: np.ndarray, sample_rate: int) -> None:

@@ -23,6 +23,7 @@ from audiobench.component import Component, Params
 from audiobench.errors import AudiobenchError, SuiteError, did_you_mean
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES, load_plugin_file
+from audiobench.tables import TableSpec
 
 Path_ = tuple[Any, ...]
 
@@ -62,15 +63,6 @@ class TrainParams(Params):
         0.0, ge=0, lt=1, description="SpecAugment-style: drop up to this share of frames and mel bands per clip"
     )
     mixture_snr_db: tuple[float, float] = Field((0.0, 10.0), description="SNR range of those mixtures (uniform)")
-
-
-class TableParams(Params):
-    name: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$")
-    rows: str = "label"
-    group: str | None = "domain"
-    per: tuple[str, ...] = ("dataset", "contamination")
-    metrics: tuple[str, ...] | None = None
-    precision: int = Field(2, ge=0, le=8)
 
 
 class AudioParams(Params):
@@ -132,7 +124,7 @@ class Suite:
     contaminations: list[ComponentSpec]
     methods: list[ComponentSpec]
     metrics: list[str]
-    tables: list[TableParams]
+    tables: list[TableSpec]
     audio: AudioParams
     plugins: list[Path] = field(default_factory=list)
     description: str = ""
@@ -395,10 +387,10 @@ def parse_suite(
         elif name in metrics[:i]:
             errors.add(("metrics", i), f"metric '{name}' is listed twice")
 
-    tables: list[TableParams] = []
+    tables: list[TableSpec] = []
     for i, raw in enumerate(_as_list(data.get("tables"), "tables", errors, [{}])):
         try:
-            t = TableParams(**raw) if isinstance(raw, dict) else TableParams(name=str(raw))
+            t = TableSpec(**raw) if isinstance(raw, dict) else TableSpec(name=str(raw))
         except ValidationError as exc:
             errors.add_validation(("tables", i), exc)
             continue

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from pydantic import Field
 from tabulate import tabulate
 
+from audiobench.component import Params
 from audiobench.errors import AudiobenchError, did_you_mean
 
 __all__ = [
@@ -52,16 +54,19 @@ REQUIRED_COLUMNS = ("metric", "value")
 Display = Mapping[str, Mapping[str, str]]
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """What a table shows: its rows, row blocks, the columns that split tables, metrics, decimals."""
+class TableSpec(Params):
+    """What a table shows: its rows, row blocks, the columns that split tables, metrics, decimals.
 
-    name: str = "main"
+    The one definition: a suite's ``tables:`` entries are validated as this model, and a run's
+    manifest stores them as its ``model_dump()``.
+    """
+
+    name: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$")
     rows: str = "label"  # column whose values make the rows
     group: str | None = "domain"  # rows are grouped by this column (blocks), or None
     per: tuple[str, ...] = ("dataset", "contamination")  # one table per combination of these columns
     metrics: tuple[str, ...] | None = None  # which metrics, in order; None = metric_info order
-    precision: int = 2
+    precision: int = Field(2, ge=0, le=8)
 
 
 @dataclass
@@ -466,7 +471,7 @@ def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) 
     out: dict[str, str] = {}
     tables: list[Table] = []
     for raw in manifest["suite"].get("tables", [{}]):
-        spec = TableSpec(**{**raw, "per": tuple(raw.get("per", ())), "metrics": tuple(raw["metrics"]) if raw.get("metrics") else None})
+        spec = TableSpec(**raw)
         built = build_tables(frame, manifest["metrics"], spec, manifest.get("order"), manifest.get("display"), _run_caption(manifest))
         tables += built
         out.update({t.slug(): renderers[fmt or "markdown"](t) for t in built})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -10,7 +13,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from audiobench.cache import cache_dir, stable_hash
+from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
 from audiobench.component import Component, Params
 from audiobench.data.base import ClipSet
 from audiobench.domains import Domain
@@ -83,6 +86,50 @@ class FitContext:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{key}{suffix}"
 
+    def cached_fit(
+        self,
+        method: str,
+        key: str,
+        train: Callable[[Path], tuple[dict[str, Any], dict[str, Any]]],
+        load: Callable[[dict[str, Any]], None],
+        log_name: str = "train.jsonl",
+    ) -> dict[str, Any]:
+        """Load the fit ``key`` from the cache, or train and cache it; returns what the manifest records.
+
+        ``train(log_path)`` returns (a state of tensors to save, an info dict whose ``history`` lists
+        the logged epochs); ``load(state)`` restores a cached state. Weights and info are written
+        atomically; a cached fit rewrites its training log at ``log_dir / log_name``.
+        """
+        weights, meta = self.cache_path(method, key), self.cache_path(method, key, ".json")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / log_name
+        cached = weights.exists() and meta.exists()
+        if cached:
+            load(torch.load(weights, map_location=self.device, weights_only=True))
+            info = json.loads(meta.read_text())
+            log_path.write_text("".join(json.dumps(h) + "\n" for h in info.get("history", [])))
+        else:
+            state, info = train(log_path)
+            info = {"key": key, **info}
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            atomic_write_bytes(weights, buf.getvalue())
+            atomic_write_json(meta, info)
+        return {k: v for k, v in info.items() if k != "history"} | {"cached": cached}
+
+
+@dataclass
+class MaskParts:
+    """Parts of a batch's explanations worth hearing on their own (e.g. L2I's relevant components).
+
+    Part i belongs to sample ``rows[i]`` of the batch, is named ``names[i]`` (a file-name suffix such
+    as ``component07``) and is the mask ``masks[i]`` [1, T, F] on the domain's grid.
+    """
+
+    rows: torch.Tensor  # [N] long
+    names: list[str]
+    masks: torch.Tensor  # [N, 1, T, F]
+
 
 class ExplainerParams(Params):
     """Parameters every method has: how its raw map becomes a mask."""
@@ -135,6 +182,11 @@ class Explainer(Component):
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         raise NotImplementedError
+
+    def mask_parts(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> MaskParts | None:
+        """Optional parts of the explanations of ``x`` that a run writes as audio beside each
+        interpretation (``<clip>__<name>.wav`` in listenable domains). None: the method has none."""
+        return None
 
     def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """Mask in [0, 1] shaped like ``x`` for the classes ``target`` [B]."""

@@ -28,28 +28,29 @@ removed (the paper's random baseline), and |L|. Everything is batched over the c
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from audiobench.cache import atomic_write_bytes, atomic_write_json, stable_hash
+from audiobench.cache import atomic_write_bytes, stable_hash
 from audiobench.errors import AudiobenchError
+from audiobench.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
     DomainModel,
     ExplainContext,
     Explainer,
     ExplainerParams,
     FitContext,
+    MaskParts,
     to_mask,
 )
 from audiobench.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
@@ -269,26 +270,16 @@ class L2I(Explainer):
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
-        key = self.fit_key(ctx)
-        weights, meta = ctx.cache_path(self.name, key), ctx.cache_path(self.name, key, ".json")
-        ctx.log_dir.mkdir(parents=True, exist_ok=True)
-        if weights.exists() and meta.exists():
-            state = torch.load(weights, map_location=ctx.device, weights_only=True)
-            info = json.loads(meta.read_text())
-            self._load(ctx.model, state)
-            (ctx.log_dir / "train.jsonl").write_text("".join(json.dumps(h) + "\n" for h in info["history"]))
-            return {**{k: v for k, v in info.items() if k != "history"}, "cached": True}
-        start = time.perf_counter()
-        self.block_idx = _block_indices(self.params.blocks, self._classifier(ctx.model).depth)
-        W, nmf_info = self._dictionary(ctx)
-        info = self._train(ctx, W)
-        info = {"key": key, "dictionary": nmf_info, **info, "seconds": round(time.perf_counter() - start, 2)}
-        buf = io.BytesIO()
-        torch.save({"W": W.cpu(), "psi": _cpu(self.psi.state_dict()), "theta": _cpu(self.theta.state_dict()),
-                    "n_classes": self.theta.fc.out_features}, buf)
-        atomic_write_bytes(weights, buf.getvalue())
-        atomic_write_json(meta, info)
-        return {k: v for k, v in info.items() if k != "history"} | {"cached": False}
+        def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+            start = time.perf_counter()
+            self.block_idx = _block_indices(self.params.blocks, self._classifier(ctx.model).depth)
+            W, nmf_info = self._dictionary(ctx)
+            info = {"dictionary": nmf_info, **self._train(ctx, W, log_path), "seconds": round(time.perf_counter() - start, 2)}
+            state = {"W": W.cpu(), "psi": _cpu(self.psi.state_dict()), "theta": _cpu(self.theta.state_dict()),
+                     "n_classes": self.theta.fc.out_features}
+            return state, info
+
+        return ctx.cached_fit(self.name, self.fit_key(ctx), train, lambda state: self._load(ctx.model, state))
 
     def _load(self, model: DomainModel, state: dict[str, Any]) -> None:
         W = state["W"]
@@ -347,7 +338,7 @@ class L2I(Explainer):
         ]
         return torch.cat(parts)
 
-    def _train(self, ctx: FitContext, W: torch.Tensor) -> dict[str, Any]:
+    def _train(self, ctx: FitContext, W: torch.Tensor, log_path: Path) -> dict[str, Any]:
         p = self.params
         torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
@@ -355,58 +346,33 @@ class L2I(Explainer):
         W = W.to(ctx.device)
         train = _Encoded(self, ctx, self._versions(ctx, ctx.train))
         valid = _Encoded(self, ctx, self._versions(ctx, ctx.valid))
-        n_classes = train.n_classes
-        self.psi, self.theta = (m.to(ctx.device) for m in self._build(model, W.shape[1], n_classes))
-        params = list(self.psi.parameters()) + list(self.theta.parameters())
-        opt = torch.optim.Adam(params, lr=p.lr)
-        history: list[dict[str, float]] = []
-        best, best_state = float("inf"), None
-        log_path = ctx.log_dir / "train.jsonl"
-        log_path.write_text("")
-        bar = tqdm(range(p.epochs), desc=f"L2I [{model.domain.name}]", unit="epoch", disable=not ctx.progress, leave=False)
+        self.psi, self.theta = (m.to(ctx.device) for m in self._build(model, W.shape[1], train.n_classes))
+        opt = torch.optim.Adam(list(self.psi.parameters()) + list(self.theta.parameters()), lr=p.lr)
+
+        def train_epoch() -> dict[str, float]:
+            means = TermMeans()
+            order = torch.randperm(train.n, generator=gen)
+            # each clip of the epoch: clean, or with probability augment_prob one contaminated version
+            augmented = torch.rand(train.n, generator=gen) < p.augment_prob
+            version = augmented * torch.randint(1, max(2, train.versions), (train.n,), generator=gen)
+            version = version.clamp_max(train.versions - 1)
+            for i in range(0, train.n, p.batch_size):
+                idx = order[i : i + p.batch_size]
+                terms = self._loss(W, *train.batch(idx + train.n * version[idx]))
+                opt.zero_grad()
+                terms["loss"].backward()
+                opt.step()
+                means.add(terms, len(idx))
+            return means.means("train_")
+
         # The interpreter's ops are small: on a CPU, one intra-op thread avoids an OpenMP barrier per op,
         # which made training 40x slower on a loaded 2-core machine (5 ms vs 230 ms a step; the NMF's
         # 100 iterations on the quickstart: 1.7 s vs 18 s). On an idle machine the cost is small.
         with _cpu_threads(ctx.device, 1):
-            for epoch in bar:
-                self.psi.train(), self.theta.train()
-                sums: dict[str, float] = {}
-                order = torch.randperm(train.n, generator=gen)
-                # each clip of the epoch: clean, or with probability augment_prob one contaminated version
-                augmented = torch.rand(train.n, generator=gen) < p.augment_prob
-                version = augmented * torch.randint(1, max(2, train.versions), (train.n,), generator=gen)
-                version = version.clamp_max(train.versions - 1)
-                for i in range(0, train.n, p.batch_size):
-                    idx = order[i : i + p.batch_size]
-                    terms = self._loss(W, *train.batch(idx + train.n * version[idx]))
-                    opt.zero_grad()
-                    terms["loss"].backward()
-                    opt.step()
-                    for k, v in terms.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-                record: dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v / train.n for k, v in sums.items()}}
-                record.update(self._validate(W, valid))
-                history.append(record)
-                with log_path.open("a") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                bar.set_postfix(loss=f"{record['train_loss']:.3f}", valid=f"{record['valid_loss']:.3f}")
-                if record["valid_loss"] < best:  # the selection key is the logged valid_loss
-                    best = record["valid_loss"]
-                    best_state = (copy.deepcopy(self.psi.state_dict()), copy.deepcopy(self.theta.state_dict()))
-        assert best_state is not None
-        self.psi.load_state_dict(best_state[0])
-        self.theta.load_state_dict(best_state[1])
-        self.psi.eval(), self.theta.eval()
+            info = fit_epochs([self.psi, self.theta], p.epochs, train_epoch, lambda: self._validate(W, valid),
+                              "valid_loss", log_path, desc=f"L2I [{model.domain.name}]", progress=ctx.progress)
         self.W = W
-        chosen = min(history, key=lambda h: h["valid_loss"])
-        return {
-            "blocks": self.block_idx,
-            "k": W.shape[1],
-            "selected_by": "valid_loss",
-            "best_epoch": chosen["epoch"],
-            "best": {k: v for k, v in chosen.items() if k.startswith("valid_")},
-            "history": history,
-        }
+        return {"blocks": self.block_idx, "k": W.shape[1], **info}
 
     def _loss(self, W: torch.Tensor, feats: list[torch.Tensor], x: torch.Tensor, probs: torch.Tensor) -> dict[str, torch.Tensor]:
         p = self.params
@@ -427,14 +393,12 @@ class L2I(Explainer):
     @torch.no_grad()
     def _validate(self, W: torch.Tensor, data: _Encoded) -> dict[str, float]:
         """The loss terms over every version of the valid clips (clean, and contaminated when training is)."""
-        self.psi.eval(), self.theta.eval()
-        sums: dict[str, float] = {}
+        means = TermMeans()
         total = data.n * data.versions
         for i in range(0, total, 64):
             idx = torch.arange(i, min(i + 64, total))
-            for k, v in self._loss(W, *data.batch(idx)).items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-        return {f"valid_{k}": v / total for k, v in sums.items()}
+            means.add(self._loss(W, *data.batch(idx)), len(idx))
+        return means.means("valid_")
 
     # -- explaining -------------------------------------------------------------------------
     @torch.no_grad()
@@ -467,24 +431,15 @@ class L2I(Explainer):
         return to_mask(it.mask, self.params.nonneg, self.params.normalize)
 
     @torch.no_grad()
-    def component_audio(self, rep, target: torch.Tensor, ctx: ExplainContext, n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-        """Listenable audio of each clip's ``n`` most relevant components, ISTFT((w_k h_k / WH) |X| e^{j phase}):
-        ([B, n, L] audio, [B, n] component indices). Needs a listenable domain (``stft2mel``)."""
-        domain = ctx.domain
-        if not domain.listenable:
-            raise AudiobenchError(f"l2i component audio needs a listenable domain, not '{domain.name}'")
-        it = self.interpret(rep.x, target, ctx.model)
-        b, k = it.relevance.shape
-        n = min(n, k)
-        top = it.relevance.topk(n, dim=1).indices  # [B, n]
-        onehot = F.one_hot(top, k).bool().reshape(b * n, k)
-        H = it.H.repeat_interleave(n, dim=0)
-        masks = component_mask(self.W, H, onehot)
-        from audiobench.domains import Representation
-
-        reps = Representation(rep.x.repeat_interleave(n, 0), rep.stft.repeat_interleave(n, 0), rep.length)
-        audio = domain.to_audio(ctx.frontend, masks, reps)
-        return audio.reshape(b, n, -1), top
+    def mask_parts(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> MaskParts:
+        """Each relevant component k of each clip on its own, the soft mask (w_k h_k) / (W H + eps), named
+        ``component<k>`` (a run writes them as audio, ISTFT with the input's phase, in ``stft2mel``)."""
+        it = self.interpret(x, target, ctx.model)
+        rows, comps = it.selected.nonzero(as_tuple=True)  # every (clip, relevant component) pair at once
+        onehot = F.one_hot(comps, it.selected.shape[1]).bool()
+        digits = len(str(it.selected.shape[1] - 1))
+        names = [f"component{k:0{digits}d}" for k in comps.tolist()]
+        return MaskParts(rows, names, component_mask(self.W, it.H[rows], onehot))
 
 
 @contextlib.contextmanager

@@ -21,21 +21,19 @@ lambda_g * BCE(M, oracle) instead of the L1 term; the oracle is the clean log-sp
 from __future__ import annotations
 
 import copy
-import io
-import json
 import math
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from audiobench.cache import atomic_write_bytes, atomic_write_json
 from audiobench.component import Params
 from audiobench.data.base import ClipSet
+from audiobench.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, ExplainerParams, FitContext
 from audiobench.registry import METHODS
 
@@ -216,30 +214,22 @@ class LMAC(Explainer):
         return info
 
     def _fit_stage(self, ctx: FitContext, key: str, stage1: LmacDecoder | None) -> dict[str, Any]:
-        weights, meta = ctx.cache_path(self.name, key), ctx.cache_path(self.name, key, ".json")
         decoder = self._build(ctx.model).to(ctx.device)
-        ctx.log_dir.mkdir(parents=True, exist_ok=True)
-        log_name = "finetune.jsonl" if stage1 is not None else "train.jsonl"
-        if weights.exists() and meta.exists():
-            decoder.load_state_dict(torch.load(weights, map_location=ctx.device, weights_only=True))
-            info = json.loads(meta.read_text())
-            (ctx.log_dir / log_name).write_text("".join(json.dumps(h) + "\n" for h in info["history"]))
-            self.decoder = decoder.eval()
-            return {**{k: v for k, v in info.items() if k != "history"}, "cached": True}
-        if stage1 is not None:
-            decoder.load_state_dict(stage1.state_dict())
-        info = self._train(ctx, decoder, stage1, ctx.log_dir / log_name)
-        buf = io.BytesIO()
-        torch.save({k: v.cpu() for k, v in decoder.state_dict().items()}, buf)
-        atomic_write_bytes(weights, buf.getvalue())
-        atomic_write_json(meta, {**info, "key": key})
-        self.decoder = decoder.eval()
-        return {k: v for k, v in info.items() if k != "history"} | {"key": key, "cached": False}
 
-    def _train(self, ctx: FitContext, decoder: LmacDecoder, stage1: LmacDecoder | None, log_path) -> dict[str, Any]:
+        def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+            if stage1 is not None:
+                decoder.load_state_dict(stage1.state_dict())
+            info = self._train(ctx, decoder, stage1, log_path)
+            return {k: v.cpu() for k, v in decoder.state_dict().items()}, info
+
+        log_name = "finetune.jsonl" if stage1 is not None else "train.jsonl"
+        info = ctx.cached_fit(self.name, key, train, decoder.load_state_dict, log_name)
+        self.decoder = decoder.eval()
+        return info
+
+    def _train(self, ctx: FitContext, decoder: LmacDecoder, stage1: LmacDecoder | None, log_path: Path) -> dict[str, Any]:
         p = self.params
         finetuning = stage1 is not None
-        epochs = p.finetune.epochs if finetuning else p.epochs
         start = time.perf_counter()
         torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
@@ -248,13 +238,9 @@ class LMAC(Explainer):
         valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
         opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         n = len(ctx.train)
-        best, best_state, history = float("inf"), None, []
-        bar = tqdm(range(epochs), desc=f"{self.row_label()} [{ctx.model.domain.name}]", unit="epoch",
-                   disable=not ctx.progress, leave=False)
-        log_path.write_text("")
-        for epoch in bar:
-            decoder.train()
-            sums: dict[str, float] = {}
+
+        def train_epoch() -> dict[str, float]:
+            means = TermMeans()
             order = torch.randperm(n, generator=gen)
             for i in range(0, n, p.batch_size):
                 idx = order[i : i + p.batch_size]
@@ -265,27 +251,16 @@ class LMAC(Explainer):
                 opt.zero_grad()
                 terms["total"].backward()
                 opt.step()
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-            record = {"epoch": epoch + 1, **{f"train_{k}": v / n for k, v in sums.items()}}
-            record.update(self._validate(ctx, decoder, frozen, valid))
-            history.append(record)
-            with log_path.open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{record['train_total']:.3f}", valid=f"{record['valid_total']:.3f}")
-            if record["valid_total"] < best:  # the selection key is the logged valid_total
-                best, best_state = record["valid_total"], copy.deepcopy(decoder.state_dict())
-        assert best_state is not None
-        decoder.load_state_dict(best_state)
-        return {
-            "stage": "finetune" if finetuning else "train",
-            "blocks": self.block_idx,
-            "selected_by": "valid_total",
-            "best_epoch": min(history, key=lambda h: h["valid_total"])["epoch"],
-            "best_valid_total": best,
-            "seconds": round(time.perf_counter() - start, 2),
-            "history": history,
-        }
+                means.add(terms, len(idx))
+            return means.means("train_")
+
+        info = fit_epochs(
+            [decoder], p.finetune.epochs if finetuning else p.epochs, train_epoch,
+            lambda: self._validate(ctx, decoder, frozen, valid), "valid_total", log_path,
+            desc=f"{self.row_label()} [{ctx.model.domain.name}]", progress=ctx.progress,
+        )
+        return {"stage": "finetune" if finetuning else "train", "blocks": self.block_idx, **info,
+                "seconds": round(time.perf_counter() - start, 2)}
 
     def _batch_terms(self, ctx, decoder, frozen, sets: _Versions, idx, which) -> dict[str, torch.Tensor]:
         """Loss terms for the clips ``idx``, clip i taken from version ``which[i]`` (0 = clean)."""
@@ -305,19 +280,14 @@ class LMAC(Explainer):
 
     @torch.no_grad()
     def _validate(self, ctx, decoder, frozen, versions: list[ClipSet]) -> dict[str, float]:
-        decoder.eval()
-        sums: dict[str, float] = {}
-        count = 0
+        means = TermMeans()
         sets = _Versions(versions)
         for k, clips in enumerate(versions):
             idx = torch.arange(len(clips))
             for i in range(0, len(clips), 64):
                 chunk = idx[i : i + 64]
-                terms = self._batch_terms(ctx, decoder, frozen, sets, chunk, torch.full_like(chunk, k))
-                for name, v in terms.items():
-                    sums[name] = sums.get(name, 0.0) + float(v) * len(chunk)
-                count += len(chunk)
-        return {f"valid_{k}": v / count for k, v in sums.items()}
+                means.add(self._batch_terms(ctx, decoder, frozen, sets, chunk, torch.full_like(chunk, k)), len(chunk))
+        return means.means("valid_")
 
     # -- explaining -------------------------------------------------------------------------
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:

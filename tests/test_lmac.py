@@ -196,7 +196,7 @@ def test_trained_mask_puts_its_mass_on_the_evidence(trained) -> None:
     with torch.no_grad():  # and the kept part still carries the decision
         c = model(x).argmax(-1)
         assert (model(mask * x).argmax(-1) == c).float().mean() >= 0.9
-    assert info["selected_by"] == "valid_total" and info["best_valid_total"] < float("inf")
+    assert info["selected_by"] == "valid_total" and info["best"]["valid_total"] < float("inf")
     assert info["blocks"] == [3, 2, 1]
 
 

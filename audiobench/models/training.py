@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import peak_normalise
 from audiobench.errors import AudiobenchError
+from audiobench.fitting import TermMeans, fit_epochs
 from audiobench.frontend import Frontend
 from audiobench.models.checkpoint import (
     checkpoint_shape,
@@ -140,12 +140,10 @@ def train_classifier(
     train_wave = splits["train"].waveforms.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
     n = len(feats["train"])
-    best_acc, best_state, history = -1.0, None, []
-    bar = tqdm(range(train_params.epochs), desc="train classifier", unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        model.train()
+
+    def train_epoch() -> dict[str, float]:
         order = torch.randperm(n, generator=gen)
-        total = 0.0
+        means = TermMeans()
         for i in range(0, n, train_params.batch_size):
             idx = order[i : i + train_params.batch_size].to(device)
             if train_params.mixture_prob > 0:
@@ -161,23 +159,23 @@ def train_classifier(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
-        val_acc = accuracy(model, feats["valid"], labels["valid"])
-        history.append({"epoch": epoch + 1, "train_loss": total / n, "valid_accuracy": val_acc})
-        bar.set_postfix(loss=f"{total / n:.3f}", valid_acc=f"{val_acc:.3f}")
-        if val_acc > best_acc:  # the selection key is the logged valid_accuracy
-            best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    assert best_state is not None
-    model.load_state_dict(best_state)
+            means.add({"loss": loss}, len(idx))
+        return means.means("train_")
+
+    fitted = fit_epochs(
+        [model], train_params.epochs, train_epoch,
+        lambda: {"valid_accuracy": accuracy(model, feats["valid"], labels["valid"])},
+        "valid_accuracy", mode="max", desc="train classifier", progress=progress,
+    )
     info = {
         "hash": key,
         "model": {"name": spec.name, **spec.params.model_dump(mode="json")},
         "train": train_params.model_dump(),
         "initialised_from": None if start_from is None else {"checkpoint": str(spec.params.checkpoint), "sha256": start_from},
-        "selected_by": "valid_accuracy",
-        "best_epoch": max(history, key=lambda h: h["valid_accuracy"])["epoch"],
+        "selected_by": fitted["selected_by"],
+        "best_epoch": fitted["best_epoch"],
         "accuracy": {name: accuracy(model, feats[name], labels[name]) for name in splits},
-        "history": history,
+        "history": fitted["history"],
         "seconds": round(time.perf_counter() - start, 2),
         "cached": False,
     }
