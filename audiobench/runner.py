@@ -50,6 +50,8 @@ class Cell:
     method: ComponentSpec
     hash: str
     id: str
+    folder: str = ""  # the method's folder under audio/ and logs/, unique within the suite
+
 
 
 @dataclass
@@ -61,6 +63,18 @@ class RunResult:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def method_folders(methods: list[ComponentSpec]) -> list[str]:
+    """A file-name-safe folder per method row, unique within the suite: labels that slug alike
+    (``GradCAM``, ``GradCAM++``) get ``-2``, ``-3``... in suite order; ``input`` is the inputs' folder."""
+    seen: dict[str, int] = {"input": 1}
+    out = []
+    for m in methods:
+        base = slug(m.label or m.name)
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -98,9 +112,10 @@ def versions() -> dict[str, str]:
 def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
     """Every (domain, contamination, method) of the suite, in table order."""
     cells = []
+    folders = method_folders(suite.methods)
     for contamination in suite.contaminations:
         for domain in suite.domains:
-            for method in suite.methods:
+            for method, folder in zip(suite.methods, folders, strict=True):
                 h = stable_hash({
                     **common,
                     "domain": domain.resolved(),
@@ -109,7 +124,7 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
                     "code": CELL_CODE_VERSION,
                 })
                 cid = f"{domain.name}__{contamination.build().key()}__{slug(method.label or method.name)}__{h[:10]}"
-                cells.append(Cell(domain, contamination, method, h, cid))
+                cells.append(Cell(domain, contamination, method, h, cid, folder))
     return cells
 
 
@@ -299,11 +314,11 @@ def run_suite(
                 augment=[c.build() for c in suite.contaminations if c.name != "none"], seed=suite.seed,
                 device=dev, identity={"classifier": trained.info["hash"], "data": common["dataset"],
                                       "domain": cell.domain.resolved(), "frontend": common["frontend"]},
-                log_dir=store.root / "logs" / slug(cell.method.label or cell.method.name) / cell.domain.name,
+                log_dir=store.root / "logs" / cell.folder / cell.domain.name,
                 progress=progress, max_rows=explain_rows(dev),
             ))
         t_fit = time.perf_counter() - t0
-        audio_dir = store.root / "audio" / ckey / slug(cell.method.label or cell.method.name)
+        audio_dir = store.root / "audio" / ckey / cell.folder
         arrays, ids, skips = evaluate_cell(
             cell, explainer, model, clips, metrics, suite.batch_size, dev,
             audio_dir if suite.audio.n else None, suite.audio.n, progress,

@@ -275,3 +275,13 @@ def test_trainable_methods_fit_once_per_domain_and_cache(write_suite, tmp_path: 
     assert all(f["n_train"] == 18 and f["augment"] == ["mixture_3db"] for f in fits)
     assert len({f["key"] for f in fits}) == 2  # the key depends on the domain
     assert (tmp_path / "fit" / "logs" / "mean-map" / "mel" / "fit.json").exists()
+
+
+def test_method_folders_are_unique_within_a_suite() -> None:
+    from audiobench.runner import method_folders
+    from audiobench.suite import ComponentSpec
+
+    rows = [("gradcam", None), ("gradcam_pp", "GradCAM++"), ("gradcam", "GradCAM"), ("random", "Input"), ("lmac", "L-MAC, FT, λg=4")]
+    specs = [ComponentSpec("methods", name, {}, label) for name, label in rows]
+    # GradCAM++ must not write its audio and logs into GradCAM's folder, nor a method into the inputs' one
+    assert method_folders(specs) == ["gradcam", "gradcam-2", "gradcam-3", "input-2", "l-mac-ft-g-4"]
