@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/explain_cost.py
+	$(BIN)/python benchmarks/nmf_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
