@@ -53,7 +53,6 @@ class Cell:
     folder: str = ""  # the method's folder under audio/ and logs/, unique within the suite
 
 
-
 @dataclass
 class RunResult:
     run_dir: Path
