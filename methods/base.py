@@ -17,6 +17,7 @@ from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, s
 from audiobench.component import Component, Params
 from audiobench.data.base import ClipSet
 from audiobench.domains import Domain
+from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
 
 
@@ -129,6 +130,20 @@ class MaskParts:
     rows: torch.Tensor  # [N] long
     names: list[str]
     masks: torch.Tensor  # [N, 1, T, F]
+
+
+def classifier_blocks(blocks: int | list[int], depth: int, method: str) -> list[int]:
+    """1-based indices of the classifier blocks a trained method reads: the ``blocks`` deepest ones
+    (shallowest first), or the listed indices in their order, without repeats (negative ones count
+    from the deepest, -1 being the last block). Out of range: a one-line error naming ``method``."""
+    if isinstance(blocks, int):
+        if not 1 <= blocks <= depth:
+            raise AudiobenchError(f"{method}: blocks={blocks} but the classifier has {depth} blocks")
+        return list(range(depth - blocks + 1, depth + 1))
+    idx = list(dict.fromkeys(b if b > 0 else depth + 1 + b for b in blocks))
+    if not idx or any(not 1 <= b <= depth for b in idx):
+        raise AudiobenchError(f"{method}: blocks {blocks} out of range for a classifier with {depth} blocks")
+    return idx
 
 
 class ExplainerParams(Params):

@@ -51,6 +51,7 @@ from audiobench.methods.base import (
     ExplainerParams,
     FitContext,
     MaskParts,
+    classifier_blocks,
     to_mask,
 )
 from audiobench.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
@@ -189,17 +190,6 @@ class Interpretation:
 # the method
 
 
-def _block_indices(blocks: int | list[int], depth: int) -> list[int]:
-    if isinstance(blocks, int):
-        if not 1 <= blocks <= depth:
-            raise AudiobenchError(f"l2i: blocks={blocks} but the classifier has {depth} blocks")
-        return list(range(depth - blocks + 1, depth + 1))
-    idx = [b if b > 0 else depth + 1 + b for b in blocks]
-    if not idx or any(not 1 <= b <= depth for b in idx):
-        raise AudiobenchError(f"l2i: blocks {blocks} out of range for a classifier with {depth} blocks")
-    return idx
-
-
 def _block_dims(clf: nn.Module, model: DomainModel, block_idx: list[int]) -> list[tuple[int, int]]:
     """(channels, frequency bins) of the chosen block outputs, from a probe through the classifier."""
     n_mels = model.frontend.params.n_mels
@@ -257,7 +247,7 @@ class L2I(Explainer):
 
     def _build(self, model: DomainModel, k: int, n_classes: int) -> tuple[Psi, Theta]:
         clf = self._classifier(model)
-        self.block_idx = _block_indices(self.params.blocks, clf.depth)
+        self.block_idx = classifier_blocks(self.params.blocks, clf.depth, self.name)
         dims = _block_dims(clf, model, self.block_idx)
         return Psi(dims, k, self.params.channels or min(c for c, _ in dims)), Theta(k, n_classes)
 
@@ -272,7 +262,7 @@ class L2I(Explainer):
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             start = time.perf_counter()
-            self.block_idx = _block_indices(self.params.blocks, self._classifier(ctx.model).depth)
+            self.block_idx = classifier_blocks(self.params.blocks, self._classifier(ctx.model).depth, self.name)
             W, nmf_info = self._dictionary(ctx)
             info = {"dictionary": nmf_info, **self._train(ctx, W, log_path), "seconds": round(time.perf_counter() - start, 2)}
             state = {"W": W.cpu(), "psi": _cpu(self.psi.state_dict()), "theta": _cpu(self.theta.state_dict()),

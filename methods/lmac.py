@@ -34,7 +34,14 @@ from torch.nn import functional as F
 from audiobench.component import Params
 from audiobench.data.base import ClipSet
 from audiobench.fitting import TermMeans, fit_epochs
-from audiobench.methods.base import DomainModel, ExplainContext, Explainer, ExplainerParams, FitContext
+from audiobench.methods.base import (
+    DomainModel,
+    ExplainContext,
+    Explainer,
+    ExplainerParams,
+    FitContext,
+    classifier_blocks,
+)
 from audiobench.registry import METHODS
 
 LMAC_CODE_VERSION = 1  # bump when training changes the weights
@@ -103,14 +110,6 @@ class LmacDecoder(nn.Module):
             h = self.refine[i - 1](h + self.proj[i](skip))
         logits = F.interpolate(self.head(h), size=mel_size, mode="bilinear", align_corners=False)
         return torch.sigmoid(to_domain(logits))
-
-
-def _block_indices(blocks: int | list[int], depth: int) -> list[int]:
-    """1-based indices of the blocks the decoder reads, deepest first."""
-    idx = list(range(depth, max(0, depth - blocks), -1)) if isinstance(blocks, int) else sorted(set(blocks), reverse=True)
-    if not idx or any(i < 1 or i > depth for i in idx):
-        raise ValueError(f"blocks {blocks} do not fit a classifier with {depth} blocks")
-    return idx
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,7 +189,10 @@ class LMAC(Explainer):
     # -- pieces -----------------------------------------------------------------------------
     def _build(self, model: DomainModel) -> LmacDecoder:
         clf = model.classifier
-        self.block_idx = _block_indices(self.params.blocks, clf.depth)
+        blocks = self.params.blocks
+        if isinstance(blocks, int):  # the N deepest, at most every block the classifier has
+            blocks = min(blocks, clf.depth)
+        self.block_idx = sorted(classifier_blocks(blocks, clf.depth, self.name), reverse=True)  # deepest first
         channels = [clf.block(i).conv2.out_channels for i in self.block_idx]
         return LmacDecoder(channels, self.params.hidden)
 

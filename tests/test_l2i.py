@@ -15,10 +15,9 @@ import yaml
 
 from audiobench.domains import Mel, Stft2Mel
 from audiobench.frontend import Frontend, FrontendParams
-from audiobench.methods.base import DomainModel, ExplainContext, FitContext
+from audiobench.methods.base import DomainModel, ExplainContext, FitContext, classifier_blocks
 from audiobench.methods.l2i import (
     L2I,
-    _block_indices,
     component_mask,
     random_nonrelevant,
     relevance,
@@ -141,7 +140,7 @@ def toy_l2i(domain: str = "stft2mel", k: int = 6, n_classes: int = 4, rt: float 
         clf.fc1.weight.normal_(0, 1.0), clf.fc1.bias.zero_()
     model = DomainModel(clf, Stft2Mel() if domain == "stft2mel" else Mel(), frontend).eval()
     method = L2I({"rt": rt, "k": k})
-    method.block_idx = _block_indices(3, 3)
+    method.block_idx = classifier_blocks(3, 3, "l2i")
     method.psi, method.theta = method._build(model, k, n_classes)
     with torch.no_grad():  # positive Theta weights for some components so that relevances spread
         method.theta.fc.weight.normal_()

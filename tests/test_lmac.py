@@ -221,3 +221,28 @@ def test_finetune_starts_from_the_trained_decoder_and_is_cached(trained) -> None
     record = (tmp / "logs" / "finetune.jsonl").read_text().splitlines()[0]
     assert '"train_guidance"' in record and '"train_gated"' in record
     assert LMAC(ft.params).fit(ctx)["cached"] is True
+
+
+def test_block_choice_is_shared_with_l2i_and_refuses_blocks_the_classifier_lacks() -> None:
+    from audiobench.errors import AudiobenchError
+    from audiobench.methods.base import classifier_blocks
+    from audiobench.methods.l2i import L2I
+
+    assert classifier_blocks(3, 4, "lmac") == [2, 3, 4]
+    assert classifier_blocks([4, -3, 4], 4, "lmac") == [4, 2]  # -1 is the deepest block; repeats dropped
+    for bad in (0, 5, [5], [-5], []):
+        with pytest.raises(AudiobenchError, match=r"^lmac: blocks"):
+            classifier_blocks(bad, 4, "lmac")
+    frontend = Frontend(FrontendParams(n_fft=256, win_length=256, hop_length=128, n_mels=32))
+    model = DomainModel(Cnn14(3, n_mels=32, width=4, depth=3), Mel(), frontend)
+    lmac = LMAC({"blocks": [1, 3]})
+    lmac._build(model)
+    assert lmac.block_idx == [3, 1]  # the decoder reads the deepest block first
+    # the classifier has 3 blocks: L-MAC's default 4 reads all of them; a list beyond them is a one-line error
+    deep = LMAC({"blocks": 4})
+    deep._build(model)
+    assert deep.block_idx == [3, 2, 1]
+    with pytest.raises(AudiobenchError, match=r"^lmac: blocks \[4, 1\] out of range for a classifier with 3 blocks$"):
+        LMAC({"blocks": [4, 1]})._build(model)
+    with pytest.raises(AudiobenchError, match=r"^l2i: blocks=4 but the classifier has 3 blocks$"):
+        L2I({"blocks": 4})._build(model, 8, 3)
