@@ -24,7 +24,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from audiobench.errors import AudiobenchError, did_you_mean
-from audiobench.tables import MISSING, Table, TableSpec, _fmt, _run_caption, build_tables
+from audiobench.tables import MISSING, Table, _fmt, run_tables
 
 REFERENCES = {
     "lmac_icml2024": "Paissan et al., Listenable Maps for Audio Classifiers, ICML 2024",
@@ -137,26 +137,19 @@ def compare_tables(table: Table, ref: Reference) -> tuple[list[str], list[list[s
 
 def render_comparison(run_dir: str | Path, spec: str, fmt: str = "markdown") -> dict[str, str]:
     """One comparison per table of the run (each contamination), as Markdown, LaTeX or CSV."""
-    from audiobench.store import load_manifest, load_run
-
     ref = select(spec)
-    manifest = load_manifest(run_dir)
-    frame = load_run(run_dir)
     title = f"{REFERENCES[ref.name]}, Table {ref.table}" + (f" ({ref.setting})" if ref.setting else "")
     out: dict[str, str] = {}
-    for raw in manifest["suite"].get("tables", [{}]):
-        tspec = TableSpec(**raw)
-        for table in build_tables(frame, manifest["metrics"], tspec, manifest.get("order"),
-                                  manifest.get("display"), _run_caption(manifest)):
-            headers, rows = compare_tables(table, ref)
-            caption = f"{table.caption} Beside: {title}."
-            if fmt == "csv":
-                text = pd.DataFrame(rows, columns=[h or "source" for h in headers]).to_csv(index=False, lineterminator="\n")
-            elif fmt == "latex":
-                text = f"% {caption}\n" + tabulate(rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
-            else:
-                body = tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True,
-                                colalign=("left", "left", "left") + ("right",) * (len(headers) - 3))
-                text = f"Table: {caption}\n\n{body}\n"
-            out[f"{table.slug()}__vs__{ref.name}-{ref.table}"] = text
+    for table in run_tables(run_dir):
+        headers, rows = compare_tables(table, ref)
+        caption = f"{table.caption} Beside: {title}."
+        if fmt == "csv":
+            text = pd.DataFrame(rows, columns=[h or "source" for h in headers]).to_csv(index=False, lineterminator="\n")
+        elif fmt == "latex":
+            text = f"% {caption}\n" + tabulate(rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
+        else:
+            body = tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True,
+                            colalign=("left", "left", "left") + ("right",) * (len(headers) - 3))
+            text = f"Table: {caption}\n\n{body}\n"
+        out[f"{table.slug()}__vs__{ref.name}-{ref.table}"] = text
     return out

@@ -454,27 +454,29 @@ def _run_caption(manifest: Mapping) -> Callable[[dict[str, str]], str]:
     return caption
 
 
+def run_tables(run_dir: str | Path) -> list[Table]:
+    """Every table a finished run's suite lays out, built from its stored results only."""
+    from audiobench.store import load_manifest, load_run
+
+    manifest = load_manifest(run_dir)
+    frame = load_run(run_dir)
+    tables: list[Table] = []
+    for raw in manifest["suite"].get("tables", [{}]):
+        tables += build_tables(frame, manifest["metrics"], TableSpec(**raw), manifest.get("order"),
+                               manifest.get("display"), _run_caption(manifest))
+    return tables
+
+
 def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) -> dict[str, str]:
     """Re-render a finished run's tables from its stored results only (no recomputation).
 
     Writes ``tables/<slug>.md|.tex|.csv`` when ``write``; returns slug -> text in ``fmt``
     (markdown by default).
     """
-    from audiobench.store import load_manifest, load_run
-
-    run_dir = Path(run_dir)
-    manifest = load_manifest(run_dir)
-    frame = load_run(run_dir)
     renderers = {"markdown": to_markdown, "latex": to_latex, "csv": to_csv}
     if (fmt or "markdown") not in renderers:
         raise AudiobenchError(f"unknown table format '{fmt}' (known: {', '.join(renderers)})")
-    out: dict[str, str] = {}
-    tables: list[Table] = []
-    for raw in manifest["suite"].get("tables", [{}]):
-        spec = TableSpec(**raw)
-        built = build_tables(frame, manifest["metrics"], spec, manifest.get("order"), manifest.get("display"), _run_caption(manifest))
-        tables += built
-        out.update({t.slug(): renderers[fmt or "markdown"](t) for t in built})
+    tables = run_tables(run_dir)
     if write:
-        write_tables(tables, run_dir / "tables")
-    return out
+        write_tables(tables, Path(run_dir) / "tables")
+    return {t.slug(): renderers[fmt or "markdown"](t) for t in tables}
