@@ -287,6 +287,7 @@ def run_suite(
         "audio": suite.audio.model_dump(),
     }
     cells = expand_cells(suite, common)
+    listenable = any(d.cls().listenable for d in suite.domains)
 
     cell_meta: list[dict[str, Any]] = []
     conditions: dict[str, ClipSet] = {}
@@ -301,6 +302,10 @@ def run_suite(
             contamination = cell.contamination.build()
             pool = contamination.pool(dataset, splits, suite.split, sr)  # mixture partners: a split, or folds
             conditions[ckey] = contamination.apply(evaluated, pool, suite.seed)
+            if listenable and suite.audio.n:  # the inputs beside the interpretations, once per condition
+                n = min(suite.audio.n, len(conditions[ckey]))
+                write_wavs(store.root / "audio" / ckey / "input", conditions[ckey].sample_ids[:n],
+                           conditions[ckey].waveforms[:n].numpy(), sr)
         clips = conditions[ckey]
         explainer: Explainer = cell.method.build()
         domain: Domain = cell.domain.build()
@@ -323,9 +328,6 @@ def run_suite(
             audio_dir if suite.audio.n else None, suite.audio.n, progress,
         )
         seconds = time.perf_counter() - t0
-        if domain.listenable and suite.audio.n:
-            n = min(suite.audio.n, len(clips))
-            write_wavs(store.root / "audio" / ckey / "input", clips.sample_ids[:n], clips.waveforms[:n].numpy(), sr)
         meta = {
             "id": cell.id, "hash": cell.hash, "domain": cell.domain.name, "contamination": ckey,
             "method": cell.method.name, "label": cell.method.label, "params": cell.method.resolved().get("params", {}),
