@@ -1,0 +1,295 @@
+"""Validation: parsed YAML -> a :class:`Suite`, every problem reported at its line."""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from audiobench.errors import AudiobenchError, SuiteError, did_you_mean
+from audiobench.frontend import FrontendParams
+from audiobench.registry import REGISTRIES, load_plugin_file
+from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
+from audiobench.suite.overrides import SHORTHAND, apply_overrides
+from audiobench.suite.schema import (
+    DEFAULT_METRICS,
+    NAME_PATTERN,
+    TOP_LEVEL_KEYS,
+    AudioParams,
+    ComponentSpec,
+    Suite,
+    TrainParams,
+    _Top,
+)
+from audiobench.tables import TableSpec
+
+
+def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> ComponentSpec | None:
+    """``name``, ``name{k: v}`` or ``{name: ..., label: ..., k: v}`` -> a spec with validated params."""
+    registry = REGISTRIES[kind]
+    label = None
+    if isinstance(raw, str):
+        m = SHORTHAND.match(raw)
+        if not m:
+            errors.add(path, f"cannot read {kind[:-1]} entry {raw!r}: expected a name, name{{key: value}} or a mapping")
+            return None
+        name, params = m.group(1), {}
+        if m.group(2):
+            try:
+                params = yaml.safe_load(m.group(2)) or {}
+            except yaml.YAMLError:
+                errors.add(path, f"cannot read the parameters in {raw!r}")
+                return None
+    elif isinstance(raw, dict) and len(raw) == 1 and "{" in str(next(iter(raw))):
+        errors.add(path, f"quote the shorthand entry, e.g. - \"{next(iter(raw))}: ...\"")
+        return None
+    elif isinstance(raw, dict):
+        params = dict(raw)
+        name = params.pop("name", None)
+        label = params.pop("label", None)
+        if not isinstance(name, str):
+            errors.add(path, f"{kind[:-1]} entry needs a 'name' key")
+            return None
+        if label is not None and not isinstance(label, str):
+            errors.add(path + ("label",), "label must be a string")
+            label = None
+    else:
+        errors.add(path, f"{kind[:-1]} entry must be a name or a mapping, not {type(raw).__name__}")
+        return None
+    if name not in registry:
+        errors.add(path, f"unknown {kind[:-1]} '{name}'{did_you_mean(name, registry.names())}")
+        return None
+    spec = ComponentSpec(kind, name, params, label, errors.line(path))
+    try:
+        spec.build()
+    except ValidationError as exc:
+        errors.add_validation(path, exc)
+        return None
+    except AudiobenchError as exc:
+        errors.add(path, str(exc))
+        return None
+    return spec
+
+
+def _as_list(raw: Any, key: str, errors: LocatedErrors, default: list[Any]) -> list[Any]:
+    if raw is None:
+        return list(default)
+    if not isinstance(raw, list):
+        return [raw]
+    if not raw:
+        errors.add((key,), f"'{key}' must not be empty")
+    return raw
+
+
+def _default_label(spec: ComponentSpec) -> str:
+    obj = spec.build()
+    return obj.row_label() if hasattr(obj, "row_label") else obj.label()
+
+
+def _method_labels(methods: list[ComponentSpec], errors: LocatedErrors, path: KeyPath) -> None:
+    """Fill default row labels; rows sharing a display name get their parameters appended."""
+    defaults = [m.label or _default_label(m) for m in methods]
+    for i, m in enumerate(methods):
+        if m.label:
+            continue
+        clash = sum(d == defaults[i] for d in defaults) > 1
+        if clash and m.params:
+            args = ", ".join(f"{k}={v}" for k, v in m.params.items())
+            m.label = f"{defaults[i]} ({args})"
+        else:
+            m.label = defaults[i]
+    seen: dict[str, int] = {}
+    for i, m in enumerate(methods):
+        if m.label in seen:
+            errors.add(path + (i,), f"duplicate row label '{m.label}' (also entry {seen[m.label] + 1}); set 'label:'")
+        seen[m.label] = i
+
+
+def parse_suite(
+    data: Any, lines: dict[KeyPath, int] | None = None, file: Path | None = None, overridden: set[KeyPath] | None = None
+) -> Suite:
+    """Validate a parsed suite; raises :class:`SuiteErrors` listing every problem found.
+
+    ``overridden``: key paths set from the command line (``--set``); their relative paths are
+    relative to the working directory instead of the suite file.
+    """
+    fname = str(file) if file else "<suite>"
+    errors = LocatedErrors(fname, lines or {}, overridden)
+    if not isinstance(data, dict):
+        raise SuiteErrors([SuiteError("a suite must be a mapping of keys", fname, 1)])
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            errors.add((key,), f"unknown key '{key}'{did_you_mean(str(key), TOP_LEVEL_KEYS)}")
+    base = file.parent if file else Path.cwd()
+
+    plugins: list[Path] = []
+    for i, p in enumerate(_as_list(data.get("plugins"), "plugins", errors, [])):
+        path = (base / str(p)).resolve()
+        try:
+            load_plugin_file(path)
+            plugins.append(path)
+        except AudiobenchError as exc:
+            errors.add(("plugins", i), str(exc))
+
+    top_raw = {k: data[k] for k in ("name", "description", "seed", "split", "limit", "batch_size") if k in data}
+    top = None
+    try:
+        top = _Top(**top_raw)
+        if not NAME_PATTERN.match(top.name):
+            errors.add(("name",), "name may contain only letters, digits, '_', '.' and '-'")
+    except ValidationError as exc:
+        errors.add_validation((), exc)
+
+    frontend = FrontendParams()
+    try:
+        frontend = FrontendParams(**(data.get("frontend") or {}))
+    except ValidationError as exc:
+        errors.add_validation(("frontend",), exc)
+    except TypeError:
+        errors.add(("frontend",), "frontend must be a mapping")
+
+    dataset = None
+    if "dataset" not in data:
+        errors.add((), "required key 'dataset' is missing")
+    else:
+        dataset = _parse_entry("datasets", data["dataset"], ("dataset",), errors)
+
+    model_raw = data.get("model", "cnn14")
+    train = TrainParams()
+    if isinstance(model_raw, dict) and "train" in model_raw:
+        model_raw = dict(model_raw)
+        try:
+            train = TrainParams(**(model_raw.pop("train") or {}))
+        except ValidationError as exc:
+            errors.add_validation(("model", "train"), exc)
+        except TypeError:
+            errors.add(("model", "train"), "train must be a mapping")
+    model = _parse_entry("models", model_raw, ("model",), errors)
+
+    def entries(key: str, kind: str, default: list[Any]) -> list[ComponentSpec]:
+        raw = _as_list(data.get(key), key, errors, default)
+        specs = [_parse_entry(kind, r, (key, i) if key in data else (), errors) for i, r in enumerate(raw)]
+        return [s for s in specs if s is not None]
+
+    domains = entries("domains", "domains", ["stft2mel", "mel"])
+    contaminations = entries("contaminations", "contaminations", ["none"])
+    if "methods" not in data:
+        errors.add((), "required key 'methods' is missing")
+    methods = entries("methods", "methods", [])
+    _method_labels(methods, errors, ("methods",))
+    for key, specs in (("domains", domains), ("contaminations", contaminations)):
+        ids = [s.build().key() if key == "contaminations" else s.name for s in specs]
+        for i, ident in enumerate(ids):
+            if ident in ids[:i]:
+                errors.add((key, i), f"'{ident}' is listed twice")
+
+    metrics = _as_list(data.get("metrics"), "metrics", errors, list(DEFAULT_METRICS))
+    metric_registry = REGISTRIES["metrics"]
+    for i, name in enumerate(metrics):
+        if not isinstance(name, str):
+            errors.add(("metrics", i), "metric entries are names")
+        elif name not in metric_registry:
+            errors.add(("metrics", i), f"unknown metric '{name}'{did_you_mean(name, metric_registry.names())}")
+        elif name in metrics[:i]:
+            errors.add(("metrics", i), f"metric '{name}' is listed twice")
+
+    tables: list[TableSpec] = []
+    for i, raw in enumerate(_as_list(data.get("tables"), "tables", errors, [{}])):
+        try:
+            t = TableSpec(**raw) if isinstance(raw, dict) else TableSpec(name=str(raw))
+        except ValidationError as exc:
+            errors.add_validation(("tables", i), exc)
+            continue
+        for j, m in enumerate(t.metrics or ()):
+            if m not in metrics:
+                errors.add(("tables", i, "metrics", j), f"table metric '{m}' is not in the suite's metrics{did_you_mean(m, metrics)}")
+        columns = ("dataset", "model", "domain", "contamination", "method", "label")
+        for key in ("rows", "group"):
+            value = getattr(t, key)
+            if value is not None and value not in columns:
+                errors.add(("tables", i, key), f"{key} must be one of {', '.join(columns)}")
+        tables.append(t)
+
+    audio = AudioParams()
+    try:
+        audio = AudioParams(**(data.get("audio") or {}))
+    except ValidationError as exc:
+        errors.add_validation(("audio",), exc)
+
+    # combinations: a method restricted to some domains
+    for i, m in enumerate(methods):
+        allowed = m.cls().domains
+        for d in domains:
+            if allowed is not None and d.name not in allowed:
+                errors.add(("methods", i), f"method '{m.name}' does not support domain '{d.name}' (supports: {', '.join(allowed)})")
+
+    _resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods)
+    _check_on_disk(errors, dataset, model, contaminations)
+
+    if errors.items:
+        raise SuiteErrors(errors.items)
+    assert top is not None and dataset is not None and model is not None
+    return Suite(
+        name=top.name, file=file, seed=top.seed, frontend=frontend, dataset=dataset, split=top.split,
+        limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
+        contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
+        audio=audio, plugins=plugins, description=top.description,
+    )
+
+
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
+    """Read and validate a suite file; ``overrides`` are ``KEY.SUB=VALUE`` settings (``--set``)."""
+    path = Path(path)
+    data, lines = load_yaml(path)
+    data, touched = apply_overrides(data, overrides)
+    return parse_suite(data, lines, path, touched)
+
+
+def _is_path_field(annotation: Any) -> bool:
+    if annotation is Path:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return Path in typing.get_args(annotation)
+    return False
+
+
+def _resolve_paths(base: Path, overridden: set[KeyPath], **groups: Any) -> None:
+    """Make relative path parameters absolute: relative to the suite file (to the working directory if set by --set)."""
+    for key, specs in groups.items():
+        for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
+            if spec is None:
+                continue
+            fields = getattr(spec.cls(), "Params", None)
+            for name, info in (getattr(fields, "model_fields", None) or {}).items():
+                value = spec.params.get(name)
+                if not _is_path_field(info.annotation) or not isinstance(value, str) or not value:
+                    continue
+                p = Path(value).expanduser()
+                if not p.is_absolute():
+                    entry = (key, i, name) if isinstance(specs, list) else (key, name)
+                    p = (Path.cwd() if entry in overridden else base) / p
+                spec.params[name] = os.path.normpath(p.absolute())
+
+
+def _check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contaminations: list[ComponentSpec]) -> None:
+    """Paths the run needs (dataset files, checkpoint, noise folders): each problem at its entry's line."""
+    data = None
+    if dataset is not None:
+        data = dataset.build()
+        problems = data.check() if hasattr(data, "check") else []
+        errors.items += [SuiteError(p, errors.file, dataset.line) for p in problems]
+        if problems:
+            data = None
+    if model is not None:
+        built = model.build()
+        errors.items += [SuiteError(p, errors.file, model.line) for p in (built.check() if hasattr(built, "check") else [])]
+    for c in contaminations:
+        built = c.build()
+        problems = built.check(data) if hasattr(built, "check") else []
+        errors.items += [SuiteError(f"contaminations: {p}", errors.file, c.line) for p in problems]

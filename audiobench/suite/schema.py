@@ -1,0 +1,137 @@
+"""The suite's schema: top-level keys, training and audio parameters, component entries, :class:`Suite`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audiobench.component import Component, Params
+from audiobench.frontend import FrontendParams
+from audiobench.registry import REGISTRIES
+from audiobench.tables import TableSpec
+
+DEFAULT_METRICS = ("ai", "ad", "ag", "ff", "fid_in", "sps", "comp")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+TOP_LEVEL_KEYS = {
+    "name": "suite name; the default output is results/<name>/",
+    "description": "free text",
+    "seed": "seed of every random draw (contaminations, noise, training)",
+    "frontend": "STFT / mel settings of the classifier's input",
+    "dataset": "the dataset: a name or {name: ..., params}",
+    "split": "the split explanations are evaluated on (test)",
+    "limit": "evaluate only the first N clips of the split",
+    "batch_size": "clips per explanation batch",
+    "model": "the classifier: {name: cnn14, width, depth, train: {...}}",
+    "domains": "masking domains: stft2mel, mel",
+    "contaminations": "conditions: none, {name: mixture, snr_db: 3}, ...",
+    "methods": "explanation methods, one table row each",
+    "metrics": "metric names, in column order",
+    "tables": "table layouts: {name, rows, group, per, metrics}",
+    "audio": "{n: N}: listenable interpretations written per stft2mel cell",
+    "plugins": "local Python files registering methods/metrics/datasets",
+}
+
+
+class TrainParams(Params):
+    """How the harness trains the classifier when the suite does not name a checkpoint."""
+
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(32, ge=1)
+    mixture_prob: float = Field(0.0, ge=0, le=1, description="share of training clips mixed with another class")
+    mask_augment: float = Field(
+        0.0, ge=0, lt=1, description="SpecAugment-style: drop up to this share of frames and mel bands per clip"
+    )
+    mixture_snr_db: tuple[float, float] = Field((0.0, 10.0), description="SNR range of those mixtures (uniform)")
+
+
+class AudioParams(Params):
+    n: int = Field(4, ge=0, description="clips per stft2mel cell written as listenable WAV")
+
+
+class _Top(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    seed: int = 0
+    split: str = Field("test", pattern="^(train|valid|test)$")
+    limit: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+@dataclass
+class ComponentSpec:
+    """One entry of a suite list: a registered name, its parameters and its row label."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+    label: str | None = None
+    line: int | None = None
+
+    def cls(self) -> type[Component]:
+        return REGISTRIES[self.kind].get(self.name)
+
+    def build(self) -> Any:
+        return self.cls()(self.params)
+
+    def resolved(self) -> dict[str, Any]:
+        """Name, label and every parameter with its default filled in."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.label:
+            out["label"] = self.label
+        obj = self.build()
+        if isinstance(getattr(obj, "params", None), BaseModel):
+            out["params"] = obj.params.model_dump(mode="json")
+        return out
+
+
+@dataclass
+class Suite:
+    """A validated suite."""
+
+    name: str
+    file: Path | None
+    seed: int
+    frontend: FrontendParams
+    dataset: ComponentSpec
+    split: str
+    limit: int | None
+    batch_size: int
+    model: ComponentSpec
+    train: TrainParams
+    domains: list[ComponentSpec]
+    contaminations: list[ComponentSpec]
+    methods: list[ComponentSpec]
+    metrics: list[str]
+    tables: list[TableSpec]
+    audio: AudioParams
+    plugins: list[Path] = field(default_factory=list)
+    description: str = ""
+
+    def resolved(self) -> dict[str, Any]:
+        """The suite with every default filled in: what the manifest records and cells hash."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "frontend": self.frontend.model_dump(mode="json"),
+            "dataset": self.dataset.resolved(),
+            "split": self.split,
+            "limit": self.limit,
+            "batch_size": self.batch_size,
+            "model": {**self.model.resolved(), "train": self.train.model_dump(mode="json")},
+            "domains": [d.resolved() for d in self.domains],
+            "contaminations": [c.resolved() for c in self.contaminations],
+            "methods": [m.resolved() for m in self.methods],
+            "metrics": list(self.metrics),
+            "tables": [t.model_dump(mode="json") for t in self.tables],
+            "audio": self.audio.model_dump(mode="json"),
+            "plugins": [str(p) for p in self.plugins],
+        }
