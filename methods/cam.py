@@ -46,7 +46,7 @@ class _Cam(Explainer):
 class GradCAM(_Cam):
     """Gradient-weighted class activation map of a conv block (Selvaraju et al., 2017)."""
 
-    name, display_name = "gradcam", "GradCAM"
+    display_name = "GradCAM"
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         layer = ctx.classifier.block(self.params.layer)
@@ -70,7 +70,7 @@ def gradcam_pp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.
 class GradCAMPlusPlus(_Cam):
     """GradCAM++: higher-order gradient weighting of a conv block's activations (Chattopadhay et al., 2018)."""
 
-    name, display_name = "gradcam_pp", "GradCAM++"
+    display_name = "GradCAM++"
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         layer = ctx.classifier.block(self.params.layer)
@@ -92,7 +92,7 @@ class GradCAMPlusPlus(_Cam):
 class GuidedGradCAM(_Cam):
     """Guided backprop multiplied by the upsampled GradCAM map (Selvaraju et al., 2017)."""
 
-    name, display_name = "guided_gradcam", "Guided GradCAM"
+    display_name = "Guided GradCAM"
 
     class Params(CamParams):
         nonneg: Literal["abs", "relu", "none"] = "abs"  # the guided-backprop factor is signed

@@ -59,7 +59,7 @@ def long_frame(cells=CELLS, dataset="synth", contamination="mixture_3db", extra=
                         "domain": domain,
                         "contamination": contamination,
                         "method": label.lower(),
-                        "label": label,
+                        "row": label,
                         "sample_id": sid,
                         "metric": metric,
                         "value": float(value),
@@ -172,8 +172,8 @@ def test_single_row_block_is_not_bold():
 
 
 def test_rows_and_groups_follow_order_then_first_appearance():
-    order = {"domain": ["mel", "stft2mel"], "label": ["Saliency", "IG"]}
-    display = {"domain": {"stft2mel": "STFT→Mel", "mel": "Mel"}, "label": {"IG": "Integrated Gradients"}}
+    order = {"domain": ["mel", "stft2mel"], "row": ["Saliency", "IG"]}
+    display = {"domain": {"stft2mel": "STFT→Mel", "mel": "Mel"}, "row": {"IG": "Integrated Gradients"}}
     t = one_table(order=order, display=display)
     assert [g for g, _ in t.blocks] == ["Mel", "STFT→Mel"]
     assert list(block(t, "Mel").index) == ["Saliency", "Integrated Gradients", "L-MAC"]
@@ -236,7 +236,7 @@ def test_no_group_no_per():
     md = to_markdown(t)
     assert "Domain" not in md and "| **0.45** |" in md
     frame = pd.read_csv(io.StringIO(to_csv(t)))
-    assert list(frame.columns) == ["label", "AI", "n"]
+    assert list(frame.columns) == ["row", "AI", "n"]
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -357,12 +357,12 @@ def test_latex_compiles(tmp_path):
 def test_csv_is_machine_readable():
     t = one_table(long_frame({**CELLS, ("mel", "Third"): {"AI": [0.1, 0.2, 0.2]}}))
     frame = pd.read_csv(io.StringIO(to_csv(t)))
-    assert list(frame.columns) == ["dataset", "contamination", "domain", "label", "AI", "AD", "FF", "n"]
+    assert list(frame.columns) == ["dataset", "contamination", "domain", "row", "AI", "AD", "FF", "n"]
     assert len(frame) == 7
-    third = frame.set_index(["domain", "label"]).loc[("mel", "Third")]
+    third = frame.set_index(["domain", "row"]).loc[("mel", "Third")]
     assert third["AI"] == pytest.approx(0.5 / 3, abs=1e-15)  # full precision, not 0.17
     assert pd.isna(third["AD"]) and third["n"] == 3
-    sal = frame.set_index(["domain", "label"]).loc[("stft2mel", "Saliency")]
+    sal = frame.set_index(["domain", "row"]).loc[("stft2mel", "Saliency")]
     assert sal["n"] == 2  # max over metrics of the per-metric sample counts (1, 2, 0)
     assert (frame["dataset"] == "synth").all()
 

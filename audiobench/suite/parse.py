@@ -23,11 +23,13 @@ from audiobench.suite.schema import (
     TOP_LEVEL_KEYS,
     AudioParams,
     ComponentSpec,
+    MaskParams,
     Suite,
     TrainParams,
     _Top,
 )
 from audiobench.tables import TableSpec
+from audiobench.targets import TargetParams
 
 
 def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> ComponentSpec | None:
@@ -209,7 +211,7 @@ def parse_suite(
         for j, m in enumerate(t.metrics or ()):
             if m not in metrics:
                 errors.add(("tables", i, "metrics", j), f"table metric '{m}' is not in the suite's metrics{did_you_mean(m, metrics)}")
-        columns = ("dataset", "model", "domain", "contamination", "method", "label")
+        columns = ("dataset", "model", "domain", "contamination", "method", "row", "target")
         for key in ("rows", "group"):
             value = getattr(t, key)
             if value is not None and value not in columns:
@@ -221,6 +223,27 @@ def parse_suite(
         audio = AudioParams(**(data.get("audio") or {}))
     except ValidationError as exc:
         errors.add_validation(("audio",), exc)
+
+    masks = MaskParams()
+    if not isinstance(data.get("masks") or {}, dict):
+        errors.add(("masks",), "masks must be a mapping, e.g. {precision: float16}")
+    else:
+        try:
+            masks = MaskParams(**(data.get("masks") or {}))
+        except ValidationError as exc:
+            errors.add_validation(("masks",), exc)
+
+    targets = TargetParams()
+    raw_targets = data.get("targets")
+    try:
+        if isinstance(raw_targets, str):
+            targets = TargetParams(select=raw_targets)
+        elif isinstance(raw_targets, dict):
+            targets = TargetParams(**raw_targets)
+        elif raw_targets is not None:
+            errors.add(("targets",), "targets must be decision, all, or a mapping {select: ..., classes: [...]}")
+    except ValidationError as exc:
+        errors.add_validation(("targets",), exc)
 
     # combinations: a method restricted to some domains
     for i, m in enumerate(methods):
@@ -239,7 +262,7 @@ def parse_suite(
         name=top.name, file=file, seed=top.seed, frontend=frontend, dataset=dataset, split=top.split,
         limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
         contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
-        audio=audio, plugins=plugins, description=top.description,
+        audio=audio, targets=targets, masks=masks, plugins=plugins, description=top.description,
     )
 
 
