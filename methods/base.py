@@ -19,6 +19,7 @@ from audiobench.data.base import ClipSet
 from audiobench.domains import Domain
 from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
+from audiobench.shipped import restore
 
 
 class DomainModel(nn.Module):
@@ -104,6 +105,7 @@ class FitContext:
         weights, meta = self.cache_path(method, key), self.cache_path(method, key, ".json")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
+        restore(weights, meta)  # a miss may be served by the repository's shipped artefacts
         cached = weights.exists() and meta.exists()
         if cached:
             load(torch.load(weights, map_location=self.device, weights_only=True))
