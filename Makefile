@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/audiobench run suites/quickstart.yaml
 
 test: $(STAMP) latex
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 latex:  # pdflatex for the LaTeX compile test: installed with apt-get when missing and root
 	@sh tools/ensure_latex.sh
