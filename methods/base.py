@@ -21,6 +21,7 @@ from audiobench.errors import AudiobenchError
 from audiobench.explanation import Explanation
 from audiobench.frontend import Frontend
 from audiobench.models.base import AudioClassifier
+from audiobench.shipped import restore
 
 
 class DomainModel(nn.Module):
@@ -122,6 +123,7 @@ class FitContext:
         weights, meta = self.cache_path(method, key), self.cache_path(method, key, ".json")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
+        restore(weights, meta)  # a miss may be served by the repository's shipped artefacts
         cached = weights.exists() and meta.exists()
         if cached:
             load(torch.load(weights, map_location=self.device, weights_only=True))

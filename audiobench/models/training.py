@@ -26,6 +26,7 @@ from audiobench.models.checkpoint import (
     read_sidecar,
 )
 from audiobench.models.cnn14 import Cnn14Spec
+from audiobench.shipped import restore
 
 TRAINING_CODE_VERSION = 2  # bump when training changes in a way that changes the weights
 
@@ -134,6 +135,7 @@ def train_classifier(
     if start_from is not None:
         head = checkpoint_shape(state, spec.params.checkpoint).n_classes != n_classes
         load_state(model, state, spec.params.checkpoint, skip_head=head)
+    restore(weights, meta)  # a miss may be served by the repository's shipped artefacts
     if weights.exists() and meta.exists():
         model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
         info = json.loads(meta.read_text())
