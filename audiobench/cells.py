@@ -53,6 +53,7 @@ class CellOutput:
     explanations: StoredExplanations | None
     skips: list[Skip] = field(default_factory=list)
     not_applicable: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def slug(text: str) -> str:
@@ -131,8 +132,10 @@ def evaluate_cell(
     frame = long_frame(results)
     stored = concat([(r.sample_ids, r.targets, r.explanation) for r in results if r.explanation is not None], audio_ids)
     not_applicable = {k: v for r in results for k, v in r.not_applicable.items()}
+    clipped = sum(r.clipped for r in results)
+    notes = [f"{clipped} mask(s) had values outside [0, 1] and were clipped to it before scoring"] if clipped else []
     return CellOutput(frame, stored, [s for r in results for s in r.skips] + undefined_skips(results, metrics, cell.id),
-                      not_applicable)
+                      not_applicable, notes)
 
 
 def long_frame(results: list[BatchResult]) -> pd.DataFrame:

@@ -36,6 +36,7 @@ class BatchResult:
     explanation: Explanation | None  # the kept rows, on the CPU
     skips: list[Skip] = field(default_factory=list)
     not_applicable: dict[str, str] = field(default_factory=dict)
+    clipped: int = 0  # rows whose mask left [0, 1] and was clipped to it
 
 
 def score_rows(
@@ -99,13 +100,16 @@ def evaluate_batch(
     if len(keep) == 0:
         return BatchResult([], np.zeros(0, np.int64), {}, None, skips)
     kept = explanation.subset(keep) if len(keep) < len(rows) else explanation
+    outside = ((kept.mask < 0) | (kept.mask > 1)).flatten(1).any(dim=1)  # metrics are defined for masks in [0, 1]
+    if bool(outside.any()):
+        kept.mask = kept.mask.clamp(0, 1)
     row_labels = labels.to(rows.device)[rows[keep]] if labels is not None else None
     values, not_applicable, _ = score_rows(
         model, x[keep], kept, scores_orig[rows[keep]], target[keep], metrics, row_labels, targets, max_rows
     )
     arrays = {k: v.detach().double().cpu().numpy() for k, v in values.items()}
     return BatchResult([ids[i] for i in keep.tolist()], target[keep].cpu().numpy(), arrays, to_cpu(kept), skips,
-                       not_applicable)
+                       not_applicable, int(outside.sum()))
 
 
 def to_cpu(e: Explanation) -> Explanation:

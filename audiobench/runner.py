@@ -174,7 +174,7 @@ def run_cell(session: Session, cell: Cell) -> dict[str, Any]:
         "method": cell.method.name, "row": cell.method.label, "params": cell.method.resolved().get("params", {}),
         "n": len(clips), "seconds": round(seconds + t_fit, 3), "fit_seconds": round(t_fit, 3),
         "seconds_per_clip": round(seconds / max(1, len(clips)), 5), "fit": fit_info,
-        "not_applicable": out.not_applicable, "skips": [s.as_dict() for s in out.skips],
+        "not_applicable": out.not_applicable, "notes": out.notes, "skips": [s.as_dict() for s in out.skips],
     }
     if out.explanations is not None:
         write_masks(session.store.masks_path(cell.id), out.explanations, suite.masks.precision)

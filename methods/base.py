@@ -187,8 +187,17 @@ class Explainer(Component):
 
     Params: ClassVar[type[Params]] = ExplainerParams
     needs_gradients: ClassVar[bool] = True
+    signed_maps: ClassVar[bool] = True  # raw maps can be negative: nonneg none is refused
     trainable: ClassVar[bool] = False
     domains: ClassVar[tuple[str, ...] | None] = None  # None: every domain
+
+    def __init__(self, params: Params | dict[str, Any] | None = None):
+        super().__init__(params)
+        if getattr(self.params, "nonneg", None) == "none" and self.signed_maps:
+            raise AudiobenchError(
+                f"{self.name}: nonneg none would pass signed maps (values below 0) to the metrics as masks; "
+                "use abs or relu"
+            )
 
     def row_label(self) -> str:
         """The table row's default label for these parameters (a suite's ``label:`` overrides it)."""

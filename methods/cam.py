@@ -39,7 +39,10 @@ class _Cam(Explainer):
         return ctx.domain.from_mel_grid(ctx.frontend, up)
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
-        return self.to_domain_grid(self.cam(x, target, ctx), x, ctx)
+        """The map made non-negative on the block's grid (``nonneg``: relu, as the papers, or abs), then upsampled."""
+        cam = self.cam(x, target, ctx)
+        cam = cam.abs() if self.params.nonneg == "abs" else cam.clamp_min(0)
+        return self.to_domain_grid(cam, x, ctx)
 
 
 @METHODS.register("gradcam")
@@ -50,7 +53,7 @@ class GradCAM(_Cam):
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         layer = ctx.classifier.block(self.params.layer)
-        return attr.LayerGradCam(ctx.model, layer).attribute(x, target=target, relu_attributions=True)
+        return attr.LayerGradCam(ctx.model, layer).attribute(x, target=target, relu_attributions=False)
 
 
 def gradcam_pp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -85,7 +88,7 @@ class GradCAMPlusPlus(_Cam):
             handle.remove()
         acts = store["a"].detach()
         weights = gradcam_pp_weights(acts, grads)
-        return (weights * acts).sum(dim=1, keepdim=True).clamp_min(0)
+        return (weights * acts).sum(dim=1, keepdim=True)
 
 
 @METHODS.register("guided_gradcam")
@@ -101,5 +104,6 @@ class GuidedGradCAM(_Cam):
         return GradCAM.cam(self, x, target, ctx)
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        """Guided backprop times the ReLU'd GradCAM map (as defined); ``nonneg`` acts on the signed product."""
         guided = attr.GuidedBackprop(ctx.model).attribute(x, target=target)
-        return guided * super().attribute(x, target, ctx)
+        return guided * self.to_domain_grid(self.cam(x, target, ctx).clamp_min(0), x, ctx)

@@ -14,6 +14,7 @@ class RandomMap(Explainer):
 
     display_name = "Random"
     needs_gradients = False
+    signed_maps = False
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         return torch.rand(x.shape, generator=ctx.generator(x.device), device=x.device, dtype=x.dtype)

@@ -210,6 +210,7 @@ class L2I(Explainer):
     Params = L2IParams
     trainable = True
     needs_gradients = False
+    signed_maps = False
 
     def __init__(self, params: Any = None):
         super().__init__(params)

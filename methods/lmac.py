@@ -173,6 +173,7 @@ class LMAC(Explainer):
     Params = LmacParams
     trainable = True
     needs_gradients = False
+    signed_maps = False
 
     def __init__(self, params: Any = None):
         super().__init__(params)

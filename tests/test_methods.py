@@ -23,7 +23,6 @@ from audiobench.registry import METHODS
 
 SR = 16000
 N_MELS = 16
-RAW = {"nonneg": "none", "normalize": "none"}  # leave the raw map visible through explain()
 GRID = (8, N_MELS)  # (T, F) of the hand-built models' inputs, on the mel grid
 POST_HOC = (
     "saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "shap",
@@ -129,7 +128,7 @@ def test_smoothgrad_draws_noise_per_copy(frontend: Frontend) -> None:
     x, target = torch.zeros(2, 1, *GRID), torch.zeros(2, dtype=torch.long)
 
     torch.manual_seed(0)
-    many = method("smoothgrad", n_samples=400, stdev=1.0, **RAW).explain(x, target, ctx).mask
+    many = method("smoothgrad", n_samples=400, stdev=1.0).attribute(x, target, ctx)
     # the gradient of copy n is 1[noise_n > 0] inside the region: its average is ~Binomial(400, 0.5) / 400
     assert 0.45 <= float(many[inside].mean()) <= 0.55
     assert bool(((many[inside] > 0.3) & (many[inside] < 0.7)).all())  # 8 sigma; one shared draw gives 0 or 1
@@ -137,7 +136,7 @@ def test_smoothgrad_draws_noise_per_copy(frontend: Frontend) -> None:
     assert bool((many[~inside] == 0).all())
 
     torch.manual_seed(0)
-    one = method("smoothgrad", n_samples=1, stdev=1.0, **RAW).explain(x, target, ctx).mask
+    one = method("smoothgrad", n_samples=1, stdev=1.0).attribute(x, target, ctx)
     assert bool(torch.isin(one, torch.tensor([0.0, 1.0])).all())
     assert 0 < float(one[inside].mean()) < 1  # a genuine draw: both signs of noise occur
     assert bool((one[~inside] == 0).all())
@@ -165,8 +164,8 @@ def test_integrated_gradients_completeness(frontend: Frontend) -> None:
     model = SmoothNet()
     torch.manual_seed(3)
     x, target = 0.7 * torch.randn(4, 1, *GRID), torch.tensor([0, 1, 1, 0])
-    ig = method("integrated_gradients", n_steps=64, **RAW)  # default Gauss-Legendre
-    a = ig.explain(x, target, make_ctx(model, Mel(), frontend)).mask
+    ig = method("integrated_gradients", n_steps=64)  # default Gauss-Legendre
+    a = ig.attribute(x, target, make_ctx(model, Mel(), frontend))  # the raw, signed attribution
     with torch.no_grad():
         gap = model(x).gather(1, target[:, None])[:, 0] - model(torch.zeros_like(x)).gather(1, target[:, None])[:, 0]
     assert gap.abs().min() > 0.1  # the check below is not vacuous
@@ -182,7 +181,7 @@ def test_gradient_shap_multiplies_by_inputs_on_linear_model(frontend: Frontend) 
     # max_rows 12 with 6 samples: two clips per Captum call, so chunks of 2, 2, 1 with their own targets
     ctx = make_ctx(Linear(w), Mel(), frontend, max_rows=12)
     torch.manual_seed(0)
-    a = method("shap", n_samples=6, stdev=0.0, **RAW).explain(x, target, ctx).mask
+    a = method("shap", n_samples=6, stdev=0.0).attribute(x, target, ctx)
     torch.testing.assert_close(a, w[target] * x, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(a, w[target], atol=1e-2)  # not the bare gradient
 
@@ -245,7 +244,7 @@ def test_gradcam_pp_map_known_answer(frontend: Frontend) -> None:
     gen = torch.Generator().manual_seed(5)
     x = torch.rand(2, 1, *GRID, generator=gen, dtype=torch.float64).float()
     target = torch.tensor([0, 1])
-    got = method("gradcam_pp", **RAW).explain(x, target, make_ctx(net, Mel(), frontend)).mask
+    got = method("gradcam_pp").attribute(x, target, make_ctx(net, Mel(), frontend))
 
     xs = x.double().numpy()[:, 0]
     expected = np.zeros_like(xs)
@@ -381,8 +380,8 @@ def test_guided_backprop_stops_negative_gradients(frontend: Frontend) -> None:
     x = torch.randn(3, 1, *GRID, generator=gen)
     target = torch.tensor([1, 0, 1])
     ctx = make_ctx(ReluNet(v), Mel(), frontend)
-    sal = method("saliency", **RAW).explain(x, target, ctx).mask
-    gbp = method("guided_backprop", **RAW).explain(x, target, ctx).mask
+    sal = method("saliency").attribute(x, target, ctx)
+    gbp = method("guided_backprop").attribute(x, target, ctx)
     torch.testing.assert_close(sal, v[target] * (x > 0))
     torch.testing.assert_close(gbp, v[target].clamp_min(0) * (x > 0))
 

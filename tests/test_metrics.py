@@ -344,3 +344,92 @@ def test_registering_a_metric_name_twice_is_an_error(monkeypatch: pytest.MonkeyP
     with pytest.raises(AudiobenchError, match="duplicate metric name 'test_dup_metric'"):
         register_metric("test_dup_metric", "Dup", higher_is_better=True)(_dup_b)
     assert METRICS.get("test_dup_metric") is first
+
+
+# -- degenerate maps and masks outside [0, 1] (cases degenerate-maps, nonneg-none) --------------------
+
+DEGENERATE = """
+import torch
+from audiobench.methods import Explainer
+from audiobench.registry import METHODS
+
+
+@METHODS.register("ones_map")
+class OnesMap(Explainer):
+    display_name = "Ones map"
+    needs_gradients = False
+    def attribute(self, x, target, ctx):
+        return torch.full_like(x, 0.7)
+
+
+@METHODS.register("nan_map")
+class NanMap(Explainer):
+    display_name = "NaN map"
+    needs_gradients = False
+    def attribute(self, x, target, ctx):
+        return torch.full_like(x, float("nan"))
+
+
+@METHODS.register("overshoot_map")
+class Overshoot(Explainer):
+    display_name = "Overshoot"
+    needs_gradients = False
+    signed_maps = False  # claims masks, returns values in [-0.5, 1.5]
+    def explain(self, x, target, ctx):
+        from audiobench.explanation import Explanation
+        return Explanation(torch.linspace(-0.5, 1.5, x[0].numel()).view_as(x[0]).expand_as(x).clone())
+"""
+
+
+def test_identity_mask_scores_no_increase_at_any_batch_size_and_nan_rows_stay(write_suite, tmp_path) -> None:
+    import pandas as pd
+
+    from audiobench.cli import main
+    from audiobench.store import load_manifest, load_run
+
+    (tmp_path / "maps.py").write_text(DEGENERATE)
+    results = {}
+    for bs in (1, 8):
+        suite = write_suite({"plugins": ["maps.py"], "domains": ["mel"], "contaminations": ["none"], "batch_size": bs,
+                             "methods": ["ones_map", "nan_map", "saliency", "overshoot_map"],
+                             "metrics": ["ai", "ad", "ag", "ff", "fid_in", "mm"]}, name=f"bs{bs}.yaml")
+        assert main(["run", str(suite), "-o", str(tmp_path / f"bs{bs}"), "--limit", "8", "-q"]) == 0
+        frame = load_run(tmp_path / f"bs{bs}")
+        ones = frame[frame.row == "Ones map"].pivot_table(index="sample_id", columns="metric", values="value")
+        assert (ones.ai == 0).all() and (ones.fid_in == 1).all()  # M = 1: M*X = X, no increase whatever the batch
+        assert ones.ag.max() < 1e-3 and ones.ad.max() < 1e-3
+        results[bs] = ones
+        table = (tmp_path / f"bs{bs}" / "tables" / "main__synth__none.md").read_text()
+        nan_row = next(line for line in table.splitlines() if "NaN map" in line)  # the row is kept...
+        assert set(c.strip() for c in nan_row.strip("|").split("|")[2:]) == {"–"}  # ...with – in every column
+        assert "every clip of that method was skipped" in table
+        manifest = load_manifest(tmp_path / f"bs{bs}")
+        over = next(c for c in manifest["cells"] if c["method"] == "overshoot_map")
+        n = over["n"]  # every evaluated clip
+        assert n >= 4 and sum(s["reason"] == "non-finite map (NaN or Inf)" for s in manifest["skips"]) == n
+        assert over["notes"] == [f"{n} mask(s) had values outside [0, 1] and were clipped to it before scoring"]
+        mm = frame[(frame.row == "Overshoot") & (frame.metric == "mm")].value
+        assert mm.between(0, 1).all()
+    pd.testing.assert_frame_equal(results[1][["ai", "fid_in"]], results[8][["ai", "fid_in"]])
+
+
+def test_nonneg_none_is_refused_for_signed_maps_and_acts_for_cams(write_suite, capsys) -> None:
+    import torch
+
+    from audiobench.cli import main
+    from audiobench.methods.cam import GradCAM
+
+    suite = write_suite({"methods": [{"name": "gradcam", "nonneg": "none"}, {"name": "saliency", "nonneg": "none"},
+                                     {"name": "lmac", "nonneg": "none"}]})
+    assert main(["validate", str(suite)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("nonneg none would pass signed maps" in e for e in err)  # lmac's masks are masks
+    assert err[0].startswith(f"{suite}:") and "gradcam" in err[0] and "saliency" in err[1]
+    # abs and relu give different GradCAM maps where the class activation map is negative
+    cam = torch.tensor([[[[-2.0, 1.0], [0.5, -0.5]]]])
+    relu, absolute = GradCAM({"nonneg": "relu"}), GradCAM({"nonneg": "abs"})
+    relu.cam = absolute.cam = lambda x, target, ctx: cam  # the block's map, known
+    grid = lambda c, x, ctx: c  # noqa: E731
+    relu.to_domain_grid = absolute.to_domain_grid = grid
+    assert relu.attribute(None, None, None).tolist() == [[[[0.0, 1.0], [0.5, 0.0]]]]
+    assert absolute.attribute(None, None, None).tolist() == [[[[2.0, 1.0], [0.5, 0.5]]]]

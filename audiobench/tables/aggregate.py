@@ -18,6 +18,7 @@ from audiobench.errors import AudiobenchError, did_you_mean
 
 AGGREGATIONS = ("mean", "median")
 MISSING = "–"
+EMPTY_ROW_NOTE = " A row of – only: every clip of that method was skipped (reasons in manifest.json, skips)."
 MISSING_LATEX = "--"
 NONE_VALUE = "none"
 REQUIRED_COLUMNS = ("metric", "value")
@@ -135,6 +136,16 @@ def build_tables(
     else:
         split = [((), wide)]
 
+    # (group, row) pairs with any row in the frame, per table: a listed row absent from all of them ran
+    # without a single kept clip (every map skipped), which the table must show, not hide
+    cols = [*spec.per, *([group_col] if group_col else []), spec.rows]
+    seen = df[cols].drop_duplicates().assign(**{c: lambda f, c=c: _as_str(f[c]) for c in cols})
+    anywhere: dict[tuple, set] = {}
+    for rec in seen.itertuples(index=False):
+        rec = tuple(rec)
+        combo = rec[: len(spec.per)]
+        anywhere.setdefault(combo, set()).add(((rec[len(spec.per)] if group_col else ""), rec[-1]))
+
     headers = [_header(info[m]) for m in metrics]
     directions = {m: info[m]["higher_is_better"] for m in metrics}
     tables = []
@@ -144,6 +155,8 @@ def build_tables(
             part = pd.concat({"": part}, names=["group"])
         values, counts = part["value"], part["n"]
         gname = values.index.names[0]
+        in_run = anywhere.get(combo, set())
+        values, counts, empty = _with_listed_rows(values, counts, [str(r) for r in order.get(spec.rows, ())], in_run)
         order_idx = sorted(
             values.index,
             key=lambda gr: ((ranks[group_col][gr[0]] if group_col else 0), ranks[spec.rows][gr[1]]),
@@ -159,7 +172,8 @@ def build_tables(
             Table(
                 spec=spec,
                 key=key,
-                caption=caption(dict(key)) if caption else _default_caption(spec.name, key, display),
+                caption=(caption(dict(key)) if caption else _default_caption(spec.name, key, display))
+                + (EMPTY_ROW_NOTE if empty else ""),
                 columns=list(metrics),
                 blocks=blocks,
                 counts=counts,
@@ -169,6 +183,20 @@ def build_tables(
             )
         )
     return tables
+
+
+def _with_listed_rows(
+    values: pd.DataFrame, counts: pd.DataFrame, listed: list[str], in_run: set
+) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Add, with – (n = 0), each listed row that has no row at all in a group block of the run
+    (``in_run``: its (group, row) pairs): a method whose every clip was skipped keeps its row.
+    Returns the frames and whether such a row was added."""
+    groups = list(dict.fromkeys(values.index.get_level_values(0)))
+    missing = [(g, r) for g in groups for r in listed if (g, r) not in in_run and (g, r) not in values.index]
+    if missing:
+        full = pd.MultiIndex.from_tuples(list(values.index) + missing, names=values.index.names)
+        values, counts = values.reindex(full), counts.reindex(full).fillna(0).astype(int)
+    return values, counts, bool(missing)
 
 
 def _select_metrics(
