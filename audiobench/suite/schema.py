@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audiobench.component import Component, Params
+from audiobench.component import Component, NoBoolNumbers, Params
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES
 from audiobench.tables import TableSpec
@@ -55,7 +55,7 @@ class AudioParams(Params):
     n: int = Field(4, ge=0, description="clips per stft2mel cell written as listenable WAV")
 
 
-class _Top(BaseModel):
+class _Top(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
