@@ -227,3 +227,20 @@ def test_table_per_unknown_refused_before_any_cell(tmp_path: Path, capsys: pytes
     assert validate(path, capsys, "tables.1.per=[dataset, contamination]") == (0, [])
     assert main(["run", str(path), "-o", str(tmp_path / "run"), "-q"]) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_layers_checked_against_a_checkpoints_depth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without model.depth, validate reads the depth off the checkpoint's shapes (here 3 blocks)."""
+    from audiobench.models.cnn14 import Cnn14
+
+    torch.save({"model": Cnn14(3, n_mels=80, width=2, depth=3).state_dict()}, tmp_path / "w.pt")
+    path = tmp_path / "suite.yaml"
+    path.write_text(GRADCAM.replace("width: 8, depth: 2, train: {epochs: 2}", "checkpoint: w.pt"))
+    rc, err = validate(path, capsys)
+    assert rc == 1 and err[0].startswith(f"{path}:7: methods.0.layer: 'fc1' is not a conv block of this cnn14 (depth 3)")
+    assert validate(path, capsys, "methods.0.layer=conv_block3") == (0, [])
+    rc, err = validate(path, capsys, "methods.0={name: l2i, blocks: [-4]}")
+    assert rc == 1 and "methods.0.blocks: [-4]: -4 out of range; this cnn14 has blocks 1..3" in err[0]
+    assert validate(path, capsys, "methods.0={name: lmac, blocks: 4}") == (0, [])  # L-MAC reads every block there is
+    rc, err = validate(path, capsys, "methods.0={name: l2i, blocks: 4}")  # L2I does not
+    assert rc == 1 and "methods.0.blocks: 4 blocks, but this cnn14 has 3" in err[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from audiobench.errors import did_you_mean
+from audiobench.errors import AudiobenchError, did_you_mean
 from audiobench.suite.lines import KeyPath, LocatedErrors
 from audiobench.suite.schema import ComponentSpec
 from audiobench.tables import TableSpec
@@ -51,7 +51,7 @@ def classifier_depth(model: ComponentSpec) -> tuple[int, str] | None:
         return None
     try:
         return int(built.architecture()[1]), model.name
-    except Exception:
+    except AudiobenchError:
         return None
 
 

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import torch
 
+from audiobench.errors import AudiobenchError
 from audiobench.frontend import FrontendParams
 from audiobench.suite.lines import LocatedErrors
 from audiobench.suite.schema import AudioParams, ComponentSpec
@@ -106,7 +107,7 @@ def model_min_input(model: ComponentSpec) -> tuple[int, int, str] | None:
         return None
     try:
         return built.min_input()
-    except Exception:  # an unreadable checkpoint: the model's check() reports it at its line
+    except AudiobenchError:  # an unreadable checkpoint: the model's check() reports it at its line
         return None
 
 
@@ -122,7 +123,8 @@ def check_geometry(
 
     ``frontend`` None: the front end itself is invalid (already reported); nothing is checked.
     Front-end problems (``f_min >= f_max``, empty mel filters, an inverse STFT that cannot work
-    when ``stft2mel`` audio is written) go to the ``frontend`` line; a clip too short for the
+    when ``stft2mel`` audio is written) go to the line of ``f_min``/``f_max``, ``n_mels`` or
+    ``hop_length`` (the ``frontend`` line when written inline or not at all); a clip too short for the
     STFT padding or the classifier's time poolings to ``dataset.seconds``; too few mel bands for
     the classifier's poolings to the model line.
     """
@@ -136,7 +138,7 @@ def check_geometry(
         return
     empty = empty_mel_filters(frontend)
     if empty:
-        errors.add(("frontend",), (
+        errors.add(("frontend", "n_mels"), (
             f"frontend: n_mels {frontend.n_mels} with n_fft {frontend.n_fft} ({frontend.n_fft // 2 + 1} linear bins over "
             f"{f_min:g}-{f_max:g} Hz) leaves {empty} of {frontend.n_mels} mel filters empty; lower n_mels or raise n_fft"))
     need = model_min_input(model) if model is not None else None
@@ -162,5 +164,5 @@ def check_geometry(
     if audio.n > 0 and any(d.cls().listenable for d in domains):
         problem = inverse_stft_problem(frontend, samples)
         if problem:
-            errors.add(("frontend",), (
+            errors.add(("frontend", "hop_length"), (
                 f"frontend: {problem}, so stft2mel audio cannot be written; lower hop_length or set audio: {{n: 0}}"))
