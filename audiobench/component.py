@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 
-class Params(BaseModel):
-    """Parameters of a component; unknown keys are an error, values are immutable."""
+def _flat_types(annotation: Any) -> set[Any]:
+    """The types a (possibly union) annotation admits at its top level."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return {t for a in typing.get_args(annotation) for t in _flat_types(a)}
+    return {annotation}
+
+
+class NoBoolNumbers(BaseModel):
+    """Refuses ``true`` / ``false`` for a number: pydantic would read them as 1 and 0."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            admitted = _flat_types(cls.model_fields[info.field_name].annotation)
+            if bool not in admitted and Any not in admitted and admitted & {int, float}:
+                raise ValueError("Input should be a number, not a boolean")
+        return value
+
+
+class Params(NoBoolNumbers):
+    """Parameters of a component; unknown keys are an error, values are immutable, numbers are not booleans."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

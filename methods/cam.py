@@ -13,7 +13,9 @@ import torch
 from captum import attr
 from pydantic import Field
 
+from audiobench.errors import AudiobenchError
 from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
+from audiobench.methods.blocks import layer_index
 from audiobench.registry import METHODS
 
 
@@ -25,6 +27,22 @@ class CamParams(ExplainerParams):
 
 class _Cam(Explainer):
     Params = CamParams
+
+    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+        """(parameter, problem) pairs of this row for a classifier of ``depth`` blocks: ``layer`` must name one."""
+        try:
+            layer_index(self.params.layer, depth, model)
+        except AudiobenchError as exc:
+            return [("layer", str(exc))]
+        return []
+
+    def block(self, ctx: ExplainContext) -> torch.nn.Module:
+        """The conv block ``layer`` names; :class:`AudiobenchError` (one line) when it names none."""
+        clf = ctx.classifier
+        depth = getattr(clf, "depth", None)
+        if not isinstance(depth, int):  # a classifier that does not say its depth resolves the name itself
+            return clf.block(self.params.layer)
+        return clf.block(layer_index(self.params.layer, depth, type(clf).__name__.lower()))
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """The class activation map on the block's grid, [B, 1, T', F']."""
@@ -52,7 +70,7 @@ class GradCAM(_Cam):
     display_name = "GradCAM"
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
-        layer = ctx.classifier.block(self.params.layer)
+        layer = self.block(ctx)
         return attr.LayerGradCam(ctx.model, layer).attribute(x, target=target, relu_attributions=False)
 
 
@@ -76,7 +94,7 @@ class GradCAMPlusPlus(_Cam):
     display_name = "GradCAM++"
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
-        layer = ctx.classifier.block(self.params.layer)
+        layer = self.block(ctx)
         store: dict[str, torch.Tensor] = {}
         handle = layer.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
         try:

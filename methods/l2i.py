@@ -53,6 +53,7 @@ from audiobench.methods.base import (
     classifier_blocks,
     to_mask,
 )
+from audiobench.methods.blocks import blocks_problem
 from audiobench.models.base import AudioClassifier
 from audiobench.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
 from audiobench.registry import METHODS
@@ -218,6 +219,11 @@ class L2I(Explainer):
         self.psi: Psi | None = None
         self.theta: Theta | None = None
         self.block_idx: list[int] = []
+
+    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+        """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it."""
+        problem = blocks_problem(self.params.blocks, depth, model)
+        return [("blocks", problem)] if problem else []
 
     def row_label(self) -> str:
         return f"L2I, RT={self.params.rt:g}"

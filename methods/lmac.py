@@ -42,6 +42,7 @@ from audiobench.methods.base import (
     FitContext,
     classifier_blocks,
 )
+from audiobench.methods.blocks import blocks_problem
 from audiobench.registry import METHODS
 
 LMAC_CODE_VERSION = 1  # bump when training changes the weights
@@ -179,6 +180,13 @@ class LMAC(Explainer):
         super().__init__(params)
         self.decoder: LmacDecoder | None = None
         self.block_idx: list[int] = []
+
+    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+        """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it
+        (an int larger than the depth means every block)."""
+        blocks = self.params.blocks
+        problem = blocks_problem(min(blocks, depth) if isinstance(blocks, int) else blocks, depth, model)
+        return [("blocks", problem)] if problem else []
 
     def row_label(self) -> str:
         ft = self.params.finetune

@@ -229,9 +229,8 @@ class LinearCamNet(AudioClassifier):
             self.conv.bias.copy_(torch.tensor(b))
         self.register_buffer("v", torch.tensor(v))
 
-    def block(self, name: str) -> nn.Module:
-        assert name == "last"
-        return self.conv
+    def blocks(self) -> list[nn.Module]:
+        return [self.conv]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("ck,bkij->bc", self.v, self.conv(x))

@@ -115,6 +115,15 @@ class Cnn14Spec(ModelSpec):
                 )
         return shape.width, shape.depth
 
+    def min_input(self) -> tuple[int, int, str]:
+        """(frames, mel bands, description): the smallest input this classifier can pool.
+
+        Every block but the last ends in a 2x2 average pooling, so both axes need at least
+        ``2 ** (depth - 1)`` bins. Raises :class:`AudiobenchError` when a checkpoint cannot be read.
+        """
+        depth = self.architecture()[1]
+        return 2 ** (depth - 1), 2 ** (depth - 1), f"a cnn14 of depth {depth} ({depth - 1} 2x2 poolings)"
+
     def check(self) -> list[str]:
         """A named checkpoint must exist, be readable and agree with explicit width/depth."""
         if self.params.checkpoint is None:

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from audiobench.errors import AudiobenchError, SuiteError, did_you_mean
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES, load_plugin_file
+from audiobench.suite.crossref import check_method_layers, check_tables, mapping_section, table_entry
+from audiobench.suite.geometry import check_geometry
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
 from audiobench.suite.schema import (
@@ -149,12 +151,13 @@ def parse_suite(
         errors.add_validation((), exc)
 
     frontend = FrontendParams()
-    try:
-        frontend = FrontendParams(**(data.get("frontend") or {}))
-    except ValidationError as exc:
-        errors.add_validation(("frontend",), exc)
-    except TypeError:
-        errors.add(("frontend",), "frontend must be a mapping")
+    frontend_ok = False  # geometry is checked only on a valid front end
+    frontend_raw = mapping_section(data.get("frontend"), ("frontend",), errors)
+    if frontend_raw is not None:
+        try:
+            frontend, frontend_ok = FrontendParams(**frontend_raw), True
+        except ValidationError as exc:
+            errors.add_validation(("frontend",), exc)
 
     dataset = None
     if "dataset" not in data:
@@ -166,18 +169,21 @@ def parse_suite(
     train = TrainParams()
     if isinstance(model_raw, dict) and "train" in model_raw:
         model_raw = dict(model_raw)
+        train_raw = mapping_section(model_raw.pop("train"), ("model", "train"), errors)
         try:
-            train = TrainParams(**(model_raw.pop("train") or {}))
+            train = TrainParams(**(train_raw or {}))
         except ValidationError as exc:
             errors.add_validation(("model", "train"), exc)
-        except TypeError:
-            errors.add(("model", "train"), "train must be a mapping")
     model = _parse_entry("models", model_raw, ("model",), errors)
 
     def entries(key: str, kind: str, default: list[Any]) -> list[ComponentSpec]:
         raw = _as_list(data.get(key), key, errors, default)
         specs = [_parse_entry(kind, r, (key, i) if key in data else (), errors) for i, r in enumerate(raw)]
+        if key == "methods":
+            method_paths.extend((key, i) for i, s in enumerate(specs) if s is not None)
         return [s for s in specs if s is not None]
+
+    method_paths: list[KeyPath] = []
 
     domains = entries("domains", "domains", ["stft2mel", "mel"])
     contaminations = entries("contaminations", "contaminations", ["none"])
@@ -202,36 +208,35 @@ def parse_suite(
             errors.add(("metrics", i), f"metric '{name}' is listed twice")
 
     tables: list[TableSpec] = []
+    checked_tables: list[tuple[int, TableSpec]] = []
     for i, raw in enumerate(_as_list(data.get("tables"), "tables", errors, [{}])):
+        entry = table_entry(raw, ("tables", i), errors)
+        if entry is None:
+            continue
         try:
-            t = TableSpec(**raw) if isinstance(raw, dict) else TableSpec(name=str(raw))
+            t = TableSpec(**entry)
         except ValidationError as exc:
             errors.add_validation(("tables", i), exc)
             continue
         for j, m in enumerate(t.metrics or ()):
             if m not in metrics:
                 errors.add(("tables", i, "metrics", j), f"table metric '{m}' is not in the suite's metrics{did_you_mean(m, metrics)}")
-        columns = ("dataset", "model", "domain", "contamination", "method", "row", "target")
-        for key in ("rows", "group"):
-            value = getattr(t, key)
-            if value is not None and value not in columns:
-                errors.add(("tables", i, key), f"{key} must be one of {', '.join(columns)}")
         tables.append(t)
+        checked_tables.append((i, t))
+    check_tables(errors, checked_tables)
 
     audio = AudioParams()
+    audio_raw = mapping_section(data.get("audio"), ("audio",), errors)
     try:
-        audio = AudioParams(**(data.get("audio") or {}))
+        audio = AudioParams(**(audio_raw or {}))
     except ValidationError as exc:
         errors.add_validation(("audio",), exc)
 
     masks = MaskParams()
-    if not isinstance(data.get("masks") or {}, dict):
-        errors.add(("masks",), "masks must be a mapping, e.g. {precision: float16}")
-    else:
-        try:
-            masks = MaskParams(**(data.get("masks") or {}))
-        except ValidationError as exc:
-            errors.add_validation(("masks",), exc)
+    try:
+        masks = MaskParams(**(mapping_section(data.get("masks"), ("masks",), errors) or {}))
+    except ValidationError as exc:
+        errors.add_validation(("masks",), exc)
 
     targets = TargetParams()
     raw_targets = data.get("targets")
@@ -254,6 +259,8 @@ def parse_suite(
 
     _resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods)
     _check_on_disk(errors, dataset, model, contaminations)
+    check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
+    check_method_layers(errors, model, methods, method_paths)
 
     if errors.items:
         raise SuiteErrors(errors.items)

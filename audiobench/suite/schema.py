@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audiobench.component import Component, Params
+from audiobench.component import Component, NoBoolNumbers, Params
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES
 from audiobench.tables import TableSpec
@@ -66,7 +66,7 @@ class MaskParams(Params):
     )
 
 
-class _Top(BaseModel):
+class _Top(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""

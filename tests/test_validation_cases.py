@@ -1,0 +1,246 @@
+"""The validation cases of shared/cases (short-clips, empty-mel-filters, gradcam-layer, audio-scalar,
+table-per-unknown): each suite is refused by `validate` and by `run` at its line, with the numbers,
+and the nearest valid setting passes validation (and, for the clip-length boundary, runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiobench.cli import main
+from audiobench.errors import AudiobenchError
+from audiobench.suite import SuiteErrors, load_suite
+
+
+def write_short_clips(root: Path) -> None:
+    """The short-clips case's make.py: 3 classes of tones 1 to 16000 samples long (16 kHz)."""
+    for k, f0 in enumerate([400.0, 700.0, 1000.0]):
+        folder = root / "tiny" / f"c{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, n in enumerate([1, 50, 400, 1500, 16000]):
+            t = np.arange(n) / 16000
+            sf.write(folder / f"x{i}.wav", 0.5 * np.sin(2 * np.pi * f0 * t + 0.3), 16000, subtype="PCM_16")
+
+
+FOLDER = """\
+name: short_clips
+seed: 0
+dataset: {{name: audio_folder, root: tiny, seconds: {seconds}}}
+model: {{name: cnn14, width: {width}, depth: {depth}, train: {{epochs: 1}}}}
+domains: [stft2mel]
+methods: [saliency]
+metrics: [ai]
+audio: {{n: 0}}
+"""
+
+
+def validate(path: Path, capsys: pytest.CaptureFixture[str], *overrides: str) -> tuple[int, list[str]]:
+    args = ["validate", str(path)] + [a for o in overrides for a in ("--set", o)]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err.strip().splitlines()
+
+
+def test_short_clips_refused_at_dataset_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_short_clips(tmp_path)
+    folder = tmp_path / "folder.yaml"
+    folder.write_text(FOLDER.format(seconds=0.03, width=8, depth=2))
+    rc, err = validate(folder, capsys)
+    assert rc == 1 and err == [
+        f"{folder}:3: dataset.seconds: 0.03 s is 480 samples at 16000 Hz, not more than n_fft/2 = 512 "
+        "(the STFT's padding); raise seconds or lower n_fft"
+    ]
+    deep = tmp_path / "folder_deep.yaml"
+    deep.write_text(FOLDER.format(seconds=0.1, width=8, depth=6))
+    rc, err = validate(deep, capsys)
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith(f"{deep}:3: dataset.seconds: 0.1 s gives 9 frames at hop 186; a cnn14 of depth 6")
+    assert "needs at least 32" in err[0]
+    rc, err = validate(deep, capsys, "dataset.seconds=0.36")  # 31 frames: one short
+    assert rc == 1 and "31 frames" in err[0] and err[0].endswith("(set with --set)")
+    # run refuses the same way, before anything is trained or written
+    assert main(["run", str(folder), "-o", str(tmp_path / "run"), "-q"]) == 1
+    assert "not more than n_fft/2 = 512" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_short_clips_boundary_length_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """0.3604 s is 5766 samples: exactly 32 frames at hop 186, what a depth-6 cnn14 pools to 1x1 (its mel
+    axis: 32 bands). It validates, and the run (training included) goes through."""
+    write_short_clips(tmp_path)
+    path = tmp_path / "edge.yaml"
+    path.write_text(FOLDER.format(seconds=0.3604, width=2, depth=6).replace("audio: {n: 0}", (
+        "audio: {n: 0}\nfrontend: {n_mels: 32}\nlimit: 3\n")))
+    rc, err = validate(path, capsys)
+    assert rc == 0 and err == []
+    assert main(["run", str(path), "-o", str(tmp_path / "run"), "-q"]) == 0
+    assert (tmp_path / "run" / "per_sample.parquet").exists()
+    capsys.readouterr()
+    rc, err = validate(path, capsys, "dataset.seconds=0.36")
+    assert rc == 1 and "31 frames" in err[0]
+
+
+EMPTY_MEL = """\
+name: mel_bands
+seed: 0
+frontend: {n_fft: 128, win_length: 128, hop_length: 64, n_mels: 80}
+dataset: {name: synth, classes: 3, clips_per_class: 10, seconds: 1.0}
+model: {name: cnn14, width: 8, depth: 2, train: {epochs: 2}}
+domains: [stft2mel, mel]
+methods: [saliency]
+metrics: [ai, ad, ff, mm]
+audio: {n: 0}
+"""
+
+
+def test_empty_mel_filters_refused_at_frontend_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audiobench._torchaudio import AF
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(EMPTY_MEL)
+    rc, err = validate(path, capsys)
+    with pytest.warns(UserWarning, match="all zero values"):  # torchaudio's only sign, before this check
+        fb = AF.melscale_fbanks(65, 0.0, 8000.0, 80, 16000, None, "htk")  # the case's one-liner
+    empty = int((fb.sum(0) == 0).sum())
+    assert empty == 13
+    assert rc == 1 and err == [
+        f"{path}:3: frontend: n_mels 80 with n_fft 128 (65 linear bins over 0-8000 Hz) leaves {empty} of 80 "
+        "mel filters empty; lower n_mels or raise n_fft"
+    ]
+    assert validate(path, capsys, "frontend.n_mels=28") == (0, [])  # 28 bands over 65 bins: none empty
+    rc, err = validate(path, capsys, "frontend.n_mels=32")  # one band falls between two bins
+    assert rc == 1 and "leaves 1 of 32 mel filters empty" in err[0]
+    rc, err = validate(path, capsys, "frontend.f_min=8000")
+    assert rc == 1 and "f_min 8000 Hz is not below f_max 8000 Hz" in err[0]
+    assert main(["run", str(path), "-o", str(tmp_path / "run"), "-q"]) == 1
+    assert "13 of 80 mel filters empty" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+GRADCAM = """\
+name: gradcam_layer
+seed: 0
+dataset: {name: synth, classes: 3, clips_per_class: 10, seconds: 1.0}
+model: {name: cnn14, width: 8, depth: 2, train: {epochs: 2}}
+domains: [mel]
+methods:
+  - {name: gradcam, layer: fc1}
+metrics: [ai]
+audio: {n: 0}
+"""
+
+
+@pytest.mark.parametrize("layer", [None, "conv_block9", "3", "0", "-3"])
+def test_gradcam_layer_refused_at_method_line(layer: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(GRADCAM)
+    rc, err = validate(path, capsys, *([f"methods.0.layer={layer}"] if layer else []))
+    shown = repr(layer) if layer and not layer.lstrip("-").isdigit() else layer or "'fc1'"
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith(
+        f"{path}:7: methods.0.layer: {shown} is not a conv block of this cnn14 (depth 2); "
+        "use last, conv_block1..conv_block2 or 1..2"
+    )
+
+
+@pytest.mark.parametrize("layer", ["last", "conv_block1", "2", "-1"])
+def test_gradcam_valid_layers_pass(layer: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(GRADCAM)
+    assert validate(path, capsys, f"methods.0.layer={layer}") == (0, [])
+
+
+def test_gradcam_layer_checked_at_run_time_too() -> None:
+    """A Suite built in Python skips `validate`; the explainer still refuses layer 0 in one line."""
+    from audiobench.domains import Mel
+    from audiobench.frontend import Frontend
+    from audiobench.methods.base import DomainModel, ExplainContext
+    from audiobench.methods.cam import GradCAM
+    from audiobench.models.cnn14 import Cnn14
+
+    ctx = ExplainContext(DomainModel(Cnn14(3, n_mels=16, width=2, depth=2), Mel(), Frontend()))
+    assert GradCAM({"layer": 2}).block(ctx) is ctx.classifier.conv_block2
+    assert GradCAM({"layer": -2}).block(ctx) is ctx.classifier.conv_block1
+    with pytest.raises(AudiobenchError, match=r"^0 is not a conv block of this cnn14 \(depth 2\)"):
+        GradCAM({"layer": 0}).attribute(torch.zeros(1, 1, 8, 16), torch.tensor([0]), ctx)
+
+
+AUDIO = """\
+name: audio_scalar
+seed: 0
+dataset: {name: synth, classes: 3, clips_per_class: 10, seconds: 1.0}
+model: {name: cnn14, width: 8, depth: 2, train: {epochs: 2}}
+methods: [saliency]
+audio: 4
+"""
+
+
+@pytest.mark.parametrize("value", [None, "0", "[4]", '"4"', "false"])
+def test_audio_scalar_is_one_located_error(value: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(AUDIO)
+    rc, err = validate(path, capsys, *([f"audio={value}"] if value else []))
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith(f"{path}:6: audio must be a mapping, not ") and "e.g. audio: {n: 4}" in err[0]
+
+
+def test_audio_mapping_is_taken_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(AUDIO.replace("audio: 4", "audio: {n: 0}"))
+    assert load_suite(path).audio.n == 0
+    path.write_text(AUDIO.replace("audio: 4", "audio:"))  # null: the default
+    assert load_suite(path).audio.n == 4
+
+
+TABLES = """\
+name: table_per_unknown
+seed: 0
+dataset: {name: synth, classes: 3, clips_per_class: 10, seconds: 1.0}
+model: {name: cnn14, width: 8, depth: 2, train: {epochs: 2}}
+domains: [mel]
+methods: [saliency]
+metrics: [ai, ad]
+audio: {n: 0}
+tables:
+  - {name: main, metrics: [ai]}
+  - {name: by_nothing, per: [dataset, no_such_column]}
+"""
+
+
+def test_table_per_unknown_refused_before_any_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(TABLES)
+    rc, err = validate(path, capsys)
+    assert rc == 1 and err == [
+        f"{path}:11: tables.1.per.1: 'no_such_column' is not a column "
+        "(one of dataset, model, domain, contamination, method, row, target)"
+    ]
+    with pytest.raises(SuiteErrors):
+        load_suite(path, ["tables.1.per=[dataset, contamnation]"])
+    rc, err = validate(path, capsys, "tables.1.per=[dataset, contamnation]")
+    assert "(did you mean 'contamination'?)" in err[0]
+    assert validate(path, capsys, "tables.1.per=[dataset, contamination]") == (0, [])
+    assert main(["run", str(path), "-o", str(tmp_path / "run"), "-q"]) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_layers_checked_against_a_checkpoints_depth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without model.depth, validate reads the depth off the checkpoint's shapes (here 3 blocks)."""
+    from audiobench.models.cnn14 import Cnn14
+
+    torch.save({"model": Cnn14(3, n_mels=80, width=2, depth=3).state_dict()}, tmp_path / "w.pt")
+    path = tmp_path / "suite.yaml"
+    path.write_text(GRADCAM.replace("width: 8, depth: 2, train: {epochs: 2}", "checkpoint: w.pt"))
+    rc, err = validate(path, capsys)
+    assert rc == 1 and err[0].startswith(f"{path}:7: methods.0.layer: 'fc1' is not a conv block of this cnn14 (depth 3)")
+    assert validate(path, capsys, "methods.0.layer=conv_block3") == (0, [])
+    rc, err = validate(path, capsys, "methods.0={name: l2i, blocks: [-4]}")
+    assert rc == 1 and "methods.0.blocks: [-4]: -4 out of range; this cnn14 has blocks 1..3" in err[0]
+    assert validate(path, capsys, "methods.0={name: lmac, blocks: 4}") == (0, [])  # L-MAC reads every block there is
+    rc, err = validate(path, capsys, "methods.0={name: l2i, blocks: 4}")  # L2I does not
+    assert rc == 1 and "methods.0.blocks: 4 blocks, but this cnn14 has 3" in err[0]
