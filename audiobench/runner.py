@@ -25,6 +25,7 @@ import audiobench
 from audiobench._malloc import tune_allocator
 from audiobench.cache import stable_hash
 from audiobench.data.base import ClipSet, Skip
+from audiobench.data.integrity import check_splits
 from audiobench.domains import Domain, Representation
 from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
@@ -270,6 +271,7 @@ def run_suite(
         if len(clips) == 0:
             raise AudiobenchError(f"dataset '{suite.dataset.name}' has no usable clips in split '{split}'")
         splits[split] = clips
+    check_splits(splits, suite.dataset.name)  # no clip in two splits, none twice
 
     trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
         suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split

@@ -54,6 +54,7 @@ class Item:
     split: str = ""
     fold: int | None = None
     group: str | None = None  # e.g. the speaker, for group-wise splits
+    origin: str = ""  # where the item is listed, e.g. "line 32" of a metadata CSV (in error messages)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
