@@ -146,7 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from audiobench.suite import load_suite
         from audiobench.train import train_suite
 
-        path, info = train_suite(load_suite(args.suite, args.overrides), args.output, args.device, progress=not args.quiet)
+        path, info = train_suite(load_suite(args.suite, args.overrides, training=True), args.output, args.device, progress=not args.quiet)
         acc = ", ".join(f"{k} {100 * v:.1f}%" for k, v in info["accuracy"].items())
         print(f"checkpoint: {path} ({acc}; best epoch {info['best_epoch']})")
         print(f"accuracy and training history: {path.with_suffix('.json')}")

@@ -25,6 +25,7 @@ import audiobench
 from audiobench._malloc import tune_allocator
 from audiobench.cache import stable_hash
 from audiobench.data.base import ClipSet, Skip
+from audiobench.data.contaminations import condition_record
 from audiobench.data.integrity import check_splits
 from audiobench.domains import Domain, Representation
 from audiobench.errors import AudiobenchError
@@ -335,7 +336,7 @@ def run_suite(
             "method": cell.method.name, "label": cell.method.label, "params": cell.method.resolved().get("params", {}),
             "n": len(clips), "seconds": round(seconds, 3), "fit_seconds": round(t_fit, 3),
             "seconds_per_clip": round((seconds - t_fit) / max(1, len(clips)), 5), "fit": fit_info,
-            "skips": [s.as_dict() for s in skips],
+            "skips": [s.as_dict() for s in skips], "condition": condition_record(clips, cell.contamination.build()),
         }
         store.write_cell(cell.id, _long_frame(cell, names, arrays, ids), meta)
         cell_meta.append({**meta, "resumed": False})
@@ -360,6 +361,7 @@ def build_manifest(
         wide = first[first.domain == first.domain.iloc[0]].pivot_table(index="sample_id", columns="metric", values="value")
         acc[ckey] = float((wide["pred_orig"] == wide["y_true"]).mean())
     metric_info = {name: METRICS.get(name).info() for name in suite.metrics}
+    conditions = {m["contamination"]: m["condition"] for m in cell_meta if "condition" in m}  # SNRs, skips
     return {
         "suite": suite.resolved(),
         "suite_file": str(suite.file) if suite.file else None,
@@ -383,7 +385,9 @@ def build_manifest(
             "contamination": [c.build().key() for c in suite.contaminations],
         },
         "cells": cell_meta,
-        "skips": [s.as_dict() for s in load_skips] + [s for m in cell_meta for s in m.get("skips", [])],
+        "contaminations": conditions,
+        "skips": [s.as_dict() for s in load_skips] + [s for c in conditions.values() for s in c["skips"]]
+        + [s for m in cell_meta for s in m.get("skips", [])],
         "seconds": round(time.perf_counter() - t_start, 2),
         "registered": {"contaminations": list(CONTAMINATIONS.names())},
     }

@@ -115,6 +115,12 @@ class FileDataset(Dataset):
     def _empty_hint(self, split: str) -> str:
         return ""
 
+    def class_count(self) -> int | None:
+        try:
+            return len(self.index().class_names)
+        except AudiobenchError:
+            return None
+
     def index(self) -> Index:
         """The dataset's index; :class:`AudiobenchError` for missing paths, repeated clips or colliding ids."""
         if self._index is None:
