@@ -27,6 +27,7 @@ from audiobench.cache import stable_hash
 from audiobench.data.base import ClipSet, Skip
 from audiobench.data.contaminations import condition_record
 from audiobench.data.integrity import check_splits
+from audiobench.data.sampling import select_clips
 from audiobench.domains import Domain, Representation
 from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
@@ -278,16 +279,14 @@ def run_suite(
         suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split
     )
     classifier = trained.model.eval().requires_grad_(False)
-    evaluated = splits[suite.split]
-    if limit:
-        evaluated = evaluated.subset(slice(0, limit))
+    evaluated, selection = select_clips(splits[suite.split], limit, suite.seed)  # stratified, seeded, recorded
     metrics = [METRICS.get(name) for name in suite.metrics]
     names = {"dataset": suite.dataset.name, "model": suite.model.name}
     common = {
         "dataset": suite.dataset.resolved(), "split": suite.split, "limit": limit, "n": len(evaluated),
         "classifier": trained.info["hash"], "frontend": suite.frontend.model_dump(mode="json"),
         "metrics": suite.metrics, "batch_size": suite.batch_size, "seed": suite.seed,
-        "audio": suite.audio.model_dump(),
+        "audio": suite.audio.model_dump(), "clips": stable_hash(evaluated.sample_ids),
     }
     cells = expand_cells(suite, common)
     listenable = any(d.cls().listenable for d in suite.domains)
@@ -343,6 +342,7 @@ def run_suite(
 
     frame = pd.concat([store.read_cell(c.id)[0] for c in cells], ignore_index=True)
     manifest = build_manifest(suite, trained.info, cells, cell_meta, load_skips, frame, limit, dev, t_start)
+    manifest["selection"] = selection
     store.write_results(frame, manifest)
     tables = render_run(store.root)
     return RunResult(store.root, manifest, tables)
