@@ -15,6 +15,7 @@ import torch
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Mixture, WhiteNoise, effective_snr_db, mix_at_snr
 from audiobench.data.noise_folder import NoiseFolder
+from audiobench.errors import AudiobenchError
 from audiobench.runner import run_suite
 
 SR = 8000
@@ -47,11 +48,23 @@ def test_silent_excerpts_are_redrawn_so_every_clip_is_at_the_snr(tmp_path: Path)
     assert measured.tolist() == pytest.approx([0.0] * 40, abs=1e-3)
     torch.testing.assert_close(out.snr_db, measured)
     assert not (out.waveforms == out.clean).all(dim=1).any()  # no clip left clean
-    # a folder of nothing but silence (after the first file is removed): each clip a recorded skip
-    sf.write(folder / "noise_then_silence.wav", np.r_[np.zeros(4 * SR), 1e-7 * np.ones(SR)], SR, subtype="FLOAT")
-    quiet = NoiseFolder({"root": str(folder), "snr_db": 0}).apply(clips, clips, seed=0)
-    assert len(quiet) == 0 and len(quiet.skips) == 40
-    assert all("no noise excerpt above -80 dBFS RMS in 32 draws" in s.reason for s in quiet.skips)
+
+
+def test_a_clip_without_an_energetic_excerpt_is_a_recorded_skip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import audiobench.data.noise_folder as nf
+
+    folder = make_gappy_noise(tmp_path / "noise_gappy")
+    monkeypatch.setattr(nf, "MAX_DRAWS", 1)  # one draw per clip: an excerpt in the silent 4 s is not replaced
+    clips = _clips(40)
+    out = NoiseFolder({"root": str(folder), "snr_db": 0}).apply(clips, clips, seed=0)
+    skipped = [s for s in out.skips if s.where == "noise_noise_gappy_0db"]
+    assert skipped and len(out) + len(skipped) == 40 and not set(out.sample_ids) & {s.sample_id for s in skipped}
+    assert all("no noise excerpt above -80 dBFS RMS in 1 draws" in s.reason for s in skipped)
+    assert effective_snr_db(out.waveforms, out.clean).tolist() == pytest.approx([0.0] * len(out), abs=1e-3)
+    # a folder whose only file is silent but for a DC offset: no usable file at all is an error
+    sf.write(folder / "noise_then_silence.wav", np.full(SR, 1e-3), SR, subtype="FLOAT")
+    with pytest.raises(AudiobenchError, match=r"no usable file .*constant signal"):
+        NoiseFolder({"root": str(folder), "snr_db": 0}).apply(clips, clips, seed=0)
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1e-3, 1.0, 1e30])

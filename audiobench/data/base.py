@@ -94,17 +94,23 @@ class ClipSet:
         )
 
     def drop_silent(self, where: str = "") -> ClipSet:
-        """Remove silent (all-zero or non-finite) clips, recording each as a skip."""
+        """Remove unusable clips, recording each as a skip with its reason: non-finite samples, all
+        zero ("silent clip"), or an RMS below :data:`SILENCE_DBFS` ("near-silent clip", computed in float64)."""
         finite = torch.isfinite(self.waveforms).all(dim=1)
         peak = self.waveforms.nan_to_num(0.0).abs().amax(dim=1)
-        keep = finite & (peak > 0)
+        level = rms_dbfs(self.waveforms.nan_to_num(0.0))
+        keep = finite & (peak > 0) & (level >= SILENCE_DBFS)
         if bool(keep.all()):
             return self
-        skips = [
-            Skip(sid, "non-finite samples" if not bool(finite[i]) else "silent clip", where)
-            for i, sid in enumerate(self.sample_ids)
-            if not bool(keep[i])
-        ]
+
+        def reason(i: int) -> str:
+            if not bool(finite[i]):
+                return "non-finite samples"
+            if not bool(peak[i] > 0):
+                return "silent clip"
+            return f"near-silent clip (RMS {level[i].item():.1f} dBFS, below {SILENCE_DBFS:g} dBFS)"
+
+        skips = [Skip(sid, reason(i), where) for i, sid in enumerate(self.sample_ids) if not bool(keep[i])]
         out = self.subset(keep)
         out.skips = list(self.skips) + skips
         return out
