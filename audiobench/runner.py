@@ -26,15 +26,18 @@ from audiobench._malloc import tune_allocator
 from audiobench.cache import stable_hash
 from audiobench.data.base import ClipSet, Skip
 from audiobench.data.contaminations import condition_record
+from audiobench.data.ids import safe_child
 from audiobench.data.integrity import check_splits
 from audiobench.data.sampling import select_clips
 from audiobench.domains import Domain, Representation
 from audiobench.errors import AudiobenchError
+from audiobench.faults import kill_point
 from audiobench.frontend import Frontend
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
 from audiobench.metrics.base import Metric, compute_inputs
 from audiobench.models.training import get_classifier
 from audiobench.registry import METRICS
+from audiobench.runlock import run_lock
 from audiobench.store import COLUMNS, RunStore
 from audiobench.suite import ComponentSpec, Suite, load_suite
 from audiobench.tables import render_run
@@ -201,6 +204,7 @@ def evaluate_cell(
             write_audio(audio_dir, [ids[i] for i in take.tolist()], mask[take], explainer, model, rep.subset(take),
                         target[take], ctx)
             written += len(take)
+        kill_point("batch")
     arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in values.items()}
     return arrays, ids_per_metric, skips  # type: ignore[return-value]
 
@@ -222,9 +226,11 @@ def write_audio(
 
 
 def write_wavs(folder: Path, ids: list[str], audio: np.ndarray, sample_rate: int) -> None:
+    """Write each row of ``audio`` [N, L] (clipped to [-1, 1]) as a 16-bit WAV at ``sample_rate`` Hz in
+    ``folder``, named by its id made a safe file name (:func:`audiobench.data.ids.file_stem`): never outside ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     for sid, wav in zip(ids, audio, strict=True):
-        sf.write(folder / f"{sid}.wav", np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")
+        sf.write(safe_child(folder, sid, ".wav"), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")
 
 
 def _long_frame(cell: Cell, names: dict[str, str], arrays: dict[str, np.ndarray], ids: dict[str, list[str]]) -> pd.DataFrame:
@@ -251,7 +257,20 @@ def run_suite(
     overwrite: bool = False,
     progress: bool = True,
 ) -> RunResult:
-    """Run every cell of ``suite`` not already stored under ``output``; write results and tables."""
+    """Run every cell of ``suite`` not already stored under ``output``; write results and tables.
+
+    The run directory is locked for the whole run (:mod:`audiobench.runlock`): a second run on it
+    raises :class:`AudiobenchError`.
+    """
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite)
+    with run_lock(output or Path("results") / suite.name):
+        return _run_suite(suite, output, limit, device, overwrite, progress)
+
+
+def _run_suite(
+    suite: Suite | str | Path, output: str | Path | None, limit: int | None, device: str, overwrite: bool, progress: bool,
+) -> RunResult:
     t_start = time.perf_counter()
     tune_allocator()
     if not isinstance(suite, Suite):
