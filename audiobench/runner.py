@@ -403,7 +403,7 @@ def build_manifest(
             "domain": [d.name for d in suite.domains],
             "contamination": [c.build().key() for c in suite.contaminations],
         },
-        "cells": cell_meta,
+        "cells": [{k: v for k, v in m.items() if k != "condition"} for m in cell_meta],  # conditions once, below
         "contaminations": conditions,
         "skips": [s.as_dict() for s in load_skips] + [s for c in conditions.values() for s in c["skips"]]
         + [s for m in cell_meta for s in m.get("skips", [])],
