@@ -58,7 +58,7 @@ class FitToy(Explainer):
                 opt.step()
                 return {"train_loss": float(loss.detach())}
 
-            fitted = fit_epochs([gain], 3, epoch, lambda: {"valid_loss": float((gain.w - 2.0) ** 2)}, "valid_loss",
+            fitted = fit_epochs([gain], 3, epoch, lambda: {"valid_loss": float((gain.w.detach() - 2.0) ** 2)}, "valid_loss",
                                 log_path, progress=False)
             return {"w": gain.w.detach().clone()}, {"history": fitted["history"]}
 
