@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from audiobench.faults import kill_point
+
 
 def stable_hash(obj: Any, length: int = 16) -> str:
     """SHA-256 of the canonical JSON of ``obj`` (sorted keys), truncated."""
@@ -31,6 +33,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        kill_point("atomic_write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -20,9 +20,11 @@ from tqdm.auto import tqdm
 
 from audiobench.cache import stable_hash
 from audiobench.data.base import ClipSet, Skip
+from audiobench.data.ids import safe_child
 from audiobench.domains import Domain, Representation
 from audiobench.engine import BatchResult, evaluate_batch
 from audiobench.explanation import Explanation
+from audiobench.faults import kill_point
 from audiobench.masks import StoredExplanations, concat
 from audiobench.methods.base import DomainModel, Explainer
 from audiobench.metrics.base import Metric
@@ -129,6 +131,7 @@ def evaluate_cell(
         results.append(res)
         if audio_ids and res.explanation is not None:
             write_audio(audio_dir, res, rep, ids, model, audio_ids, classifier.class_names, one_per_clip)
+        kill_point("batch")
     frame = long_frame(results)
     stored = concat([(r.sample_ids, r.targets, r.explanation) for r in results if r.explanation is not None], audio_ids)
     not_applicable = {k: v for r in results for k, v in r.not_applicable.items()}
@@ -203,7 +206,8 @@ def write_audio(
 
 
 def write_wavs(folder: Path, ids: list[str], audio: np.ndarray, sample_rate: int) -> None:
-    """16-bit PCM WAVs ``<id>.wav`` in ``folder``, clipped to [-1, 1]."""
+    """Write each row of ``audio`` [N, L] (clipped to [-1, 1]) as a 16-bit WAV at ``sample_rate`` Hz in
+    ``folder``, named by its id made a safe file name (:func:`audiobench.data.ids.file_stem`): never outside ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     for sid, wav in zip(ids, audio, strict=True):
-        sf.write(folder / f"{sid}.wav", np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")
+        sf.write(safe_child(folder, sid, ".wav"), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")

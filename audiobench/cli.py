@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         "($AUDIOBENCH_CACHE, default ~/.cache/audiobench)."))
     r.add_argument("suite", metavar="SUITE", help="suite YAML file, e.g. suites/quickstart.yaml")
     r.add_argument("-o", "--output", metavar="DIR", help="run directory (default: results/<suite name>/)")
-    r.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips (a quick look)")
+    r.add_argument("--limit", type=int, metavar="N", help=(
+        "evaluate a class-stratified sample of N clips drawn with the suite's seed (a quick look)"))
     r.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     r.add_argument("--overwrite", action="store_true", help="discard stored cells and recompute everything")
     r.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"], help="format printed at the end")
@@ -178,7 +179,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from audiobench.suite import load_suite
         from audiobench.train import train_suite
 
-        path, info = train_suite(load_suite(args.suite, args.overrides), args.output, args.device, progress=not args.quiet)
+        path, info = train_suite(load_suite(args.suite, args.overrides, training=True), args.output, args.device, progress=not args.quiet)
         acc = ", ".join(f"{k} {100 * v:.1f}%" for k, v in info["accuracy"].items())
         print(f"checkpoint: {path} ({acc}; best epoch {info['best_epoch']})")
         print(f"accuracy and training history: {path.with_suffix('.json')}")

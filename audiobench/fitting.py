@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from audiobench.faults import kill_point
+
 
 class TermMeans:
     """Running per-sample means of named loss terms over batches of different sizes."""
@@ -71,6 +73,7 @@ def fit_epochs(
         if select not in record:
             raise KeyError(f"selection key '{select}' is not among the logged terms {sorted(record)}")
         history.append(record)
+        kill_point("epoch")
         if log_path is not None:
             with log_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")

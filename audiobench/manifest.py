@@ -68,6 +68,7 @@ def build_manifest(
     frame: pd.DataFrame, limit: int | None, device: torch.device, t_start: float, class_names: list[str],
 ) -> dict[str, Any]:
     """Everything needed to understand and regenerate a run."""
+    conditions = {m["contamination"]: m["condition"] for m in cell_meta if "condition" in m}  # SNRs, skips
     return {
         "schema": SCHEMA_VERSION,
         "suite": suite.resolved(),
@@ -92,8 +93,10 @@ def build_manifest(
             "domain": [d.name for d in suite.domains],
             "contamination": [c.build().key() for c in suite.contaminations],
         },
-        "cells": cell_meta,
-        "skips": [s.as_dict() for s in load_skips] + [s for m in cell_meta for s in m.get("skips", [])],
+        "cells": [{k: v for k, v in m.items() if k != "condition"} for m in cell_meta],  # conditions once, below
+        "contaminations": conditions,
+        "skips": [s.as_dict() for s in load_skips] + [s for c in conditions.values() for s in c["skips"]]
+        + [s for m in cell_meta for s in m.get("skips", [])],
         "seconds": round(time.perf_counter() - t_start, 2),
         "registered": {"contaminations": list(CONTAMINATIONS.names())},
     }

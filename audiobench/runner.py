@@ -17,8 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from audiobench._malloc import tune_allocator
+from audiobench.cache import stable_hash
 from audiobench.cells import Cell, evaluate_cell, expand_cells, explain_rows, with_cell_columns, write_wavs
 from audiobench.data.base import ClipSet, Skip
+from audiobench.data.contaminations import condition_record
+from audiobench.data.integrity import check_splits
+from audiobench.data.sampling import select_clips
 from audiobench.errors import AudiobenchError, did_you_mean
 from audiobench.frontend import Frontend
 from audiobench.manifest import build_manifest
@@ -26,6 +30,7 @@ from audiobench.masks import write_masks
 from audiobench.methods.base import DomainModel, Explainer, FitContext
 from audiobench.models.training import TrainedClassifier, get_classifier
 from audiobench.registry import METRICS
+from audiobench.runlock import run_lock
 from audiobench.store import RunStore
 from audiobench.suite import Suite, load_suite
 from audiobench.tables import render_run
@@ -66,6 +71,7 @@ class Session:
     limit: int | None
     cells: list[Cell]
     common: dict[str, Any]
+    selection: dict[str, Any] = field(default_factory=dict)  # which clips are evaluated, and why
     progress: bool = True
     conditions: dict[str, ClipSet] = field(default_factory=dict)
     fitted: dict[str, tuple[Explainer, dict[str, Any], float]] = field(default_factory=dict)  # cell id -> explainer
@@ -136,24 +142,23 @@ def prepare(
         if len(clips) == 0:
             raise AudiobenchError(f"dataset '{suite.dataset.name}' has no usable clips in split '{split}'")
         splits[split] = clips
+    check_splits(splits, suite.dataset.name)  # no clip in two splits, none twice
     trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
         suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split
     )
     trained.model.eval().requires_grad_(False)
-    evaluated = splits[suite.split]
-    if limit:
-        evaluated = evaluated.subset(slice(0, limit))
+    evaluated, selection = select_clips(splits[suite.split], limit, suite.seed)  # stratified, seeded, recorded
     common = {
         "dataset": suite.dataset.resolved(), "split": suite.split, "limit": limit, "n": len(evaluated),
         "classifier": trained.info["hash"], "frontend": suite.frontend.model_dump(mode="json"),
         "metrics": suite.metrics, "batch_size": suite.batch_size, "seed": suite.seed,
         "audio": suite.audio.model_dump(),
-        "masks": suite.masks.model_dump(),
+        "masks": suite.masks.model_dump(), "clips": stable_hash(evaluated.sample_ids),
     }
     if suite.targets.model_dump() != type(suite.targets)().model_dump():  # the default keeps existing cells' hashes
         common["targets"] = suite.targets.model_dump(mode="json")
     return Session(suite, store, dev, frontend, dataset, splits, load_skips, trained, evaluated, limit,
-                   expand_cells(suite, common), common, progress)
+                   expand_cells(suite, common), common, selection, progress)
 
 
 def run_cell(session: Session, cell: Cell) -> dict[str, Any]:
@@ -175,6 +180,7 @@ def run_cell(session: Session, cell: Cell) -> dict[str, Any]:
         "n": len(clips), "seconds": round(seconds + t_fit, 3), "fit_seconds": round(t_fit, 3),
         "seconds_per_clip": round(seconds / max(1, len(clips)), 5), "fit": fit_info,
         "not_applicable": out.not_applicable, "notes": out.notes, "skips": [s.as_dict() for s in out.skips],
+        "condition": condition_record(clips, cell.contamination.build()),
     }
     if out.explanations is not None:
         write_masks(session.store.masks_path(cell.id), out.explanations, suite.masks.precision)
@@ -199,6 +205,7 @@ def finish(session: Session, cell_meta: list[dict[str, Any]], t_start: float) ->
     frame = pd.concat([store.read_cell(c.id)[0] for c in session.cells], ignore_index=True)
     manifest = build_manifest(session.suite, session.trained.info, cell_meta, session.load_skips, frame, session.limit,
                               session.device, t_start, session.classifier.class_names)
+    manifest["selection"] = session.selection
     store.write_results(frame, manifest)
     return RunResult(store.root, manifest, render_run(store.root))
 
@@ -215,8 +222,19 @@ def run_suite(
     """Run every cell of ``suite`` not already stored under ``output``; write results and tables.
 
     With ``cell``, run only that cell (stored like in a full run) and return without results or
-    tables unless every cell is then complete.
+    tables unless every cell is then complete. The run directory is locked for the whole run
+    (:mod:`audiobench.runlock`): a second run on it raises :class:`AudiobenchError`.
     """
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite)
+    with run_lock(output or Path("results") / suite.name):
+        return _run_suite(suite, output, limit, device, overwrite, progress, cell)
+
+
+def _run_suite(
+    suite: Suite, output: str | Path | None, limit: int | None, device: str, overwrite: bool, progress: bool,
+    cell: str | None,
+) -> RunResult:
     t_start = time.perf_counter()
     session = prepare(suite, output, limit, device, overwrite, progress)
     store = session.store

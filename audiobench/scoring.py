@@ -21,6 +21,7 @@ from audiobench.engine import score_rows
 from audiobench.errors import AudiobenchError, did_you_mean
 from audiobench.masks import read_masks
 from audiobench.registry import METRICS
+from audiobench.runlock import run_lock
 from audiobench.runner import RunResult, Session, finish, prepare
 from audiobench.store import load_manifest
 from audiobench.suite import Suite, parse_suite
@@ -50,6 +51,11 @@ def score_run(
 
     Raises :class:`AudiobenchError` for an unknown metric, a run without kept masks, or an unfinished run.
     """
+    with run_lock(run_dir):
+        return _score_run(run_dir, metrics, device, progress)
+
+
+def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, progress: bool) -> RunResult:
     t_start = time.perf_counter()
     manifest = load_manifest(run_dir)
     if manifest.get("schema", 1) < 2:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from audiobench.cache import atomic_write_bytes, atomic_write_json
 from audiobench.errors import AudiobenchError
+from audiobench.faults import kill_point
 
 COLUMNS = ["dataset", "model", "domain", "contamination", "method", "row", "sample_id", "target", "metric", "value"]
 
@@ -53,6 +54,7 @@ class RunStore:
     def write_cell(self, cell_id: str, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
         """Store a completed cell: the rows first, then the metadata that marks it complete."""
         atomic_write_bytes(self.cells / f"{cell_id}.parquet", _parquet_bytes(frame[COLUMNS]))
+        kill_point("cell_write")  # rows without their record: not complete, recomputed on resume
         atomic_write_json(self.cells / f"{cell_id}.json", meta)
 
     def read_cell(self, cell_id: str) -> tuple[pd.DataFrame, dict[str, Any]]:

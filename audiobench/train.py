@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from audiobench.data.base import SPLITS, ClipSet
+from audiobench.data.integrity import check_splits
 from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
 from audiobench.models.checkpoint import save_checkpoint
@@ -40,6 +41,7 @@ def train_suite(suite: Suite, output: str | Path | None = None, device: str = "c
         if len(clips) == 0:
             raise AudiobenchError(f"dataset '{suite.dataset.name}' has no usable clips in split '{split}'")
         splits[split] = clips
+    check_splits(splits, suite.dataset.name)
     trained = train_classifier(suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed,
                                dev, progress, init=True)
     out = Path(output) if output else default_output(suite)

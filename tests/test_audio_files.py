@@ -126,3 +126,115 @@ def test_unusable_files_are_skipped_with_their_reason(tmp_path: Path) -> None:
     assert set(seen) == {f"x__{n}" for n in expected}
     for name, reason in expected.items():
         assert reason in seen[f"x__{name}"] and f"x/{name}." in seen[f"x__{name}"]
+
+
+def _patch_sizes(path: Path, riff: int | None = None, data: int | None = None) -> None:
+    """Overwrite the RIFF and data chunk sizes of a canonical 44-byte-header WAV written by soundfile."""
+    import struct
+
+    raw = bytearray(path.read_bytes())
+    assert raw[36:40] == b"data"
+    if riff is not None:
+        raw[4:8] = struct.pack("<I", riff)
+    if data is not None:
+        raw[40:44] = struct.pack("<I", data)
+    path.write_bytes(bytes(raw))
+
+
+def test_bad_samples_are_skipped_with_their_true_reason(tmp_path: Path) -> None:
+    from audiobench.data.audio import UnusableAudio
+
+    sine = _sine(8000, 0.5)
+    cases = {
+        "nan": (np.r_[sine[:100], np.nan, sine[101:]], "FLOAT", "non-finite samples (1 NaN or Inf)"),
+        "inf": (np.r_[sine[:100], np.inf, -np.inf, sine[102:]], "FLOAT", "non-finite samples (2 NaN or Inf)"),
+        "zeros": (np.zeros(4000), "FLOAT", "silent file (every sample is 0)"),
+        "dc": (np.full(4000, 0.25), "FLOAT", "constant signal (a DC offset of 0.25 only, no sound)"),
+        "whisper": (1e-6 * sine, "FLOAT", "near-silent file (RMS -129.0 dBFS, below -80 dBFS)"),
+    }
+    for name, (x, subtype, reason) in cases.items():
+        sf.write(tmp_path / f"{name}.wav", x, 8000, subtype=subtype)
+        with pytest.raises(UnusableAudio) as info:
+            read_audio(tmp_path / f"{name}.wav")
+        assert str(info.value) == reason, name
+    # quiet but above the floor, and a DC offset under a real signal: used as they are
+    sf.write(tmp_path / "quiet.wav", 1e-3 * sine, 8000, subtype="FLOAT")
+    sf.write(tmp_path / "offset.wav", 0.3 + 0.2 * sine, 8000, subtype="FLOAT")
+    np.testing.assert_allclose(read_audio(tmp_path / "quiet.wav")[0], 1e-3 * sine, rtol=1e-5)
+    np.testing.assert_allclose(read_audio(tmp_path / "offset.wav")[0], 0.3 + 0.2 * sine, rtol=1e-5)
+
+
+def test_clipped_one_sample_and_very_long_files(tmp_path: Path) -> None:
+    sf.write(tmp_path / "clipped.wav", np.clip(3 * _sine(8000), -1, 1), 8000, subtype="PCM_16")
+    clipped, _ = read_audio(tmp_path / "clipped.wav")
+    assert clipped.max() == pytest.approx(1.0, abs=1e-4) and np.mean(np.abs(clipped) > 0.99) > 0.5  # kept as recorded
+    (tmp_path / "ds" / "one").mkdir(parents=True)
+    sf.write(tmp_path / "ds" / "one" / "click.wav", np.array([0.5]), 8000, subtype="FLOAT")
+    sf.write(tmp_path / "ds" / "one" / "tone.wav", _sine(8000), 8000, subtype="FLOAT")
+    ds = AudioFolder({"root": str(tmp_path / "ds"), "seconds": 0.5, "fractions": [0.4, 0.3, 0.3]})
+    got = {}
+    for split in ("train", "valid", "test"):
+        c = ds.load(split, 8000)
+        assert c.skips == []
+        got.update(zip(c.sample_ids, c.waveforms.numpy(), strict=True))
+    assert got["one__click"][0] == pytest.approx(0.5) and not got["one__click"][1:].any()  # zero-padded
+    # a long recording: only its centred part is decoded, identical to cropping the whole
+    t = np.arange(120 * 8000)
+    long = 0.3 * np.sin(2 * np.pi * 440 * t / 8000) * (1 + (t // 8000) % 7) / 7  # level changes every second
+    sf.write(tmp_path / "long.wav", long, 8000, subtype="FLOAT")
+    part, sr = read_audio(tmp_path / "long.wav", seconds=0.5)
+    whole, _ = read_audio(tmp_path / "long.wav")
+    assert sr == 8000 and part.shape == (4000,)
+    np.testing.assert_array_equal(part, fit_length(whole, 4000))
+
+
+def test_odd_rates_and_channel_counts(tmp_path: Path) -> None:
+    (tmp_path / "odd").mkdir()
+    for rate, channels in ((7993, 1), (11025, 6), (44100, 3), (96000, 2)):
+        x = _sine(rate)
+        sf.write(tmp_path / "odd" / f"r{rate}_c{channels}.wav", np.stack([x] * channels, axis=1), rate, subtype="PCM_24")
+    ds = AudioFolder({"root": str(tmp_path), "seconds": SECONDS, "fractions": [0.5, 0.25, 0.25]})
+    n = 0
+    for split in ("train", "valid", "test"):
+        c = ds.load(split, SR)
+        assert c.skips == [] and c.waveforms.shape[1] == int(SECONDS * SR)
+        for wave in c.waveforms.numpy():
+            inner = wave[400:-400].astype(np.float64)
+            spectrum = np.abs(np.fft.rfft(inner * np.hanning(inner.size)))
+            assert abs(np.argmax(spectrum) * SR / inner.size - FREQ) < SR / inner.size
+            assert np.sqrt(np.mean(inner**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
+            n += 1
+    assert n == 4
+
+
+def test_header_sizes_that_disagree_with_the_data(tmp_path: Path) -> None:
+    x = _sine(8000, 1.0)
+    variants = {"streaming_ff": (0xFFFFFFFF, 0xFFFFFFFF), "streaming_zero": (0, 0), "riff_only": (0xFFFFFFFF, None)}
+    for name, (riff, data) in variants.items():
+        sf.write(tmp_path / f"{name}.wav", x, 8000, subtype="PCM_16")
+        _patch_sizes(tmp_path / f"{name}.wav", riff, data)
+        got, sr = read_audio(tmp_path / f"{name}.wav")
+        assert sr == 8000 and got.shape == (8000,), name  # every sample, though the header does not say how many
+        np.testing.assert_allclose(got, x, atol=1e-4)
+    sf.write(tmp_path / "short_header.wav", x, 8000, subtype="PCM_16")
+    _patch_sizes(tmp_path / "short_header.wav", data=8000)  # declares half the data: the declared half is read
+    got, _ = read_audio(tmp_path / "short_header.wav")
+    np.testing.assert_allclose(got, x[:4000], atol=1e-4)
+    sf.write(tmp_path / "long_header.wav", x, 8000, subtype="PCM_16")
+    _patch_sizes(tmp_path / "long_header.wav", data=64000)  # declares four times the data: truncated
+    with pytest.raises(Exception, match="truncated file: the header declares 64000 data bytes, the file holds 16000"):
+        read_audio(tmp_path / "long_header.wav")
+
+
+def test_near_silent_clips_of_any_dataset_are_skipped() -> None:
+    import torch
+
+    from audiobench.data.base import ClipSet
+
+    t = torch.arange(4000) / 8000
+    waves = torch.stack([0.5 * torch.sin(2 * np.pi * 300 * t), 1e-6 * torch.sin(2 * np.pi * 300 * t),
+                         torch.zeros(4000), torch.full((4000,), float("nan"))])
+    kept = ClipSet(waves, torch.zeros(4, dtype=torch.long), list("abcd"), ["x"], 8000).drop_silent("plug:test")
+    assert kept.sample_ids == ["a"]
+    assert [(s.sample_id, s.reason.split(" (")[0]) for s in kept.skips] == [
+        ("b", "near-silent clip"), ("c", "silent clip"), ("d", "non-finite samples")]

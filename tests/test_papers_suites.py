@@ -95,7 +95,10 @@ def test_esc50_ood_suite_trains_runs_and_compares(tmp_path: Path, capsys) -> Non
     assert set(frame.row) == {"Saliency", "SmoothGrad", "IG", "GradCAM", "Guided GradCAM", "Guided Backprop", "SHAP",
                                 "L-MAC", "L-MAC, FT, λg=4", "L-MAC, FT, λg=16", "L-MAC, FT, λg=32",
                                 "L-MAC, FT, λg=4, CCT 0.7", "L-MAC, FT, λg=16, CCT 0.7", "L-MAC, FT, λg=32, CCT 0.7"}
-    assert set(frame.sample_id) == {"5-105000-A-0", "5-105001-B-0"}
+    # --limit 2: a class-stratified sample of fold 5 (two classes), not its first two files (both dogs)
+    ids = set(frame.sample_id)
+    assert ids == set(manifest["selection"]["sample_ids"]) and len(ids) == 2
+    assert all(i.startswith("5-") for i in ids) and len({i.rsplit("-", 1)[1] for i in ids}) == 2
     # our numbers beside the published ones (L-MAC Table 2)
     assert main(["table", str(run_dir), "--compare", "lmac_icml2024:2"]) == 0
     text = capsys.readouterr().out

@@ -16,8 +16,10 @@ resampled together in batches.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import struct
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +32,7 @@ import torch
 
 from audiobench._torchaudio import AF
 from audiobench.cache import stable_hash
-from audiobench.data.base import ClipSet, Skip
+from audiobench.data.base import SILENCE_DBFS, ClipSet, Skip
 
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg")
 _DECLARED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
@@ -54,10 +56,55 @@ class Item:
     split: str = ""
     fold: int | None = None
     group: str | None = None  # e.g. the speaker, for group-wise splits
+    origin: str = ""  # where the item is listed, e.g. "line 32" of a metadata CSV (in error messages)
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to mono float32 at its own rate; raises :class:`UnusableAudio` with the reason."""
+def _streaming_wav(path: Path) -> tuple[np.ndarray, int] | None:
+    """A RIFF/WAVE file whose data chunk declares 0 or 0xFFFFFFFF bytes (a streaming writer that never
+    went back to fill in the size): its samples are everything after the chunk header. Integer PCM
+    (8-32 bit) and float (32/64 bit) only; None when the file is not such a WAV."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(head):
+        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if cid == b"fmt " and size >= 16:
+            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", head[pos + 8 : pos + 24])
+            if tag == 0xFFFE and size >= 40:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+                tag = struct.unpack("<H", head[pos + 32 : pos + 34])[0]
+            fmt = (tag, channels, rate, bits)
+        elif cid == b"data":
+            if size not in _STREAMING or fmt is None:
+                return None
+            tag, channels, rate, bits = fmt
+            subtype = {(1, 8): "PCM_U8", (1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32): "PCM_32",
+                       (3, 32): "FLOAT", (3, 64): "DOUBLE"}.get((tag, bits))
+            if subtype is None or channels < 1 or rate < 1:
+                return None
+            frame_bytes = channels * bits // 8
+            n = (path.stat().st_size - pos - 8) // frame_bytes
+            with open(path, "rb") as fh:
+                fh.seek(pos + 8)
+                raw = io.BytesIO(fh.read(n * frame_bytes))
+            data, _ = sf.read(raw, dtype="float32", always_2d=True, format="RAW", subtype=subtype,
+                              channels=channels, samplerate=rate, endian="LITTLE")
+            return data, int(rate)
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def read_audio(path: str | Path, seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to mono float32 [L] at its own rate (Hz); raises :class:`UnusableAudio` with the reason.
+
+    With ``seconds``, a longer file is read only in its centred ``seconds`` (what :func:`fit_length`
+    keeps), so a very long recording is never decoded whole, and the checks below apply to that part.
+    Channels are averaged. Unusable: missing, empty, truncated (the header declares more data than
+    the file holds; a streaming header with size 0 or 0xFFFFFFFF is read to the end of the file),
+    unreadable, non-finite samples (NaN or Inf), all zero, constant (a DC offset only) or
+    near-silent (RMS below :data:`~audiobench.data.base.SILENCE_DBFS`). Clipped audio is used as it is.
+    """
     path = Path(path)
     if not path.is_file():
         raise UnusableAudio("file not found")
@@ -71,21 +118,42 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
                 if said not in _STREAMING and actual + fh.channels * 4 < said:
                     raise UnusableAudio(f"truncated file: the header declares {said} data bytes, the file holds {actual}")
             frames, sr = fh.frames, fh.samplerate
-            data = fh.read(dtype="float32", always_2d=True)
+            want = frames
+            if seconds is not None and frames > int(round(seconds * sr)) > 0:
+                want = int(round(seconds * sr))
+                fh.seek((frames - want) // 2)  # the centred part, as fit_length keeps it
+            data = fh.read(want, dtype="float32", always_2d=True)
     except UnusableAudio:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
         text = str(exc).replace(f"'{path}'", "").replace(str(path), "").replace("Error opening :", "").strip(" :")
         raise UnusableAudio(f"unreadable file ({text or type(exc).__name__})") from None
     if data.shape[0] == 0:
+        streamed = _streaming_wav(path)
+        if streamed is not None and streamed[0].shape[0] > 0:
+            data, sr = streamed
+            frames = want = data.shape[0]
+            if seconds is not None and frames > int(round(seconds * sr)) > 0:
+                data = fit_length(data.T, int(round(seconds * sr))).T
+                want = data.shape[0]
+    if data.shape[0] == 0:
         raise UnusableAudio("empty file (0 samples)")
-    if frames > 0 and data.shape[0] < frames:
-        raise UnusableAudio(f"truncated file: {data.shape[0]} of {frames} frames decoded")
+    if frames > 0 and data.shape[0] < want:
+        raise UnusableAudio(f"truncated file: {data.shape[0]} of {want} frames decoded")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(mono).all():
-        raise UnusableAudio("non-finite samples")
+        bad = int(np.count_nonzero(~np.isfinite(mono)))
+        raise UnusableAudio(f"non-finite samples ({bad} NaN or Inf)")
     if not np.any(mono):
         raise UnusableAudio("silent file (every sample is 0)")
+    wide = mono.astype(np.float64)
+    ac = float(np.sqrt(np.mean(np.square(wide - wide.mean())))) if wide.size > 1 else abs(float(wide[0]))  # one sample: a click
+    floor = 10 ** (SILENCE_DBFS / 20)
+    if ac < floor:
+        dc = float(wide.mean())
+        if abs(dc) >= floor:
+            raise UnusableAudio(f"constant signal (a DC offset of {dc:.4g} only, no sound)")
+        raise UnusableAudio(f"near-silent file (RMS {20 * np.log10(max(ac, 1e-300)):.1f} dBFS, below {SILENCE_DBFS:g} dBFS)")
     return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
 
 
@@ -111,12 +179,13 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode_many(paths: Sequence[Path]) -> list[tuple[np.ndarray, int] | UnusableAudio]:
-    """Decode files on a few threads; each entry is ``(mono, rate)`` or the :class:`UnusableAudio`."""
+def decode_many(paths: Sequence[Path], seconds: float | None = None) -> list[tuple[np.ndarray, int] | UnusableAudio]:
+    """Decode files on a few threads (the centred ``seconds`` of each, if given); each entry is
+    ``(mono, rate)`` or the :class:`UnusableAudio`."""
 
     def one(path: Path) -> tuple[np.ndarray, int] | UnusableAudio:
         try:
-            return read_audio(path)
+            return read_audio(path, seconds)
         except UnusableAudio as exc:
             return exc
 
@@ -136,7 +205,7 @@ def load_items(
 ) -> ClipSet:
     """Decode, downmix, resample and fit ``items`` to ``seconds`` at ``sample_rate``; unusable files are skips."""
     n_out = int(round(seconds * sample_rate))
-    decoded = decode_many([it.path for it in items])
+    decoded = decode_many([it.path for it in items], seconds)
     skips: list[Skip] = []
     kept: list[int] = []
     by_rate: dict[int, list[int]] = {}

@@ -32,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from audiobench.data.audio import AUDIO_EXTENSIONS, Item, list_audio
 from audiobench.data.base import SPLITS, Skip
 from audiobench.data.files import (
+    LINE,
     FileDataset,
     FileParams,
     Index,
@@ -111,6 +112,9 @@ class AudioFolder(FileDataset):
             return [f"dataset.csv: {p.csv} not found"]
         return []
 
+    def listing(self) -> str:
+        return f"dataset.csv: {self.params.csv}" if self.params.csv is not None else f"dataset.root: {self.params.root}"
+
     def _empty_hint(self, split: str) -> str:
         return " (more files, other `fractions` or another `seed` may fill it)"
 
@@ -119,7 +123,7 @@ class AudioFolder(FileDataset):
         root = Path(p.root)
         regex = re.compile(p.pattern) if p.pattern else None
         skips: list[Skip] = []
-        records: list[tuple[Path, str, str | None, str | None]] = []  # path, label, split, group
+        records: list[tuple[Path, str, str | None, str]] = []  # path, label, split, origin
         if p.csv is not None:
             needed = [p.file_column] + ([p.label_column] if p.labels == "csv" else [])
             needed += [p.split_column] if p.split_by == "column" else []
@@ -133,11 +137,12 @@ class AudioFolder(FileDataset):
                             f"dataset.split_column: value '{row[p.split_column]}' of {p.csv} is not a split name "
                             f"(use {', '.join(sorted(SPLIT_NAMES))})"
                         )
-                records.append((path, row.get(p.label_column, ""), split, None))
+                records.append((path, row.get(p.label_column, ""), split, f"line {row[LINE]}"))
         else:
-            records = [(path, "", None, None) for path in list_audio(root, p.extensions)]
+            records = [(path, "", None, "") for path in list_audio(root, p.extensions)]
         out: list[tuple[Path, str, str | None, str | None]] = []
-        for path, label, split, _ in records:
+        origins: list[str] = []
+        for path, label, split, origin in records:
             rel = path.relative_to(root) if path.is_relative_to(root) else path
             group = None
             if regex is not None:
@@ -160,6 +165,7 @@ class AudioFolder(FileDataset):
                 skips.append(Skip(_sample_id(rel), "no label", self.where("index")))
                 continue
             out.append((path, label, split, group))
+            origins.append(origin)
         if not out:
             raise AudiobenchError(f"dataset.root: no usable audio files under {root} (extensions: {', '.join(p.extensions)})")
         class_names = sorted({label for _, label, _, _ in out})
@@ -176,8 +182,8 @@ class AudioFolder(FileDataset):
                 for i, s in zip(members, assign_by_fraction([rels[i] for i in members], p.fractions, p.seed), strict=True):
                     splits[i] = s
         items = [
-            Item(path, label_of[label], _sample_id(Path(rel)), split, None, group)
-            for (path, label, _, group), rel, split in zip(out, rels, splits, strict=True)
+            Item(path, label_of[label], _sample_id(Path(rel)), split, None, group, origin)
+            for (path, label, _, group), rel, split, origin in zip(out, rels, splits, origins, strict=True)
         ]
         assert all(it.split in SPLITS for it in items)
         return Index(items, class_names, skips)

@@ -9,6 +9,13 @@ import torch
 from audiobench.component import Component
 
 SPLITS = ("train", "valid", "test")
+SILENCE_DBFS = -80.0  # RMS level (dB re full scale 1.0) below which a clip or noise excerpt counts as silent
+
+
+def rms_dbfs(x: torch.Tensor) -> torch.Tensor:
+    """RMS level of each row of ``x`` [N, L] in dB re full scale (1.0), computed in float64; -inf for zeros."""
+    x = x.double()
+    return 10 * torch.log10(x.pow(2).mean(dim=-1))
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class ClipSet:
     targets: torch.Tensor | None = None  # [N, L]; None where the dataset has no ground truth
     skips: list[Skip] = field(default_factory=list)
     clean: torch.Tensor | None = None  # [N, L] the clip before contamination, scaled like waveforms
+    snr_db: torch.Tensor | None = None  # [N] float64: the effective SNR of each contaminated clip, in dB
 
     def __post_init__(self) -> None:
         n = self.waveforms.shape[0]
@@ -49,6 +57,8 @@ class ClipSet:
             extra = getattr(self, name)
             if extra is not None and extra.shape != self.waveforms.shape:
                 raise ValueError(f"{name} must have the shape of waveforms")
+        if self.snr_db is not None and self.snr_db.shape != (n,):
+            raise ValueError("snr_db must have one value per clip")
 
     def __len__(self) -> int:
         return self.waveforms.shape[0]
@@ -79,20 +89,27 @@ class ClipSet:
             targets=None if self.targets is None else self.targets[index],
             skips=list(self.skips),
             clean=None if self.clean is None else self.clean[index],
+            snr_db=None if self.snr_db is None else self.snr_db[index],
         )
 
     def drop_silent(self, where: str = "") -> ClipSet:
-        """Remove silent (all-zero or non-finite) clips, recording each as a skip."""
+        """Remove unusable clips, recording each as a skip with its reason: non-finite samples, all
+        zero ("silent clip"), or an RMS below :data:`SILENCE_DBFS` ("near-silent clip", computed in float64)."""
         finite = torch.isfinite(self.waveforms).all(dim=1)
         peak = self.waveforms.nan_to_num(0.0).abs().amax(dim=1)
-        keep = finite & (peak > 0)
+        level = rms_dbfs(self.waveforms.nan_to_num(0.0))
+        keep = finite & (peak > 0) & (level >= SILENCE_DBFS)
         if bool(keep.all()):
             return self
-        skips = [
-            Skip(sid, "non-finite samples" if not bool(finite[i]) else "silent clip", where)
-            for i, sid in enumerate(self.sample_ids)
-            if not bool(keep[i])
-        ]
+
+        def reason(i: int) -> str:
+            if not bool(finite[i]):
+                return "non-finite samples"
+            if not bool(peak[i] > 0):
+                return "silent clip"
+            return f"near-silent clip (RMS {level[i].item():.1f} dBFS, below {SILENCE_DBFS:g} dBFS)"
+
+        skips = [Skip(sid, reason(i), where) for i, sid in enumerate(self.sample_ids) if not bool(keep[i])]
         out = self.subset(keep)
         out.skips = list(self.skips) + skips
         return out
@@ -112,3 +129,8 @@ class Dataset(Component):
     def check(self) -> list[str]:
         """Problems found without loading (missing paths, bad settings), one line each; ``validate`` prints them."""
         return []
+
+    def class_count(self) -> int | None:
+        """The number of classes where it is known without decoding audio (``validate`` compares a
+        checkpoint's outputs with it), else None."""
+        return None

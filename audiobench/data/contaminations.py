@@ -13,6 +13,7 @@ as the reference recipe normalises every input, and the clean target is scaled w
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any, ClassVar, Literal
 
@@ -21,7 +22,7 @@ import torch
 from pydantic import Field, model_validator
 
 from audiobench.component import Component, Params
-from audiobench.data.base import ClipSet
+from audiobench.data.base import ClipSet, Skip, rms_dbfs
 from audiobench.errors import AudiobenchError
 from audiobench.registry import CONTAMINATIONS
 
@@ -32,22 +33,65 @@ def sample_rng(seed: int, salt: str, sample_id: str) -> np.random.Generator:
 
 
 def peak_normalise(clips: ClipSet, peak: float = 1.0) -> ClipSet:
-    """Divide each clip (and its target and clean source) by its peak so the loudest sample is ``peak``."""
-    scale = peak / clips.waveforms.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-    clips.waveforms = clips.waveforms * scale
+    """Divide each clip (and its target and clean source) by its peak so the loudest sample is ``peak``.
+
+    The factor is computed in float64, so very quiet (even subnormal) and very loud float32 clips
+    reach ``peak`` too; an all-zero clip is left as it is.
+    """
+    amax = clips.waveforms.double().abs().amax(dim=1, keepdim=True)
+    scale = peak / torch.where(amax > 0, amax, torch.ones_like(amax))
+
+    def scaled(x: torch.Tensor) -> torch.Tensor:
+        return (x.double() * scale).to(x.dtype)
+
+    clips.waveforms = scaled(clips.waveforms)
     if clips.targets is not None:
-        clips.targets = clips.targets * scale
+        clips.targets = scaled(clips.targets)
     if clips.clean is not None:
-        clips.clean = clips.clean * scale
+        clips.clean = scaled(clips.clean)
     return clips
 
 
 def mix_at_snr(signal: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
-    """signal + g * noise with g chosen per row so that 10 log10(P_signal / P_gnoise) = snr_db."""
-    p_s = signal.pow(2).mean(dim=1, keepdim=True)
-    p_n = noise.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-20)
-    gain = torch.sqrt(p_s / (p_n * 10 ** (snr_db / 10)))
-    return signal + gain * noise
+    """signal + g * noise [N, L], g chosen per row so that 10 log10(P_signal / P_gnoise) = ``snr_db``.
+
+    Powers and gain are computed in float64 (exact for very loud and very quiet float32 rows); the
+    result has ``signal``'s dtype. A row of ``noise`` without energy gets g = 0 (the caller skips it).
+    """
+    s, n = signal.double(), noise.double()
+    p_s = s.pow(2).mean(dim=1, keepdim=True)
+    p_n = n.pow(2).mean(dim=1, keepdim=True)
+    ok = (p_n > 0) & torch.isfinite(p_n)
+    gain = torch.where(ok, torch.sqrt(p_s / (torch.where(ok, p_n, 1.0) * 10 ** (snr_db / 10))), 0.0)
+    return (s + gain * n).to(signal.dtype)
+
+
+def effective_snr_db(mixed: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """10 log10(P_clean / P_(mixed - clean)) per row [N] (float64, dB): the SNR a mixture really has."""
+    c = clean.double()
+    added = mixed.double() - c
+    return 10 * torch.log10(c.pow(2).sum(dim=1) / added.pow(2).sum(dim=1))
+
+
+def _nonzero(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, x, torch.ones_like(x))
+
+
+def condition_record(clips: ClipSet, contamination: Contamination) -> dict[str, Any]:
+    """What the manifest records of a contaminated condition: the requested SNR (None for fixed
+    gains and ``none``), the effective SNR of every clip (dB) with its mean, min and max, and the
+    clips left out of the condition with their reasons."""
+    params = getattr(contamination, "params", None)
+    requested = getattr(params, "snr_db", None)
+    record: dict[str, Any] = {"requested_snr_db": requested, "n": len(clips)}
+    if clips.snr_db is not None and len(clips):
+        values = clips.snr_db.tolist()
+        record["effective_snr_db"] = {
+            "mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values)),
+            "per_clip": dict(zip(clips.sample_ids, values, strict=True)),
+        }
+    record["skips"] = [s.as_dict() for s in clips.skips if s.where == contamination.key()]
+    return record
 
 
 class Contamination(Component):
@@ -125,27 +169,46 @@ class _Mixing:
         return f"gains {g1:g}/{g2:g}"
 
     def combine(self, signal: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mixed, scale)``: the mixture and the per-row factor the clip itself was multiplied by."""
+        """``(mixed, scale)``: the mixture and the per-row factor the clip itself was multiplied by.
+
+        Computed in float64 (norms and powers of very quiet or loud rows stay exact), returned as float32.
+        """
         if self.params.mix == "snr":
             return mix_at_snr(signal, other, self.params.snr_db), torch.ones(signal.shape[0], 1, dtype=signal.dtype)
         g1, g2 = self.gains()
+        s, o = signal.double(), other.double()
         if self.unit_norm:
-            scale = g1 / signal.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            other = other / other.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            scale = g1 / _nonzero(s.norm(dim=1, keepdim=True))
+            o = o / _nonzero(o.norm(dim=1, keepdim=True))
         else:  # the clip peak-normalised, the contaminant as it is
-            scale = g1 / signal.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-        return scale * signal + g2 * other, scale
+            scale = g1 / _nonzero(s.abs().amax(dim=1, keepdim=True))
+        return (scale * s + g2 * o).to(signal.dtype), scale.to(signal.dtype)
 
-    def mixed(self, clips: ClipSet, other: torch.Tensor) -> ClipSet:
-        """``clips`` with ``other`` added (targets and clean source scaled alike), peak-normalised."""
+    def mixed(self, clips: ClipSet, other: torch.Tensor, why: str | None = None) -> ClipSet:
+        """``clips`` with ``other`` [N, L] added (targets and clean source scaled alike), peak-normalised.
+
+        A row of ``other`` without energy (all zero, or non-finite) would leave its
+        clip clean inside the condition: that clip is left out, a recorded skip (reason ``why`` if
+        given). ``snr_db`` of the result holds each clip's effective SNR.
+        """
+        level = rms_dbfs(other)  # float64: a very quiet row is not zero
+        bad = ~(torch.isfinite(level) & (level > -math.inf))
+        skips = [Skip(clips.sample_ids[i], why or "contaminant without energy (all zero or non-finite): it cannot be "
+                      "scaled to the condition's level", self.key())
+                 for i in bad.nonzero().flatten().tolist()]
+        if skips:
+            keep = ~bad
+            clips, other = clips.subset(keep), other[keep]
         out = clips.subset(slice(None))
+        out.skips = list(clips.skips) + skips
         out.clean = clips.uncontaminated
         out.waveforms, scale = self.combine(clips.waveforms, other.to(clips.waveforms))
         if out.targets is not None:
             out.targets = out.targets * scale
-        if out.clean is not None:
-            out.clean = out.clean * scale
-        return peak_normalise(out)
+        out.clean = out.clean * scale
+        out = peak_normalise(out)
+        out.snr_db = effective_snr_db(out.waveforms, out.clean)
+        return out
 
 
 class Source(Params):

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import Field
 
 from audiobench.data.audio import Item
-from audiobench.data.files import FileDataset, FileParams, Index, fold_params, read_csv
+from audiobench.data.files import LINE, FileDataset, FileParams, Index, fold_params, read_csv
 from audiobench.errors import AudiobenchError
 from audiobench.registry import DATASETS
 
@@ -58,6 +58,9 @@ class _FoldDataset(FileDataset):
                 out.append(self.missing("root", root / rel))
         return out
 
+    def listing(self) -> str:
+        return f"dataset.root: {self.csv_path()}"
+
     def rows(self) -> list[dict[str, str]]:
         return read_csv(self.csv_path(), self.columns, "root")
 
@@ -87,6 +90,7 @@ class _FoldDataset(FileDataset):
                 sample_id=Path(r[self.file_col]).stem,
                 split=split_of.get(r["_fold"], ""),  # type: ignore[arg-type]
                 fold=r["_fold"],  # type: ignore[arg-type]
+                origin=f"line {r[LINE]}",
             )
             for r in rows
         ]

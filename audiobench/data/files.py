@@ -22,6 +22,7 @@ from audiobench.cache import stable_hash
 from audiobench.component import Params
 from audiobench.data.audio import Item, cached, load_items
 from audiobench.data.base import SPLITS, ClipSet, Dataset, Skip
+from audiobench.data.integrity import index_problems
 from audiobench.errors import AudiobenchError
 
 
@@ -30,6 +31,7 @@ class Index:
     items: list[Item]
     class_names: list[str]
     skips: list[Skip] = field(default_factory=list)  # files left out while indexing (recorded with 'train')
+    problems: list[str] = field(default_factory=list)  # repeated clips, colliding ids (errors)
 
 
 def fold_params(train: tuple[int, ...], valid: tuple[int, ...], test: tuple[int, ...]) -> type[Params]:
@@ -79,6 +81,10 @@ class FileDataset(Dataset):
     def build_index(self) -> Index:
         raise NotImplementedError
 
+    def listing(self) -> str:
+        """What lists the clips (the metadata CSV, or the folder), as integrity errors name it."""
+        return f"dataset.root: {self.params.root}"
+
     # -- shared ----------------------------------------------------------------------------
     @classmethod
     def details(cls) -> list[str]:
@@ -100,7 +106,7 @@ class FileDataset(Dataset):
         try:
             index = self.index()
         except AudiobenchError as exc:
-            return [str(exc)]
+            return list(self._index.problems) if self._index is not None and self._index.problems else [str(exc)]
         for split in SPLITS:
             if not any(it.split == split for it in index.items):
                 problems.append(f"dataset: split '{split}' has no clips{self._empty_hint(split)}")
@@ -109,12 +115,24 @@ class FileDataset(Dataset):
     def _empty_hint(self, split: str) -> str:
         return ""
 
+    def class_count(self) -> int | None:
+        try:
+            return len(self.index().class_names)
+        except AudiobenchError:
+            return None
+
     def index(self) -> Index:
+        """The dataset's index; :class:`AudiobenchError` for missing paths, repeated clips or colliding ids."""
         if self._index is None:
             problems = self.problems()
             if problems:
                 raise AudiobenchError("; ".join(problems))
-            self._index = self.build_index()
+            index = self.build_index()
+            index.problems = index_problems(index.items, self.listing(), Path(self.params.root))
+            self._index = index
+        if self._index.problems:
+            more = len(self._index.problems) - 1
+            raise AudiobenchError(self._index.problems[0] + (f" (and {more} more; `audiobench validate` lists them)" if more else ""))
         return self._index
 
     def where(self, split: str) -> str:
@@ -169,8 +187,14 @@ class FileDataset(Dataset):
 # -- helpers shared by the concrete datasets -----------------------------------------------------
 
 
+LINE = "__line__"  # the key read_csv adds to each row: its line in the file (the header is line 1)
+
+
 def read_csv(path: Path, required: Sequence[str], key: str) -> list[dict[str, str]]:
-    """Rows of a CSV with a header; a missing column is an :class:`AudiobenchError` naming it."""
+    """Rows of a CSV with a header, each with its line number under :data:`LINE`.
+
+    A missing column is an :class:`AudiobenchError` naming it.
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -180,7 +204,11 @@ def read_csv(path: Path, required: Sequence[str], key: str) -> list[dict[str, st
                 raise AudiobenchError(
                     f"dataset.{key}: {path} lacks column(s) {', '.join(lacking)} (it has: {', '.join(columns) or 'none'})"
                 )
-            return list(reader)
+            rows = []
+            for row in reader:
+                row[LINE] = str(reader.line_num)
+                rows.append(row)
+            return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise AudiobenchError(f"dataset.{key}: cannot read {path}: {exc}") from None
 

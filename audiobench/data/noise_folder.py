@@ -3,8 +3,10 @@
 Every audio file under ``root`` (recursive, sorted) is a candidate. For each clip, a generator
 seeded by (suite seed, folder tag, clip id) picks a file and a random excerpt of the clip's length;
 a file shorter than the clip is looped from a random offset. A file that cannot be used (empty,
-truncated, unreadable, silent) is passed over for the next draw, so a clip is contaminated the
-same way whatever the batch, order or ``--limit``. Files are decoded, downmixed and resampled to
+truncated, unreadable, silent) and an excerpt without energy (RMS below ``SILENCE_DBFS``, e.g. in
+a stretch of digital silence) are passed over for the next draw, so every clip is at the stated
+SNR and is contaminated the same way whatever the batch, order or ``--limit``. A clip for which
+no draw gives an excerpt with energy is left out of the condition, a recorded skip. Files are decoded, downmixed and resampled to
 the clips' rate like dataset clips.
 """
 
@@ -19,7 +21,7 @@ import torch
 from pydantic import Field
 
 from audiobench.data.audio import AUDIO_EXTENSIONS, UnusableAudio, list_audio, read_audio, resample
-from audiobench.data.base import ClipSet
+from audiobench.data.base import SILENCE_DBFS, ClipSet
 from audiobench.data.contaminations import Contamination, MixParams, _Mixing, sample_rng
 from audiobench.errors import AudiobenchError
 from audiobench.registry import CONTAMINATIONS
@@ -79,20 +81,26 @@ class NoiseFolder(_Mixing, Contamination):
                     decoded[k] = exc
             return decoded[k]
 
-        rows = []
-        for sid in clips.sample_ids:
+        floor = 10 ** (SILENCE_DBFS / 20)
+        rows = np.zeros((len(clips), length))  # a row left at zero is skipped by ``mixed``
+        any_file = False
+        last: UnusableAudio | None = None
+        for r, sid in enumerate(clips.sample_ids):
             rng = sample_rng(seed, f"{self.name}:{self.tag()}", sid)
-            last: UnusableAudio | None = None
             for _ in range(MAX_DRAWS):
                 got = get(int(rng.integers(len(files))))
                 if isinstance(got, UnusableAudio):
                     last = got
                     continue
-                rows.append(excerpt(got, length, rng))
-                break
-            else:
-                raise AudiobenchError(f"noise_folder: no usable file in {MAX_DRAWS} draws under {self.params.root} ({last})")
-        return self.mixed(clips, torch.from_numpy(np.stack(rows)))
+                any_file = True
+                cut = excerpt(got, length, rng)
+                if np.sqrt(np.mean(np.square(cut, dtype=np.float64))) >= floor:  # silent excerpt: draw again
+                    rows[r] = cut
+                    break
+        if not any_file:
+            raise AudiobenchError(f"noise_folder: no usable file in {MAX_DRAWS} draws under {self.params.root} ({last})")
+        why = f"no noise excerpt above {SILENCE_DBFS:g} dBFS RMS in {MAX_DRAWS} draws under {self.params.root}"
+        return self.mixed(clips, torch.from_numpy(rows), why)
 
 
 def excerpt(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:

@@ -470,3 +470,6 @@ class SynthDataset(Dataset):
 
     def fingerprint(self) -> dict:
         return {**super().fingerprint(), "generator_version": GENERATOR_VERSION}
+
+    def class_count(self) -> int:
+        return self.params.classes

@@ -17,6 +17,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickle
+import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +60,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     key = _stat_key(path)
     if key in _READ_CACHE:
         return _READ_CACHE[key]
-    try:
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # not a zip-format file: no mmap
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-tensor content
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AudiobenchError(f"model.checkpoint: cannot read {path}: {first}") from None
+    raw = _load_file(path)
     state = raw
     if isinstance(raw, dict):
         for wrapper in ("model", "state_dict", "model_state_dict"):
@@ -81,6 +78,59 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         _READ_CACHE.clear()
     _READ_CACHE[key] = out
     return out
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
+_REMEDY = "download or write it again"
+
+
+def _clean(text: str) -> str:
+    """First line of an exception text, without terminal escapes or control characters."""
+    lines = [ln.strip() for ln in _ESCAPES.sub("", text).splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def _load_file(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that cannot be read is a one-line error.
+
+    The error says what is wrong with the file (empty, incomplete or corrupt, objects that are not
+    loaded for safety, not a checkpoint) and what to do, never the raw message of the loader.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise AudiobenchError(f"model.checkpoint: {path} is empty (0 bytes); {_REMEDY}")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    is_zip = head == b"PK\x03\x04"
+    if is_zip and not zipfile.is_zipfile(path):  # cut short: the archive's directory at the end is missing
+        raise AudiobenchError(
+            f"model.checkpoint: {path} is incomplete or corrupt (not a readable PyTorch archive, {size} bytes); {_REMEDY}"
+        )
+    if not is_zip and head[:1] != b"\x80":  # neither torch.save's zip nor its legacy pickle format
+        raise AudiobenchError(
+            f"model.checkpoint: {path} is not a PyTorch checkpoint (neither a torch.save archive nor a legacy "
+            f"torch.save file); {_REMEDY}"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as exc:
+        detail = next((ln.split("error:", 1)[1].strip() for ln in _ESCAPES.sub("", str(exc)).splitlines()
+                       if "WeightsUnpickler error:" in ln), "")
+        detail = detail.split(" was not an allowed global")[0]
+        if detail.startswith("Unsupported global") and not detail.split()[-1].startswith("torch."):
+            raise AudiobenchError(
+                f"model.checkpoint: {path} holds Python objects besides tensors ({detail}), which are not loaded, "
+                "for safety (weights_only=True); save the state dict alone: torch.save({'model': model.state_dict()}, PATH)"
+            ) from None
+        raise AudiobenchError(f"model.checkpoint: {path} is incomplete or corrupt ({detail or 'unreadable pickle'}); {_REMEDY}") from None
+    except (EOFError, OSError, RuntimeError, ValueError) as exc:
+        raise AudiobenchError(
+            f"model.checkpoint: {path} is incomplete or corrupt ({_clean(str(exc)) or type(exc).__name__}); {_REMEDY}"
+        ) from None
+    except Exception as exc:  # anything else the loader raises: still one clean line
+        raise AudiobenchError(f"model.checkpoint: cannot read {path}: {_clean(str(exc)) or type(exc).__name__}") from None
 
 
 def checkpoint_shape(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> CheckpointShape:
@@ -109,29 +159,52 @@ def _hint(key: str) -> str:
     return ""
 
 
-def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, skip_head: bool = False) -> None:
-    """Copy ``state`` into ``model``; one-line errors name the key and both shapes, or the keys missing."""
-    own = model.state_dict()
-    use = {}
+def state_problem(
+    own: dict[str, torch.Size | tuple[int, ...]], state: dict[str, torch.Tensor], path: str | Path, skip_head: bool = False
+) -> str | None:
+    """Why ``state`` does not fit a model whose parameters have the shapes ``own`` (key -> shape), or None.
+
+    One line naming the key and both shapes, the unexpected keys or the missing ones.
+    """
     for k, v in state.items():
         if skip_head and k.startswith("fc_audioset."):
             continue
         if k not in own:
             extra = sorted(set(state) - set(own))
-            raise AudiobenchError(
+            return (
                 f"model.checkpoint: {path}: unexpected key(s) {', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''} "
                 "(not a CNN14 in the PANNs layout, or a deeper one)"
             )
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise AudiobenchError(
+        if tuple(v.shape) != tuple(own[k]):
+            return (
                 f"model.checkpoint: {path}: {k} has shape {list(v.shape)} in the checkpoint but "
-                f"{list(own[k].shape)} in the model{_hint(k)}"
+                f"{list(own[k])} in the model{_hint(k)}"
             )
-        use[k] = v
-    missing = [k for k in own if k not in use and not k.endswith("num_batches_tracked")
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
                and not (skip_head and k.startswith("fc_audioset."))]
     if missing:
-        raise AudiobenchError(f"model.checkpoint: {path}: missing key(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        return f"model.checkpoint: {path}: missing key(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+    return None
+
+
+def head_problem(path: str | Path, outputs: int, n_classes: int) -> str | None:
+    """The error for a checkpoint whose ``fc_audioset`` has ``outputs`` rows for a dataset of ``n_classes``."""
+    if outputs == n_classes:
+        return None
+    return (
+        f"model.checkpoint: {path} has {outputs} outputs (fc_audioset) but the dataset has "
+        f"{n_classes} classes: it is not fine-tuned on this dataset; fine-tune it with "
+        "`audiobench train SUITE` (every layer but fc_audioset is loaded) and set model.checkpoint to the result"
+    )
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, skip_head: bool = False) -> None:
+    """Copy ``state`` into ``model``; one-line errors name the key and both shapes, or the keys missing."""
+    own = {k: v.shape for k, v in model.state_dict().items()}
+    problem = state_problem(own, state, path, skip_head)
+    if problem:
+        raise AudiobenchError(problem)
+    use = {k: v for k, v in state.items() if not (skip_head and k.startswith("fc_audioset."))}
     model.load_state_dict(use, strict=False)
 
 

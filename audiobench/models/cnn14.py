@@ -124,15 +124,36 @@ class Cnn14Spec(ModelSpec):
         depth = self.architecture()[1]
         return 2 ** (depth - 1), 2 ** (depth - 1), f"a cnn14 of depth {depth} ({depth - 1} 2x2 poolings)"
 
-    def check(self) -> list[str]:
-        """A named checkpoint must exist, be readable and agree with explicit width/depth."""
-        if self.params.checkpoint is None:
+    def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
+        """Problems with a named checkpoint, one line each: missing, unreadable, or not fitting the suite.
+
+        ``n_mels`` (the front end's mel bands) and ``n_classes`` (the dataset's classes), where
+        known, are compared with the checkpoint's tensors; ``n_classes=None`` accepts any head (what
+        ``audiobench train`` replaces when fine-tuning). Every other key and shape is compared with a
+        model of the checkpoint's width and depth built on the meta device (no memory).
+        """
+        p = self.params
+        if p.checkpoint is None:
             return []
+        from audiobench.models.checkpoint import (
+            checkpoint_shape,
+            head_problem,
+            read_checkpoint,
+            state_problem,
+        )
+
         try:
             self.architecture()
+            state = read_checkpoint(p.checkpoint)
+            shape = checkpoint_shape(state, p.checkpoint)
         except AudiobenchError as exc:
             return [str(exc)]
-        return []
+        problems = [head_problem(p.checkpoint, shape.n_classes, n_classes)] if n_classes is not None else []
+        with torch.device("meta"):
+            model = self.build([str(i) for i in range(shape.n_classes)], shape.n_mels if n_mels is None else n_mels)
+        own = {k: v.shape for k, v in model.state_dict().items()}
+        problems.append(state_problem(own, state, p.checkpoint, skip_head=n_classes is None))
+        return [x for x in problems if x]
 
     def build(self, class_names: list[str], n_mels: int, sample_rate: int = 16000) -> Cnn14:
         """An untrained CNN14 for ``class_names`` (the harness trains it or loads the checkpoint)."""

@@ -21,6 +21,7 @@ from audiobench.models.base import AudioClassifier, ModelSpec
 from audiobench.models.checkpoint import (
     checkpoint_shape,
     file_digest,
+    head_problem,
     load_state,
     read_checkpoint,
     read_sidecar,
@@ -207,12 +208,9 @@ def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Front
     state = read_checkpoint(path)
     shape = checkpoint_shape(state, path)
     classes = splits[evaluated].class_names
-    if shape.n_classes != len(classes):
-        raise AudiobenchError(
-            f"model.checkpoint: {path} has {shape.n_classes} outputs (fc_audioset) but the dataset has "
-            f"{len(classes)} classes: it is not fine-tuned on this dataset; fine-tune it with "
-            "`audiobench train SUITE` (every layer but fc_audioset is loaded) and set model.checkpoint to the result"
-        )
+    problem = head_problem(path, shape.n_classes, len(classes))
+    if problem:
+        raise AudiobenchError(problem)
     model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
     load_state(model, state, path)
     model.eval()

@@ -116,9 +116,13 @@ def _method_labels(methods: list[ComponentSpec], errors: LocatedErrors, path: Ke
 
 
 def parse_suite(
-    data: Any, lines: dict[KeyPath, int] | None = None, file: Path | None = None, overridden: set[KeyPath] | None = None
+    data: Any, lines: dict[KeyPath, int] | None = None, file: Path | None = None, overridden: set[KeyPath] | None = None,
+    training: bool = False,
 ) -> Suite:
     """Validate a parsed suite; raises :class:`SuiteErrors` listing every problem found.
+
+    ``training``: the suite is read by ``audiobench train``, which replaces a checkpoint's head, so
+    its class count is not compared.
 
     ``overridden``: key paths set from the command line (``--set``); their relative paths are
     relative to the working directory instead of the suite file.
@@ -258,7 +262,7 @@ def parse_suite(
                 errors.add(("methods", i), f"method '{m.name}' does not support domain '{d.name}' (supports: {', '.join(allowed)})")
 
     _resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods)
-    _check_on_disk(errors, dataset, model, contaminations)
+    _check_on_disk(errors, dataset, model, contaminations, frontend.n_mels, training)
     check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
     check_method_layers(errors, model, methods, method_paths)
 
@@ -273,12 +277,13 @@ def parse_suite(
     )
 
 
-def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
-    """Read and validate a suite file; ``overrides`` are ``KEY.SUB=VALUE`` settings (``--set``)."""
+def load_suite(path: str | Path, overrides: Sequence[str] = (), training: bool = False) -> Suite:
+    """Read and validate a suite file; ``overrides`` are ``KEY.SUB=VALUE`` settings (``--set``);
+    ``training``: for ``audiobench train`` (see :func:`parse_suite`)."""
     path = Path(path)
     data, lines = load_yaml(path)
     data, touched = apply_overrides(data, overrides)
-    return parse_suite(data, lines, path, touched)
+    return parse_suite(data, lines, path, touched, training)
 
 
 def _is_path_field(annotation: Any) -> bool:
@@ -307,7 +312,8 @@ def _resolve_paths(base: Path, overridden: set[KeyPath], **groups: Any) -> None:
                 spec.params[name] = os.path.normpath(p.absolute())
 
 
-def _check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contaminations: list[ComponentSpec]) -> None:
+def _check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contaminations: list[ComponentSpec],
+                   n_mels: int | None = None, training: bool = False) -> None:
     """Paths the run needs (dataset files, checkpoint, noise folders): each problem at its entry's line."""
     data = None
     if dataset is not None:
@@ -318,7 +324,9 @@ def _check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contaminatio
             data = None
     if model is not None:
         built = model.build()
-        errors.items += [SuiteError(p, errors.file, model.line) for p in (built.check() if hasattr(built, "check") else [])]
+        n_classes = data.class_count() if data is not None and hasattr(data, "class_count") and not training else None
+        found = built.check(n_mels=n_mels, n_classes=n_classes) if hasattr(built, "check") else []
+        errors.items += [SuiteError(p, errors.file, model.line) for p in found]
     for c in contaminations:
         built = c.build()
         problems = built.check(data) if hasattr(built, "check") else []

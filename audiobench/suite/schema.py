@@ -25,7 +25,7 @@ TOP_LEVEL_KEYS = {
     "frontend": "STFT / mel settings of the classifier's input",
     "dataset": "the dataset: a name or {name: ..., params}",
     "split": "the split explanations are evaluated on (test)",
-    "limit": "evaluate only the first N clips of the split",
+    "limit": "evaluate a class-stratified, seeded sample of N clips of the split",
     "batch_size": "clips per explanation batch",
     "model": "the classifier: {name: cnn14, width, depth, train: {...}}",
     "domains": "masking domains: stft2mel, mel",
