@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.audiobench-installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test latex lint bench clean
 
 install: $(STAMP)
 
@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/audiobench run suites/quickstart.yaml
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(STAMP) latex
+	$(BIN)/python -m pytest -q -rs
+
+latex:  # pdflatex for the LaTeX compile test: installed with apt-get when missing and root
+	@sh tools/ensure_latex.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

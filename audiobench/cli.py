@@ -34,7 +34,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="discard stored cells and recompute everything")
     r.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"], help="format printed at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--cell", metavar="ID", help=(
+        "run only this cell (its id or a unique prefix, see --list-cells), e.g. in a process of its own on a "
+        "cluster: it writes exactly the rows the full run writes; tables are written once every cell is done"))
+    r.add_argument("--list-cells", action="store_true", help="print the suite's cell ids (done or to do) and exit")
     _add_set(r)
+
+    sc = sub.add_parser("score", help="add or recompute metrics of a finished run from its kept masks", description=(
+        "Score the explanations RUN_DIR kept (masks/, one file per cell) with METRICS (default: the run's own), "
+        "without explaining again; their rows in per_sample.parquet are replaced or added and the tables "
+        "rewritten. A recomputed metric equals the run's own to float rounding."))
+    sc.add_argument("run_dir", metavar="RUN_DIR")
+    sc.add_argument("--metrics", nargs="+", metavar="METRIC", help="metrics to compute, e.g. --metrics ai ff sps")
+    sc.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    sc.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     v = sub.add_parser("validate", help="check a suite without running it", description=(
         "Check names, types, paths and combinations of SUITE. Each problem is printed as "
@@ -136,11 +149,30 @@ def _dispatch(args: argparse.Namespace) -> int:
         from audiobench.suite import load_suite
 
         suite = load_suite(args.suite, args.overrides) if args.overrides else args.suite
-        result = run_suite(suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet)
+        if args.list_cells:
+            from audiobench.runner import prepare
+
+            session = prepare(suite, args.output, args.limit, args.device, progress=not args.quiet)
+            for cell in session.cells:
+                print(f"{cell.id}\t{'done' if session.store.has(cell.id) else 'to do'}")
+            return 0
+        result = run_suite(suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet,
+                           cell=args.cell)
+        if not result.complete:
+            print(f"cell {args.cell} stored in {result.run_dir}/cells/; other cells remain", file=sys.stderr)
+            return 0
         for text in render_run(result.run_dir, args.format, write=False).values():
             print(text)
             print()
         print(f"results in {result.run_dir}/ (tables/, per_sample.parquet, manifest.json)", file=sys.stderr)
+        return 0
+    if args.command == "score":
+        from audiobench.scoring import score_run
+
+        result = score_run(args.run_dir, args.metrics, args.device, progress=not args.quiet)
+        for text in result.tables.values():
+            print(text)
+            print()
         return 0
     if args.command == "train":
         from audiobench.suite import load_suite

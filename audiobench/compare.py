@@ -53,10 +53,6 @@ class Reference:
     setting: str
 
 
-def reference_names() -> list[str]:
-    return sorted(REFERENCES)
-
-
 def read_reference(name: str) -> pd.DataFrame:
     if name not in REFERENCES:
         raise AudiobenchError(f"unknown reference '{name}'{did_you_mean(name, REFERENCES)}")

@@ -1,4 +1,4 @@
-"""Masking domains: the grid a mask lives on, and how a masked grid reaches the classifier.
+"""Masking domains: the grid a mask lives on, and the log-mel spectrogram a masked grid stands for.
 
 ``stft2mel`` masks log1p|STFT| on the linear-frequency grid and maps it to the classifier's
 log-mel input (expm1 -> mel filterbank -> log1p), as the L-MAC recipe does; it is listenable
@@ -38,8 +38,11 @@ class Domain(Component):
     def represent(self, frontend: Frontend, wave: torch.Tensor) -> Representation:
         raise NotImplementedError
 
-    def to_classifier(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
-        """A (masked) representation [B, 1, T, F] -> the classifier's log-mel input [B, 1, T, n_mels]."""
+    def to_logmel(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
+        """A (masked) representation [B, 1, T, F] -> the log1p-mel spectrogram it stands for [B, 1, T, n_mels].
+
+        What a model reads is the model's choice (:meth:`AudioClassifier.network_input`); CNN14 reads this.
+        """
         raise NotImplementedError
 
     def from_mel_grid(self, frontend: Frontend, grid: torch.Tensor) -> torch.Tensor:
@@ -55,7 +58,6 @@ class Domain(Component):
 class Stft2Mel(Domain):
     """Mask on the linear log1p|STFT| grid, mapped to log-mel for the classifier; listenable."""
 
-    name = "stft2mel"
     display_name = "STFT→Mel"
     listenable = True
 
@@ -63,7 +65,7 @@ class Stft2Mel(Domain):
         spec = frontend.stft(wave)
         return Representation(torch.log1p(spec.abs()), spec, wave.shape[-1])
 
-    def to_classifier(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
+    def to_logmel(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
         # a magnitude is never negative: noise-perturbed inputs (SmoothGrad, SHAP) must not make log1p NaN
         return torch.log1p(frontend.mel(torch.expm1(x).clamp_min(0)))
 
@@ -78,14 +80,13 @@ class Stft2Mel(Domain):
 class Mel(Domain):
     """Mask on the classifier's log-mel input directly (not listenable)."""
 
-    name = "mel"
     display_name = "Mel"
 
     def represent(self, frontend: Frontend, wave: torch.Tensor) -> Representation:
         spec = frontend.stft(wave)
         return Representation(torch.log1p(frontend.mel(spec.abs())), spec, wave.shape[-1])
 
-    def to_classifier(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
+    def to_logmel(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
         return x
 
     def from_mel_grid(self, frontend: Frontend, grid: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,17 @@
 """Registries of named components: methods, metrics, datasets, contaminations, domains, models.
 
-Built-ins register with a decorator in their own module and are listed here as lazy
-``"module:attr"`` entries, so ``audiobench list`` and suite validation never import torch-heavy
-modules they do not need. Third-party packages register through the entry-point groups
-``audiobench.methods``, ``audiobench.metrics`` and ``audiobench.datasets``; a suite may also
-name a local Python file under ``plugins:``.
+Every component, built-in or plugin, is declared the same way: an entry point in the group
+``audiobench.<kind>`` of an installed package (audiobench's own are in its ``pyproject.toml``),
+or a decorator (``METHODS.register``, ``register_metric``...) in a plugin file a suite names under
+``plugins:``. Entry points are read lazily, so ``audiobench list`` and suite validation never
+import torch-heavy modules they do not need. The registered name is the component's name (the
+registry sets ``cls.name``); a name registered twice, or an object of the wrong kind, is a
+one-line error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -21,8 +24,17 @@ from audiobench.errors import AudiobenchError, did_you_mean
 
 T = TypeVar("T")
 
-KINDS = ("methods", "metrics", "datasets", "contaminations", "domains", "models")
-ENTRY_POINT_KINDS = ("methods", "metrics", "datasets")
+BUILTIN_DISTRIBUTION = "audiobench"
+
+# what each kind registers: (module, class); metrics are instances, the others subclasses
+_BASES = {
+    "methods": ("audiobench.methods.base", "Explainer"),
+    "metrics": ("audiobench.metrics.base", "Metric"),
+    "datasets": ("audiobench.data.base", "Dataset"),
+    "contaminations": ("audiobench.data.contaminations", "Contamination"),
+    "domains": ("audiobench.domains", "Domain"),
+    "models": ("audiobench.models.base", "ModelSpec"),
+}
 
 
 class Registry(Generic[T]):
@@ -31,30 +43,46 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
-        self._lazy: dict[str, str] = {}  # name -> "module:attr" (built-ins)
         self._entry_points: dict[str, importlib.metadata.EntryPoint] = {}
-        self._entry_points_scanned = kind not in ENTRY_POINT_KINDS
+        self._entry_points_scanned = False
 
     # -- registration -------------------------------------------------
     def add(self, name: str, obj: T) -> T:
-        """Register ``obj`` under ``name``; a second, different object under one name is an error."""
+        """Register ``obj`` under ``name`` (and make ``name`` its name).
+
+        Raises :class:`AudiobenchError` (one line) for an object of the wrong kind, a class that
+        declares another name, or a second, different object under one name.
+        """
+        self._check_kind(name, obj)
         existing = self._items.get(name)
         if existing is not None and existing is not obj and _qualname(existing) != _qualname(obj):
             raise AudiobenchError(
                 f"duplicate {self.kind[:-1]} name '{name}': {_qualname(existing)} and {_qualname(obj)}"
             )
-        lazy_module = self._lazy.get(name, "").partition(":")[0]
-        if existing is None and lazy_module and _module(obj) != lazy_module:
+        self._scan_entry_points()
+        ep = self._entry_points.get(name)
+        if existing is None and ep is not None and not self._loading_entry_point(name) and ep.module != _module(obj):
             raise AudiobenchError(
-                f"duplicate {self.kind[:-1]} name '{name}': built-in {self._lazy[name]} and {_qualname(obj)}"
+                f"duplicate {self.kind[:-1]} name '{name}': already provided by entry point {ep.value}"
             )
-        if existing is None and name in self._entry_points and not self._loading_entry_point(name):
-            raise AudiobenchError(
-                f"duplicate {self.kind[:-1]} name '{name}': already provided by entry point "
-                f"{self._entry_points[name].value}"
-            )
+        if isinstance(obj, type):
+            declared = obj.__dict__.get("name")
+            if declared and declared != name:
+                raise AudiobenchError(
+                    f"{_qualname(obj)} declares name '{declared}' but is registered as '{name}': "
+                    "drop the class attribute, the registered name is the name"
+                )
+            obj.name = name  # type: ignore[attr-defined]
         self._items[name] = obj
         return obj
+
+    def _check_kind(self, name: str, obj: Any) -> None:
+        module, cls_name = _BASES[self.kind]
+        base = getattr(importlib.import_module(module), cls_name)
+        ok = isinstance(obj, base) if self.kind == "metrics" else isinstance(obj, type) and issubclass(obj, base)
+        if not ok:
+            what = f"a {cls_name} (register_metric makes one)" if self.kind == "metrics" else f"a subclass of {module}.{cls_name}"
+            raise AudiobenchError(f"cannot register {_qualname(obj)} as {self.kind[:-1]} '{name}': expected {what}")
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
@@ -64,30 +92,21 @@ class Registry(Generic[T]):
 
         return deco
 
-    def add_lazy(self, name: str, target: str) -> None:
-        """Register a built-in as ``"module:attr"``, imported on first use."""
-        self._lazy[name] = target
-
     # -- lookup -------------------------------------------------------
     def names(self) -> list[str]:
         self._scan_entry_points()
-        return sorted(set(self._items) | set(self._lazy) | set(self._entry_points))
+        return sorted(set(self._items) | set(self._entry_points))
 
     def builtin_names(self) -> list[str]:
-        """Names shipped with audiobench (not plugins)."""
-        return sorted(self._lazy)
+        """Names shipped with audiobench (its own entry points), not plugins."""
+        self._scan_entry_points()
+        return sorted(n for n, ep in self._entry_points.items() if _distribution(ep) == BUILTIN_DISTRIBUTION)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
 
     def get(self, name: str) -> T:
         if name in self._items:
-            return self._items[name]
-        if name in self._lazy:
-            module, _, _ = self._lazy[name].partition(":")
-            importlib.import_module(module)  # its decorator registers it
-            if name not in self._items:
-                raise AudiobenchError(f"{self._lazy[name]} did not register {self.kind[:-1]} '{name}'")
             return self._items[name]
         self._scan_entry_points()
         if name in self._entry_points:
@@ -109,7 +128,7 @@ class Registry(Generic[T]):
             return
         self._entry_points_scanned = True
         for ep in importlib.metadata.entry_points(group=f"audiobench.{self.kind}"):
-            if ep.name in self._lazy or ep.name in self._items or ep.name in self._entry_points:
+            if ep.name in self._entry_points or (ep.name in self._items and _module(self._items[ep.name]) != ep.module):
                 raise AudiobenchError(
                     f"duplicate {self.kind[:-1]} name '{ep.name}': entry point {ep.value} "
                     "clashes with one already registered"
@@ -126,13 +145,18 @@ class Registry(Generic[T]):
         finally:
             Registry._loading.discard((self.kind, name))
         if name not in self._items:  # the entry point names the object itself
-            self._items[name] = obj
+            self.add(name, obj)
         return self._items[name]
 
 
 def _module(obj: Any) -> str | None:
     """The module that defined ``obj`` (instances such as metrics say so through ``defined_in``)."""
     return getattr(obj, "defined_in", None) or getattr(obj, "__module__", None)
+
+
+def _distribution(ep: importlib.metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return None if dist is None else dist.metadata["Name"]
 
 
 def _qualname(obj: Any) -> str:
@@ -156,56 +180,14 @@ REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
 }
 
-_BUILTINS = {
-    METHODS: {
-        "saliency": "audiobench.methods.gradients:Saliency",
-        "smoothgrad": "audiobench.methods.gradients:SmoothGrad",
-        "integrated_gradients": "audiobench.methods.gradients:IntegratedGradients",
-        "guided_backprop": "audiobench.methods.gradients:GuidedBackprop",
-        "shap": "audiobench.methods.gradients:GradientShap",
-        "gradcam": "audiobench.methods.cam:GradCAM",
-        "gradcam_pp": "audiobench.methods.cam:GradCAMPlusPlus",
-        "guided_gradcam": "audiobench.methods.cam:GuidedGradCAM",
-        "random": "audiobench.methods.control:RandomMap",
-        "lmac": "audiobench.methods.lmac:LMAC",
-        "l2i": "audiobench.methods.l2i:L2I",
-    },
-    METRICS: {
-        name: "audiobench.metrics.faithfulness:" + name
-        for name in ("ai", "ad", "ag", "ff", "fid_in")
-    }
-    | {name: "audiobench.metrics.complexity:" + name for name in ("sps", "comp", "mm")}
-    | {name: "audiobench.metrics.l2i:" + name
-       for name in ("fidelity_top1", "fidelity_top5", "ff_l2i", "ff_l2i_random", "n_components")},
-    DATASETS: {
-        "synth": "audiobench.data.synth:SynthDataset",
-        "esc50": "audiobench.data.esc50:ESC50",
-        "urbansound8k": "audiobench.data.esc50:UrbanSound8K",
-        "audio_folder": "audiobench.data.audio_folder:AudioFolder",
-    },
-    CONTAMINATIONS: {
-        "none": "audiobench.data.contaminations:NoContamination",
-        "mixture": "audiobench.data.contaminations:Mixture",
-        "white_noise": "audiobench.data.contaminations:WhiteNoise",
-        "noise_folder": "audiobench.data.noise_folder:NoiseFolder",
-    },
-    DOMAINS: {
-        "stft2mel": "audiobench.domains:Stft2Mel",
-        "mel": "audiobench.domains:Mel",
-    },
-    MODELS: {"cnn14": "audiobench.models.cnn14:Cnn14Spec"},
-}
-for _registry, _entries in _BUILTINS.items():
-    for _name, _target in _entries.items():
-        _registry.add_lazy(_name, _target)
-
-
 def load_plugin_file(path: str | Path) -> None:
     """Import a local plugin file; its decorators register what it defines."""
     path = Path(path)
     if not path.is_file():
         raise AudiobenchError(f"plugin file not found: {path}")
-    mod_name = f"audiobench_plugin_{abs(hash(str(path.resolve())))}"
+    # a stable module name (the same in every process: cells run on their own re-import it)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    mod_name = f"audiobench_plugin_{path.stem.replace('-', '_')}_{digest}"
     if mod_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(mod_name, path)

@@ -3,11 +3,15 @@
 Layout::
 
     RUN_DIR/manifest.json         resolved suite, seeds, versions, git hash, accuracy, timings, skips
-    RUN_DIR/per_sample.parquet    long form: dataset, model, domain, contamination, method, label,
-                                  sample_id, metric, value
+    RUN_DIR/per_sample.parquet    long form: dataset, model, domain, contamination, method, row,
+                                  sample_id, target, metric, value
     RUN_DIR/tables/*.md|.tex|.csv
     RUN_DIR/cells/<cell>.parquet  one completed cell (its .json, written last, marks it complete)
+    RUN_DIR/masks/<cell>.npz      the cell's kept explanations (audiobench.masks)
     RUN_DIR/audio/...             listenable interpretations (stft2mel)
+
+``row`` is the table row (a method's label); ``target`` the class (0-based index into the
+manifest's ``classes``) the row's clip was explained for.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pandas as pd
 from audiobench.cache import atomic_write_bytes, atomic_write_json
 from audiobench.errors import AudiobenchError
 
-COLUMNS = ["dataset", "model", "domain", "contamination", "method", "label", "sample_id", "metric", "value"]
+COLUMNS = ["dataset", "model", "domain", "contamination", "method", "row", "sample_id", "target", "metric", "value"]
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -39,6 +43,10 @@ class RunStore:
         self.root = Path(root)
         self.cells = self.root / "cells"
 
+    def masks_path(self, cell_id: str) -> Path:
+        """Where a cell's kept explanations live."""
+        return self.root / "masks" / f"{cell_id}.npz"
+
     def has(self, cell_id: str) -> bool:
         return (self.cells / f"{cell_id}.json").exists() and (self.cells / f"{cell_id}.parquet").exists()
 
@@ -53,7 +61,7 @@ class RunStore:
 
     def clear(self) -> None:
         """Remove everything a run writes (``--overwrite``)."""
-        for name in ("cells", "tables", "audio"):
+        for name in ("cells", "tables", "audio", "masks"):
             shutil.rmtree(self.root / name, ignore_errors=True)
         for name in ("per_sample.parquet", "manifest.json"):
             (self.root / name).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from audiobench._malloc import tune_allocator
+from audiobench.cells import explain_rows
 from audiobench.data.base import ClipSet
 from audiobench.domains import Stft2Mel
 from audiobench.frontend import Frontend
@@ -26,7 +27,6 @@ from audiobench.methods.base import DomainModel, ExplainContext, FitContext
 from audiobench.metrics.complexity import complexity, sparseness
 from audiobench.models.cnn14 import Cnn14
 from audiobench.registry import METHODS
-from audiobench.runner import explain_rows
 
 QUICKSTART_PARAMS = {
     "smoothgrad": {"n_samples": 25, "stdev": 0.15},
@@ -74,7 +74,7 @@ def main() -> None:
                 os.environ["AUDIOBENCH_CACHE"] = tmp
                 method.fit(FitContext(model, clips, clips, [], 0, dev, {"benchmark": name}, Path(tmp) / "logs",
                                       progress=False))
-        batched = _time(lambda: method.explain(x, target, ctx)) / args.clips  # noqa: B023
+        batched = _time(lambda: method.explain(x, target, ctx).mask) / args.clips  # noqa: B023
         n_loop = min(args.clips, 5)  # the reference loops over clips: time a few, per clip
         looped = _time(lambda: [method.explain(x[i : i + 1], target[i : i + 1], ctx) for i in range(n_loop)]) / n_loop  # noqa: B023
         print(f"{name:<22}{batched:>16.4f}{looped:>17.4f}{looped / batched:>9.1f}x")

@@ -1,9 +1,11 @@
 """Built-in explanation methods (importable as ``audiobench.methods``).
 
 Each module registers its methods with ``audiobench.registry.METHODS``; add your own with
-``@METHODS.register("name")`` on an :class:`Explainer` subclass (see ``examples/plugin``).
+``@METHODS.register("name")`` on an :class:`Explainer` subclass (see ``examples/time_occlusion.py``,
+a method in one file, and ``examples/plugin``, the same as an installable package).
 """
 
-from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams, to_mask
+from audiobench.explanation import Explanation, MaskParts
+from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams, FitContext, to_mask
 
-__all__ = ["ExplainContext", "Explainer", "ExplainerParams", "to_mask"]
+__all__ = ["ExplainContext", "Explainer", "ExplainerParams", "Explanation", "FitContext", "MaskParts", "to_mask"]

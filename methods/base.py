@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -18,32 +18,51 @@ from audiobench.component import Component, Params
 from audiobench.data.base import ClipSet
 from audiobench.domains import Domain
 from audiobench.errors import AudiobenchError
+from audiobench.explanation import Explanation
 from audiobench.frontend import Frontend
+from audiobench.models.base import AudioClassifier
+from audiobench.shipped import restore
 
 
 class DomainModel(nn.Module):
-    """The classifier seen from a masking domain: representation x [B, 1, T, F] -> logits."""
+    """The classifier seen from a masking domain: representation x [B, 1, T, F] -> scores [B, C].
 
-    def __init__(self, classifier: nn.Module, domain: Domain, frontend: Frontend):
+    The classifier decides what it reads from the representation (``network_input``); scores are
+    logits or scaled similarities, :meth:`probabilities` turns them into p by the output kind.
+    """
+
+    def __init__(self, classifier: AudioClassifier, domain: Domain, frontend: Frontend):
         super().__init__()
         self.classifier, self.frontend = classifier, frontend
         self.domain = domain
 
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation [B, 1, T, F] -> the network's input."""
+        return self.classifier.network_input(self.domain, self.frontend, x)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's output for representations x, shallowest first."""
+        return self.classifier.features(self.network_input(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.domain.to_classifier(self.frontend, x))
+        return self.classifier(self.network_input(x))
+
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores [B, C] -> probabilities [B, C] by the classifier's output kind."""
+        return self.classifier.probabilities(scores)
 
 
 @dataclass
 class ExplainContext:
-    """What an explainer may use for one batch."""
+    """What an explainer may use for one batch: the model seen from the domain, a seed for its
+    random draws, and the largest number of rows it should push through the model at once."""
 
     model: DomainModel
     seed: int = 0
-    max_rows: int = 64  # largest batch an explainer should push through the model at once
-    extras: dict[str, Any] = field(default_factory=dict)
+    max_rows: int = 64
 
     @property
-    def classifier(self) -> nn.Module:
+    def classifier(self) -> AudioClassifier:
         return self.model.classifier
 
     @property
@@ -104,6 +123,7 @@ class FitContext:
         weights, meta = self.cache_path(method, key), self.cache_path(method, key, ".json")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
+        restore(weights, meta)  # a miss may be served by the repository's shipped artefacts
         cached = weights.exists() and meta.exists()
         if cached:
             load(torch.load(weights, map_location=self.device, weights_only=True))
@@ -117,19 +137,6 @@ class FitContext:
             atomic_write_bytes(weights, buf.getvalue())
             atomic_write_json(meta, info)
         return {k: v for k, v in info.items() if k != "history"} | {"cached": cached}
-
-
-@dataclass
-class MaskParts:
-    """Parts of a batch's explanations worth hearing on their own (e.g. L2I's relevant components).
-
-    Part i belongs to sample ``rows[i]`` of the batch, is named ``names[i]`` (a file-name suffix such
-    as ``component07``) and is the mask ``masks[i]`` [1, T, F] on the domain's grid.
-    """
-
-    rows: torch.Tensor  # [N] long
-    names: list[str]
-    masks: torch.Tensor  # [N, 1, T, F]
 
 
 def classifier_blocks(blocks: int | list[int], depth: int, method: str) -> list[int]:
@@ -198,14 +205,14 @@ class Explainer(Component):
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         raise NotImplementedError
 
-    def mask_parts(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> MaskParts | None:
-        """Optional parts of the explanations of ``x`` that a run writes as audio beside each
-        interpretation (``<clip>__<name>.wav`` in listenable domains). None: the method has none."""
-        return None
+    def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> Explanation:
+        """The explanation of each row of ``x`` [B, 1, T, F] for its class ``target`` [B] (long).
 
-    def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
-        """Mask in [0, 1] shaped like ``x`` for the classes ``target`` [B]."""
+        The default turns :meth:`attribute`'s raw map into the mask (non-negative, normalised per
+        row); methods with parts or side outputs (L2I) override it. Raises ``ValueError`` when the
+        raw map is not shaped like ``x``.
+        """
         raw = self.attribute(x, target, ctx).detach()
         if raw.shape != x.shape:
             raise ValueError(f"method '{self.name}' returned a map of shape {tuple(raw.shape)} for input {tuple(x.shape)}")
-        return to_mask(raw, self.params.nonneg, self.params.normalize)
+        return Explanation(to_mask(raw, self.params.nonneg, self.params.normalize))

@@ -37,12 +37,9 @@ class _Cam(Explainer):
         return []
 
     def block(self, ctx: ExplainContext) -> torch.nn.Module:
-        """The conv block ``layer`` names; :class:`AudiobenchError` (one line) when it names none."""
-        clf = ctx.classifier
-        depth = getattr(clf, "depth", None)
-        if not isinstance(depth, int):  # a classifier that does not say its depth resolves the name itself
-            return clf.block(self.params.layer)
-        return clf.block(layer_index(self.params.layer, depth, type(clf).__name__.lower()))
+        """The block ``layer`` names (the model contract's ``block``); :class:`AudiobenchError`
+        (one line) when it names none."""
+        return ctx.classifier.block(self.params.layer)
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """The class activation map on the block's grid, [B, 1, T', F']."""
@@ -64,7 +61,7 @@ class _Cam(Explainer):
 class GradCAM(_Cam):
     """Gradient-weighted class activation map of a conv block (Selvaraju et al., 2017)."""
 
-    name, display_name = "gradcam", "GradCAM"
+    display_name = "GradCAM"
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         layer = self.block(ctx)
@@ -88,7 +85,7 @@ def gradcam_pp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.
 class GradCAMPlusPlus(_Cam):
     """GradCAM++: higher-order gradient weighting of a conv block's activations (Chattopadhay et al., 2018)."""
 
-    name, display_name = "gradcam_pp", "GradCAM++"
+    display_name = "GradCAM++"
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         layer = self.block(ctx)
@@ -110,7 +107,7 @@ class GradCAMPlusPlus(_Cam):
 class GuidedGradCAM(_Cam):
     """Guided backprop multiplied by the upsampled GradCAM map (Selvaraju et al., 2017)."""
 
-    name, display_name = "guided_gradcam", "Guided GradCAM"
+    display_name = "Guided GradCAM"
 
     class Params(CamParams):
         nonneg: Literal["abs", "relu", "none"] = "abs"  # the guided-backprop factor is signed

@@ -12,7 +12,7 @@ from audiobench.registry import METHODS
 class RandomMap(Explainer):
     """Uniform random map, seeded per batch: the floor any real method should beat."""
 
-    name, display_name = "random", "Random"
+    display_name = "Random"
     needs_gradients = False
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:

@@ -15,7 +15,7 @@ from audiobench.registry import METHODS
 class Saliency(Explainer):
     """Vanilla gradient of the class score w.r.t. the representation (Simonyan et al., 2014)."""
 
-    name, display_name = "saliency", "Saliency"
+    display_name = "Saliency"
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         return attr.Saliency(ctx.model).attribute(x, target=target, abs=False)
@@ -25,7 +25,7 @@ class Saliency(Explainer):
 class SmoothGrad(Explainer):
     """Gradients averaged over noisy copies of the input, noise drawn per copy (Smilkov et al., 2017)."""
 
-    name, display_name = "smoothgrad", "SmoothGrad"
+    display_name = "SmoothGrad"
 
     class Params(ExplainerParams):
         n_samples: int = Field(25, ge=1, description="noisy copies per clip")
@@ -45,7 +45,7 @@ class SmoothGrad(Explainer):
 class IntegratedGradients(Explainer):
     """Path integral of gradients from a zero baseline (Sundararajan et al., 2017)."""
 
-    name, display_name = "integrated_gradients", "IG"
+    display_name = "IG"
 
     class Params(ExplainerParams):
         n_steps: int = Field(50, ge=2, description="integration steps")
@@ -63,7 +63,7 @@ class IntegratedGradients(Explainer):
 class GuidedBackprop(Explainer):
     """Gradients with negative signals stopped at every ReLU (Springenberg et al., 2015)."""
 
-    name, display_name = "guided_backprop", "Guided Backprop"
+    display_name = "Guided Backprop"
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         return attr.GuidedBackprop(ctx.model).attribute(x, target=target)
@@ -73,7 +73,7 @@ class GuidedBackprop(Explainer):
 class GradientShap(Explainer):
     """SHAP values by expected gradients from a zero baseline (Captum GradientShap; Lundberg & Lee, 2017)."""
 
-    name, display_name = "shap", "SHAP"
+    display_name = "SHAP"
 
     class Params(ExplainerParams):
         n_samples: int = Field(20, ge=1, description="random points between baseline and input")

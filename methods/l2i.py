@@ -19,10 +19,10 @@ the relevant set L = {k : r_k > rt}, and the soft mask M = (W_L H_L) / (W H + ep
 domain's grid (W_L H_L keeps only the rows of H in L). In ``stft2mel`` the dictionary lives on the
 linear log1p|STFT| bins, so the mask is listenable through the domain (ISTFT(M |X| e^{j phase})).
 
-For L2I's own evaluation the explainer leaves per-sample tensors in ``ctx.extras`` (see
-``audiobench.metrics.l2i``): Theta's logits, the classifier's logits on X - X_L = (1 - M) X (the
-relevant components removed) and on the input with as many randomly chosen non-relevant components
-removed (the paper's random baseline), and |L|. Everything is batched over the clips.
+For L2I's own evaluation (``audiobench.metrics.l2i``) the :class:`Explanation` carries Theta's
+scores, |L|, and two removals the metric engine scores: the relevant components (X - X_L =
+(1 - M_L) X) and as many randomly chosen non-relevant components (the paper's random baseline).
+Everything is batched over the clips.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from audiobench.cache import atomic_write_bytes, stable_hash
-from audiobench.errors import AudiobenchError
+from audiobench.explanation import Explanation, MaskParts
 from audiobench.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
     DomainModel,
@@ -50,11 +50,11 @@ from audiobench.methods.base import (
     Explainer,
     ExplainerParams,
     FitContext,
-    MaskParts,
     classifier_blocks,
     to_mask,
 )
 from audiobench.methods.blocks import blocks_problem
+from audiobench.models.base import AudioClassifier
 from audiobench.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
 from audiobench.registry import METHODS
 
@@ -191,14 +191,14 @@ class Interpretation:
 # the method
 
 
-def _block_dims(clf: nn.Module, model: DomainModel, block_idx: list[int]) -> list[tuple[int, int]]:
-    """(channels, frequency bins) of the chosen block outputs, from a probe through the classifier."""
-    n_mels = model.frontend.params.n_mels
-    probe = torch.zeros(1, 1, max(16, 2 ** (max(block_idx) + 1)), n_mels,
-                        device=next(clf.parameters()).device)
+def _block_dims(clf: AudioClassifier, model: DomainModel, block_idx: list[int]) -> list[tuple[int, int]]:
+    """(channels, frequency bins) of the chosen block outputs, from a silent probe through the model."""
+    frames = max(16, 2 ** (max(block_idx) + 1))
+    wave = torch.zeros(1, frames * model.frontend.params.hop_length, device=next(clf.parameters()).device)
     was_training = clf.training
+    clf.eval()
     with torch.no_grad():
-        feats = clf.eval().features(probe)
+        feats = model.features(model.domain.represent(model.frontend, wave).x)
     clf.train(was_training)
     return [(feats[i - 1].shape[1], feats[i - 1].shape[3]) for i in block_idx]
 
@@ -207,7 +207,7 @@ def _block_dims(clf: nn.Module, model: DomainModel, block_idx: list[int]) -> lis
 class L2I(Explainer):
     """L2I: time activations of a sparse-NMF dictionary predicted from the classifier's blocks; relevant components form a soft mask (Parekh et al., 2022)."""
 
-    name, display_name = "l2i", "L2I"
+    display_name = "L2I"
     Params = L2IParams
     trainable = True
     needs_gradients = False
@@ -245,11 +245,8 @@ class L2I(Explainer):
         return {k: getattr(p, k) for k in keys}
 
     # -- pieces -----------------------------------------------------------------------------
-    def _classifier(self, model: DomainModel) -> nn.Module:
-        clf = model.classifier
-        if not (hasattr(clf, "features") and hasattr(clf, "depth")):
-            raise AudiobenchError("l2i needs a classifier exposing its block outputs (features(), depth), as cnn14 does")
-        return clf
+    def _classifier(self, model: DomainModel) -> AudioClassifier:
+        return model.classifier
 
     def _build(self, model: DomainModel, k: int, n_classes: int) -> tuple[Psi, Theta]:
         clf = self._classifier(model)
@@ -261,7 +258,7 @@ class L2I(Explainer):
     def _encode(self, model: DomainModel, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Chosen block outputs and the classifier's logits for representations x."""
         clf = self._classifier(model)
-        feats = clf.features(model.domain.to_classifier(model.frontend, x))
+        feats = model.features(x)
         return [feats[i - 1] for i in self.block_idx], clf.head(feats[-1])
 
     # -- fitting ----------------------------------------------------------------------------
@@ -411,31 +408,27 @@ class L2I(Explainer):
         selected = r > self.params.rt
         return Interpretation(H, z, self.theta.fc(z), r, selected, component_mask(W, H, selected))
 
-    def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+    def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> Explanation:
+        """The soft mask of the relevant components, each relevant component as a named part
+        (``component<k>``: the soft mask (w_k h_k) / (W H + eps), written as audio in ``stft2mel``),
+        and for L2I's own metrics: Theta's scores, the number of relevant components, and two removals
+        the engine scores, the ``relevant`` components and the ``random`` baseline of as many
+        non-relevant ones (the paper's FF and its control)."""
         it = self.interpret(x, target, ctx.model)
         with torch.no_grad():
-            rand = random_nonrelevant(it.selected, ctx.generator("cpu"))
-            removed = (1 - torch.cat([it.mask, component_mask(self.W, it.H, rand)])) * x.repeat(2, 1, 1, 1)
-            logits = torch.cat([ctx.model(removed[i : i + ctx.max_rows]) for i in range(0, len(removed), ctx.max_rows)])
-        b = x.shape[0]
-        ctx.extras.update(
-            interpreter_logits=it.logits,
-            logits_removed=logits[:b],
-            logits_removed_random=logits[b:],
-            n_components=it.selected.sum(dim=1).to(x.dtype),
+            rand = component_mask(self.W, it.H, random_nonrelevant(it.selected, ctx.generator("cpu")))
+            rows, comps = it.selected.nonzero(as_tuple=True)  # every (row, relevant component) pair at once
+            onehot = F.one_hot(comps, it.selected.shape[1]).bool()
+            digits = len(str(it.selected.shape[1] - 1))
+            parts = MaskParts(rows.cpu(), [f"component{k:0{digits}d}" for k in comps.tolist()],
+                              component_mask(self.W, it.H[rows], onehot))
+        return Explanation(
+            mask=to_mask(it.mask, self.params.nonneg, self.params.normalize),
+            parts=parts,
+            removals={"relevant": it.mask, "random": rand},
+            interpreter_scores=it.logits,
+            n_parts=it.selected.sum(dim=1).to(x.dtype),
         )
-        return to_mask(it.mask, self.params.nonneg, self.params.normalize)
-
-    @torch.no_grad()
-    def mask_parts(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> MaskParts:
-        """Each relevant component k of each clip on its own, the soft mask (w_k h_k) / (W H + eps), named
-        ``component<k>`` (a run writes them as audio, ISTFT with the input's phase, in ``stft2mel``)."""
-        it = self.interpret(x, target, ctx.model)
-        rows, comps = it.selected.nonzero(as_tuple=True)  # every (clip, relevant component) pair at once
-        onehot = F.one_hot(comps, it.selected.shape[1]).bool()
-        digits = len(str(it.selected.shape[1] - 1))
-        names = [f"component{k:0{digits}d}" for k in comps.tolist()]
-        return MaskParts(rows, names, component_mask(self.W, it.H[rows], onehot))
 
 
 @contextlib.contextmanager

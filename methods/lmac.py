@@ -170,7 +170,7 @@ def finetune_loss(
 class LMAC(Explainer):
     """L-MAC: a decoder on the classifier's latents trained to output faithful, listenable masks (Paissan et al., 2024)."""
 
-    name, display_name = "lmac", "L-MAC"
+    display_name = "L-MAC"
     Params = LmacParams
     trainable = True
     needs_gradients = False
@@ -201,12 +201,12 @@ class LMAC(Explainer):
         if isinstance(blocks, int):  # the N deepest, at most every block the classifier has
             blocks = min(blocks, clf.depth)
         self.block_idx = sorted(classifier_blocks(blocks, clf.depth, self.name), reverse=True)  # deepest first
-        channels = [clf.block(i).conv2.out_channels for i in self.block_idx]
+        channels = [clf.block_channels()[i - 1] for i in self.block_idx]
         return LmacDecoder(channels, self.params.hidden)
 
     def _mask(self, decoder: LmacDecoder, model: DomainModel, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            feats = model.classifier.features(model.domain.to_classifier(model.frontend, x))
+            feats = model.features(x)
         chosen = [feats[i - 1] for i in self.block_idx]
         mel_size = (x.shape[-2], model.frontend.params.n_mels)
         return decoder(chosen, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))

@@ -1,46 +1,78 @@
-"""The metric engine's contract: shared forward passes and registered per-sample metrics."""
+"""The metric engine's contract: shared forward passes and registered per-(clip, target) metrics.
+
+Every metric refers to a target class t of a clip: by default the model's decision (the predicted
+class of a ``softmax`` or ``similarity`` model; each label a ``sigmoid`` model detects), or any
+class a suite asks for. Probabilities follow the model's output kind (softmax over classes or
+prompts, one sigmoid per label) and are computed once per forward pass.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
+from audiobench.models.base import OUTPUT_KINDS, OutputKind, probabilities
 from audiobench.registry import METRICS
 
-Needs = Literal["mask", "outputs", "model", "ground_truth"]
+# what a metric reads: the mask; the model's outputs on X, M*X and (1-M)*X; the engine's removal
+# passes (``Explanation.removals``); an interpreter's own scores; a part count; ground truth
+Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth"]
+NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth")
 
 
 @dataclass
 class MetricInputs:
-    """Everything the metrics of one batch share, each forward pass computed once.
+    """Everything the metrics of one batch of (clip, target) rows share, each forward pass computed once.
 
-    ``probs_*`` are softmax probabilities of p(X), p(M*X) and p((1-M)*X); ``pred`` is the class
-    c = argmax p(X) every metric refers to (the decision being explained). ``extras`` holds the
-    per-sample tensors an explainer left in ``ExplainContext.extras`` (batch first, only the kept
-    rows); a metric that needs an absent extra returns ``None`` and the engine writes no rows for it.
+    Shapes: ``x``, ``mask`` [B, 1, T, F]; scores [B, C]; ``target`` [B] long. ``probs_*`` are the
+    probabilities of X, M*X and (1-M)*X by ``output_kind``; ``p_orig``, ``p_in``, ``p_out`` [B] are
+    those of each row's target t. ``decided`` [B] bool: t is the model's decision on X (argmax, or
+    p_t > ``threshold`` for ``sigmoid``); ``kept`` [B] bool: t is still the decision on M*X.
+    ``removal_p``: name -> p_t((1 - R) * X) for each removal mask R of the explanation.
     """
 
-    x: torch.Tensor  # [B, 1, T, F] representation on the domain's grid
-    mask: torch.Tensor  # [B, 1, T, F] in [0, 1]
-    logits_orig: torch.Tensor  # [B, C]
-    logits_in: torch.Tensor
-    logits_out: torch.Tensor
-    labels: torch.Tensor | None = None  # [B] ground-truth classes where known
-    extras: dict[str, Any] = field(default_factory=dict)
+    x: torch.Tensor
+    mask: torch.Tensor
+    scores_orig: torch.Tensor
+    scores_in: torch.Tensor
+    scores_out: torch.Tensor
+    target: torch.Tensor | None = None  # None: the decision, argmax p(X)
+    output_kind: OutputKind = "softmax"
+    threshold: float = 0.5
+    labels: torch.Tensor | None = None  # ground truth where known: [B] classes or [B, C] multi-hot
+    removal_p: dict[str, torch.Tensor] = field(default_factory=dict)
+    interpreter_scores: torch.Tensor | None = None
+    n_parts: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        self.probs_orig = self.logits_orig.softmax(dim=-1)
-        self.probs_in = self.logits_in.softmax(dim=-1)
-        self.probs_out = self.logits_out.softmax(dim=-1)
-        self.pred = self.probs_orig.argmax(dim=-1)
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ValueError(f"unknown output kind {self.output_kind!r}")
+        self.probs_orig = probabilities(self.scores_orig, self.output_kind)
+        self.probs_in = probabilities(self.scores_in, self.output_kind)
+        self.probs_out = probabilities(self.scores_out, self.output_kind)
+        self.pred = self.probs_orig.argmax(dim=-1)  # the top class of X
         self.pred_in = self.probs_in.argmax(dim=-1)
-        c = self.pred.view(-1, 1)
-        self.p_orig = self.probs_orig.gather(1, c).squeeze(1)  # p_c(X)
-        self.p_in = self.probs_in.gather(1, c).squeeze(1)  # p_c(M*X)
-        self.p_out = self.probs_out.gather(1, c).squeeze(1)  # p_c((1-M)*X)
+        if self.target is None:
+            self.target = self.pred
+        t = self.target.view(-1, 1)
+        self.p_orig = self.probs_orig.gather(1, t).squeeze(1)  # p_t(X)
+        self.p_in = self.probs_in.gather(1, t).squeeze(1)  # p_t(M*X)
+        self.p_out = self.probs_out.gather(1, t).squeeze(1)  # p_t((1-M)*X)
+        self.decided = self.is_decision(self.p_orig, self.pred)
+        self.kept = self.is_decision(self.p_in, self.pred_in)
+
+    def is_decision(self, p_target: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+        """[B] bool: the target is the decision (``sigmoid``: p_t > threshold; otherwise t = argmax)."""
+        if self.output_kind == "sigmoid":
+            return p_target > self.threshold
+        return top == self.target
+
+    def target_p(self, scores: torch.Tensor) -> torch.Tensor:
+        """p_t of each row's target for scores [B, C] of another input."""
+        return probabilities(scores, self.output_kind).gather(1, self.target.view(-1, 1)).squeeze(1)
 
 
 @torch.no_grad()
@@ -48,31 +80,56 @@ def compute_inputs(
     forward: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     mask: torch.Tensor,
-    logits_orig: torch.Tensor | None = None,
+    scores_orig: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
+    output_kind: OutputKind = "softmax",
+    threshold: float = 0.5,
     labels: torch.Tensor | None = None,
-    extras: dict[str, Any] | None = None,
+    removals: dict[str, torch.Tensor] | None = None,
+    interpreter_scores: torch.Tensor | None = None,
+    n_parts: torch.Tensor | None = None,
+    max_rows: int | None = None,
 ) -> MetricInputs:
-    """Run the masked-in and masked-out forward passes in one batch (and p(X) unless given)."""
+    """Run the masked-in, masked-out and removal forward passes together (and p(X) unless given).
+
+    ``forward`` maps representations [N, 1, T, F] to scores [N, C]; rows go through it in chunks of
+    at most ``max_rows`` (all at once when None). ``removals``: name -> mask R [B, 1, T, F]; each
+    adds a pass on (1 - R) * X whose p_t the metrics read as ``removal_p[name]``.
+    """
     b = x.shape[0]
-    parts = [mask * x, (1 - mask) * x] + ([x] if logits_orig is None else [])
-    logits = forward(torch.cat(parts))
-    if logits_orig is None:
-        logits_orig = logits[2 * b :]
-    return MetricInputs(x, mask, logits_orig, logits[:b], logits[b : 2 * b], labels, extras or {})
+    removals = removals or {}
+    parts = [mask * x, (1 - mask) * x] + [(1 - r) * x for r in removals.values()]
+    parts += [x] if scores_orig is None else []
+    batch = torch.cat(parts)
+    step = max_rows or len(batch)
+    scores = torch.cat([forward(batch[i : i + step]) for i in range(0, len(batch), step)])
+    if scores_orig is None:
+        scores_orig = scores[-b:]
+    m = MetricInputs(x, mask, scores_orig, scores[:b], scores[b : 2 * b], target, output_kind, threshold, labels,
+                     interpreter_scores=interpreter_scores, n_parts=n_parts)
+    m.removal_p = {name: m.target_p(scores[(2 + i) * b : (3 + i) * b]) for i, name in enumerate(removals)}
+    return m
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: per-sample values plus how tables treat them."""
+    """A registered metric: per-row values plus how tables treat them.
+
+    ``needs`` is read by the engine: it runs the removal passes only when a metric needs
+    ``removals``, and a metric whose needs the explanation cannot meet (no removals, no interpreter
+    scores, no parts) or whose ``output_kinds`` exclude the model's writes no rows; the cell's
+    manifest entry says so under ``not_applicable``.
+    """
 
     name: str
-    fn: Callable[[MetricInputs], torch.Tensor | None]  # None: not applicable to this batch (no rows)
+    fn: Callable[[MetricInputs], torch.Tensor]
     display: str
     higher_is_better: bool | None
     aggregation: Literal["mean", "median"] = "mean"
     needs: tuple[Needs, ...] = ("outputs",)
     undefined: str = ""  # when the value is NaN, and why (the recorded skip reason)
     description: str = ""
+    output_kinds: tuple[OutputKind, ...] = OUTPUT_KINDS
 
     @property
     def defined_in(self) -> str:
@@ -83,8 +140,22 @@ class Metric:
         """The function's qualified name: two functions under one metric name are told apart by it."""
         return self.fn.__qualname__
 
-    def __call__(self, inputs: MetricInputs) -> torch.Tensor | None:
+    def __call__(self, inputs: MetricInputs) -> torch.Tensor:
         return self.fn(inputs)
+
+    def applies(self, inputs: MetricInputs) -> str | None:
+        """None when the metric applies to this batch; otherwise why not (one line)."""
+        if inputs.output_kind not in self.output_kinds:
+            return f"not defined for {inputs.output_kind} models"
+        if "removals" in self.needs and not inputs.removal_p:
+            return "the method removes no components"
+        if "interpreter" in self.needs and inputs.interpreter_scores is None:
+            return "the method has no interpreter scores"
+        if "parts" in self.needs and inputs.n_parts is None:
+            return "the method has no parts"
+        if "ground_truth" in self.needs and inputs.labels is None:
+            return "the dataset has no ground truth"
+        return None
 
     def info(self) -> dict:
         return {"display": self.display, "higher_is_better": self.higher_is_better, "aggregation": self.aggregation}
@@ -97,12 +168,23 @@ def register_metric(
     aggregation: Literal["mean", "median"] = "mean",
     needs: tuple[Needs, ...] = ("outputs",),
     undefined: str = "",
-) -> Callable[[Callable[[MetricInputs], torch.Tensor | None]], Metric]:
-    """Decorator registering a per-sample metric function under ``name`` with its direction."""
+    output_kinds: tuple[OutputKind, ...] = OUTPUT_KINDS,
+) -> Callable[[Callable[[MetricInputs], torch.Tensor]], Metric]:
+    """Decorator registering a per-row metric function under ``name`` with its direction.
 
-    def deco(fn: Callable[[MetricInputs], torch.Tensor | None]) -> Metric:
+    Raises :class:`~audiobench.errors.AudiobenchError` for an unknown ``needs`` entry or a name
+    already registered to another function.
+    """
+    from audiobench.errors import AudiobenchError
+
+    for need in needs:
+        if need not in NEEDS:
+            raise AudiobenchError(f"metric '{name}': unknown need '{need}' (one of {', '.join(NEEDS)})")
+
+    def deco(fn: Callable[[MetricInputs], torch.Tensor]) -> Metric:
         doc = (fn.__doc__ or "").strip().splitlines()
-        metric = Metric(name, fn, display, higher_is_better, aggregation, needs, undefined, doc[0] if doc else "")
+        metric = Metric(name, fn, display, higher_is_better, aggregation, needs, undefined, doc[0] if doc else "",
+                        output_kinds)
         METRICS.add(name, metric)
         return metric
 

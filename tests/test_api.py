@@ -12,7 +12,7 @@ def test_run_load_render_validate(write_suite, tmp_path: Path) -> None:
     assert ab.validate(suite) == []
     result = ab.run(suite, tmp_path / "run", limit=4, progress=False)
     frame = ab.load_run(result.run_dir)
-    assert set(frame.label) == {"Saliency", "Random"}
+    assert set(frame.row) == {"Saliency", "Random"}
     assert frame[frame.metric == "ai"].shape[0] == 8
     tables = ab.render_table(result.run_dir)
     assert tables == result.tables

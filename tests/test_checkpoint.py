@@ -52,7 +52,7 @@ def test_panns_layout_checkpoint_gives_identical_logits(tmp_path: Path) -> None:
     # what audiobench train writes reads back the same
     save_checkpoint(loaded.model, tmp_path / "again.pt", {"accuracy": {}})
     again = Cnn14Spec({"checkpoint": str(tmp_path / "again.pt")})
-    model = again.build(5, N_MELS)
+    model = again.build([f"c{i}" for i in range(5)], N_MELS)
     model.load_state_dict(read_checkpoint(tmp_path / "again.pt"))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), original(x), rtol=0, atol=0)

@@ -6,15 +6,16 @@ from pathlib import Path
 
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES
-from audiobench.suite import TOP_LEVEL_KEYS, AudioParams, TrainParams
+from audiobench.suite import TOP_LEVEL_KEYS, AudioParams, MaskParams, TrainParams
 from audiobench.tables import TableSpec
+from audiobench.targets import TargetParams
 
 DOC = (Path(__file__).resolve().parent.parent / "suites" / "README.md").read_text()
 
 
 def test_every_key_and_parameter_is_documented() -> None:
     keys = set(TOP_LEVEL_KEYS)
-    for params in (FrontendParams, TrainParams, TableSpec, AudioParams):
+    for params in (FrontendParams, TrainParams, TableSpec, AudioParams, TargetParams, MaskParams):
         keys |= set(params.model_fields)
     for kind in ("methods", "datasets", "contaminations", "domains", "models", "metrics"):
         for name in REGISTRIES[kind].builtin_names():

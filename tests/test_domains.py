@@ -44,9 +44,9 @@ def test_stft2mel_unmasked_input_is_the_classifier_logmel(frontend: Frontend, no
     logmel = frontend.logmel(noise)
     assert logmel.shape == (2, 1, rep.x.shape[2], 80)
     ones = torch.ones_like(rep.x)
-    torch.testing.assert_close(domain.to_classifier(frontend, ones * rep.x), logmel, atol=1e-4, rtol=0)
+    torch.testing.assert_close(domain.to_logmel(frontend, ones * rep.x), logmel, atol=1e-4, rtol=0)
     # masking out changes it: an all-zero mask gives log1p(0) = 0 everywhere
-    assert bool((domain.to_classifier(frontend, 0 * rep.x) == 0).all())
+    assert bool((domain.to_logmel(frontend, 0 * rep.x) == 0).all())
 
 
 def test_stft2mel_negative_inputs_stay_finite(frontend: Frontend, noise: torch.Tensor) -> None:
@@ -54,13 +54,13 @@ def test_stft2mel_negative_inputs_stay_finite(frontend: Frontend, noise: torch.T
     x = domain.represent(frontend, noise).x
     perturbed = (x - 0.5).requires_grad_(True)
     assert bool((perturbed < 0).any())
-    out = domain.to_classifier(frontend, perturbed)
+    out = domain.to_logmel(frontend, perturbed)
     assert bool(out.isfinite().all()) and float(out.min()) >= 0  # magnitudes clamped at 0, log1p(>= 0) >= 0
     (grad,) = torch.autograd.grad(out.sum(), perturbed)
     assert bool(grad.isfinite().all())
     assert bool((grad[perturbed.detach() < 0] == 0).all())  # clamped magnitudes carry no gradient
     # a bin pushed below zero contributes exactly what a zero magnitude would
-    torch.testing.assert_close(out, domain.to_classifier(frontend, perturbed.detach().clamp_min(0)))
+    torch.testing.assert_close(out, domain.to_logmel(frontend, perturbed.detach().clamp_min(0)))
 
 
 def test_stft2mel_ones_mask_reconstructs_the_waveform(frontend: Frontend, noise: torch.Tensor) -> None:
@@ -99,7 +99,7 @@ def test_mel_domain_is_the_classifier_input(frontend: Frontend, noise: torch.Ten
     rep = domain.represent(frontend, noise)
     torch.testing.assert_close(rep.x, frontend.logmel(noise))
     x = torch.randn(3, 1, 7, 80)
-    assert domain.to_classifier(frontend, x) is x or torch.equal(domain.to_classifier(frontend, x), x)
+    assert domain.to_logmel(frontend, x) is x or torch.equal(domain.to_logmel(frontend, x), x)
     grid = torch.rand(2, 1, 7, 80)
     assert torch.equal(domain.from_mel_grid(frontend, grid), grid)
 

@@ -16,6 +16,7 @@ from audiobench.frontend import Frontend, FrontendParams
 from audiobench.methods import lmac as lmac_module
 from audiobench.methods.base import DomainModel, ExplainContext, FitContext
 from audiobench.methods.lmac import LMAC, LmacParams, cct_gate, finetune_loss, masking_loss, oracle_mask
+from audiobench.models.base import AudioClassifier
 from audiobench.models.cnn14 import Cnn14
 from audiobench.suite import load_suite
 
@@ -24,7 +25,7 @@ TONES = torch.tensor([500.0, 1500.0, 3000.0])
 FRONT = FrontendParams(n_fft=256, win_length=256, hop_length=128, n_mels=32)
 
 
-class Linear(torch.nn.Module):
+class Linear(AudioClassifier):
     """logits = W . mean over time of x: a model whose cross-entropies are easy to compute by hand."""
 
     def __init__(self, weight: torch.Tensor):
@@ -187,7 +188,7 @@ def test_trained_mask_puts_its_mass_on_the_evidence(trained) -> None:
     method, info, clips, model, _ = trained
     test, _ = _tiny_problem(n=18, seed=1)
     x = model.domain.represent(model.frontend, test.waveforms / test.waveforms.abs().amax(1, keepdim=True)).x
-    mask = method.explain(x, model(x).argmax(-1), ExplainContext(model))
+    mask = method.explain(x, model(x).argmax(-1), ExplainContext(model)).mask
     frames = x.shape[2]
     evidence_time = slice(0, frames // 2)  # all the classifier sees
     inside = mask[:, :, evidence_time].sum(dim=(1, 2, 3))

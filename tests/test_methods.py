@@ -17,6 +17,7 @@ from audiobench.domains import Domain, Mel, Stft2Mel
 from audiobench.frontend import Frontend, FrontendParams
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, to_mask
 from audiobench.methods.cam import gradcam_pp_weights
+from audiobench.models.base import AudioClassifier
 from audiobench.models.cnn14 import Cnn14
 from audiobench.registry import METHODS
 
@@ -65,7 +66,7 @@ def method(name: str, **params) -> Explainer:
     return METHODS.get(name)(params)
 
 
-class RowCounter(nn.Module):
+class RowCounter(AudioClassifier):
     """Wraps a classifier and records the batch size of every forward pass."""
 
     def __init__(self, inner: nn.Module):
@@ -77,7 +78,7 @@ class RowCounter(nn.Module):
         return self.inner(x)
 
 
-class RegionReluSum(nn.Module):
+class RegionReluSum(AudioClassifier):
     """logit_0 = sum over a region of relu(x); logit_1 = its negative. d logit_0 / dx = R * 1[x > 0]."""
 
     def __init__(self, region: torch.Tensor):
@@ -89,7 +90,7 @@ class RegionReluSum(nn.Module):
         return torch.stack([s, -s], dim=1)
 
 
-class SmoothNet(nn.Module):
+class SmoothNet(AudioClassifier):
     """A smooth non-linear two-class model (for IG completeness)."""
 
     def __init__(self):
@@ -103,7 +104,7 @@ class SmoothNet(nn.Module):
         return a * b + 0.3 * a.pow(2)
 
 
-class Linear(nn.Module):
+class Linear(AudioClassifier):
     """f_c(x) = <w_c, x>."""
 
     def __init__(self, w: torch.Tensor):
@@ -128,7 +129,7 @@ def test_smoothgrad_draws_noise_per_copy(frontend: Frontend) -> None:
     x, target = torch.zeros(2, 1, *GRID), torch.zeros(2, dtype=torch.long)
 
     torch.manual_seed(0)
-    many = method("smoothgrad", n_samples=400, stdev=1.0, **RAW).explain(x, target, ctx)
+    many = method("smoothgrad", n_samples=400, stdev=1.0, **RAW).explain(x, target, ctx).mask
     # the gradient of copy n is 1[noise_n > 0] inside the region: its average is ~Binomial(400, 0.5) / 400
     assert 0.45 <= float(many[inside].mean()) <= 0.55
     assert bool(((many[inside] > 0.3) & (many[inside] < 0.7)).all())  # 8 sigma; one shared draw gives 0 or 1
@@ -136,7 +137,7 @@ def test_smoothgrad_draws_noise_per_copy(frontend: Frontend) -> None:
     assert bool((many[~inside] == 0).all())
 
     torch.manual_seed(0)
-    one = method("smoothgrad", n_samples=1, stdev=1.0, **RAW).explain(x, target, ctx)
+    one = method("smoothgrad", n_samples=1, stdev=1.0, **RAW).explain(x, target, ctx).mask
     assert bool(torch.isin(one, torch.tensor([0.0, 1.0])).all())
     assert 0 < float(one[inside].mean()) < 1  # a genuine draw: both signs of noise occur
     assert bool((one[~inside] == 0).all())
@@ -165,7 +166,7 @@ def test_integrated_gradients_completeness(frontend: Frontend) -> None:
     torch.manual_seed(3)
     x, target = 0.7 * torch.randn(4, 1, *GRID), torch.tensor([0, 1, 1, 0])
     ig = method("integrated_gradients", n_steps=64, **RAW)  # default Gauss-Legendre
-    a = ig.explain(x, target, make_ctx(model, Mel(), frontend))
+    a = ig.explain(x, target, make_ctx(model, Mel(), frontend)).mask
     with torch.no_grad():
         gap = model(x).gather(1, target[:, None])[:, 0] - model(torch.zeros_like(x)).gather(1, target[:, None])[:, 0]
     assert gap.abs().min() > 0.1  # the check below is not vacuous
@@ -181,7 +182,7 @@ def test_gradient_shap_multiplies_by_inputs_on_linear_model(frontend: Frontend) 
     # max_rows 12 with 6 samples: two clips per Captum call, so chunks of 2, 2, 1 with their own targets
     ctx = make_ctx(Linear(w), Mel(), frontend, max_rows=12)
     torch.manual_seed(0)
-    a = method("shap", n_samples=6, stdev=0.0, **RAW).explain(x, target, ctx)
+    a = method("shap", n_samples=6, stdev=0.0, **RAW).explain(x, target, ctx).mask
     torch.testing.assert_close(a, w[target] * x, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(a, w[target], atol=1e-2)  # not the bare gradient
 
@@ -218,7 +219,7 @@ def test_gradcam_pp_weights_known_answer() -> None:
     assert not np.allclose(wrong.numpy(), expected, rtol=1e-3)
 
 
-class LinearCamNet(nn.Module):
+class LinearCamNet(AudioClassifier):
     """A 1x1 conv block A_k = a_k x + b_k, then score_c = sum_k V_ck sum_ij A_kij (linear in A)."""
 
     def __init__(self, a: list[float], b: list[float], v: list[list[float]]):
@@ -244,7 +245,7 @@ def test_gradcam_pp_map_known_answer(frontend: Frontend) -> None:
     gen = torch.Generator().manual_seed(5)
     x = torch.rand(2, 1, *GRID, generator=gen, dtype=torch.float64).float()
     target = torch.tensor([0, 1])
-    got = method("gradcam_pp", **RAW).explain(x, target, make_ctx(net, Mel(), frontend))
+    got = method("gradcam_pp", **RAW).explain(x, target, make_ctx(net, Mel(), frontend)).mask
 
     xs = x.double().numpy()[:, 0]
     expected = np.zeros_like(xs)
@@ -317,7 +318,7 @@ def test_gradcam_stft2mel_is_the_mel_map_spread_by_the_filterbank(
 
 
 # --------------------------------------------------------------------------- 7. known region
-class TwoRegionNet(nn.Module):
+class TwoRegionNet(AudioClassifier):
     """Class c's logit depends only on x inside region c (smooth, non-linear)."""
 
     def __init__(self, regions: torch.Tensor):
@@ -354,7 +355,7 @@ def test_gradient_methods_find_the_known_region(
     on_grid = (domain.from_mel_grid(frontend, regions) > 0).float()
     target = torch.tensor([0, 1])
     torch.manual_seed(0)
-    mask = method(name, **GRADIENT_METHODS[name]).explain(x, target, ctx)
+    mask = method(name, **GRADIENT_METHODS[name]).explain(x, target, ctx).mask
     total = mask.flatten(1).sum(1)
     assert bool((total > 0).all())
     inside = (mask * on_grid[target]).flatten(1).sum(1) / total
@@ -362,7 +363,7 @@ def test_gradient_methods_find_the_known_region(
 
 
 # --------------------------------------------------------------------------- 8. guided backprop, contract
-class ReluNet(nn.Module):
+class ReluNet(AudioClassifier):
     """y_c = sum(V_c * relu(x)): saliency V_c 1[x>0], guided backprop relu(V_c) 1[x>0]."""
 
     def __init__(self, v: torch.Tensor):
@@ -380,8 +381,8 @@ def test_guided_backprop_stops_negative_gradients(frontend: Frontend) -> None:
     x = torch.randn(3, 1, *GRID, generator=gen)
     target = torch.tensor([1, 0, 1])
     ctx = make_ctx(ReluNet(v), Mel(), frontend)
-    sal = method("saliency", **RAW).explain(x, target, ctx)
-    gbp = method("guided_backprop", **RAW).explain(x, target, ctx)
+    sal = method("saliency", **RAW).explain(x, target, ctx).mask
+    gbp = method("guided_backprop", **RAW).explain(x, target, ctx).mask
     torch.testing.assert_close(sal, v[target] * (x > 0))
     torch.testing.assert_close(gbp, v[target].clamp_min(0) * (x > 0))
 
@@ -414,7 +415,7 @@ def test_every_method_returns_a_valid_deterministic_mask(
     explainer = method(name)
 
     torch.manual_seed(11)
-    mask = explainer.explain(x, target, ctx)
+    mask = explainer.explain(x, target, ctx).mask
     assert torch.equal(x, x_before)
     assert mask.shape == x.shape and mask.dtype == x.dtype
     assert bool(mask.isfinite().all())
@@ -424,7 +425,7 @@ def test_every_method_returns_a_valid_deterministic_mask(
     assert bool((peak == 1).any())  # at least one clip gets a non-trivial map
 
     torch.manual_seed(11)
-    again = explainer.explain(x, target, ctx)
+    again = explainer.explain(x, target, ctx).mask
     assert torch.equal(mask, again)
 
 
@@ -435,7 +436,7 @@ def test_random_control_follows_ctx_seed(cnn: Cnn14, frontend: Frontend, waves: 
 
     def run(seed: int, global_seed: int) -> torch.Tensor:
         torch.manual_seed(global_seed)
-        return rnd.explain(x, target, make_ctx(cnn, Mel(), frontend, seed=seed))
+        return rnd.explain(x, target, make_ctx(cnn, Mel(), frontend, seed=seed)).mask
 
     a = run(3, 0)
     torch.testing.assert_close(a, run(3, 99), rtol=0, atol=0)  # the context's seed alone decides

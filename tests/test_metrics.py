@@ -169,26 +169,26 @@ def test_compute_inputs_runs_one_forward_without_gradients() -> None:
     assert forward.calls == [(9, False)]  # masked-in + masked-out + original, one call, no_grad
     assert torch.is_grad_enabled()  # restored afterwards
     assert (
-        not m.logits_in.requires_grad and not m.logits_out.requires_grad and not m.logits_orig.requires_grad
+        not m.scores_in.requires_grad and not m.scores_out.requires_grad and not m.scores_orig.requires_grad
     )
 
     with torch.no_grad():
         sep_in, sep_out, sep_orig = model(mask * x), model((1 - mask) * x), model(x)
-    torch.testing.assert_close(m.logits_in, sep_in, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(m.logits_out, sep_out, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(m.logits_orig, sep_orig, rtol=1e-12, atol=1e-12)
-    assert not torch.allclose(m.logits_in, m.logits_out)  # the two halves are not interchangeable
+    torch.testing.assert_close(m.scores_in, sep_in, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.scores_out, sep_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.scores_orig, sep_orig, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(m.scores_in, m.scores_out)  # the two halves are not interchangeable
 
     # with p(X) given, only the masked passes run, and the given logits are the ones used
     forward.calls.clear()
     given = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
     labels = torch.tensor([0, 1, 1])
-    m2 = compute_inputs(forward, x, mask, logits_orig=given, labels=labels)
+    m2 = compute_inputs(forward, x, mask, scores_orig=given, labels=labels)
     assert forward.calls == [(6, False)]
-    assert torch.equal(m2.logits_orig, given) and m2.pred.tolist() == [0, 1, 2]
+    assert torch.equal(m2.scores_orig, given) and m2.pred.tolist() == [0, 1, 2]
     assert m2.labels is labels
-    torch.testing.assert_close(m2.logits_in, sep_in, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(m2.logits_out, sep_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m2.scores_in, sep_in, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m2.scores_out, sep_out, rtol=1e-12, atol=1e-12)
 
 
 # -- SPS and COMP against Quantus -------------------------------------------------------------------

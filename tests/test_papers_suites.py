@@ -92,7 +92,7 @@ def test_esc50_ood_suite_trains_runs_and_compares(tmp_path: Path, capsys) -> Non
     assert manifest["suite"]["contaminations"][0]["params"]["source"] == {"split": None, "folds": [4]}
     frame = load_run(run_dir)
     assert set(frame.contamination) == {"mixture_gain0p8-0p2_folds4"}
-    assert set(frame.label) == {"Saliency", "SmoothGrad", "IG", "GradCAM", "Guided GradCAM", "Guided Backprop", "SHAP",
+    assert set(frame.row) == {"Saliency", "SmoothGrad", "IG", "GradCAM", "Guided GradCAM", "Guided Backprop", "SHAP",
                                 "L-MAC", "L-MAC, FT, λg=4", "L-MAC, FT, λg=16", "L-MAC, FT, λg=32",
                                 "L-MAC, FT, λg=4, CCT 0.7", "L-MAC, FT, λg=16, CCT 0.7", "L-MAC, FT, λg=32, CCT 0.7"}
     assert set(frame.sample_id) == {"5-105000-A-0", "5-105001-B-0"}

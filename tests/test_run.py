@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from audiobench.engine import AUX_METRICS
 from audiobench.errors import AudiobenchError
-from audiobench.runner import AUX_METRICS, run_suite
+from audiobench.runner import run_suite
 from audiobench.store import COLUMNS, load_run
 from audiobench.tables import render_run
 
@@ -40,7 +41,7 @@ def test_run_writes_store_manifest_tables_and_audio(tiny_run: Path) -> None:
     assert list(frame.columns) == COLUMNS
     assert set(frame.metric) == set(METRICS) | set(AUX_METRICS)
     assert set(frame.method) == {"saliency", "integrated_gradients", "gradcam", "random"}
-    assert set(frame.label) == {"Saliency", "IG", "GradCAM", "Random"}
+    assert set(frame.row) == {"Saliency", "IG", "GradCAM", "Random"}
     assert set(frame.domain) == {"stft2mel", "mel"}
     assert set(frame.contamination) == {"none", "mixture_3db"}
     manifest = json.loads((run / "manifest.json").read_text())
@@ -100,8 +101,14 @@ def test_rerun_resumes_and_tables_are_identical(tiny_run: Path) -> None:
     pd.testing.assert_frame_equal(load_run(run), frame_before)
 
 
-def test_same_suite_and_seed_give_the_same_numbers(tiny_run: Path, tmp_path: Path) -> None:
-    run_suite(tiny_run / "tiny.yaml", tmp_path / "again", progress=False)
+def test_same_suite_and_seed_give_the_same_numbers(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's promise on one machine and thread count: retrained from scratch (empty cache),
+    the classifier and every number are bit-identical."""
+    monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
+    again = run_suite(tiny_run / "tiny.yaml", tmp_path / "again", progress=False)
+    first = json.loads((tiny_run / "run" / "manifest.json").read_text())
+    assert again.manifest["classifier"]["cached"] is False  # trained again, not loaded
+    assert again.manifest["classifier"]["history"] == first["classifier"]["history"]
     pd.testing.assert_frame_equal(load_run(tmp_path / "again"), load_run(tiny_run / "run"))
 
 
@@ -134,7 +141,6 @@ from audiobench.registry import METHODS
 class BrokenMap(Explainer):
     """A map that is NaN for the first clip of a batch and all zeros for the second."""
 
-    name = "broken_map"
 
     def attribute(self, x, target, ctx):
         out = torch.rand(x.shape, generator=ctx.generator(x.device))
@@ -172,7 +178,6 @@ from audiobench.registry import DATASETS
 class SilentSome(Dataset):
     """Two classes of sines; the first test clip is silent."""
 
-    name = "silent_some"
 
     def load(self, split, sample_rate):
         n = 8
@@ -205,7 +210,6 @@ from audiobench.registry import DATASETS
 class EmptySet(Dataset):
     """No clips at all."""
 
-    name = "empty_set"
 
     def load(self, split, sample_rate):
         return ClipSet(torch.zeros(0, 100), torch.zeros(0, dtype=torch.long), [], ["a"], sample_rate)
@@ -241,7 +245,6 @@ CALLS = []
 class MeanMap(Explainer):
     """A trainable toy: learns the mean training representation and uses it as the map."""
 
-    name = "mean_map"
     trainable = True
 
     def fit(self, ctx):
@@ -278,7 +281,7 @@ def test_trainable_methods_fit_once_per_domain_and_cache(write_suite, tmp_path: 
 
 
 def test_method_folders_are_unique_within_a_suite() -> None:
-    from audiobench.runner import method_folders
+    from audiobench.cells import method_folders
     from audiobench.suite import ComponentSpec
 
     rows = [("gradcam", None), ("gradcam_pp", "GradCAM++"), ("gradcam", "GradCAM"), ("random", "Input"), ("lmac", "L-MAC, FT, λg=4")]

@@ -59,7 +59,7 @@ def long_frame(cells=CELLS, dataset="synth", contamination="mixture_3db", extra=
                         "domain": domain,
                         "contamination": contamination,
                         "method": label.lower(),
-                        "label": label,
+                        "row": label,
                         "sample_id": sid,
                         "metric": metric,
                         "value": float(value),
@@ -172,8 +172,8 @@ def test_single_row_block_is_not_bold():
 
 
 def test_rows_and_groups_follow_order_then_first_appearance():
-    order = {"domain": ["mel", "stft2mel"], "label": ["Saliency", "IG"]}
-    display = {"domain": {"stft2mel": "STFT→Mel", "mel": "Mel"}, "label": {"IG": "Integrated Gradients"}}
+    order = {"domain": ["mel", "stft2mel"], "row": ["Saliency", "IG"]}
+    display = {"domain": {"stft2mel": "STFT→Mel", "mel": "Mel"}, "row": {"IG": "Integrated Gradients"}}
     t = one_table(order=order, display=display)
     assert [g for g, _ in t.blocks] == ["Mel", "STFT→Mel"]
     assert list(block(t, "Mel").index) == ["Saliency", "Integrated Gradients", "L-MAC"]
@@ -236,7 +236,7 @@ def test_no_group_no_per():
     md = to_markdown(t)
     assert "Domain" not in md and "| **0.45** |" in md
     frame = pd.read_csv(io.StringIO(to_csv(t)))
-    assert list(frame.columns) == ["label", "AI", "n"]
+    assert list(frame.columns) == ["row", "AI", "n"]
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -337,12 +337,28 @@ def test_latex_escape_unicode():
     assert latex_escape("a–b") == "a--b"
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
-def test_latex_compiles(tmp_path):
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def _pdflatex() -> str:
+    """pdflatex's path; in CI its absence fails the test (`make test` installs it: tools/ensure_latex.sh)."""
+    path = shutil.which("pdflatex")
+    if path is None:
+        if _in_ci():
+            pytest.fail("pdflatex not installed in CI: `make test` installs it (tools/ensure_latex.sh, as root)")
+        pytest.skip("pdflatex not installed (`make latex` installs it as root; in CI this test fails)")
+    return path
+
+
+COMMITTED_TEX = sorted((Path(__file__).resolve().parent.parent / "results").glob("*/tables/*.tex"))
+
+
+def _compile(tmp_path: Path, tables: list[str]) -> str:
     doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n%s\\end{document}\n"
-    (tmp_path / "doc.tex").write_text(doc % to_latex(nasty_table()), encoding="utf-8")
+    (tmp_path / "doc.tex").write_text(doc % "\n".join(tables), encoding="utf-8")
     proc = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        [_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -350,19 +366,39 @@ def test_latex_compiles(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
-    log = (tmp_path / "doc.log").read_text(errors="replace")
+    return (tmp_path / "doc.log").read_text(errors="replace")
+
+
+def test_latex_compiles(tmp_path):
+    log = _compile(tmp_path, [to_latex(nasty_table())])
     assert "Missing character" not in log
+
+
+def test_committed_latex_tables_compile(tmp_path):
+    assert len(COMMITTED_TEX) >= 4  # the quickstart's main and l2i tables, clean and mixture
+    log = _compile(tmp_path, [p.read_text(encoding="utf-8") for p in COMMITTED_TEX])
+    assert "Missing character" not in log and "Undefined control sequence" not in log
+
+
+def test_latex_test_fails_in_ci_without_pdflatex(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="pdflatex not installed in CI"):
+        _pdflatex()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        _pdflatex()
 
 
 def test_csv_is_machine_readable():
     t = one_table(long_frame({**CELLS, ("mel", "Third"): {"AI": [0.1, 0.2, 0.2]}}))
     frame = pd.read_csv(io.StringIO(to_csv(t)))
-    assert list(frame.columns) == ["dataset", "contamination", "domain", "label", "AI", "AD", "FF", "n"]
+    assert list(frame.columns) == ["dataset", "contamination", "domain", "row", "AI", "AD", "FF", "n"]
     assert len(frame) == 7
-    third = frame.set_index(["domain", "label"]).loc[("mel", "Third")]
+    third = frame.set_index(["domain", "row"]).loc[("mel", "Third")]
     assert third["AI"] == pytest.approx(0.5 / 3, abs=1e-15)  # full precision, not 0.17
     assert pd.isna(third["AD"]) and third["n"] == 3
-    sal = frame.set_index(["domain", "label"]).loc[("stft2mel", "Saliency")]
+    sal = frame.set_index(["domain", "row"]).loc[("stft2mel", "Saliency")]
     assert sal["n"] == 2  # max over metrics of the per-metric sample counts (1, 2, 0)
     assert (frame["dataset"] == "synth").all()
 

@@ -53,7 +53,7 @@ SPLIT_NAMES = {
 class AudioFolder(FileDataset):
     """Any folder of audio files: labels from sub-folders, a file-name pattern or a CSV; splits by fraction, group or column."""
 
-    name, display_name = "audio_folder", "Audio folder"
+    display_name = "Audio folder"
 
     class Params(FileParams):
         labels: Literal["folder", "pattern", "csv"] = Field("folder", description="where labels come from")

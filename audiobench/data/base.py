@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
 
 import torch
 
@@ -101,8 +100,6 @@ class ClipSet:
 
 class Dataset(Component):
     """A source of labelled clips with train / valid / test splits."""
-
-    kind: ClassVar[str] = "dataset"
 
     def load(self, split: str, sample_rate: int) -> ClipSet:
         """Load ``split`` resampled to ``sample_rate`` Hz (mono, equal-length clips)."""

@@ -74,10 +74,6 @@ class Contamination(Component):
         return []
 
 
-class SnrParams(Params):
-    snr_db: float = Field(..., ge=-30, le=60, description="signal-to-contaminant ratio in dB")
-
-
 def _db(snr: float) -> str:
     return f"{snr:g}".replace("-", "m").replace(".", "p") + "db"
 
@@ -175,7 +171,7 @@ class Source(Params):
 class NoContamination(Contamination):
     """The clean test clips as they are (in-domain)."""
 
-    name, display_name = "none", "in-domain"
+    display_name = "in-domain"
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
         return peak_normalise(clips.subset(slice(None)))
@@ -185,7 +181,6 @@ class NoContamination(Contamination):
 class Mixture(_Mixing, Contamination):
     """Another clip of a different class (same split, or `source`), added at the given SNR or fixed gains."""
 
-    name = "mixture"
 
     class Params(MixParams):
         source: Source | None = Field(None, description="{split: NAME} or {folds: [N, ...]}; default: the evaluated split")
@@ -243,7 +238,6 @@ class Mixture(_Mixing, Contamination):
 class WhiteNoise(_Mixing, Contamination):
     """Gaussian white noise added at the given SNR (or the reference code's s + 0.5 n)."""
 
-    name = "white_noise"
     default_gains, unit_norm = (1.0, 0.5), False
 
     class Params(MixParams):

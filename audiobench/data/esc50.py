@@ -97,7 +97,7 @@ class _FoldDataset(FileDataset):
 class ESC50(_FoldDataset):
     """ESC-50: 2000 environmental recordings of 5 s, 50 classes, 5 folds (official layout on disk)."""
 
-    name, display_name, title = "esc50", "ESC-50", "ESC-50"
+    display_name, title = "ESC-50", "ESC-50"
     url = "https://github.com/karolpiczak/ESC-50"
     citation = (
         "K. J. Piczak, \"ESC: Dataset for Environmental Sound Classification\", "
@@ -124,7 +124,7 @@ class ESC50(_FoldDataset):
 class UrbanSound8K(_FoldDataset):
     """UrbanSound8K: 8732 urban sound excerpts of at most 4 s, 10 classes, 10 folds (official layout)."""
 
-    name, display_name, title = "urbansound8k", "UrbanSound8K", "UrbanSound8K"
+    display_name, title = "UrbanSound8K", "UrbanSound8K"
     url = "https://urbansounddataset.weebly.com/urbansound8k.html"
     citation = (
         "J. Salamon, C. Jacoby, J. P. Bello, \"A Dataset and Taxonomy for Urban Sound Research\", "

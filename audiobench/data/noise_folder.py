@@ -32,7 +32,6 @@ SOURCES = "WHAM! noise is at http://wham.whisper.ai/, LJ-Speech at https://keith
 class NoiseFolder(_Mixing, Contamination):
     """Excerpts of the audio files of a local folder (WHAM! noise, LJ-Speech, ...), at the given SNR."""
 
-    name = "noise_folder"
 
     class Params(MixParams):
         root: Path = Field(..., description="folder searched recursively for audio files")

@@ -404,7 +404,6 @@ class SynthDataset(Dataset):
     event alone. Splits are stratified per class, disjoint and deterministic.
     """
 
-    name = "synth"
     display_name = "Synth"
 
     class Params(_BaseParams):

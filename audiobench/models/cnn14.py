@@ -13,8 +13,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from audiobench.component import Component, Params
+from audiobench.component import Params
 from audiobench.errors import AudiobenchError
+from audiobench.models.base import AudioClassifier, ModelSpec
 from audiobench.registry import MODELS
 
 
@@ -37,12 +38,13 @@ class ConvBlock(nn.Module):
         return self.pool(x)
 
 
-class Cnn14(nn.Module):
-    """Log-mel [B, 1, T, n_mels] -> class logits [B, n_classes]."""
+class Cnn14(AudioClassifier):
+    """Log-mel [B, 1, T, n_mels] -> class logits [B, n_classes] (softmax output kind)."""
 
     def __init__(self, n_classes: int, n_mels: int = 80, width: int = 64, depth: int = 6, dropout: float = 0.2):
         super().__init__()
-        self.n_classes, self.n_mels, self.width, self.depth = n_classes, n_mels, width, depth
+        self.n_classes, self.n_mels, self.width = n_classes, n_mels, width
+        self.n_blocks = depth
         self.bn0 = nn.BatchNorm2d(n_mels)
         channels = [1] + [width * 2**i for i in range(depth)]
         for i in range(depth):
@@ -53,24 +55,21 @@ class Cnn14(nn.Module):
         self.relu_fc = nn.ReLU()
         self.fc_audioset = nn.Linear(channels[-1], n_classes)
 
-    @property
-    def blocks(self) -> list[ConvBlock]:
-        return [getattr(self, f"conv_block{i + 1}") for i in range(self.depth)]
+    def blocks(self) -> list[nn.Module]:
+        """The conv blocks ``conv_block1`` ... ``conv_block<depth>``, shallowest first."""
+        return [getattr(self, f"conv_block{i + 1}") for i in range(self.n_blocks)]
 
-    def block(self, name: str | int) -> ConvBlock:
-        """A conv block by index (1-based, negative from the end), ``"last"`` or ``"conv_block3"``."""
-        if name == "last":
-            return self.blocks[-1]
-        if isinstance(name, str) and name.startswith("conv_block"):
-            name = int(name.removeprefix("conv_block"))
-        i = int(name)
-        return self.blocks[i - 1 if i > 0 else i]
+    def block_names(self) -> list[str]:
+        return [f"conv_block{i + 1}" for i in range(self.n_blocks)]
+
+    def block_channels(self) -> list[int]:
+        return [self.width * 2**i for i in range(self.n_blocks)]
 
     def features(self, logmel: torch.Tensor) -> list[torch.Tensor]:
         """The output of every conv block, shallowest first."""
         x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
         outs = []
-        for blk in self.blocks:
+        for blk in self.blocks():
             x = blk(x)
             outs.append(x)
         return outs
@@ -87,10 +86,9 @@ class Cnn14(nn.Module):
 
 
 @MODELS.register("cnn14")
-class Cnn14Spec(Component):
+class Cnn14Spec(ModelSpec):
     """CNN14-family classifier (PANNs layout) on log-mel input; width and depth configurable."""
 
-    name = "cnn14"
     display_name = "CNN14"
 
     class Params(Params):
@@ -136,6 +134,9 @@ class Cnn14Spec(Component):
             return [str(exc)]
         return []
 
-    def build(self, n_classes: int, n_mels: int) -> Cnn14:
+    def build(self, class_names: list[str], n_mels: int, sample_rate: int = 16000) -> Cnn14:
+        """An untrained CNN14 for ``class_names`` (the harness trains it or loads the checkpoint)."""
         width, depth = self.architecture()
-        return Cnn14(n_classes, n_mels=n_mels, width=width, depth=depth, dropout=self.params.dropout)
+        model = Cnn14(len(class_names), n_mels=n_mels, width=width, depth=depth, dropout=self.params.dropout)
+        model.class_names, model.sample_rate = list(class_names), sample_rate
+        return model

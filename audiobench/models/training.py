@@ -6,7 +6,6 @@ import io
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,9 +13,11 @@ import torch
 from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import peak_normalise
+from audiobench.domains import Mel
 from audiobench.errors import AudiobenchError
 from audiobench.fitting import TermMeans, fit_epochs
 from audiobench.frontend import Frontend
+from audiobench.models.base import AudioClassifier, ModelSpec
 from audiobench.models.checkpoint import (
     checkpoint_shape,
     file_digest,
@@ -24,14 +25,15 @@ from audiobench.models.checkpoint import (
     read_checkpoint,
     read_sidecar,
 )
-from audiobench.models.cnn14 import Cnn14, Cnn14Spec
+from audiobench.models.cnn14 import Cnn14Spec
+from audiobench.shipped import restore
 
 TRAINING_CODE_VERSION = 2  # bump when training changes in a way that changes the weights
 
 
 @dataclass
 class TrainedClassifier:
-    model: Cnn14
+    model: AudioClassifier
     info: dict[str, Any]  # hash, accuracies, history, seconds, cached
 
 
@@ -75,9 +77,15 @@ def mix_batch(
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, batch: int = 128) -> float:
+    """Share of correct decisions on network inputs ``feats``: argmax == label for labels [N];
+    for multi-hot labels [N, C] (sigmoid models), the share of (clip, label) pairs decided right at p = 0.5."""
     model.eval()
-    preds = torch.cat([model(feats[i : i + batch]).argmax(-1) for i in range(0, len(feats), batch)])
-    return float((preds.cpu() == labels.cpu()).float().mean()) if len(labels) else float("nan")
+    scores = torch.cat([model(feats[i : i + batch]) for i in range(0, len(feats), batch)]).cpu()
+    if not len(labels):
+        return float("nan")
+    if labels.dim() == 2:
+        return float(((model.probabilities(scores) > 0.5) == labels.cpu().bool()).float().mean())
+    return float((scores.argmax(-1) == labels.cpu()).float().mean())
 
 
 def classifier_key(
@@ -123,10 +131,11 @@ def train_classifier(
     folder = cache_dir() / "classifiers"
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
-    model = spec.build(n_classes, frontend.params.n_mels).to(device)
+    model = spec.build(splits["train"].class_names, frontend.params.n_mels, frontend.params.sample_rate).to(device)
     if start_from is not None:
         head = checkpoint_shape(state, spec.params.checkpoint).n_classes != n_classes
         load_state(model, state, spec.params.checkpoint, skip_head=head)
+    restore(weights, meta)  # a miss may be served by the repository's shipped artefacts
     if weights.exists() and meta.exists():
         model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
         info = json.loads(meta.read_text())
@@ -186,10 +195,6 @@ def train_classifier(
     return TrainedClassifier(model.eval(), info)
 
 
-def weights_path(key: str) -> Path:
-    return cache_dir() / "classifiers" / f"{key}.pt"
-
-
 def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Frontend, device: torch.device,
                     evaluated: str = "test") -> TrainedClassifier:
     """The classifier of ``spec``'s checkpoint, checked against the dataset; no training.
@@ -208,7 +213,7 @@ def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Front
             f"{len(classes)} classes: it is not fine-tuned on this dataset; fine-tune it with "
             "`audiobench train SUITE` (every layer but fc_audioset is loaded) and set model.checkpoint to the result"
         )
-    model = spec.build(len(classes), frontend.params.n_mels).to(device)
+    model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
     load_state(model, state, path)
     model.eval()
     feats = _features(frontend, splits[evaluated], device)
@@ -232,11 +237,38 @@ def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Front
     return TrainedClassifier(model, info)
 
 
+def built_classifier(
+    spec: ModelSpec, splits: dict[str, ClipSet], frontend: Frontend, seed: int, device: torch.device, evaluated: str = "test"
+) -> TrainedClassifier:
+    """A model used as built (weights constructed or loaded by its spec); its accuracy measured on ``evaluated``."""
+    classes = splits[evaluated].class_names
+    torch.manual_seed(seed)
+    model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device).eval()
+    clips = peak_normalise(splits[evaluated].subset(slice(None)))
+    with torch.no_grad():
+        inputs = torch.cat([
+            model.network_input(Mel(), frontend, frontend.logmel(clips.waveforms[i : i + 64].to(device))) for i in range(0, len(clips), 64)
+        ])
+    info = {
+        "hash": stable_hash({"model": {"name": spec.name, **spec.params.model_dump(mode="json")}, "classes": classes,
+                             "seed": seed}),
+        "model": {"name": spec.name, **spec.params.model_dump(mode="json")},
+        "output_kind": model.output_kind,
+        "accuracy": {evaluated: accuracy(model, inputs, splits[evaluated].labels.to(device))},
+        "history": [],
+        "cached": True,
+    }
+    return TrainedClassifier(model, info)
+
+
 def get_classifier(
-    spec: Cnn14Spec, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
+    spec: ModelSpec, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
     seed: int, device: torch.device, progress: bool = True, evaluated: str = "test",
 ) -> TrainedClassifier:
-    """The suite's classifier: its checkpoint when ``model.checkpoint`` is set, else trained here (cached)."""
-    if spec.params.checkpoint is not None:
+    """The suite's classifier: its checkpoint when ``model.checkpoint`` is set, else trained here (cached);
+    a model that is not ``trainable`` is used as its spec builds it."""
+    if not spec.trainable:
+        return built_classifier(spec, splits, frontend, seed, device, evaluated)
+    if getattr(spec.params, "checkpoint", None) is not None:
         return load_classifier(spec, splits, frontend, device, evaluated)
     return train_classifier(spec, train_params, splits, frontend, data_fingerprint, seed, device, progress)

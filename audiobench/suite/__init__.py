@@ -13,11 +13,12 @@ from audiobench.suite.schema import (
     TOP_LEVEL_KEYS,
     AudioParams,
     ComponentSpec,
+    MaskParams,
     Suite,
     TrainParams,
 )
 
 __all__ = [
-    "DEFAULT_METRICS", "TOP_LEVEL_KEYS", "AudioParams", "ComponentSpec", "LocatedErrors", "Suite", "SuiteErrors",
+    "DEFAULT_METRICS", "TOP_LEVEL_KEYS", "AudioParams", "ComponentSpec", "LocatedErrors", "MaskParams", "Suite", "SuiteErrors",
     "TrainParams", "apply_overrides", "load_suite", "load_yaml", "parse_suite",
 ]

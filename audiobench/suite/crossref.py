@@ -19,7 +19,7 @@ from audiobench.suite.schema import ComponentSpec
 from audiobench.tables import TableSpec
 
 #: the result columns a table can be laid out by
-TABLE_COLUMNS = ("dataset", "model", "domain", "contamination", "method", "label")
+TABLE_COLUMNS = ("dataset", "model", "domain", "contamination", "method", "row", "target")
 
 #: an example of each mapping section, quoted in its error
 SECTION_EXAMPLES = {

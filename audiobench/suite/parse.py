@@ -25,11 +25,13 @@ from audiobench.suite.schema import (
     TOP_LEVEL_KEYS,
     AudioParams,
     ComponentSpec,
+    MaskParams,
     Suite,
     TrainParams,
     _Top,
 )
 from audiobench.tables import TableSpec
+from audiobench.targets import TargetParams
 
 
 def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> ComponentSpec | None:
@@ -230,6 +232,27 @@ def parse_suite(
     except ValidationError as exc:
         errors.add_validation(("audio",), exc)
 
+    masks = MaskParams()
+    if not isinstance(data.get("masks") or {}, dict):
+        errors.add(("masks",), "masks must be a mapping, e.g. {precision: float16}")
+    else:
+        try:
+            masks = MaskParams(**(data.get("masks") or {}))
+        except ValidationError as exc:
+            errors.add_validation(("masks",), exc)
+
+    targets = TargetParams()
+    raw_targets = data.get("targets")
+    try:
+        if isinstance(raw_targets, str):
+            targets = TargetParams(select=raw_targets)
+        elif isinstance(raw_targets, dict):
+            targets = TargetParams(**raw_targets)
+        elif raw_targets is not None:
+            errors.add(("targets",), "targets must be decision, all, or a mapping {select: ..., classes: [...]}")
+    except ValidationError as exc:
+        errors.add_validation(("targets",), exc)
+
     # combinations: a method restricted to some domains
     for i, m in enumerate(methods):
         allowed = m.cls().domains
@@ -249,7 +272,7 @@ def parse_suite(
         name=top.name, file=file, seed=top.seed, frontend=frontend, dataset=dataset, split=top.split,
         limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
         contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
-        audio=audio, plugins=plugins, description=top.description,
+        audio=audio, targets=targets, masks=masks, plugins=plugins, description=top.description,
     )
 
 

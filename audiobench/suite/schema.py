@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,7 @@ from audiobench.component import Component, NoBoolNumbers, Params
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES
 from audiobench.tables import TableSpec
+from audiobench.targets import TargetParams
 
 DEFAULT_METRICS = ("ai", "ad", "ag", "ff", "fid_in", "sps", "comp")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -33,6 +34,8 @@ TOP_LEVEL_KEYS = {
     "metrics": "metric names, in column order",
     "tables": "table layouts: {name, rows, group, per, metrics}",
     "audio": "{n: N}: listenable interpretations written per stft2mel cell",
+    "masks": "{precision: log8|float16|float32}: how each cell's masks are kept (masks/, audiobench score)",
+    "targets": "which class each clip is explained for: decision (default), all, {select: classes, classes: [...]}",
     "plugins": "local Python files registering methods/metrics/datasets",
 }
 
@@ -53,6 +56,14 @@ class TrainParams(Params):
 
 class AudioParams(Params):
     n: int = Field(4, ge=0, description="clips per stft2mel cell written as listenable WAV")
+
+
+class MaskParams(Params):
+    """How a run keeps its explanations (``RUN_DIR/masks``, read by ``audiobench score``)."""
+
+    precision: Literal["log8", "float16", "float32"] = Field(
+        "log8", description="log8: 1 byte per value (relative error <= 2.8 %); float16; float32: exact"
+    )
 
 
 class _Top(NoBoolNumbers):
@@ -112,6 +123,8 @@ class Suite:
     metrics: list[str]
     tables: list[TableSpec]
     audio: AudioParams
+    targets: TargetParams = field(default_factory=TargetParams)
+    masks: MaskParams = field(default_factory=MaskParams)
     plugins: list[Path] = field(default_factory=list)
     description: str = ""
 
@@ -133,5 +146,7 @@ class Suite:
             "metrics": list(self.metrics),
             "tables": [t.model_dump(mode="json") for t in self.tables],
             "audio": self.audio.model_dump(mode="json"),
+            "targets": self.targets.model_dump(mode="json"),
+            "masks": self.masks.model_dump(mode="json"),
             "plugins": [str(p) for p in self.plugins],
         }

@@ -11,7 +11,7 @@ from audiobench.methods import ExplainContext, Explainer, ExplainerParams
 class InputEnergy(Explainer):
     """The representation's own energy as the map: a model-agnostic baseline."""
 
-    name, display_name = "energy", "Input energy"
+    display_name = "Input energy"
     needs_gradients = False
 
     class Params(ExplainerParams):

@@ -1,0 +1,145 @@
+"""The model contract: what the harness needs from any audio classifier, whatever its output kind.
+
+An :class:`AudioClassifier` reads the representation a masking domain produces (through
+:meth:`AudioClassifier.network_input`), returns one score per class, and says how scores become
+probabilities (:attr:`AudioClassifier.output_kind`):
+
+* ``softmax``: single-label; p = softmax(scores) over the classes.
+* ``sigmoid``: multi-label; p_c = sigmoid(score_c), one independent probability per label.
+* ``similarity``: zero-shot; score_c = temperature x cos(audio embedding, text embedding of
+  prompt c) (CLAP, Elizalde et al. 2023), p = softmax over the prompts.
+
+Decoders and CAM methods (L-MAC, L2I, GradCAM, GradCAM++) reach the network only through the
+layer API: :meth:`blocks`, :meth:`block`, :meth:`block_channels`, :meth:`features`, :meth:`head`.
+A model plugin subclasses :class:`AudioClassifier` and registers a :class:`ModelSpec` under
+``audiobench.models`` (entry point) or with ``MODELS.register`` in a suite's plugin file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from audiobench.component import Component
+from audiobench.errors import AudiobenchError
+
+if TYPE_CHECKING:
+    from audiobench.domains import Domain
+    from audiobench.frontend import Frontend
+
+OutputKind = Literal["softmax", "sigmoid", "similarity"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("softmax", "sigmoid", "similarity")
+
+
+def probabilities(scores: torch.Tensor, output_kind: OutputKind) -> torch.Tensor:
+    """Scores [B, C] -> probabilities [B, C] for an output kind (see the module docstring).
+
+    Raises ``ValueError`` for an unknown kind.
+    """
+    if output_kind in ("softmax", "similarity"):
+        return scores.softmax(dim=-1)
+    if output_kind == "sigmoid":
+        return scores.sigmoid()
+    raise ValueError(f"unknown output kind {output_kind!r}; expected one of {', '.join(OUTPUT_KINDS)}")
+
+
+class AudioClassifier(nn.Module):
+    """A classifier of audio the harness can explain and score.
+
+    Subclasses set :attr:`output_kind`, implement :meth:`features`, :meth:`head`, :meth:`blocks`
+    and :meth:`block_channels`; ``class_names`` (and, for ``similarity``, ``prompts``) are set by
+    their :class:`ModelSpec`. Shapes: the network input is whatever :meth:`network_input` returns
+    (CNN14: log1p-mel [B, 1, T, n_mels]); scores are [B, C].
+    """
+
+    output_kind: ClassVar[OutputKind] = "softmax"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.class_names: list[str] = []
+        self.prompts: list[str] | None = None  # similarity models: one text prompt per class
+        self.sample_rate: int = 16000
+
+    # -- input ------------------------------------------------------------------------------
+    def network_input(self, domain: Domain, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
+        """A (masked) representation on ``domain``'s grid [B, 1, T, F] -> what the network reads.
+
+        The default is the log1p-mel spectrogram the representation corresponds to
+        (``domain.to_logmel``), the input of the CNN14 family.
+        """
+        return domain.to_logmel(frontend, x)
+
+    # -- layers -----------------------------------------------------------------------------
+    def blocks(self) -> list[nn.Module]:
+        """The network's blocks, shallowest first: what decoders read and CAM methods hook."""
+        raise NotImplementedError
+
+    def block_names(self) -> list[str]:
+        """Names a suite may give for a block (``layer:`` of CAM methods), in :meth:`blocks` order."""
+        return [f"block{i + 1}" for i in range(len(self.blocks()))]
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks."""
+        return len(self.blocks())
+
+    def block(self, layer: str | int) -> nn.Module:
+        """A block by 1-based index (negative: from the deepest), by name, or ``"last"``.
+
+        Raises :class:`AudiobenchError` (one line, listing the valid names) when there is no such block.
+        """
+        blocks, names = self.blocks(), self.block_names()
+        if isinstance(layer, str) and layer.lstrip("-").isdigit():
+            layer = int(layer)
+        if layer == "last":
+            return blocks[-1]
+        if isinstance(layer, str) and layer in names:
+            return blocks[names.index(layer)]
+        if isinstance(layer, int) and not isinstance(layer, bool) and 1 <= abs(layer) <= len(blocks):
+            return blocks[layer - 1 if layer > 0 else layer]
+        raise AudiobenchError(
+            f"layer {layer!r} names no block of this {len(blocks)}-block model; use 'last', 1..{len(blocks)} "
+            f"(negative from the deepest) or one of {', '.join(names)}"
+        )
+
+    def block_channels(self) -> list[int]:
+        """Output channels of each block, shallowest first."""
+        raise NotImplementedError
+
+    def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's output [B, C_i, T_i, F_i], shallowest first, for a network input."""
+        raise NotImplementedError
+
+    def head(self, last: torch.Tensor) -> torch.Tensor:
+        """The deepest block's output -> scores [B, C]."""
+        raise NotImplementedError
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        """Network input -> scores [B, C] (logits, or scaled cosine similarities)."""
+        return self.head(self.features(inp)[-1])
+
+    # -- output -----------------------------------------------------------------------------
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores [B, C] -> probabilities [B, C] by :attr:`output_kind`."""
+        return probabilities(scores, self.output_kind)
+
+
+class ModelSpec(Component):
+    """A registered model: builds an :class:`AudioClassifier` for a dataset's classes.
+
+    ``trainable`` models are trained (or fine-tuned) by the harness with the suite's
+    ``model.train`` and cached; the others are used as built (weights loaded or constructed).
+    """
+
+    trainable: ClassVar[bool] = True
+    output_kind: ClassVar[OutputKind] = "softmax"
+
+    def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
+        """The network for ``class_names``, reading ``n_mels`` mel bands at ``sample_rate`` Hz."""
+        raise NotImplementedError
+
+    def check(self) -> list[str]:
+        """Problems found without building (missing files, bad settings), one line each."""
+        return []

@@ -1,0 +1,63 @@
+"""A finished run's tables: its manifest's layouts over its stored rows, captions with accuracies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from audiobench.errors import AudiobenchError
+from audiobench.tables.aggregate import Table, TableSpec, _show, build_tables
+from audiobench.tables.render import to_csv, to_latex, to_markdown, write_tables
+
+
+def _run_caption(manifest: Mapping) -> Callable[[dict[str, str]], str]:
+    display = manifest.get("display", {})
+    acc = manifest.get("accuracy", {})
+    model = manifest.get("suite", {}).get("model", {}).get("name", "classifier")
+    n_clips = {c["contamination"]: c["n"] for c in manifest.get("cells", [])}
+
+    def caption(key: dict[str, str]) -> str:
+        parts = [_show(display, col, key[col]) for col in key]
+        text = " — ".join(parts) if parts else manifest.get("suite", {}).get("name", "")
+        clean = acc.get("clean_test")
+        here = acc.get("evaluated", {}).get(key.get("contamination", ""))
+        bits = []
+        if clean is not None:
+            bits.append(f"{model} clean test accuracy {100 * clean:.1f}%")
+        if here is not None:
+            bits.append(f"{100 * here:.1f}% on these clips")
+        n = n_clips.get(key.get("contamination", ""))
+        if n:
+            bits.append(f"{n} clips")
+        return f"{text}. " + ", ".join(bits) + "." if bits else text
+
+    return caption
+
+
+def run_tables(run_dir: str | Path) -> list[Table]:
+    """Every table a finished run's suite lays out, built from its stored results only."""
+    from audiobench.store import load_manifest, load_run
+
+    manifest = load_manifest(run_dir)
+    frame = load_run(run_dir).rename(columns={"label": "row"})  # runs before schema 2 called it label
+    order = {("row" if k == "label" else k): v for k, v in (manifest.get("order") or {}).items()}
+    tables: list[Table] = []
+    for raw in manifest["suite"].get("tables", [{}]):
+        tables += build_tables(frame, manifest["metrics"], TableSpec(**raw), order,
+                               manifest.get("display"), _run_caption(manifest))
+    return tables
+
+
+def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) -> dict[str, str]:
+    """Re-render a finished run's tables from its stored results only (no recomputation).
+
+    Writes ``tables/<slug>.md|.tex|.csv`` when ``write``; returns slug -> text in ``fmt``
+    (markdown by default).
+    """
+    renderers = {"markdown": to_markdown, "latex": to_latex, "csv": to_csv}
+    if (fmt or "markdown") not in renderers:
+        raise AudiobenchError(f"unknown table format '{fmt}' (known: {', '.join(renderers)})")
+    tables = run_tables(run_dir)
+    if write:
+        write_tables(tables, Path(run_dir) / "tables")
+    return {t.slug(): renderers[fmt or "markdown"](t) for t in tables}

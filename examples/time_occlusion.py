@@ -1,0 +1,44 @@
+"""A complete method in one file: occlusion of time windows (Zeiler & Fergus, 2014), for audio.
+
+Load it from a suite with ``plugins: [time_occlusion.py]`` and name it under ``methods:``;
+``python -c "from audiobench.registry import load_plugin_file; load_plugin_file('examples/time_occlusion.py');
+from audiobench.testing import check_method; print(check_method('time_occlusion'))"`` checks it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
+from audiobench.registry import METHODS
+
+
+@METHODS.register("time_occlusion")
+class TimeOcclusion(Explainer):
+    """Score drop of the target class when each window of frames is zeroed, spread over its frames."""
+
+    display_name = "Time occlusion"
+    needs_gradients = False
+
+    class Params(ExplainerParams):
+        nonneg: Literal["abs", "relu", "none"] = "relu"  # a window whose removal raises the score is not evidence
+        window: int = Field(8, ge=1, description="frames zeroed at once")
+
+    @torch.no_grad()
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        b, _, t, _ = x.shape
+        w = self.params.window
+        starts = list(range(0, t, w))
+        keep = torch.ones(len(starts), 1, t, 1, device=x.device, dtype=x.dtype)  # one occluded copy per window
+        for i, s in enumerate(starts):
+            keep[i, :, s : s + w] = 0
+        copies = (x.unsqueeze(1) * keep.unsqueeze(0)).flatten(0, 1)  # [B * windows, 1, T, F]
+        rows = torch.arange(b, device=x.device).repeat_interleave(len(starts))
+        scores = torch.cat([ctx.model(copies[i : i + ctx.max_rows]) for i in range(0, len(copies), ctx.max_rows)])
+        base = ctx.model(x).gather(1, target.view(-1, 1))
+        drop = (base[rows, 0] - scores.gather(1, target[rows].view(-1, 1))[:, 0]).view(b, len(starts))
+        per_frame = drop.repeat_interleave(w, dim=1)[:, :t]  # each frame gets its window's drop
+        return per_frame.view(b, 1, t, 1).expand_as(x).contiguous()

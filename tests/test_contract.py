@@ -1,0 +1,76 @@
+"""The plugin author's contract test (audiobench.testing.check_method) on the built-ins and on broken methods."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audiobench.errors import AudiobenchError
+from audiobench.explanation import Explanation
+from audiobench.methods.base import Explainer
+from audiobench.registry import METHODS, METRICS
+from audiobench.testing import check_method
+
+
+@pytest.mark.parametrize("name", ["saliency", "smoothgrad", "gradcam", "gradcam_pp", "guided_gradcam", "random"])
+def test_builtin_methods_pass_the_contract(name: str) -> None:
+    assert check_method(name, params={"n_samples": 4} if name == "smoothgrad" else None) == [
+        "registered", "params", "explain[stft2mel]", "explain[mel]"]
+
+
+def test_contract_catches_batch_dependence_and_out_of_range_masks() -> None:
+    class BatchNormalised(Explainer):
+        """Normalises by the batch's maximum: a row depends on its batch-mates."""
+
+        def explain(self, x, target, ctx):
+            return Explanation(x.abs() / x.abs().max())
+
+    class Negative(Explainer):
+        """Returns a mask below 0."""
+
+        def explain(self, x, target, ctx):
+            return Explanation(-torch.ones_like(x))
+
+    METHODS.add("contract_batch_normalised", BatchNormalised)
+    METHODS.add("contract_negative", Negative)
+    with pytest.raises(AssertionError, match="batch differs from its rows"):
+        check_method("contract_batch_normalised")
+    with pytest.raises(AssertionError, match=r"outside \[0, 1\]"):
+        check_method("contract_negative")
+
+
+def test_registry_names_components_and_refuses_the_wrong_kind() -> None:
+    class Named(Explainer):
+        name = "other_name"
+
+    with pytest.raises(AudiobenchError, match="declares name 'other_name' but is registered as 'contract_named'"):
+        METHODS.add("contract_named", Named)
+    with pytest.raises(AudiobenchError, match="expected a subclass of audiobench.methods.base.Explainer"):
+        METHODS.add("contract_not_a_method", dict)
+    with pytest.raises(AudiobenchError, match="expected a Metric"):
+        METRICS.add("contract_not_a_metric", lambda m: m)
+    assert METHODS.get("saliency").name == "saliency"  # set by the registry, declared nowhere else
+
+
+def test_the_one_file_example_method_passes_the_contract_and_runs_in_a_suite(tmp_path) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from audiobench.cli import main
+    from audiobench.registry import load_plugin_file
+    from audiobench.store import load_run
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "time_occlusion.py"
+    assert len(example.read_text().splitlines()) < 60
+    load_plugin_file(example)
+    assert check_method("time_occlusion", params={"window": 4})[-1] == "explain[mel]"
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "occ", "plugins": [str(example)], "domains": ["mel"], "contaminations": ["none"],
+        "dataset": {"name": "synth", "classes": 3, "clips_per_class": 6, "seconds": 0.5},
+        "model": {"name": "cnn14", "width": 4, "depth": 2, "train": {"epochs": 1}},
+        "methods": [{"name": "time_occlusion", "window": 4}, "random"], "metrics": ["ai", "ff"],
+    }))
+    assert main(["run", str(suite), "-o", str(tmp_path / "run"), "-q"]) == 0
+    assert set(load_run(tmp_path / "run").row) == {"Time occlusion", "Random"}

@@ -1,0 +1,124 @@
+"""Shipped artefacts (audiobench/shipped.py): content-pinned trained weights served on a cache miss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiobench import shipped
+from audiobench.cache import cache_dir
+from audiobench.errors import AudiobenchError
+from audiobench.methods.base import FitContext
+from audiobench.runner import run_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
+    return cache_dir()
+
+
+def make_store(folder: Path, rel: str, state: dict, info: dict) -> Path:
+    """A store holding one cache entry ``rel`` (.pt and .json) and its index."""
+    (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / f"{rel}.pt")
+    (folder / f"{rel}.json").write_text(json.dumps(info))
+    files = {f"{rel}{s}": shipped.sha256(folder / f"{rel}{s}") for s in (".pt", ".json")}
+    (folder / shipped.INDEX).write_text(json.dumps({"files": files}))
+    return folder
+
+
+def test_a_miss_is_served_from_the_store_and_recorded(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path / "store", "methods/toy/abc", {"w": torch.arange(3.0)}, {"history": [], "epochs": 2})
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(store))
+    weights, meta = cache / "methods/toy/abc.pt", cache / "methods/toy/abc.json"
+    assert shipped.restore(weights, meta) is True
+    assert torch.equal(torch.load(weights)["w"], torch.arange(3.0))
+    info = json.loads(meta.read_text())
+    assert info["epochs"] == 2 and info["shipped"] == {"store": "store", "sha256": shipped.sha256(store / "methods/toy/abc.pt")}
+    assert shipped.restore(weights, meta) is False  # present: left alone
+    other = cache / "methods/toy/zzz.pt", cache / "methods/toy/zzz.json"
+    assert shipped.restore(*other) is False and not other[0].exists()  # not shipped: the caller trains
+
+
+def test_cached_fit_loads_a_shipped_fit_without_training(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path / "store", "methods/toy/k1", {"w": torch.ones(2)}, {"key": "k1", "history": [{"epoch": 1}]})
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(store))
+    ctx = FitContext(None, None, None, [], 0, torch.device("cpu"), {}, tmp_path / "logs")  # type: ignore[arg-type]
+    loaded = {}
+
+    def train(log_path: Path):
+        raise AssertionError("a shipped fit must not be retrained")
+
+    info = ctx.cached_fit("toy", "k1", train, loaded.update)
+    assert info["cached"] is True and info["shipped"]["store"] == "store" and torch.equal(loaded["w"], torch.ones(2))
+    assert (tmp_path / "logs" / "train.jsonl").read_text() == '{"epoch": 1}\n'
+
+
+def test_a_tampered_file_is_an_error_not_a_retrain(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path / "store", "classifiers/c1", {"w": torch.ones(2)}, {"hash": "c1"})
+    torch.save({"w": torch.zeros(2)}, store / "classifiers/c1.pt")
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(store))
+    with pytest.raises(AudiobenchError, match="does not match the sha256"):
+        shipped.restore(cache / "classifiers/c1.pt", cache / "classifiers/c1.json")
+    assert shipped.verify(store) and "sha256" in shipped.verify(store)[0]
+
+
+def test_off_trains_from_scratch_and_drops_shipped_copies(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path / "store", "classifiers/c1", {"w": torch.ones(2)}, {"hash": "c1"})
+    weights, meta = cache / "classifiers/c1.pt", cache / "classifiers/c1.json"
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(store))
+    assert shipped.restore(weights, meta)
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", "off")
+    assert shipped.stores() == [] and shipped.restore(weights, meta) is False
+    assert not weights.exists() and not meta.exists()  # the copy is gone: the caller retrains
+    weights.write_bytes(b"trained here"), meta.write_text("{}")
+    assert shipped.restore(weights, meta) is False and weights.exists()  # trained here: kept
+
+
+def test_update_writes_a_run_s_artefacts_with_their_hashes(cache: Path, tmp_path: Path) -> None:
+    for rel in ("classifiers/c1", "methods/lmac/base1", "methods/lmac/ft1", "methods/l2i/f1"):
+        (cache / rel).parent.mkdir(parents=True, exist_ok=True)
+        (cache / f"{rel}.pt").write_bytes(rel.encode())
+        (cache / f"{rel}.json").write_text(json.dumps({"key": rel, "shipped": {"store": "x"}}))
+    cells = [{"method": "lmac", "fit": {"key": "ft1", "base": {"key": "base1"}}}, {"method": "l2i", "fit": {"key": "f1"}},
+             {"method": "l2i", "fit": {"key": "f1"}}, {"method": "saliency", "fit": {}}]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"classifier": {"hash": "c1"}, "cells": cells, "suite": {"name": "t"}}))
+    store = tmp_path / "artifacts" / "t"
+    index = shipped.update(run, store)
+    assert sorted(index) == sorted(f"{r}{s}" for r in ("classifiers/c1", "methods/lmac/base1", "methods/lmac/ft1",
+                                                        "methods/l2i/f1") for s in (".pt", ".json"))
+    assert shipped.verify(store) == []
+    assert "shipped" not in json.loads((store / "methods/l2i/f1.json").read_text())  # what training wrote
+    (cache / "methods/l2i/f1.pt").unlink()
+    with pytest.raises(AudiobenchError, match="not in the cache"):
+        shipped.update(run, store)
+
+
+def test_the_repository_store_is_intact() -> None:
+    stores = sorted(p.parent.name for p in shipped.REPO_ARTIFACTS.glob(f"*/{shipped.INDEX}"))
+    assert stores == ["quickstart"]
+    assert shipped.verify(shipped.REPO_ARTIFACTS / "quickstart") == []
+
+
+def test_quickstart_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` on a fresh machine: classifier, L-MAC and L2I fits all come from the shipped store
+    (so their cache keys still match it), and the manifest says so."""
+    monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AUDIOBENCH_SHIPPED", raising=False)
+    result = run_suite(ROOT / "suites" / "quickstart.yaml", tmp_path / "run", limit=2, progress=False)
+    manifest = result.manifest
+    assert manifest["classifier"]["cached"] is True and manifest["classifier"]["shipped"]["store"] == "quickstart"
+    fits = [c["fit"] for c in manifest["cells"] if c["method"] in ("lmac", "l2i")]
+    assert len(fits) == 2 * 2 * (2 + 4)  # per domain and condition: L-MAC, L-MAC FT, L2I at four thresholds
+    assert all(f["cached"] is True and f["shipped"]["store"] == "quickstart" for f in fits)
+    assert all(f["base"]["shipped"]["store"] == "quickstart" for f in fits if "base" in f)
+    committed = json.loads((ROOT / "results" / "quickstart" / "manifest.json").read_text())
+    assert manifest["classifier"]["hash"] == committed["classifier"]["hash"]
