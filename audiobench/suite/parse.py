@@ -233,11 +233,10 @@ def parse_suite(
         errors.add_validation(("audio",), exc)
 
     masks = MaskParams()
-    if not isinstance(data.get("masks") or {}, dict):
-        errors.add(("masks",), "masks must be a mapping, e.g. {precision: float16}")
-    else:
+    masks_raw = mapping_section(data.get("masks"), ("masks",), errors)
+    if masks_raw is not None:
         try:
-            masks = MaskParams(**(data.get("masks") or {}))
+            masks = MaskParams(**masks_raw)
         except ValidationError as exc:
             errors.add_validation(("masks",), exc)
 
