@@ -37,12 +37,9 @@ class _Cam(Explainer):
         return []
 
     def block(self, ctx: ExplainContext) -> torch.nn.Module:
-        """The conv block ``layer`` names; :class:`AudiobenchError` (one line) when it names none."""
-        clf = ctx.classifier
-        depth = getattr(clf, "depth", None)
-        if not isinstance(depth, int):  # a classifier that does not say its depth resolves the name itself
-            return clf.block(self.params.layer)
-        return clf.block(layer_index(self.params.layer, depth, type(clf).__name__.lower()))
+        """The block ``layer`` names (the model contract's ``block``); :class:`AudiobenchError`
+        (one line) when it names none."""
+        return ctx.classifier.block(self.params.layer)
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """The class activation map on the block's grid, [B, 1, T', F']."""

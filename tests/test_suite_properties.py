@@ -118,7 +118,7 @@ def assert_geometry_works(suite: Suite) -> None:
     assert int((frontend.mel_fb.sum(0) <= 0).sum()) == 0  # no dead mel band
     n = int(round(suite.dataset.build().params.seconds * suite.frontend.sample_rate))
     wave = torch.randn(1, n)
-    classifier = suite.model.build().build(["a", "b"], suite.frontend.n_mels).eval()
+    classifier = suite.model.build().build(["a", "b"], suite.frontend.n_mels, suite.frontend.sample_rate).eval()
     for spec in suite.domains:
         domain = spec.build()
         rep = domain.represent(frontend, wave)

@@ -166,7 +166,7 @@ def test_gradcam_layer_checked_at_run_time_too() -> None:
     ctx = ExplainContext(DomainModel(Cnn14(3, n_mels=16, width=2, depth=2), Mel(), Frontend()))
     assert GradCAM({"layer": 2}).block(ctx) is ctx.classifier.conv_block2
     assert GradCAM({"layer": -2}).block(ctx) is ctx.classifier.conv_block1
-    with pytest.raises(AudiobenchError, match=r"^0 is not a conv block of this cnn14 \(depth 2\)"):
+    with pytest.raises(AudiobenchError, match=r"^layer 0 names no block of this 2-block model; .* conv_block2$"):
         GradCAM({"layer": 0}).attribute(torch.zeros(1, 1, 8, 16), torch.tensor([0]), ctx)
 
 

@@ -1,6 +1,6 @@
 """Checks across keys of a suite: section types, method parameters against the model, table columns.
 
-* A section that must be a mapping (``frontend``, ``audio``, ``model.train``) is one, or absent /
+* A section that must be a mapping (``frontend``, ``audio``, ``masks``, ``model.train``) is one, or absent /
   null (the defaults); any other value, falsy ones included, is an error, never replaced.
 * Method parameters that name classifier blocks (GradCAM's ``layer``, the ``blocks`` of L-MAC and
   L2I) are checked against the model's depth, read from the model spec or its checkpoint, through
@@ -25,6 +25,7 @@ TABLE_COLUMNS = ("dataset", "model", "domain", "contamination", "method", "row",
 SECTION_EXAMPLES = {
     ("frontend",): "frontend: {n_fft: 1024, n_mels: 80}",
     ("audio",): "audio: {n: 4}",
+    ("masks",): "masks: {precision: float16}",
     ("model", "train"): "train: {epochs: 20}",
 }
 

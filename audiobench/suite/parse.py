@@ -237,10 +237,12 @@ def parse_suite(
         errors.add_validation(("audio",), exc)
 
     masks = MaskParams()
-    try:
-        masks = MaskParams(**(mapping_section(data.get("masks"), ("masks",), errors) or {}))
-    except ValidationError as exc:
-        errors.add_validation(("masks",), exc)
+    masks_raw = mapping_section(data.get("masks"), ("masks",), errors)
+    if masks_raw is not None:
+        try:
+            masks = MaskParams(**masks_raw)
+        except ValidationError as exc:
+            errors.add_validation(("masks",), exc)
 
     targets = TargetParams()
     raw_targets = data.get("targets")
