@@ -122,3 +122,4 @@ def test_quickstart_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch
     assert all(f["base"]["shipped"]["store"] == "quickstart" for f in fits if "base" in f)
     committed = json.loads((ROOT / "results" / "quickstart" / "manifest.json").read_text())
     assert manifest["classifier"]["hash"] == committed["classifier"]["hash"]
+    assert committed["classifier"]["shipped"] == manifest["classifier"]["shipped"]  # the committed tables' classifier
