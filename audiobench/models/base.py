@@ -140,6 +140,7 @@ class ModelSpec(Component):
         """The network for ``class_names``, reading ``n_mels`` mel bands at ``sample_rate`` Hz."""
         raise NotImplementedError
 
-    def check(self) -> list[str]:
-        """Problems found without building (missing files, bad settings), one line each."""
+    def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
+        """Problems found without building (missing files, bad settings, a checkpoint that does not fit
+        ``n_mels`` mel bands or ``n_classes`` classes, where known), one line each."""
         return []
