@@ -80,7 +80,7 @@ def test_metrics_recomputable_from_store(tiny_run: Path) -> None:
     wide = frame.pivot_table(index=["domain", "contamination", "method", "sample_id"], columns="metric", values="value")
     ad = 100 * np.maximum(wide.p_orig - wide.p_in, 0) / wide.p_orig
     np.testing.assert_allclose(wide.ad, ad, rtol=1e-5, atol=1e-4)
-    ai = 100 * (wide.p_in > wide.p_orig)
+    ai = 100 * (wide.p_in > wide.p_orig + 1e-6)  # rises within float noise (1e-6) are not increases
     np.testing.assert_allclose(wide.ai, ai)
     np.testing.assert_allclose(wide.fid_in, (wide.pred_in == wide.pred_orig).astype(float))
     np.testing.assert_allclose(wide.ff, wide.p_orig - wide.p_out, atol=1e-6)
