@@ -20,6 +20,7 @@ from audiobench.domains import Domain
 from audiobench.errors import AudiobenchError
 from audiobench.explanation import Explanation
 from audiobench.frontend import Frontend
+from audiobench.methods.blocks import blocks_problem  # the one range rule, also what validate checks
 from audiobench.models.base import AudioClassifier
 from audiobench.shipped import restore
 
@@ -143,14 +144,13 @@ def classifier_blocks(blocks: int | list[int], depth: int, method: str) -> list[
     """1-based indices of the classifier blocks a trained method reads: the ``blocks`` deepest ones
     (shallowest first), or the listed indices in their order, without repeats (negative ones count
     from the deepest, -1 being the last block). Out of range: a one-line error naming ``method``."""
+    if blocks_problem(blocks, depth) is not None:
+        what = f"blocks={blocks} but the classifier has {depth} blocks" if isinstance(blocks, int) else (
+            f"blocks {blocks} out of range for a classifier with {depth} blocks")
+        raise AudiobenchError(f"{method}: {what}")
     if isinstance(blocks, int):
-        if not 1 <= blocks <= depth:
-            raise AudiobenchError(f"{method}: blocks={blocks} but the classifier has {depth} blocks")
         return list(range(depth - blocks + 1, depth + 1))
-    idx = list(dict.fromkeys(b if b > 0 else depth + 1 + b for b in blocks))
-    if not idx or any(not 1 <= b <= depth for b in idx):
-        raise AudiobenchError(f"{method}: blocks {blocks} out of range for a classifier with {depth} blocks")
-    return idx
+    return list(dict.fromkeys(b if b > 0 else depth + 1 + b for b in blocks))
 
 
 class ExplainerParams(Params):
