@@ -395,3 +395,58 @@ def test_mos_without_a_listening_test_is_a_one_line_error(tmp_path: Path, run_di
     assert main(["table", str(tmp_path), "--mos"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no listening test results" in err[0]
+
+
+def test_listen_command_serves_on_loopback_only(run_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "listening.sqlite*"))
+    proc = subprocess.Popen([sys.executable, "-m", "audiobench", "listen", str(copy), "--port", "0", "--listener", "a b"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split("open ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/?listener=a%20b"), line
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200 and b"Listening test" in resp.read()
+        assert (copy / "listening.sqlite").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_report_and_listen_refuse_what_is_not_a_run(tmp_path: Path, run_dir: Path, capsys) -> None:
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a finished audiobench run" in err[0]
+    copy = tmp_path / "noaudio"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "listening.sqlite*", "audio"))
+    assert main(["listen", str(copy), "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "kept no listenable interpretations" in err[0]
+
+
+def test_mask_images_put_high_frequencies_on_top_on_one_colour_scale(tmp_path: Path) -> None:
+    import torch
+    from matplotlib import colormaps
+    from PIL import Image
+
+    from audiobench.report.images import MASK_CMAP, to_grid, write_pngs
+
+    mask = torch.zeros(2, 1, 40, 64)  # [N, 1, T, F]
+    mask[0, 0, :, 48:] = 1.0  # the top quarter of the bands, all the time
+    mask[1, 0, 20:, :] = 0.5  # the second half of the time, every band
+    grid = to_grid(mask, size=(20, 8))
+    np.testing.assert_allclose(grid[0, :2], 1.0)
+    np.testing.assert_allclose(grid[0, 2:], 0.0)
+    np.testing.assert_allclose(grid[1, :, 10:], 0.5)
+    np.testing.assert_allclose(grid[1, :, :10], 0.0)
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    write_pngs(grid, paths, MASK_CMAP)
+    a, b = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in paths)
+    expected = np.rint(np.array(colormaps[MASK_CMAP](np.array([0.0, 1.0, 128 / 255]))[:, :3]) * 255)
+    assert (a[0, 0] == expected[1]).all() and (a[-1, 0] == expected[0]).all() and (b[0, 0] == expected[0]).all()
+    assert (b[0, -1] == expected[2]).all()  # 0.5 -> code 128 of the same palette in every image
