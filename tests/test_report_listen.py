@@ -450,3 +450,30 @@ def test_mask_images_put_high_frequencies_on_top_on_one_colour_scale(tmp_path: P
     expected = np.rint(np.array(colormaps[MASK_CMAP](np.array([0.0, 1.0, 128 / 255]))[:, :3]) * 255)
     assert (a[0, 0] == expected[1]).all() and (a[-1, 0] == expected[0]).all() and (b[0, 0] == expected[0]).all()
     assert (b[0, -1] == expected[2]).all()  # 0.5 -> code 128 of the same palette in every image
+
+
+def test_report_of_a_multi_label_run_with_a_plugin_method(tmp_path: Path, browser) -> None:
+    """A sigmoid model (two targets per clip, each with its own interpretation WAV) and a method from a plugin
+    file (examples/time_occlusion.py): one report row per (clip, target), every WAV found, the plugin's column."""
+    suite = {
+        "name": "multi", "seed": 0, "plugins": [str(HERE / "plugins" / "toy_models.py"),
+                                                 str(HERE.parent / "examples" / "time_occlusion.py")],
+        "dataset": {"name": "tones", "events": 2, "clips": 4}, "model": {"name": "band_sigmoid"},
+        "domains": ["stft2mel"], "contaminations": ["none"], "batch_size": 4, "audio": {"n": 2},
+        "methods": ["saliency", "time_occlusion", "random"], "metrics": ["ai", "ff"],
+    }
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    assert main(["run", str(tmp_path / "suite.yaml"), "-o", str(tmp_path / "run"), "-q"]) == 0
+    assert main(["report", str(tmp_path / "run")]) == 0
+    browser.get((tmp_path / "run" / "report" / "index.html").as_uri())
+    data = browser.execute_script("return D")
+    assert data["methods"] == ["Saliency", "Time occlusion", "Random"]
+    assert len(data["rows"]) == 4 * 2  # two detected labels per clip
+    with_audio = [r for r in data["rows"] if r["input"]]
+    assert len(with_audio) == 2 * 2 and all(m and m.get("wav") for r in with_audio for m in r["m"])
+    wavs = {m["wav"] for r in with_audio for m in r["m"]}
+    assert len(wavs) == 4 * 3  # each (clip, target) row has its own interpretation, per method
+    from audiobench.listen.trials import load_trials
+
+    trials = load_trials(tmp_path / "run")
+    assert len(trials) == 2 and all(set(t.stimuli) == {"reference", "anchor", "Saliency", "Time occlusion"} for t in trials)

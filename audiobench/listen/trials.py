@@ -60,8 +60,9 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
     interpretations (no ``audio/`` of a listenable domain, or ``audio.n: 0``)."""
     import pandas as pd
 
-    from audiobench.cells import audio_name, method_folders
+    from audiobench.cells import method_folders
     from audiobench.data.ids import file_stem
+    from audiobench.report.build import interpretation_name, is_listenable
     from audiobench.store import load_manifest, load_run
 
     run = Path(run_dir)
@@ -74,9 +75,8 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
     folders = dict(zip([m.get("label") or m["name"] for m in suite_methods],
                        method_folders([SimpleNamespace(label=m.get("label"), name=m["name"]) for m in suite_methods]),
                        strict=True))
-    one_per_clip = suite.get("targets", {}).get("select", "decision") == "decision"
     display = manifest.get("display", {}).get("contamination", {})
-    listenable = [d for d in dict.fromkeys(c["domain"] for c in manifest["cells"]) if _listenable(d)]
+    listenable = [d for d in dict.fromkeys(c["domain"] for c in manifest["cells"]) if is_listenable(d)]
     if not listenable:
         raise AudiobenchError(f"{run}: no listenable domain (e.g. stft2mel) in this run: nothing to listen to")
     domain = listenable[0]
@@ -93,11 +93,12 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
             if not wav.exists() or (condition, sid) not in pred_of.index or pd.isna(pred_of[(condition, sid)]):
                 continue
             pred = int(pred_of[(condition, sid)])
-            name = f"{file_stem(audio_name(sid, pred, classes, one_per_clip))}.wav"
             stimuli = {REFERENCE: wav.relative_to(run).as_posix()}
             for cell in cells:
-                path = run / "audio" / condition / folders.get(cell["row"], "\x00") / name
-                if cell["row"] in folders and path.exists():
+                folder = run / "audio" / condition / folders.get(cell["row"], "\x00")
+                name = interpretation_name(folder, sid, pred, classes) if cell["row"] in folders else None
+                path = folder / f"{file_stem(name)}.wav" if name is not None else None
+                if path is not None:
                     stimuli[ANCHOR if cell["method"] == ANCHOR_METHOD else cell["row"]] = path.relative_to(run).as_posix()
             if len(stimuli) < 2:
                 continue
@@ -110,12 +111,3 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
     if not trials:
         raise AudiobenchError(f"{run}: the run kept no listenable interpretations (suite key audio.n is 0?)")
     return trials
-
-
-def _listenable(domain: str) -> bool:
-    from audiobench.registry import DOMAINS
-
-    try:
-        return bool(DOMAINS.get(domain).listenable)
-    except Exception:  # noqa: BLE001 - a plugin domain not installed here
-        return False

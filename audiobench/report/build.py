@@ -77,7 +77,22 @@ def _round(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(f"{value:.4g}")
 
 
-def _listenable(domain: str) -> bool:
+def interpretation_name(folder: Path, sample_id: str, target: int, classes: list[str]) -> str | None:
+    """The name (before :func:`audiobench.data.ids.file_stem`) of the WAV of a (clip, target) row's interpretation
+    in a method's audio ``folder``, or None when the run did not write it: ``<clip>__<class>`` when a clip has
+    several targets (multi-label models, ``targets: all``), else ``<clip>`` (:func:`audiobench.cells.audio_name`)."""
+    from audiobench.cells import audio_name
+    from audiobench.data.ids import file_stem
+
+    for one_per_clip in (False, True):
+        if one_per_clip or 0 <= target < len(classes):
+            name = audio_name(sample_id, target, classes, one_per_clip)
+            if (folder / f"{file_stem(name)}.wav").exists():
+                return name
+    return None
+
+
+def is_listenable(domain: str) -> bool:
     from audiobench.registry import DOMAINS
 
     try:
@@ -133,7 +148,7 @@ def _disagreement(grids: np.ndarray) -> np.ndarray:
 def build_report(run_dir: str | Path) -> Path:
     """Write the HTML report of the finished run ``run_dir`` to ``RUN_DIR/report/``; returns the path of
     its ``index.html``. Raises :class:`AudiobenchError` when ``run_dir`` is not a finished run."""
-    from audiobench.cells import audio_name, method_folders
+    from audiobench.cells import method_folders
     from audiobench.data.ids import file_stem
     from audiobench.masks import read_masks
     from audiobench.store import load_manifest, load_run
@@ -159,7 +174,6 @@ def build_report(run_dir: str | Path) -> Path:
                        strict=True))
     metric_info = manifest.get("metrics", {})
     metric_names = [m for m in metric_info if m in set(frame["metric"])]
-    one_per_clip = suite.get("targets", {}).get("select", "decision") == "decision" and not bool(manifest.get("multi_label"))
 
     conditions: list[tuple[str, str]] = []
     for c in manifest["cells"]:
@@ -178,7 +192,7 @@ def build_report(run_dir: str | Path) -> Path:
     colorbar_png(out / "img" / "spec_scale.png", SPEC_CMAP)
     records: list[dict[str, Any]] = []
     for ci, (domain, condition) in enumerate(conditions):
-        listen = _listenable(domain)
+        listen = is_listenable(domain)
         specs = _spectrograms(run, manifest, domain, condition, out)
         cells = {c["row"]: c for c in manifest["cells"] if (c["domain"], c["contamination"]) == (domain, condition)}
         per_method: dict[str, tuple[dict[tuple[str, int], int], np.ndarray, list[str], dict[int, list[str]]]] = {}
@@ -221,7 +235,6 @@ def build_report(run_dir: str | Path) -> Path:
                 if (input_dir / f"{stem}.wav").exists() else None,
                 "m": [],
             }
-            name = audio_name(sid, int(target), classes, one_per_clip) if classes else sid
             for m in methods:
                 entry: dict[str, Any] | None = None
                 if m in per_method and (sid, int(target)) in per_method[m][0]:
@@ -233,7 +246,8 @@ def build_report(run_dir: str | Path) -> Path:
                     except KeyError:
                         entry["v"] = {}
                     folder = run / "audio" / condition / folders.get(m, "")
-                    if listen and m in folders and (folder / f"{file_stem(name)}.wav").exists():
+                    name = interpretation_name(folder, sid, int(target), classes)
+                    if listen and m in folders and name is not None:
                         rel = audio_base / "audio" / condition / folders[m]
                         entry["wav"] = (rel / f"{file_stem(name)}.wav").as_posix()
                         entry["parts"] = [[p, (rel / f"{file_stem(f'{name}__{p}')}.wav").as_posix()]
