@@ -39,6 +39,14 @@ SUITE = {
     "plugins": [str(PLUGIN)],
 }
 HOSTILE_CLASS = "<script>window.pwned = 'class'</script>"
+PLAY_ALL = """
+    const done = arguments[arguments.length - 1];
+    const all = [...document.querySelectorAll(arguments[0])];
+    Promise.all(all.map(a => new Promise(ok => {
+        a.addEventListener('error', () => ok({src: a.src, error: a.error.code}));
+        a.addEventListener('timeupdate', () => { if (a.currentTime > 0) { a.pause(); ok({src: a.src, t: a.currentTime, d: a.duration}); } });
+        a.play().catch(e => ok({src: a.src, error: String(e)}));
+    }))).then(done);"""  # play every audio element matching a selector; each reports its time or its error
 
 
 def _in_ci() -> bool:
@@ -133,14 +141,7 @@ def test_report_audio_and_images_load_and_play(report: Path, browser) -> None:
     n_audio = browser.execute_script("return document.querySelectorAll('#clips audio').length")
     # per stft2mel row: the input, 4 interpretations and L2I's parts; per mel row: the input only
     assert n_audio >= 4 * (1 + 4) + 4
-    played = browser.execute_async_script("""
-        const done = arguments[arguments.length - 1];
-        const all = [...document.querySelectorAll('#clips audio')];
-        Promise.all(all.map(a => new Promise(ok => {
-            a.addEventListener('error', () => ok({src: a.src, error: a.error.code}));
-            a.addEventListener('timeupdate', () => { if (a.currentTime > 0) { a.pause(); ok({src: a.src, t: a.currentTime, d: a.duration}); } });
-            a.play().catch(e => ok({src: a.src, error: String(e)}));
-        }))).then(done);""")
+    played = browser.execute_async_script(PLAY_ALL, "#clips audio")
     assert len(played) == n_audio and all("error" not in p and p["t"] > 0 and p["d"] > 0.4 for p in played), played
     imgs = browser.execute_script("""
         const all = [...document.querySelectorAll('#clips img')];
@@ -250,6 +251,9 @@ def test_a_complete_session_is_stored_and_summarised(run_dir: Path, server: str,
     begin = _wait(browser, "begin")
     assert "How well does the interpretation correspond" in browser.find_element("tag name", "body").text
     begin.click()
+    played = browser.execute_async_script(PLAY_ALL, "audio")  # the reference and every hidden stimulus play
+    assert len(played) == 1 + len(order_of(trial_ids[0])), played
+    assert all("error" not in p and p["t"] > 0 and p["d"] > 0.4 for p in played), played
     seen = []
     for _ in trial_ids:
         assert browser.find_element("id", "predicted").text  # the predicted class is shown

@@ -69,7 +69,7 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
     manifest = load_manifest(run)
     suite = manifest.get("suite", {})
     classes = [str(c) for c in manifest.get("classes", [])]
-    prompts = manifest.get("prompts") or suite.get("model", {}).get("prompts")
+    prompts = manifest.get("prompts") or manifest.get("classifier", {}).get("prompts") or suite.get("model", {}).get("prompts")
     prompts = [str(p) for p in prompts] if isinstance(prompts, list) and len(prompts) == len(classes) else None
     suite_methods = suite.get("methods", [])
     folders = dict(zip([m.get("label") or m["name"] for m in suite_methods],

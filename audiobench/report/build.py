@@ -163,7 +163,7 @@ def build_report(run_dir: str | Path) -> Path:
 
     suite = manifest.get("suite", {})
     classes = [str(c) for c in manifest.get("classes", [])]
-    prompts = manifest.get("prompts") or suite.get("model", {}).get("prompts")
+    prompts = manifest.get("prompts") or manifest.get("classifier", {}).get("prompts") or suite.get("model", {}).get("prompts")
     prompts = [str(p) for p in prompts] if isinstance(prompts, list) and len(prompts) == len(classes) else None
     order_rows = list((manifest.get("order") or {}).get("row") or dict.fromkeys(c["row"] for c in manifest["cells"]))
     labels = [c["row"] for c in manifest["cells"]]
