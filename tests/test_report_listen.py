@@ -216,7 +216,8 @@ def test_markdown_tables_become_escaped_html_with_bold_kept() -> None:
 
 
 def _trial_page(browser) -> str:
-    return browser.find_element("id", "trial-title").get_attribute("data-trial")
+    # read in one script: the page replaces its elements when a trial is submitted
+    return browser.execute_script("const e = document.getElementById('trial-title'); return e && e.dataset.trial;")
 
 
 def _rate(browser, values: dict[str, int], order_of) -> str:
@@ -231,7 +232,8 @@ def _rate(browser, values: dict[str, int], order_of) -> str:
         v = values.get(order[k], values["*"])
         browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", s, v)
     browser.find_element("id", "submit").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements("id", "done") or _trial_page(d) != trial)
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return !!document.getElementById('done')")
+                                     or _trial_page(d) not in (None, trial))
     return trial
 
 
@@ -431,6 +433,10 @@ def test_report_and_listen_refuse_what_is_not_a_run(tmp_path: Path, run_dir: Pat
     assert main(["listen", str(copy), "--port", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "kept no listenable interpretations" in err[0]
+    for bad in (["--port", "70000"], ["--listener", "\x01"]):
+        assert main(["listen", str(run_dir), *bad]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("--port" in err[0] or "--listener" in err[0]), err
 
 
 def test_mask_images_put_high_frequencies_on_top_on_one_colour_scale(tmp_path: Path) -> None:

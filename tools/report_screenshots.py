@@ -64,11 +64,16 @@ def main(run_dir: str, loads: int = 5) -> None:
         time.sleep(1.0)
         d.find_element("id", "begin").click()  # past the training page; nothing is rated
         time.sleep(0.5)
+        d.execute_script("window.scrollTo(0, 0)")
         d.save_screenshot(str(out / "listening_trial.png"))
     finally:
         d.quit()
         srv.shutdown()
-    print(f"screenshots in {out}/")
+    from PIL import Image
+
+    for name in ("report.png", "listening_trial.png"):  # small enough to commit: 256-colour PNGs
+        Image.open(out / name).convert("RGB").quantize(256).save(out / name, optimize=True)
+    print(f"screenshots in {out}/: " + ", ".join(f"{p.name} {p.stat().st_size // 1024} KB" for p in sorted(out.glob("*.png"))))
 
 
 if __name__ == "__main__":

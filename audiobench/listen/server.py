@@ -208,8 +208,17 @@ def serve(run_dir: str | Path, port: int = 8765, listener: str | None = None) ->
 
     from werkzeug.serving import make_server
 
+    from audiobench.errors import AudiobenchError
+
+    if not 0 <= port <= 65535:
+        raise AudiobenchError(f"--port must be from 0 to 65535, got {port}")
+    if listener is not None and not LISTENER.match(listener.strip() or "\x00"):
+        raise AudiobenchError("--listener must be a name of 1 to 64 printable characters")
     app = create_app(run_dir)
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    try:
+        server = make_server("127.0.0.1", port, app, threaded=True)
+    except OSError as exc:
+        raise AudiobenchError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc} (try another --port, or 0)") from None
     url = f"http://127.0.0.1:{server.server_port}/" + (f"?listener={quote(listener)}" if listener else "")
     print(f"listening test of {run_dir}: open {url}  (ratings in {Path(run_dir) / DB_NAME}; Ctrl-C stops)", flush=True)
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,7 @@ from audiobench.report.images import IMAGE_SIZE, MASK_CMAP, SPEC_CMAP, colorbar_
 
 TEMPLATE = Path(__file__).with_name("template.html")
 CLIP_COLUMNS = ("p_orig", "pred_orig", "y_true")  # per-clip facts the rows repeat for every method
+SPEC_RANGE_DB = 80.0  # spectrogram images span this many dB below each clip's maximum
 HIDDEN_METRICS = {"p_in", "p_out", "pred_in", "target_true", *CLIP_COLUMNS}
 
 
@@ -121,9 +123,11 @@ def _spectrograms(run_dir: Path, manifest: Mapping, domain: str, condition: str,
             x = dom.represent(frontend, batch).x
     except Exception:  # noqa: BLE001 - a domain this install lacks, or odd files: the report shows no spectrogram
         return {}
-    peak = x.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    # x is log1p of a magnitude (|STFT|, or its mel bands): shown in dB, the top SPEC_RANGE_DB of each clip
+    db = 20 * torch.log10(torch.expm1(x).clamp_min(1e-10))
+    top = db.flatten(1).amax(1).view(-1, 1, 1, 1)
     paths = [out / "img" / "spec" / f"{domain}__{condition}" / f"{i}.png" for i in range(len(ids))]
-    write_pngs(to_grid(x / peak), paths, SPEC_CMAP)
+    write_pngs(to_grid(((db - top) / SPEC_RANGE_DB + 1).clamp(0, 1)), paths, SPEC_CMAP)
     return {s: p.relative_to(out).as_posix() for s, p in zip(ids, paths, strict=True)}
 
 
@@ -158,6 +162,7 @@ def build_report(run_dir: str | Path) -> Path:
     manifest = load_manifest(run)
     frame = load_run(run).rename(columns={"label": "row"})
     out = run / "report"
+    shutil.rmtree(out / "img", ignore_errors=True)  # no image of an earlier report survives
     out.mkdir(parents=True, exist_ok=True)
     audio_base = Path("..")  # index.html is in RUN_DIR/report/
 
@@ -202,7 +207,8 @@ def build_report(run_dir: str | Path) -> Path:
                 continue
             stored = read_masks(path)
             grid = to_grid(stored.explanation.mask)
-            paths = [out / "img" / cell["id"] / f"{i}.png" for i in range(len(grid))]
+            folder_index = manifest["cells"].index(cell)  # short image paths keep the page's data small
+            paths = [out / "img" / str(folder_index) / f"{i}.png" for i in range(len(grid))]
             write_pngs(grid, paths, MASK_CMAP)
             index = {(s, int(t)): i for i, (s, t) in enumerate(zip(stored.sample_ids, stored.targets, strict=True))}
             parts: dict[int, list[str]] = {}
@@ -242,9 +248,10 @@ def build_report(run_dir: str | Path) -> Path:
                     entry = {"img": per_method[m][2][i]}
                     try:
                         values = wide.loc[(domain, condition, m, sid, target)]
-                        entry["v"] = {k: _round(float(values[k])) for k in shown if k in values and pd.notna(values[k])}
+                        entry["v"] = [_round(float(values[k])) if k in values and pd.notna(values[k]) else None
+                                      for k in shown]  # aligned with data["metrics"]
                     except KeyError:
-                        entry["v"] = {}
+                        entry["v"] = [None] * len(shown)
                     folder = run / "audio" / condition / folders.get(m, "")
                     name = interpretation_name(folder, sid, int(target), classes)
                     if listen and m in folders and name is not None:
