@@ -10,7 +10,6 @@ import os
 import shutil
 import sqlite3
 import threading
-import time
 from io import StringIO
 from pathlib import Path
 
@@ -147,7 +146,10 @@ def test_report_audio_and_images_load_and_play(report: Path, browser) -> None:
         const all = [...document.querySelectorAll('#clips img')];
         all.forEach(i => i.loading = 'eager');
         return all.length;""")
-    time.sleep(0.5)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script("return [...document.querySelectorAll('#clips img')].every(i => i.complete)"))
     loaded = browser.execute_script(
         "return [...document.querySelectorAll('#clips img')].filter(i => i.complete && i.naturalWidth === 160).length")
     assert imgs == loaded == len(rows) * 4 + 8  # a mask per method, a spectrogram per row with audio
@@ -284,6 +286,7 @@ def _wait(browser, element_id: str):
 def test_a_listener_who_stops_resumes_where_they_were(run_dir: Path, server: str, browser) -> None:
     from browser import chromium
     trial_ids, order_of = _orders(run_dir, "bob")
+    others = [r for r in _ratings(run_dir) if r[0] != "bob"]
     first = chromium()
     try:
         first.get(f"{server}/?listener=bob")
@@ -300,6 +303,7 @@ def test_a_listener_who_stops_resumes_where_they_were(run_dir: Path, server: str
     finally:
         again.quit()
     assert {t for _, t, *_ in _ratings(run_dir, "bob")} == set(trial_ids[:2])
+    assert [r for r in _ratings(run_dir) if r[0] != "bob"] == others  # listeners are kept apart
 
 
 def _post(url: str, body: object, content_type: str = "application/json") -> tuple[int, dict]:
