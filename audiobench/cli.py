@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     li.add_argument("run_dir", metavar="RUN_DIR")
     li.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0: any free port)")
     li.add_argument("--listener", metavar="NAME", help="open the page for this listener (otherwise the page asks)")
+    li.add_argument("--webmushra", metavar="DIR", help=(
+        "write the same test as a webMUSHRA experiment instead (DIR/DIR.yaml and the WAVs in DIR/audio/; copy DIR "
+        "into webMUSHRA's configs/) and exit"))
     return p
 
 
@@ -156,6 +159,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from audiobench.report import build_report
 
         print(build_report(args.run_dir))
+        return 0
+    if args.command == "listen" and args.webmushra:
+        from audiobench.listen.webmushra import export_webmushra
+
+        print(export_webmushra(args.run_dir, args.webmushra))
         return 0
     if args.command == "listen":
         from audiobench.listen.server import serve

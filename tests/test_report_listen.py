@@ -258,11 +258,17 @@ def test_a_complete_session_is_stored_and_summarised(run_dir: Path, server: str,
     played = browser.execute_async_script(PLAY_ALL, "audio")  # the reference and every hidden stimulus play
     assert len(played) == 1 + len(order_of(trial_ids[0])), played
     assert all("error" not in p and p["t"] > 0 and p["d"] > 0.4 for p in played), played
+    from audiobench.listen.trials import load_trials
+
+    predicted = {t.id: t.predicted for t in load_trials(run_dir)}
+    assert any("<" in p for p in predicted.values())  # the hostile class names reach the page
     seen = []
-    for _ in trial_ids:
-        assert browser.find_element("id", "predicted").text  # the predicted class is shown
+    for _ in trial_ids:  # the predicted class is shown, as text
+        assert browser.execute_script("return document.getElementById('predicted').textContent") == \
+            predicted[_trial_page(browser)]
         seen.append(_rate(browser, values, order_of))
     assert seen == trial_ids and browser.find_element("id", "done")
+    assert browser.execute_script("return window.pwned === undefined") is True
     rows = _ratings(run_dir, "alice")
     n_stimuli = sum(len(order_of(t)) for t in trial_ids)
     assert len(rows) == n_stimuli == len(trial_ids) * 5
@@ -491,3 +497,22 @@ def test_report_of_a_multi_label_run_with_a_plugin_method(tmp_path: Path, browse
 
     trials = load_trials(tmp_path / "run")
     assert len(trials) == 2 and all(set(t.stimuli) == {"reference", "anchor", "Saliency", "Time occlusion"} for t in trials)
+
+
+def test_webmushra_export_holds_the_same_trials_escaped(run_dir: Path, tmp_path: Path) -> None:
+    import html
+
+    from audiobench.listen.trials import load_trials
+
+    assert main(["listen", str(run_dir), "--webmushra", str(tmp_path / "hostile_test")]) == 0
+    config = yaml.safe_load((tmp_path / "hostile_test" / "hostile_test.yaml").read_text())
+    trials = load_trials(run_dir)
+    pages = config["pages"]
+    assert [p["type"] for p in pages] == ["generic", *["mushra"] * len(trials), "finish"]
+    for t, page in zip(trials, pages[1:-1], strict=True):
+        assert page["id"] == t.id and "<" not in page["name"] and html.unescape(page["name"]) == f"Predicted class: {t.predicted}"
+        assert set(page["stimuli"]) == set(t.stimuli) - {"reference"}
+        for stimulus, path in [("reference", page["reference"]), *page["stimuli"].items()]:
+            assert path.startswith("configs/hostile_test/audio/")
+            copied = tmp_path / "hostile_test" / "audio" / Path(path).name
+            assert copied.read_bytes() == (run_dir / t.stimuli[stimulus]).read_bytes()

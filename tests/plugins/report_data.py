@@ -14,7 +14,7 @@ from audiobench.registry import DATASETS
 
 FREQS = (440.0, 1000.0, 2200.0, 4500.0)
 NAMES = ["<script>window.pwned = 'class'</script>", "beep & <b>bold</b>", "<img src=x onerror=\"window.pwned='img'\">",
-         "hiss tone"]
+         "hiss <u>tone</u>"]  # every name holds HTML, so whatever the classifier predicts, the test sees some
 
 
 @DATASETS.register("hostile_tones")
