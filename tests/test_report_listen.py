@@ -130,6 +130,9 @@ def test_report_opens_from_disk_fast_and_escapes_everything(report: Path, browse
     assert headers == ["clip", "<i>Saliency</i>", "GradCAM", "L2I, RT=0.1", "Random"]
     assert "<i>Saliency</i>" in browser.find_element("id", "tables").text
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    links = browser.execute_script("return [...document.querySelectorAll('[src], [href]')].map(e => e.src || e.href)")
+    assert links and all(u.startswith("file://") for u in links)  # every image and audio beside it: no network, no CDN
+    assert not browser.find_elements("css selector", "script[src], link[rel=stylesheet]")  # scripts and styles inline
 
 
 def test_report_audio_and_images_load_and_play(report: Path, browser) -> None:
