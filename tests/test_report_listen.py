@@ -369,6 +369,14 @@ def test_no_file_outside_the_run_is_served(server: str, path: str) -> None:
     assert 400 <= resp.status < 500 and b"root:" not in body and b"RIFF" not in body
 
 
+def test_requests_for_another_host_name_are_refused(server: str) -> None:
+    host, port = server.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/api/test?listener=x", headers={"Host": f"attacker.example:{port}"})
+    resp = conn.getresponse()
+    assert resp.status == 403 and b"trials" not in resp.read()
+
+
 def test_audio_served_is_the_trials_own(run_dir: Path, server: str) -> None:
     from audiobench.listen.trials import load_trials
 
@@ -426,6 +434,10 @@ def test_listen_command_serves_on_loopback_only(run_dir: Path, tmp_path: Path) -
     proc = subprocess.Popen([sys.executable, "-m", "audiobench", "listen", str(copy), "--port", "0", "--listener", "a b"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
+        import select
+
+        ready, _, _ = select.select([proc.stdout], [], [], 120)  # never hang the suite on a server that did not start
+        assert ready, "audiobench listen printed nothing within 120 s"
         line = proc.stdout.readline()
         url = line.split("open ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/?listener=a%20b"), line

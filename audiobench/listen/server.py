@@ -121,6 +121,11 @@ def create_app(run_dir: str | Path) -> Flask:
     def _missing(exc: Exception):  # noqa: ANN202
         return jsonify(error="not found"), 404
 
+    @app.before_request
+    def _local_only() -> None:  # a page of another site resolving its name to 127.0.0.1 (DNS rebinding) is refused
+        if request.host.rsplit(":", 1)[0] not in ("127.0.0.1", "localhost"):
+            raise BadRequest(403, "this server answers requests for 127.0.0.1 only")
+
     @app.after_request
     def _headers(resp: Response) -> Response:
         resp.headers["X-Content-Type-Options"] = "nosniff"
