@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.audiobench-installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo test latex lint bench clean
+.PHONY: install demo test latex chromium lint bench clean
 
 install: $(STAMP)
 
@@ -22,11 +22,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/audiobench run suites/quickstart.yaml
 
-test: $(STAMP) latex
+test: $(STAMP) latex chromium
 	$(BIN)/python -m pytest -q -rs
 
 latex:  # pdflatex for the LaTeX compile test: installed with apt-get when missing and root
 	@sh tools/ensure_latex.sh
+
+chromium:  # headless Chromium + chromedriver for the report and listening tests: apt-get when missing and root
+	@sh tools/ensure_chromium.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

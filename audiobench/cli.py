@@ -80,6 +80,27 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--compare", metavar="REF:TABLE", help=(
         "print the published numbers beside ours for the same rows, e.g. lmac_icml2024:2 (L-MAC Table 2); "
         "blocks of multi-block tables are chosen with :column=value,... (see audiobench/reference/README.md)"))
+    t.add_argument("--mos", action="store_true", help=(
+        "print the mean opinion scores of the run's listening test (audiobench listen) with 95%% confidence "
+        "intervals, in the layout of the L-MAC paper's Table 3, after MUSHRA post-screening"))
+
+    rp = sub.add_parser("report", help="write an HTML report of a finished run", description=(
+        "Write RUN_DIR/report/index.html from the run's stored files only (no model is run): its tables, "
+        "the classifier's accuracy and, per clip, the input, each method's mask, listenable interpretation, "
+        "parts and metrics, with filters. Self-contained: opens from disk, no server, no network."))
+    rp.add_argument("run_dir", metavar="RUN_DIR")
+
+    li = sub.add_parser("listen", help="serve a MUSHRA listening test of a finished run on 127.0.0.1", description=(
+        "Serve a MUSHRA-style rating page (L-MAC paper, sec. 3.3) for RUN_DIR's listenable interpretations on "
+        "127.0.0.1 only: a training page, then per trial the input, the predicted class and one 0-100 slider per "
+        "method, with a hidden reference and the random control as anchor. Ratings are stored as given in "
+        "RUN_DIR/listening.sqlite; a listener who comes back resumes. Summarise with audiobench table RUN_DIR --mos."))
+    li.add_argument("run_dir", metavar="RUN_DIR")
+    li.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0: any free port)")
+    li.add_argument("--listener", metavar="NAME", help="open the page for this listener (otherwise the page asks)")
+    li.add_argument("--webmushra", metavar="DIR", help=(
+        "write the same test as a webMUSHRA experiment instead (DIR/DIR.yaml and the WAVs in DIR/audio/; copy DIR "
+        "into webMUSHRA's configs/) and exit"))
     return p
 
 
@@ -128,6 +149,26 @@ def _dispatch(args: argparse.Namespace) -> int:
         n = len(suite.domains) * len(suite.contaminations) * len(suite.methods)
         print(f"{args.suite}: ok ({n} cells: {len(suite.methods)} methods x {len(suite.domains)} domains "
               f"x {len(suite.contaminations)} contaminations)")
+        return 0
+    if args.command == "table" and args.mos:
+        from audiobench.listen.mos import render_mos
+
+        print(render_mos(args.run_dir, args.format))
+        return 0
+    if args.command == "report":
+        from audiobench.report import build_report
+
+        print(build_report(args.run_dir))
+        return 0
+    if args.command == "listen" and args.webmushra:
+        from audiobench.listen.webmushra import export_webmushra
+
+        print(export_webmushra(args.run_dir, args.webmushra))
+        return 0
+    if args.command == "listen":
+        from audiobench.listen.server import serve
+
+        serve(args.run_dir, args.port, args.listener)
         return 0
     if args.command == "table" and args.compare:
         from audiobench.compare import render_comparison
