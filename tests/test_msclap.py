@@ -333,3 +333,28 @@ def test_validate_names_every_missing_path_and_where_to_get_it(suite: str, capsy
     for line, what, where in expected:
         hits = [ln for ln in err.splitlines() if ln.startswith(f"{path}:{line}: ") and what in ln and where in ln]
         assert len(hits) == 1, (what, err)
+
+
+def test_esc50_zs_suite_runs_end_to_end_on_a_tiny_clap_and_compares_with_the_paper(
+        files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audiobench.store import load_run
+    from tests.fakedata import make_esc50, make_speech_folder
+
+    root = make_esc50(tmp_path / "ESC-50", sr=SR, seconds=0.5)
+    speech = make_speech_folder(tmp_path / "wavs", sr=16000)
+    sets = [f"dataset.root={root}", "dataset.seconds=0.5", f"model.checkpoint={files['ckpt']}",
+            f"model.text_model={files['bert']}", f"contaminations.3.root={speech}", "methods.2.n_samples=2",
+            "methods.3.n_steps=4", "methods.4.epochs=1", "batch_size=4", "audio.n=1"]
+    run_dir = tmp_path / "run"
+    args = [a for s in sets for a in ("--set", s)]
+    assert main(["run", str(SUITES / "esc50_zs.yaml"), *args, "-o", str(run_dir), "--limit", "3", "-q"]) == 0
+    capsys.readouterr()
+    frame = load_run(run_dir)
+    assert set(frame.row) == {"GradCam", "GradCam++", "SmoothGrad", "IG", "LMAC-ZS (CT)"}
+    assert set(frame.domain) == {"stft2mel", "mel"} and frame.contamination.nunique() == 4
+    assert frame[frame.metric == "ai"].value.notna().all()
+    assert main(["table", str(run_dir), "--compare", "lmaczs_neurips2024:1:dataset=ESC50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for label in ("GradCam", "GradCam++", "SmoothGrad", "IG", "LMAC-ZS (CT)"):
+        ours = next(i for i, ln in enumerate(lines) if f"| {label} " in ln and "| ours" in ln)
+        assert "| paper" in lines[ours + 1] and "| —" not in lines[ours + 1].split("| paper")[1][:12], lines[ours + 1]
