@@ -273,8 +273,13 @@ def test_missing_or_wrong_files_are_one_line_errors(files: dict, tmp_path: Path)
     assert [p.split(":")[0] for p in unset.check(n_mels=80)] == ["model.checkpoint", "model.text_model", "frontend.n_mels is 80; CLAP's CNN14 reads 64 mel bands (set frontend as suites/esc50_zs.yaml)"]
     panns = tmp_path / "cnn14.pth"  # a PANNs classifier, not CLAP
     torch.save({"model": {"conv_block1.conv1.weight": torch.zeros(64, 1, 3, 3)}}, panns)
-    assert "is not a Microsoft CLAP (msclap, CNN14 + BERT) checkpoint: it has no key 'audio_encoder.base.conv_block1.conv1.weight'" \
-        in _one_line_error(MsClapSpec({"checkpoint": panns, "text_model": bert}))
+    not_clap = "is not a Microsoft CLAP (msclap, CNN14 + BERT) checkpoint: it has no key 'audio_encoder.base.conv_block1.conv1.weight'"
+    assert not_clap in _one_line_error(MsClapSpec({"checkpoint": panns, "text_model": bert}))
+    (problem,) = MsClapSpec({"checkpoint": panns, "text_model": bert}).check(n_mels=64)  # what validate prints
+    assert not_clap in problem
+    assert MsClapSpec({"checkpoint": files["ckpt"], "text_model": bert}).check(n_mels=64) == []
+    assert MsClapSpec({"checkpoint": files["ckpt"], "text_model": bert}).check(n_mels=80) == [
+        f"model.checkpoint: {files['ckpt']} reads 64 mel bands, frontend.n_mels is 80"]
     cut = tmp_path / "cut.pth"
     cut.write_bytes(files["ckpt"].read_bytes()[:5000])
     assert "incomplete or corrupt" in _one_line_error(MsClapSpec({"checkpoint": cut, "text_model": bert}))

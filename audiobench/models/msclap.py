@@ -268,19 +268,25 @@ def load_msclap(model: MsClap, state: dict[str, torch.Tensor], path: str | Path 
     model.load_state_dict(mapped, strict=False)
 
 
-def architecture(state: dict[str, torch.Tensor]) -> dict[str, int]:
-    """Sizes read off an msclap state dict: n_mels, width, depth, n_audioset, d_proj, n_freqs."""
+def architecture(state: dict[str, torch.Tensor], path: str | Path = "<checkpoint>") -> dict[str, int]:
+    """Sizes read off an msclap state dict: n_mels, width, depth, n_audioset, d_proj, n_freqs.
+
+    Raises :class:`AudiobenchError` (one line) when a key the sizes are read from is absent.
+    """
     depth = 0
     while f"audio_encoder.base.conv_block{depth + 1}.conv1.weight" in state:
         depth += 1
-    return {
-        "n_mels": int(state["audio_encoder.base.bn0.weight"].shape[0]),
-        "width": int(state["audio_encoder.base.conv_block1.conv1.weight"].shape[0]),
-        "depth": depth,
-        "n_audioset": int(state["audio_encoder.base.fc_audioset.weight"].shape[0]),
-        "d_proj": int(state["audio_encoder.projection.linear1.weight"].shape[0]),
-        "n_freqs": int(state["audio_encoder.base.logmel_extractor.melW"].shape[0]),
-    }
+    try:
+        return {
+            "n_mels": int(state["audio_encoder.base.bn0.weight"].shape[0]),
+            "width": int(state["audio_encoder.base.conv_block1.conv1.weight"].shape[0]),
+            "depth": depth,
+            "n_audioset": int(state["audio_encoder.base.fc_audioset.weight"].shape[0]),
+            "d_proj": int(state["audio_encoder.projection.linear1.weight"].shape[0]),
+            "n_freqs": int(state["audio_encoder.base.logmel_extractor.melW"].shape[0]),
+        }
+    except KeyError as exc:
+        raise AudiobenchError(f"model.checkpoint: {path} lacks {exc.args[0]!r}; get CLAP_weights_2022.pth from {CLAP_URL}") from None
 
 
 def text_model_problem(folder: Path | None) -> str | None:
@@ -323,6 +329,14 @@ class MsClapSpec(ModelSpec):
             problems.append(f"model.checkpoint: not set; get CLAP_weights_2022.pth from {CLAP_URL}")
         elif not Path(p.checkpoint).is_file():
             problems.append(f"model.checkpoint: {p.checkpoint} not found; get CLAP_weights_2022.pth from {CLAP_URL}")
+        else:  # read (memory-mapped), so a wrong or damaged file is named before a run
+            try:
+                sizes = architecture(read_state(Path(p.checkpoint)), p.checkpoint)
+                if n_mels is not None and sizes["n_mels"] != n_mels:
+                    problems.append(f"model.checkpoint: {p.checkpoint} reads {sizes['n_mels']} mel bands, frontend.n_mels is {n_mels}")
+                    n_mels = None
+            except AudiobenchError as exc:
+                problems.append(str(exc))
         problem = text_model_problem(p.text_model)
         if problem:
             problems.append(problem)
@@ -347,7 +361,7 @@ class MsClapSpec(ModelSpec):
         except ImportError as exc:
             raise AudiobenchError("model msclap needs transformers: pip install -c constraints.txt 'audiobench[clap]'") from exc
         state = read_state(Path(p.checkpoint))
-        sizes = architecture(state)
+        sizes = architecture(state, p.checkpoint)
         if sizes["n_mels"] != n_mels:
             raise AudiobenchError(f"model.checkpoint: {p.checkpoint} reads {sizes['n_mels']} mel bands, frontend.n_mels is {n_mels}")
         folder = Path(p.text_model)
