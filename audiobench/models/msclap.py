@@ -48,7 +48,7 @@ the file's level; CNN14's ``bn0`` uses running statistics, so a level change shi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import Field
@@ -61,6 +61,10 @@ from audiobench.models.base import ModelSpec
 from audiobench.models.cnn14 import Cnn14
 from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts
 from audiobench.registry import MODELS
+
+if TYPE_CHECKING:
+    from audiobench.domains import Domain
+    from audiobench.frontend import Frontend
 
 CLAP_URL = "https://zenodo.org/record/8378278 (CLAP_weights_2022.pth; also https://huggingface.co/microsoft/msclap)"
 BERT_URL = ("https://huggingface.co/google-bert/bert-base-uncased (config.json, vocab.txt, tokenizer_config.json; "
@@ -206,7 +210,7 @@ class MsClap(ZeroShotClassifier):
         return self.log_scale.exp()
 
     # -- input -----------------------------------------------------------------------------------
-    def network_input(self, domain: Any, frontend: Any, x: torch.Tensor) -> torch.Tensor:
+    def network_input(self, domain: Domain, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
         """A (masked) representation [B, 1, T, F] -> CLAP's dB log-mel ``10 log10(max(mel, 1e-10))`` [B, 1, T, 64].
 
         ``mel`` = ``expm1`` of the log1p-mel the domain stands for: CLAP's ``|STFT|^2 @ melW`` when
@@ -217,7 +221,7 @@ class MsClap(ZeroShotClassifier):
         mel = torch.expm1(domain.to_logmel(frontend, x)).clamp_min(AMIN)
         return 10.0 * torch.log10(mel)
 
-    def _check_frontend(self, frontend: Any) -> None:
+    def _check_frontend(self, frontend: Frontend) -> None:
         if self._frontend_checked == id(frontend):
             return
         p = frontend.params
