@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.audiobench-installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo test latex chromium lint bench clean
+.PHONY: install demo demo-zs test latex chromium lint bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/audiobench run suites/quickstart.yaml
+
+demo-zs: $(STAMP)  # the zero-shot track (LMAC-ZS) on the embedded data
+	$(BIN)/audiobench run suites/synth_zs.yaml
 
 test: $(STAMP) latex chromium
 	$(BIN)/python -m pytest -q -rs

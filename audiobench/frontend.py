@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from audiobench._torchaudio import AF
 from audiobench.component import Params
+
+_FILTERBANK_DEFAULTS: dict[str, Any] = {"mel_scale": "htk", "mel_norm": None, "mel_power": 1}
 
 
 class FrontendParams(Params):
@@ -20,6 +24,23 @@ class FrontendParams(Params):
     n_mels: int = Field(80, ge=8)
     f_min: float = Field(0.0, ge=0)
     f_max: float | None = None  # None: Nyquist
+    # The mel filterbank's kind. The defaults are the L-MAC recipe's (HTK scale, unnormalised
+    # triangles on the magnitude); PANNs/CLAP-style networks read librosa's filters
+    # (``mel_scale: slaney, mel_norm: slaney``) on the power spectrum (``mel_power: 2``).
+    mel_scale: Literal["htk", "slaney"] = "htk"
+    mel_norm: Literal["slaney"] | None = None
+    mel_power: Literal[1, 2] = Field(1, description="mel(|STFT|^mel_power): 1 magnitude, 2 power")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # the filterbank keys are left out at their defaults, so the cache keys of every existing
+        # fit (which hash the dumped front end) stay what they were before these keys existed
+        out = handler(self)
+        if isinstance(out, dict):
+            for key, default in _FILTERBANK_DEFAULTS.items():
+                if key in out and out[key] == default:
+                    del out[key]
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> FrontendParams:
@@ -44,8 +65,8 @@ class Frontend(torch.nn.Module):
             f_max=p.f_max or p.sample_rate / 2,
             n_mels=p.n_mels,
             sample_rate=p.sample_rate,
-            norm=None,
-            mel_scale="htk",
+            norm=p.mel_norm,
+            mel_scale=p.mel_scale,
         )
         self.register_buffer("mel_fb", fb, persistent=False)  # [F, n_mels]
 
@@ -81,11 +102,14 @@ class Frontend(torch.nn.Module):
         )
 
     def mel(self, magnitude: torch.Tensor) -> torch.Tensor:
-        """Linear magnitude [..., F] -> mel magnitude [..., n_mels]."""
+        """Linear magnitude [..., F] -> mel energies [..., n_mels]: ``|X|^mel_power @ mel_fb``
+        (magnitude by default, power with ``mel_power: 2``)."""
+        if self.params.mel_power == 2:
+            magnitude = magnitude.square()
         return magnitude @ self.mel_fb
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
-        """[B, L] -> the classifier's input log1p(mel(|STFT|)), [B, 1, T, n_mels]."""
+        """[B, L] -> the classifier's input log1p(mel(|STFT|)) (``mel_power: 2``: of |STFT|^2), [B, 1, T, n_mels]."""
         return torch.log1p(self.mel(self.stft(wave).abs()))
 
     def mel_to_linear(self, grid: torch.Tensor) -> torch.Tensor:

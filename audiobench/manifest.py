@@ -81,6 +81,8 @@ def build_manifest(
         "git": git_hash(),
         "classifier": {k: v for k, v in classifier.items() if k != "history"} | {"history": classifier.get("history", [])},
         "classes": class_names,
+        "output_kind": classifier.get("output_kind", "softmax"),
+        "prompts": classifier.get("prompts"),  # zero-shot models: one text prompt per class
         "accuracy": {"clean_test": classifier.get("accuracy", {}).get("test"), "evaluated": evaluated_accuracy(frame)},
         "metrics": {name: METRICS.get(name).info() for name in suite.metrics},
         "display": {

@@ -170,7 +170,7 @@ def run_cell(session: Session, cell: Cell) -> dict[str, Any]:
     ckey = cell.contamination.build().key()
     metrics = [METRICS.get(name) for name in suite.metrics]
     out = evaluate_cell(
-        cell, explainer, session.model(cell), clips, metrics, suite.targets, suite.batch_size, session.device,
+        cell, explainer, session.model(cell), clips, metrics, cell.method.targets or suite.targets, suite.batch_size, session.device,
         session.store.root / "audio" / ckey / cell.folder if suite.audio.n else None, suite.audio.n, session.progress,
     )
     seconds = time.perf_counter() - t0
@@ -207,7 +207,12 @@ def finish(session: Session, cell_meta: list[dict[str, Any]], t_start: float) ->
                               session.device, t_start, session.classifier.class_names)
     manifest["selection"] = session.selection
     store.write_results(frame, manifest)
-    return RunResult(store.root, manifest, render_run(store.root))
+    tables = render_run(store.root)
+    if {"mm", "similarity"} <= set(session.suite.metrics):  # zero-shot: LMAC-ZS Fig. 3 and 4
+        from audiobench.zeroshot.analysis import write_prompt_analysis
+
+        write_prompt_analysis(store.root, frame)
+    return RunResult(store.root, manifest, tables)
 
 
 def run_suite(

@@ -30,7 +30,8 @@ from audiobench.suite import Suite, parse_suite
 def suite_from_resolved(resolved: dict[str, Any]) -> Suite:
     """The :class:`Suite` a manifest's resolved suite describes (every default already filled in)."""
     def entry(spec: dict[str, Any]) -> dict[str, Any]:
-        return {"name": spec["name"], **({"label": spec["label"]} if spec.get("label") else {}), **spec.get("params", {})}
+        return {"name": spec["name"], **({"label": spec["label"]} if spec.get("label") else {}),
+                **({"targets": spec["targets"]} if spec.get("targets") else {}), **spec.get("params", {})}
 
     data = {k: resolved[k] for k in ("name", "description", "seed", "frontend", "split", "batch_size", "metrics",
                                      "tables", "audio", "targets", "masks", "plugins") if resolved.get(k) not in (None, [])}

@@ -190,6 +190,7 @@ class Explainer(Component):
     signed_maps: ClassVar[bool] = True  # raw maps can be negative: nonneg none is refused
     trainable: ClassVar[bool] = False
     domains: ClassVar[tuple[str, ...] | None] = None  # None: every domain
+    output_kinds: ClassVar[tuple[str, ...] | None] = None  # model output kinds it explains; None: every kind
 
     def __init__(self, params: Params | dict[str, Any] | None = None):
         super().__init__(params)

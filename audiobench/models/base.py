@@ -17,7 +17,7 @@ A model plugin subclasses :class:`AudioClassifier` and registers a :class:`Model
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -139,6 +139,15 @@ class ModelSpec(Component):
     def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
         """The network for ``class_names``, reading ``n_mels`` mel bands at ``sample_rate`` Hz."""
         raise NotImplementedError
+
+    def train_model(
+        self, train_params: Any, splits: dict[str, Any], frontend: Frontend, data_fingerprint: dict, seed: int,
+        device: torch.device, progress: bool = True, evaluated: str = "test",
+    ) -> Any | None:
+        """A model trained its own way (a zero-shot dual encoder trained contrastively): return a
+        :class:`~audiobench.models.training.TrainedClassifier` (cached by the spec). ``None``, the
+        default, means the harness's classifier training (or, for ``trainable = False``, the model as built)."""
+        return None
 
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
         """Problems found without building (missing files, bad settings, a checkpoint that does not fit

@@ -264,7 +264,11 @@ def get_classifier(
     seed: int, device: torch.device, progress: bool = True, evaluated: str = "test",
 ) -> TrainedClassifier:
     """The suite's classifier: its checkpoint when ``model.checkpoint`` is set, else trained here (cached);
-    a model that is not ``trainable`` is used as its spec builds it."""
+    a model that is not ``trainable`` is used as its spec builds it; a spec that trains its own way
+    (``ModelSpec.train_model``, e.g. the zero-shot ``clap_synth``) does so."""
+    own = spec.train_model(train_params, splits, frontend, data_fingerprint, seed, device, progress, evaluated)
+    if own is not None:
+        return own
     if not spec.trainable:
         return built_classifier(spec, splits, frontend, seed, device, evaluated)
     if getattr(spec.params, "checkpoint", None) is not None:

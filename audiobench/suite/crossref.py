@@ -66,6 +66,13 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
     """
     if model is None:
         return
+    kind = getattr(model.cls(), "output_kind", "softmax")
+    for spec, path in zip(methods, paths, strict=True):
+        kinds = getattr(spec.cls(), "output_kinds", None)
+        if kinds is not None and kind not in kinds:
+            errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
+                             f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
+                             f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}")
     arch = classifier_depth(model)
     if arch is None:
         return

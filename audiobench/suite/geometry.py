@@ -31,14 +31,16 @@ def mel_range(frontend: FrontendParams) -> tuple[float, float]:
 def empty_mel_filters(frontend: FrontendParams) -> int:
     """Number of mel filters (of ``n_mels``) that are zero on every one of the ``n_fft // 2 + 1`` bins.
 
-    Uses the filterbank the front end builds (HTK mel scale, no normalisation). Raises
+    Uses the filterbank the front end builds (its `mel_scale` and `mel_norm`). Raises
     ``ValueError`` when ``f_min >= f_max`` (no filterbank exists).
     """
-    return _empty_filters(frontend.n_fft, frontend.f_min, mel_range(frontend)[1], frontend.n_mels, frontend.sample_rate)
+    return _empty_filters(frontend.n_fft, frontend.f_min, mel_range(frontend)[1], frontend.n_mels, frontend.sample_rate,
+                          getattr(frontend, "mel_scale", "htk"), getattr(frontend, "mel_norm", None))
 
 
 @functools.lru_cache(maxsize=64)
-def _empty_filters(n_fft: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> int:
+def _empty_filters(n_fft: int, f_min: float, f_max: float, n_mels: int, sample_rate: int,
+                   mel_scale: str = "htk", mel_norm: str | None = None) -> int:
     if f_min >= f_max:
         raise ValueError(f"f_min {f_min:g} Hz is not below f_max {f_max:g} Hz")
     from audiobench._torchaudio import AF
@@ -47,7 +49,7 @@ def _empty_filters(n_fft: int, f_min: float, f_max: float, n_mels: int, sample_r
         warnings.simplefilter("ignore")  # torchaudio warns about empty filters: we count them instead
         fb = AF.melscale_fbanks(
             n_freqs=n_fft // 2 + 1, f_min=f_min, f_max=f_max, n_mels=n_mels,
-            sample_rate=sample_rate, norm=None, mel_scale="htk",
+            sample_rate=sample_rate, norm=mel_norm, mel_scale=mel_scale,
         )
     return int((fb.sum(dim=0) <= 0).sum())
 

@@ -34,10 +34,25 @@ from audiobench.tables import TableSpec
 from audiobench.targets import TargetParams
 
 
+def parse_targets(raw: Any, path: KeyPath, errors: LocatedErrors) -> TargetParams | None:
+    """A ``targets:`` value (``decision``, ``all`` or a mapping) -> :class:`TargetParams`; None when absent or wrong."""
+    try:
+        if isinstance(raw, str):
+            return TargetParams(select=raw)
+        if isinstance(raw, dict):
+            return TargetParams(**raw)
+        if raw is not None:
+            errors.add(path, "targets must be decision, all, or a mapping {select: ..., classes: [...]}")
+    except ValidationError as exc:
+        errors.add_validation(path, exc)
+    return None
+
+
 def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> ComponentSpec | None:
     """``name``, ``name{k: v}`` or ``{name: ..., label: ..., k: v}`` -> a spec with validated params."""
     registry = REGISTRIES[kind]
     label = None
+    targets = None
     if isinstance(raw, str):
         m = SHORTHAND.match(raw)
         if not m:
@@ -57,6 +72,8 @@ def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> C
         params = dict(raw)
         name = params.pop("name", None)
         label = params.pop("label", None)
+        if kind == "methods" and "targets" in params:  # this method's rows explain other targets than the suite's
+            targets = parse_targets(params.pop("targets"), path + ("targets",), errors)
         if not isinstance(name, str):
             errors.add(path, f"{kind[:-1]} entry needs a 'name' key")
             return None
@@ -69,7 +86,7 @@ def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> C
     if name not in registry:
         errors.add(path, f"unknown {kind[:-1]} '{name}'{did_you_mean(name, registry.names())}")
         return None
-    spec = ComponentSpec(kind, name, params, label, errors.line(path))
+    spec = ComponentSpec(kind, name, params, label, errors.line(path), targets)
     try:
         spec.build()
     except ValidationError as exc:
@@ -244,17 +261,7 @@ def parse_suite(
         except ValidationError as exc:
             errors.add_validation(("masks",), exc)
 
-    targets = TargetParams()
-    raw_targets = data.get("targets")
-    try:
-        if isinstance(raw_targets, str):
-            targets = TargetParams(select=raw_targets)
-        elif isinstance(raw_targets, dict):
-            targets = TargetParams(**raw_targets)
-        elif raw_targets is not None:
-            errors.add(("targets",), "targets must be decision, all, or a mapping {select: ..., classes: [...]}")
-    except ValidationError as exc:
-        errors.add_validation(("targets",), exc)
+    targets = parse_targets(data.get("targets"), ("targets",), errors) or TargetParams()
 
     # combinations: a method restricted to some domains
     for i, m in enumerate(methods):

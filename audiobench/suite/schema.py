@@ -85,6 +85,7 @@ class ComponentSpec:
     params: dict[str, Any]
     label: str | None = None
     line: int | None = None
+    targets: Any = None  # methods: a TargetParams overriding the suite's ``targets`` for this method's rows
 
     def cls(self) -> type[Component]:
         return REGISTRIES[self.kind].get(self.name)
@@ -97,6 +98,8 @@ class ComponentSpec:
         out: dict[str, Any] = {"name": self.name}
         if self.label:
             out["label"] = self.label
+        if self.targets is not None:
+            out["targets"] = self.targets.model_dump(mode="json")
         obj = self.build()
         if isinstance(getattr(obj, "params", None), BaseModel):
             out["params"] = obj.params.model_dump(mode="json")

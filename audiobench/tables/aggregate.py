@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator
@@ -39,6 +39,9 @@ class TableSpec(Params):
     per: tuple[str, ...] = ("dataset", "contamination")  # one table per combination of these columns
     metrics: tuple[str, ...] | None = None  # which metrics, in order; None = metric_info order
     precision: int = Field(2, ge=0, le=8)
+    target: Literal["any", "decision"] = Field(
+        "any", description="rows scored: every (clip, target) row, or only those whose target is the model's top class on X"
+    )
 
     @field_validator("rows", "group", mode="before")
     @classmethod
@@ -78,6 +81,19 @@ class Table:
 # -- building -----------------------------------------------------------------------------------
 
 
+def decision_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the long frame whose target is the model's top class on the clean input X
+    (``pred_orig``): what a table of the model's decisions scores when some methods explained every class."""
+    if "target" not in df.columns or not (df["metric"] == "pred_orig").any():
+        return df
+    cells = [c for c in ("dataset", "model", "domain", "contamination", "method", "row") if c in df.columns]
+    pred = df.loc[df["metric"] == "pred_orig", [*cells, "sample_id", "value"]].drop_duplicates([*cells, "sample_id"])
+    pred = pred.rename(columns={"value": "_pred"})
+    merged = df.merge(pred, on=[*cells, "sample_id"], how="left")
+    keep = merged["_pred"].isna() | (pd.to_numeric(merged["target"], errors="coerce") == merged["_pred"])
+    return merged.loc[keep.to_numpy()].drop(columns="_pred")
+
+
 def build_tables(
     df: pd.DataFrame,
     metric_info: Mapping[str, Mapping],
@@ -102,6 +118,8 @@ def build_tables(
     if len(set(keys)) != len(keys):
         raise AudiobenchError(f"table '{spec.name}': rows, group and per columns overlap: {keys}")
 
+    if spec.target == "decision":
+        df = decision_rows(df)
     metrics = _select_metrics(df, metric_info, spec.metrics)
     info = {m: _metric_info(m, metric_info) for m in metrics}
     sub = df.loc[df["metric"].isin(metrics), [*keys, "metric", "value"]]

@@ -15,6 +15,7 @@ def _run_caption(manifest: Mapping) -> Callable[[dict[str, str]], str]:
     acc = manifest.get("accuracy", {})
     model = manifest.get("suite", {}).get("model", {}).get("name", "classifier")
     n_clips = {c["contamination"]: c["n"] for c in manifest.get("cells", [])}
+    zero_shot = manifest.get("output_kind") == "similarity"
 
     def caption(key: dict[str, str]) -> str:
         parts = [_show(display, col, key[col]) for col in key]
@@ -23,7 +24,8 @@ def _run_caption(manifest: Mapping) -> Callable[[dict[str, str]], str]:
         here = acc.get("evaluated", {}).get(key.get("contamination", ""))
         bits = []
         if clean is not None:
-            bits.append(f"{model} clean test accuracy {100 * clean:.1f}%")
+            what = "zero-shot accuracy on clean test clips" if zero_shot else "clean test accuracy"
+            bits.append(f"{model} {what} {100 * clean:.1f}%")
         if here is not None:
             bits.append(f"{100 * here:.1f}% on these clips")
         n = n_clips.get(key.get("contamination", ""))

@@ -1,0 +1,236 @@
+"""``clap_synth``: the embedded zero-shot model, a small CLAP trained in the harness (no download).
+
+A dual encoder (Elizalde et al. 2023, CLAP): a CNN14-family audio encoder whose last layer
+projects into a shared space of ``dim`` dimensions, a small word encoder
+(:mod:`audiobench.zeroshot.text`) projecting into the same space, and a learned temperature. It is
+trained with CLAP's symmetric cross-entropy (LMAC-ZS paper eq. 2) on the dataset's training clips
+paired with generated captions (:mod:`audiobench.zeroshot.captions`: names, pitch, motion, rhythm,
+loudness; mixtures captioned with both events). Each batch holds one clip of every class (in-batch
+negatives are never the same event). The evaluation prompts (``template``, default "this is the
+sound of {}") use a template no training caption uses. Deterministic from the seed; cached (and
+shipped) like the classifier.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+
+from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.component import Params
+from audiobench.data.base import ClipSet
+from audiobench.data.contaminations import peak_normalise
+from audiobench.fitting import TermMeans, fit_epochs
+from audiobench.frontend import Frontend
+from audiobench.models.base import ModelSpec
+from audiobench.models.cnn14 import Cnn14
+from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts
+from audiobench.registry import MODELS
+from audiobench.shipped import restore
+from audiobench.zeroshot.captions import all_training_phrases, captions
+from audiobench.zeroshot.text import Tokenizer, WordEncoder, build_vocabulary
+
+CLAP_SYNTH_CODE_VERSION = 1  # bump when training changes the weights
+MAX_LOGIT_SCALE = 100.0  # CLAP clamps 1 / temperature at 100
+
+
+class SynthClap(ZeroShotClassifier):
+    """CNN14-family audio encoder + word encoder; scores = logit_scale x cos(audio, prompt)."""
+
+    def __init__(self, vocabulary: list[str], n_mels: int, width: int, depth: int, dim: int, text_width: int):
+        super().__init__()
+        self.audio = Cnn14(dim, n_mels=n_mels, width=width, depth=depth, dropout=0.0)  # fc_audioset: the projection
+        self.tokenizer = Tokenizer(vocabulary)
+        self.text = WordEncoder(len(vocabulary), text_width, dim)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def blocks(self) -> list[nn.Module]:
+        return self.audio.blocks()
+
+    def block_names(self) -> list[str]:
+        return self.audio.block_names()
+
+    def block_channels(self) -> list[int]:
+        return self.audio.block_channels()
+
+    def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
+        return self.audio.features(inp)
+
+    def audio_projection(self, last: torch.Tensor) -> torch.Tensor:
+        return self.audio.head(last)
+
+    def encode_text(self, prompts: list[str], word_dropout: float = 0.0, gen: torch.Generator | None = None) -> torch.Tensor:
+        device = self.log_scale.device
+        ids, mask = self.tokenizer(prompts)
+        if word_dropout > 0:  # replace words by <unk> so unseen words are learnt as uninformative
+            drop = (torch.rand(ids.shape, generator=gen) < word_dropout) & mask
+            ids = ids.masked_fill(drop, 1)
+        return self.text(ids.to(device), mask.to(device))
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+
+def clap_loss(audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLAP's symmetric cross-entropy (LMAC-ZS eq. 2, averaged over the batch).
+
+    ``audio``, ``text``: unit-norm [N, d], row i of each a pair. C = text @ audio.T; the loss is
+    -1/2N sum_i (log softmax_t(C / tau)_ii + log softmax_a(C / tau)_ii).
+    """
+    logits = logit_scale * text @ audio.T
+    target = torch.arange(len(audio), device=audio.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+@MODELS.register("clap_synth")
+class ClapSynthSpec(ModelSpec):
+    """Embedded zero-shot model: a small CLAP (CNN14-family audio encoder, word encoder) trained here."""
+
+    display_name = "CLAP (embedded)"
+    output_kind = "similarity"
+
+    class Params(Params):
+        width: int = Field(8, ge=1, description="channels of the audio encoder's first block")
+        depth: int = Field(4, ge=2, le=6, description="conv blocks of the audio encoder")
+        dim: int = Field(64, ge=2, description="dimension of the shared audio-text space")
+        text_width: int = Field(64, ge=2, description="width of the word encoder")
+        template: str = Field("this is the sound of {}", description="evaluation prompt; {} is the class phrase")
+        prompts: dict[str, str] = Field(default_factory=dict, description="class name -> phrase, overriding the name's words")
+        word_dropout: float = Field(0.15, ge=0, lt=1, description="share of caption words replaced by <unk> in training")
+        faint_prob: float = Field(0.25, ge=0, le=1, description="share of training clips buried in noise and captioned faint")
+
+    def architecture(self) -> tuple[int, int]:
+        """(width, depth) of the audio encoder."""
+        return self.params.width, self.params.depth
+
+    def build(self, class_names: list[str], n_mels: int, sample_rate: int = 16000) -> SynthClap:
+        p = self.params
+        vocabulary = build_vocabulary(all_training_phrases(class_names))
+        model = SynthClap(vocabulary, n_mels, p.width, p.depth, p.dim, p.text_width)
+        model.class_names, model.sample_rate = list(class_names), sample_rate
+        model.prompts = class_prompts(class_names, p.template, p.prompts)
+        return model
+
+    def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
+        return [] if "{}" in self.params.template else [f"model.template {self.params.template!r} has no '{{}}' for the class name"]
+
+    def train_model(
+        self, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict, seed: int,
+        device: torch.device, progress: bool = True, evaluated: str = "test",
+    ) -> Any:
+        """Train (or load from the cache) the dual encoder; returns a ``TrainedClassifier`` whose
+        ``info['accuracy'][evaluated]`` is the zero-shot accuracy with the evaluation prompts."""
+        from audiobench.models.training import TrainedClassifier, accuracy
+
+        classes = splits["train"].class_names
+        identity = {"model": {"name": self.name, **self.params.model_dump(exclude={"template", "prompts"})},
+                    "train": train_params.model_dump(), "classes": classes, "frontend": frontend.params.model_dump(),
+                    "data": data_fingerprint, "seed": seed, "code": CLAP_SYNTH_CODE_VERSION}
+        key = stable_hash(identity)
+        folder = cache_dir() / "classifiers"
+        weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
+        torch.manual_seed(seed)
+        model = self.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
+        restore(weights, meta)
+        feats = {s: _logmel(frontend, splits[s], device) for s in (evaluated, "valid")}
+        if weights.exists() and meta.exists():
+            model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+            info = json.loads(meta.read_text()) | {"cached": True}
+        else:
+            info = {"hash": key, **self._train(model, train_params, splits, frontend, seed, device, progress)}
+            buf = io.BytesIO()
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+            atomic_write_bytes(weights, buf.getvalue())
+            atomic_write_json(meta, info | {"cached": False})
+            info["cached"] = False
+        model.eval()
+        info["prompts"] = list(model.prompts or [])
+        info["output_kind"] = "similarity"
+        info["accuracy"] = {s: accuracy(model, feats[s], splits[s].labels.to(device)) for s in feats}
+        info["zero_shot_accuracy"] = info["accuracy"][evaluated]
+        return TrainedClassifier(model, info)
+
+    def _train(self, model: SynthClap, tp: Any, splits: dict[str, ClipSet], frontend: Frontend, seed: int,
+               device: torch.device, progress: bool) -> dict[str, Any]:
+        from audiobench.models.training import mask_batch
+
+        p = self.params
+        start = time.perf_counter()
+        gen = torch.Generator().manual_seed(seed)
+        train, valid = splits["train"], splits["valid"]
+        classes = train.class_names
+        wave = peak_normalise(train.subset(slice(None))).waveforms.to(device)
+        labels = train.labels
+        opt = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+        by_class = [torch.nonzero(labels == c).flatten() for c in range(len(classes))]
+        by_class = [ix for ix in by_class if len(ix)]
+        steps = min(len(ix) for ix in by_class)
+        valid_wave = peak_normalise(valid.subset(slice(None))).waveforms.to(device)
+        vgen = torch.Generator().manual_seed(seed + 1)
+        valid_text = captions(classes, valid.labels, vgen)
+
+        def train_epoch() -> dict[str, float]:
+            means = TermMeans()
+            cols = torch.stack([ix[torch.randperm(len(ix), generator=gen)[:steps]] for ix in by_class], dim=1)
+            for step in torch.randperm(steps, generator=gen).tolist():
+                idx = cols[step][torch.randperm(cols.shape[1], generator=gen)]
+                x, lab = wave[idx.to(device)], labels[idx]
+                n = len(idx)
+                mixed = torch.rand(n, generator=gen) < tp.mixture_prob
+                shift = 1 + int(torch.randint(max(1, n - 1), (1,), generator=gen))
+                partner = torch.roll(torch.arange(n), shift)
+                snr = tp.mixture_snr_db[0] + (tp.mixture_snr_db[1] - tp.mixture_snr_db[0]) * torch.rand(n, generator=gen)
+                x = _mix(x, x[partner.to(device)], snr.to(device), mixed.to(device))
+                faint = torch.rand(n, generator=gen) < p.faint_prob
+                noise = torch.randn(x.shape, generator=gen).to(device)
+                x = _mix(x, noise, (torch.rand(n, generator=gen) * 6 - 3).to(device), faint.to(device))
+                loud = torch.where(faint, 0, 1 + torch.randint(2, (n,), generator=gen))
+                text = captions(classes, lab, gen, loud, torch.where(mixed, lab[partner], -1))
+                inp = frontend.logmel(x)
+                if tp.mask_augment > 0:
+                    inp = mask_batch(inp, tp.mask_augment, gen)
+                a = model.audio_embedding(inp)
+                t = F.normalize(model.encode_text(text, p.word_dropout, gen), dim=-1)
+                loss = clap_loss(a, t, model.logit_scale)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                means.add({"loss": loss, "logit_scale": model.logit_scale}, n)
+            return means.means("train_")
+
+        @torch.no_grad()
+        def validate() -> dict[str, float]:
+            a = torch.cat([model.audio_embedding(frontend.logmel(valid_wave[i : i + 64])) for i in range(0, len(valid_wave), 64)])
+            t = model.embed_text(valid_text)
+            # retrieval: is the clip's own caption's class the most similar among the classes' captions?
+            return {"valid_loss": float(clap_loss(a, t, model.logit_scale))}
+
+        fitted = fit_epochs([model], tp.epochs, train_epoch, validate, "valid_loss", mode="min",
+                            desc="train zero-shot model", progress=progress)
+        return {"model": {"name": self.name, **p.model_dump(mode="json")}, "train": tp.model_dump(),
+                "selected_by": fitted["selected_by"], "best_epoch": fitted["best_epoch"], "history": fitted["history"],
+                "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _mix(x: torch.Tensor, other: torch.Tensor, snr_db: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """x + g * other at ``snr_db`` [B] where ``chosen`` [B], peak-normalised again."""
+    p_s = x.pow(2).mean(dim=1)
+    p_n = other.pow(2).mean(dim=1).clamp_min(1e-20)
+    gain = torch.sqrt(p_s / (p_n * 10 ** (snr_db / 10))) * chosen
+    out = x + gain[:, None] * other
+    return out / out.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _logmel(frontend: Frontend, clips: ClipSet, device: torch.device) -> torch.Tensor:
+    clips = peak_normalise(clips.subset(slice(None)))
+    with torch.no_grad():
+        return torch.cat([frontend.logmel(clips.waveforms[i : i + 64].to(device)) for i in range(0, len(clips), 64)])

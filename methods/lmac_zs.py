@@ -1,0 +1,247 @@
+"""LMAC-ZS: Listenable Maps for Zero-Shot Audio Classifiers (Paissan et al., NeurIPS 2024).
+
+A decoder M_theta(t, h) reads the text embedding t of a prompt and the last 4 block outputs h of
+the zero-shot model's audio encoder, and outputs a mask on the masking domain's grid (as L-MAC's:
+logits at the encoder's (time, mel) resolution, spread onto linear STFT bins for ``stft2mel``,
+then a sigmoid; listenable in ``stft2mel``). Text conditioning: every decoder stage is modulated
+by t (FiLM: h * (1 + gamma(t)) + beta(t)); the paper uses cross-attention, which with one text
+token reduces to a prompt-dependent shift of every position.
+
+Training (audio and text encoders frozen), for a batch of B clips X_j with captions t_i, eq. 6-7::
+
+    L = mean_ij |C_ij - t_i . f(M(t_i, h_j) * X_j)|            similarity preservation, C = t a^T
+      + lambda_l1 * mean |M|                                     sparsity
+      + lambda_div * mean_i mean_{j != i} |t_i . t_j - f(X_i * M(t_i, h_i)) . f(X_i * M(t_j, h_i))|   diversity D
+
+with unit-norm embeddings (f: the audio encoder and its projection). The paper writes sums; means
+make the lambdas independent of the batch size. Captions come from the training clips
+(:mod:`audiobench.zeroshot.captions`), never from the evaluation prompts. Explaining, the decoder
+is conditioned on the prompt of the target class (by default the model's prediction).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+
+from audiobench.data.base import ClipSet
+from audiobench.errors import AudiobenchError
+from audiobench.fitting import TermMeans, fit_epochs
+from audiobench.methods.base import (
+    DomainModel,
+    ExplainContext,
+    Explainer,
+    ExplainerParams,
+    FitContext,
+    classifier_blocks,
+)
+from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.lmac import LmacDecoder, _Versions, _with_augmentation
+from audiobench.models.zeroshot import ZeroShotClassifier
+from audiobench.registry import METHODS
+from audiobench.zeroshot.captions import captions
+
+LMAC_ZS_CODE_VERSION = 1  # bump when training changes the weights
+
+
+class LmacZsParams(ExplainerParams):
+    nonneg: Literal["abs", "relu", "none"] = "none"  # the decoder's sigmoid is already a mask in [0, 1]
+    normalize: Literal["max", "none"] = "none"
+    blocks: int = Field(4, ge=1, description="the N deepest audio-encoder blocks the decoder reads (paper: 4)")
+    hidden: int = Field(32, ge=2, description="decoder channels")
+    lambda_l1: float = Field(0.1, ge=0, description="weight of the sparsity term mean|M| (eq. 6; the paper gives no value)")
+    lambda_div: float = Field(0.0, ge=0, description="weight of the diversity term D (eq. 7); 0.25 collapsed mel-domain masks on the embedded model")
+    epochs: int = Field(2, ge=1, description="paper: 2 epochs")
+    lr: float = Field(1e-5, gt=0, description="Adam learning rate (paper: 1e-5)")
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(2, ge=2, description="clips per batch; B^2 text-audio pairs are masked (paper: 2)")
+    augment_prob: float = Field(0.5, ge=0, le=1, description="share of training clips taken from the suite's contaminations")
+
+
+class ZsDecoder(nn.Module):
+    """L-MAC's decoder with every stage modulated by the text embedding (FiLM)."""
+
+    def __init__(self, channels: list[int], hidden: int, text_dim: int):
+        super().__init__()
+        self.body = LmacDecoder(channels, hidden)
+        self.film = nn.ModuleList(nn.Linear(text_dim, 2 * hidden) for _ in channels)
+        for f in self.film:  # start as the unconditioned decoder
+            nn.init.zeros_(f.weight)
+            nn.init.zeros_(f.bias)
+
+    def _mod(self, i: int, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film[i](t).chunk(2, dim=-1)
+        return h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+    def forward(self, feats: list[torch.Tensor], t: torch.Tensor, mel_size: tuple[int, int], to_domain) -> torch.Tensor:
+        """``feats`` deepest first [N, C_k, T_k, F_k]; ``t`` [N, d] -> mask [N, 1, T, F] on the domain's grid."""
+        b = self.body
+        h = self._mod(0, b.proj[0](feats[0]), t)
+        for i, skip in enumerate(feats[1:], start=1):
+            h = b._upsample(b.up[i - 1], h, tuple(skip.shape[-2:]))
+            h = self._mod(i, b.refine[i - 1](h + b.proj[i](skip)), t)
+        logits = F.interpolate(b.head(h), size=mel_size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(to_domain(logits))
+
+
+def lmac_zs_loss(
+    sim: torch.Tensor, text: torch.Tensor, masked: torch.Tensor, masks: torch.Tensor, lambda_l1: float, lambda_div: float
+) -> dict[str, torch.Tensor]:
+    """The LMAC-ZS objective's terms (eq. 6-7; means instead of sums).
+
+    ``sim`` [B, B]: C_ij = t_i . a_j of the unmasked clips; ``text`` [B, d] unit-norm t_i;
+    ``masked`` [B, B, d]: unit-norm f(M(t_i, h_j) * X_j) at [i, j]; ``masks`` [B, B, ...] the masks.
+    Returns ``similarity`` (>= 0, 0 when masking preserves every similarity), ``l1`` (mean |M|, in
+    [0, 1]), ``diversity`` (>= 0, 0 when masked-audio similarities mirror the prompts'), ``total``.
+    """
+    b = sim.shape[0]
+    similarity = (sim - torch.einsum("id,ijd->ij", text, masked)).abs().mean()
+    l1 = masks.abs().mean()
+    per_audio = masked.transpose(0, 1)  # [audio j, text i, d]
+    own = per_audio[torch.arange(b), torch.arange(b)]  # f(X_i * M(t_i, h_i)) [B, d]
+    cross = torch.einsum("id,ijd->ij", own, per_audio)  # [i, j] = f(X_i M(t_i)) . f(X_i M(t_j))
+    off = ~torch.eye(b, dtype=torch.bool, device=sim.device)
+    diversity = (text @ text.T - cross).abs()[off].mean() if b > 1 else sim.new_zeros(())
+    total = similarity + lambda_l1 * l1 + lambda_div * diversity
+    return {"total": total, "similarity": similarity, "l1": l1, "diversity": diversity}
+
+
+def zero_shot_model(model: DomainModel, method: str) -> ZeroShotClassifier:
+    """The zero-shot classifier behind ``model``; :class:`AudiobenchError` for another output kind."""
+    clf = model.classifier
+    if not isinstance(clf, ZeroShotClassifier):
+        raise AudiobenchError(
+            f"{method} explains zero-shot models (output kind similarity, a ZeroShotClassifier); "
+            f"this model is a {type(clf).__name__} of output kind {clf.output_kind}"
+        )
+    return clf
+
+
+@METHODS.register("lmac_zs")
+class LMACZS(Explainer):
+    """LMAC-ZS: a text-conditioned decoder on a zero-shot model's audio latents (Paissan et al., 2024)."""
+
+    display_name = "LMAC-ZS"
+    Params = LmacZsParams
+    trainable = True
+    needs_gradients = False
+    signed_maps = False
+    output_kinds = ("similarity",)
+
+    def __init__(self, params: Any = None):
+        super().__init__(params)
+        self.decoder: ZsDecoder | None = None
+        self.block_idx: list[int] = []
+
+    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+        problem = blocks_problem(min(self.params.blocks, depth), depth, model)
+        return [("blocks", problem)] if problem else []
+
+    def _build(self, model: DomainModel) -> ZsDecoder:
+        clf = zero_shot_model(model, self.name)
+        self.block_idx = sorted(classifier_blocks(min(self.params.blocks, clf.depth), clf.depth, self.name), reverse=True)
+        dim = clf.prompt_embeddings().shape[-1]
+        return ZsDecoder([clf.block_channels()[i - 1] for i in self.block_idx], self.params.hidden, dim)
+
+    def masks(self, decoder: ZsDecoder, model: DomainModel, x: torch.Tensor, text: torch.Tensor,
+              feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Masks [N, 1, T, F] of representations ``x`` [N, 1, T, F] for unit-norm text embeddings [N, d]."""
+        if feats is None:
+            with torch.no_grad():
+                feats = model.features(x)
+        chosen = [feats[i - 1] for i in self.block_idx]
+        mel_size = (x.shape[-2], model.frontend.params.n_mels)
+        return decoder(chosen, text, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        decoder = self._build(ctx.model).to(ctx.device)
+        key = ctx.cache_key(self.name, self.params.model_dump(mode="json", exclude={"nonneg", "normalize"}),
+                            {"code": LMAC_ZS_CODE_VERSION})
+
+        def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+            info = self._train(ctx, decoder, log_path)
+            return {k: v.cpu() for k, v in decoder.state_dict().items()}, info
+
+        info = ctx.cached_fit(self.name, key, train, decoder.load_state_dict)
+        self.decoder = decoder.eval()
+        return info
+
+    def _pair_terms(self, ctx: FitContext, decoder: ZsDecoder, x: torch.Tensor, labels: torch.Tensor,
+                    gen: torch.Generator) -> dict[str, torch.Tensor]:
+        model = ctx.model
+        clf = zero_shot_model(model, self.name)
+        b = x.shape[0]
+        with torch.no_grad():
+            feats = model.features(x)
+            audio = clf.audio_embedding_from_last(feats[-1])  # a_j [B, d]
+            text = clf.embed_text(captions(clf.class_names or ctx.train.class_names, labels, gen))  # t_i [B, d]
+        ti, aj = torch.arange(b).repeat_interleave(b), torch.arange(b).repeat(b)  # pair k = (text i, audio j)
+        pair_feats = [f[aj] for f in feats]
+        masks = self.masks(decoder, model, x[aj], text[ti], pair_feats)
+        masked = clf.audio_embedding(model.network_input(masks * x[aj]))
+        p = self.params
+        return lmac_zs_loss(text @ audio.T, text, masked.view(b, b, -1), masks, p.lambda_l1, p.lambda_div)
+
+    def _train(self, ctx: FitContext, decoder: ZsDecoder, log_path: Path) -> dict[str, Any]:
+        p = self.params
+        start = time.perf_counter()
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        train = _Versions(_with_augmentation(ctx.train, ctx.augment, ctx.seed))
+        valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
+        opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        n = len(ctx.train)
+        labels = ctx.train.labels
+
+        def train_epoch() -> dict[str, float]:
+            means = TermMeans()
+            order = torch.randperm(n, generator=gen)
+            for i in range(0, n - p.batch_size + 1, p.batch_size):  # full batches: B^2 pairs each
+                idx = order[i : i + p.batch_size]
+                use_aug = torch.rand(len(idx), generator=gen) < p.augment_prob
+                which = ((1 + torch.randint(max(1, train.n - 1), (len(idx),), generator=gen)) * use_aug).clamp_max(train.n - 1)
+                x = ctx.model.domain.represent(ctx.model.frontend, train.waves[which, idx].to(ctx.device)).x
+                terms = self._pair_terms(ctx, decoder, x, labels[idx], gen)
+                opt.zero_grad()
+                terms["total"].backward()
+                opt.step()
+                means.add(terms, len(idx))
+            return means.means("train_")
+
+        info = fit_epochs([decoder], p.epochs, train_epoch, lambda: self._validate(ctx, decoder, valid), "valid_total",
+                          log_path, desc=f"LMAC-ZS [{ctx.model.domain.name}]", progress=ctx.progress)
+        return {"blocks": self.block_idx, **info, "seconds": round(time.perf_counter() - start, 2)}
+
+    @torch.no_grad()
+    def _validate(self, ctx: FitContext, decoder: ZsDecoder, versions: list[ClipSet]) -> dict[str, float]:
+        means = TermMeans()
+        gen = torch.Generator().manual_seed(ctx.seed + 1)  # the same captions every epoch
+        b = max(2, self.params.batch_size)
+        for clips in versions:
+            for i in range(0, len(clips) - b + 1, b):
+                x = ctx.model.domain.represent(ctx.model.frontend, clips.waveforms[i : i + b].to(ctx.device)).x
+                means.add(self._pair_terms(ctx, decoder, x, clips.labels[i : i + b], gen), b)
+        return means.means("valid_")
+
+    # -- explaining -------------------------------------------------------------------------
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        """Masks of ``x`` [B, 1, T, F] conditioned on the prompt of each row's target class."""
+        clf = zero_shot_model(ctx.model, self.name)
+        return self.explain_prompts(x, clf.prompt_embeddings()[target.to(x.device)], ctx)
+
+    def explain_prompts(self, x: torch.Tensor, text: torch.Tensor | list[str], ctx: ExplainContext) -> torch.Tensor:
+        """Masks of ``x`` [B, 1, T, F] for any prompts: texts (B strings) or unit-norm embeddings [B, d]."""
+        if self.decoder is None:
+            raise RuntimeError("LMAC-ZS must be fitted before it explains (the runner calls fit)")
+        if isinstance(text, list):
+            text = zero_shot_model(ctx.model, self.name).embed_text(text)
+        self.decoder.to(x.device).eval()
+        with torch.no_grad():
+            return self.masks(self.decoder, ctx.model, x, text.to(x.device))

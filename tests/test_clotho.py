@@ -1,0 +1,79 @@
+"""The Clotho v2 captioned loader (LMAC-ZS training data) on a generated tree in the official layout."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiobench.data.clotho import CaptionedClips, Clotho
+from audiobench.errors import AudiobenchError
+
+SR = 16000
+
+
+def _tree(root: Path) -> dict[str, list[str]]:
+    """Development: 3 files (one listed but absent), validation: 2; captions with commas and quotes."""
+    rng = np.random.default_rng(0)
+    captions = {}
+    for folder, names in (("development", ["rain on roof.wav", "dog, barking.wav", "gone.wav"]),
+                          ("validation", ["birds.wav", "car passing by.wav"])):
+        (root / folder).mkdir(parents=True)
+        with open(root / f"clotho_captions_{folder}.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["file_name", *[f"caption_{i}" for i in range(1, 6)]])
+            for k, name in enumerate(names):
+                caps = [f'{Path(name).stem} number {i}, said "{folder}"' for i in range(5)]
+                captions[f"{folder}/{Path(name).stem}"] = caps
+                w.writerow([name, *caps])
+                if name != "gone.wav":
+                    freq = 200 + 100 * k
+                    sf.write(root / folder / name, 0.5 * np.sin(2 * np.pi * freq * np.arange(int(1.5 * 22050)) / 22050)
+                             + 0.01 * rng.standard_normal(int(1.5 * 22050)), 22050, subtype="PCM_16")
+    return captions
+
+
+def test_clips_and_their_captions_stay_aligned_and_skips_drop_both(tmp_path: Path) -> None:
+    captions = _tree(tmp_path)
+    data = Clotho({"root": tmp_path, "seconds": 1.0, "splits": ["train", "valid"]})
+    assert data.check() == []
+    train = data.load_captioned("train", SR)
+    assert isinstance(train, CaptionedClips) and len(train) == 2
+    assert train.clips.sample_ids == ["development/rain on roof", "development/dog, barking"]
+    assert train.clips.waveforms.shape == (2, SR) and train.clips.sample_rate == SR
+    assert [list(c) for c in train.captions] == [captions[s] for s in train.clips.sample_ids]
+    assert [s.sample_id for s in train.clips.skips] == ["development/gone"]  # listed, file absent: a skip
+    # one tone per clip: the clip at 300 Hz is the second file ("dog, barking"), resampled from 22.05 kHz
+    spectrum = torch.fft.rfft(train.clips.waveforms[1]).abs()
+    assert int(spectrum.argmax()) == 300
+    valid = data.load_captioned("valid", SR)
+    assert valid.clips.sample_ids == ["validation/birds", "validation/car passing by"]
+    gen = torch.Generator().manual_seed(0)
+    picked = train.pick(torch.tensor([1, 0, 1, 1]), gen)
+    assert all(p in train.captions[i] for p, i in zip(picked, [1, 0, 1, 1], strict=True))
+    again = train.pick(torch.tensor([1, 0, 1, 1]), torch.Generator().manual_seed(0))
+    assert picked == again  # drawn with the generator: reproducible
+    many = train.pick(torch.zeros(200, dtype=torch.long), gen)
+    assert set(many) == set(train.captions[0])  # every caption of the clip is used
+    with pytest.raises(AudiobenchError, match="split 'test' is not among clotho.splits"):
+        data.load_captioned("test", SR)
+
+
+def test_missing_files_name_the_path_and_where_to_get_clotho(tmp_path: Path) -> None:
+    assert Clotho({"root": tmp_path / "none"}).check() == [
+        f"dataset.root: {tmp_path / 'none'} not found (it should hold clotho_captions_development.csv and development/); "
+        "Clotho v2 is at https://zenodo.org/record/4783391"
+    ]
+    _tree(tmp_path)
+    problems = Clotho({"root": tmp_path}).check()  # evaluation split absent
+    assert problems == [f"dataset.root: {tmp_path / 'clotho_captions_evaluation.csv'} not found; Clotho v2 is at https://zenodo.org/record/4783391",
+                        f"dataset.root: {tmp_path / 'evaluation'} not found; Clotho v2 is at https://zenodo.org/record/4783391"]
+    bad = tmp_path / "bad"
+    (bad / "development").mkdir(parents=True)
+    (bad / "clotho_captions_development.csv").write_text("file_name,caption_1\nx.wav,a dog\n")
+    (problem,) = Clotho({"root": bad, "splits": ["train"]}).check()
+    assert "lacks column(s) caption_2, caption_3, caption_4, caption_5" in problem

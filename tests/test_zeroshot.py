@@ -1,0 +1,207 @@
+"""The zero-shot track: embedded CLAP-style model, captions, LMAC-ZS's loss and masks, prompt analysis."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torch.nn import functional as F
+
+from audiobench.data.speech_synth import SpeechSynth
+from audiobench.data.synth import CLASS_NAMES, SynthDataset
+from audiobench.frontend import Frontend, FrontendParams
+from audiobench.methods.base import DomainModel, ExplainContext
+from audiobench.methods.lmac_zs import LMACZS, lmac_zs_loss
+from audiobench.models.clap_synth import ClapSynthSpec, clap_loss
+from audiobench.models.training import get_classifier
+from audiobench.registry import DOMAINS
+from audiobench.suite import load_suite
+from audiobench.suite.schema import TrainParams
+from audiobench.zeroshot.analysis import prompt_rows, prompt_summary
+from audiobench.zeroshot.captions import TRAINING_TEMPLATES, captions
+from audiobench.zeroshot.text import words
+
+FRONT = {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32}
+CLASSES = 4
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple:
+    """A small embedded zero-shot model trained at a fixed seed on 4 synthetic classes."""
+    torch.set_num_threads(1)
+    frontend = Frontend(FrontendParams(**FRONT))
+    data = SynthDataset({"classes": CLASSES, "clips_per_class": 20, "seconds": 0.5})
+    splits = {s: data.load(s, 16000) for s in ("train", "valid", "test")}
+    spec = ClapSynthSpec({"width": 4, "depth": 3, "dim": 32, "text_width": 32})
+    tp = TrainParams(epochs=20, lr=0.003, mixture_prob=0.2)
+    result = get_classifier(spec, tp, splits, frontend, data.fingerprint(), 0, torch.device("cpu"), progress=False)
+    return result, frontend, splits
+
+
+def test_zero_shot_probabilities_equal_a_hand_computation(trained) -> None:
+    result, frontend, splits = trained
+    model = result.model
+    x = frontend.logmel(splits["test"].waveforms[:6])
+    with torch.no_grad():
+        scores = model(x)
+        a = F.normalize(model.audio.head(model.audio.features(x)[-1]), dim=-1)
+        ids, mask = model.tokenizer(model.prompts)
+        t = F.normalize(model.text(ids, mask), dim=-1)
+        cos = torch.stack([torch.stack([(a[i] * t[c]).sum() for c in range(len(t))]) for i in range(len(a))])
+        by_hand = torch.exp(model.logit_scale * cos) / torch.exp(model.logit_scale * cos).sum(dim=1, keepdim=True)
+    assert torch.allclose(model.probabilities(scores), by_hand, atol=1e-6)
+    assert model.prompts[0] == "this is the sound of tone"
+
+
+def test_embedded_model_is_far_above_chance_with_an_unseen_template(trained) -> None:
+    result, _, _ = trained
+    acc = result.info["zero_shot_accuracy"]
+    assert result.info["output_kind"] == "similarity"
+    assert acc >= 0.6, f"zero-shot accuracy {acc:.2f} (chance {1 / CLASSES:.2f})"  # measured: 0.8 to 1.0
+
+
+def test_training_captions_never_use_the_evaluation_template_nor_some_class_phrases() -> None:
+    names = list(CLASS_NAMES)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(len(names)).repeat(40)
+    texts = captions(names, labels, gen, torch.randint(3, (len(labels),), generator=gen),
+                     torch.where(torch.rand(len(labels), generator=gen) < 0.3, (labels + 1) % len(names), -1))
+    joined = " | ".join(texts)
+    assert "this is the sound of" not in joined and "this is" not in joined
+    assert not any("this is" in t for t in TRAINING_TEMPLATES)
+    for phrase in ("chirp up", "chirp down"):  # evaluation class phrases learnt from their words only
+        assert re.search(rf"\b{phrase}\b", joined) is None
+        assert all(re.search(rf"\b{w}\b", joined) for w in words(phrase))
+    assert any(" and " in t or " with " in t for t in texts)  # mixtures captioned with both events
+
+
+def test_clap_loss_is_low_for_matching_pairs_and_symmetric() -> None:
+    e = F.normalize(torch.eye(4, 8), dim=-1)
+    good = clap_loss(e, e, torch.tensor(20.0))
+    bad = clap_loss(e, e.roll(1, dims=0), torch.tensor(20.0))
+    assert good < 1e-3 < math.log(4) < bad
+    assert torch.isclose(clap_loss(e, e.roll(1, 0), torch.tensor(5.0)), clap_loss(e.roll(1, 0), e, torch.tensor(5.0)))
+
+
+def test_lmac_zs_loss_terms_have_the_papers_values_and_signs() -> None:
+    """Eq. 6-7 on toy tensors: each term zero exactly when the paper says, positive otherwise."""
+    b, d = 3, 4
+    text = F.normalize(torch.eye(b, d), dim=-1)
+    audio = F.normalize(torch.eye(b, d) + 0.1, dim=-1)
+    sim = text @ audio.T
+    kept = audio.unsqueeze(0).expand(b, b, d)  # masking changes nothing: f(M*X_j) = a_j for every prompt
+    ones, zeros = torch.ones(b, b, 1, 5, 5), torch.zeros(b, b, 1, 5, 5)
+    t = lmac_zs_loss(sim, text, kept, ones, lambda_l1=0.0, lambda_div=0.0)
+    assert t["similarity"].item() == pytest.approx(0.0, abs=1e-7)  # similarities preserved
+    assert t["l1"].item() == 1.0 and lmac_zs_loss(sim, text, kept, zeros, 0, 0)["l1"].item() == 0.0
+    # diversity: masked embeddings of clip i for prompts i and j equal -> their similarity is 1, the prompts' 0
+    assert t["diversity"].item() == pytest.approx(1.0, abs=1e-6)
+    mirrored = text.unsqueeze(1).expand(b, b, d)  # f(X_i * M(t_j)) = t_j: the prompts' geometry reflected
+    assert lmac_zs_loss(sim, text, mirrored, ones, 0, 0)["diversity"].item() == pytest.approx(0.0, abs=1e-6)
+    # a known similarity error: every masked embedding orthogonal to every text -> mean |C|
+    ortho = torch.zeros(b, b, d)
+    assert lmac_zs_loss(sim, text, ortho, ones, 0, 0)["similarity"].item() == pytest.approx(sim.abs().mean().item())
+    total = lmac_zs_loss(sim, text, kept, ones, lambda_l1=0.5, lambda_div=2.0)
+    assert total["total"].item() == pytest.approx(0.0 + 0.5 * 1.0 + 2.0 * 1.0, abs=1e-6)
+
+
+def test_a_prompt_never_seen_in_training_still_gets_a_mask(trained) -> None:
+    result, frontend, splits = trained
+    domain = DOMAINS.get("stft2mel")()
+    model = DomainModel(result.model, domain, frontend).eval()
+    method = LMACZS({"hidden": 8})
+    method.decoder = method._build(model).eval()
+    torch.manual_seed(0)
+    for p in method.decoder.parameters():  # conditioning active (FiLM starts at zero)
+        torch.nn.init.normal_(p, std=0.2)
+    x = domain.represent(frontend, splits["test"].waveforms[:2]).x
+    ctx = ExplainContext(model)
+    unseen = method.explain_prompts(x, ["a zebra yodelling on a trampoline", "quasar hum"], ctx)
+    known = method.explain_prompts(x, ["a bell", "a rumble"], ctx)
+    assert unseen.shape == x.shape and torch.isfinite(unseen).all()
+    assert unseen.min() >= 0 and unseen.max() <= 1
+    assert not torch.allclose(unseen, known)  # the prompt conditions the mask
+    by_target = method.attribute(x, torch.tensor([0, 1]), ctx)
+    assert by_target.shape == x.shape
+
+
+def test_speech_synth_is_deterministic_speech_like_and_at_its_snr() -> None:
+    clips = SynthDataset({"classes": 2, "clips_per_class": 5, "seconds": 1.0}).load("test", 16000)
+    c = SpeechSynth({"snr_db": 3})
+    a, b = c.apply(clips, clips, 0), c.apply(clips, clips, 0)
+    assert torch.equal(a.waveforms, b.waveforms)
+    assert np.allclose(a.snr_db.numpy(), 3.0, atol=0.05)
+    speech = (a.waveforms - a.clean)[0].numpy()
+    spec = np.abs(np.fft.rfft(speech)) ** 2
+    f = np.fft.rfftfreq(len(speech), 1 / 16000)
+    assert spec[f < 4000].sum() > 0.9 * spec.sum()  # voiced energy below 4 kHz, like speech
+    assert SpeechSynth({"snr_db": 3, "voices": 4}).key() == "babble4_3db"
+
+
+def _suite(tmp_path: Path, **over) -> Path:
+    suite = {
+        "name": "zs", "seed": 0, "frontend": FRONT,
+        "dataset": {"name": "synth", "classes": 3, "clips_per_class": 10, "seconds": 0.5},
+        "model": {"name": "clap_synth", "width": 4, "depth": 2, "dim": 16, "text_width": 16, "train": {"epochs": 2}},
+        "batch_size": 4, "domains": ["stft2mel"], "contaminations": ["none"],
+        "methods": [{"name": "lmac_zs", "epochs": 1, "lr": 0.001, "batch_size": 2, "hidden": 8, "targets": "all"},
+                    {"name": "gradcam_pp", "layer": "last", "targets": "all"}, "random"],
+        "metrics": ["ai", "ad", "mm", "similarity"],
+        "tables": [{"name": "main", "rows": "row", "per": ["dataset", "contamination"], "target": "decision",
+                    "metrics": ["ai", "ad", "mm"]}],
+        "audio": {"n": 0},
+        **over,
+    }
+    path = tmp_path / "zs.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def test_zero_shot_run_explains_every_prompt_keeps_decisions_in_the_table_and_plots(tmp_path: Path) -> None:
+    from audiobench.runner import run_suite
+    from audiobench.store import load_run
+
+    result = run_suite(_suite(tmp_path), tmp_path / "run", progress=False)
+    frame = load_run(result.run_dir)
+    mm = frame[frame.metric == "mm"]
+    per_clip = mm.groupby(["row", "sample_id"])["target"].nunique()
+    assert (per_clip.loc["LMAC-ZS"] == 3).all() and (per_clip.loc["Random"] == 1).all()  # per-method targets
+    n_clips = mm["sample_id"].nunique()
+    table = pd.read_csv(next((result.run_dir / "tables").glob("main__*.csv")))
+    counts = [c for c in table.columns if c.startswith("n")]
+    assert counts and (table[counts].to_numpy() == n_clips).all(), table  # decision rows only: one per clip
+    rows = prompt_rows(frame)
+    assert set(rows["row"]) == {"LMAC-ZS", "GradCAM++"}
+    summary = prompt_summary(rows)
+    assert (summary["pairs"] == 3 * n_clips).all() and summary["pearson_r"].between(-1, 1).all()
+    assert (result.run_dir / "tables" / "prompts__synth.md").exists()
+    assert list((result.run_dir / "plots").glob("mm_vs_similarity__synth__stft2mel__none.png"))
+    manifest = result.manifest
+    assert manifest["output_kind"] == "similarity" and manifest["prompts"][0].startswith("this is the sound of")
+    assert "zero-shot accuracy" in result.tables[next(iter(result.tables))]
+
+
+def test_decision_table_filters_rows_of_other_targets(tmp_path: Path) -> None:
+    from audiobench.tables.aggregate import decision_rows
+
+    rows = []
+    for target in (0, 1, 2):
+        for metric, value in (("ai", float(target)), ("pred_orig", 1.0)):
+            rows.append({"dataset": "d", "model": "m", "domain": "mel", "contamination": "none", "method": "x",
+                         "row": "X", "sample_id": "a", "target": target, "metric": metric, "value": value})
+    kept = decision_rows(pd.DataFrame(rows))
+    assert set(kept["target"]) == {1} and kept.loc[kept.metric == "ai", "value"].tolist() == [1.0]
+
+
+def test_lmac_zs_on_a_softmax_model_is_a_located_validation_error(tmp_path: Path) -> None:
+    from audiobench.errors import AudiobenchError
+
+    path = _suite(tmp_path, model={"name": "cnn14", "width": 4, "depth": 2})
+    with pytest.raises(AudiobenchError, match=r"zs.yaml:\d+: .*lmac_zs.* explains similarity models.*cnn14.* is softmax"):
+        load_suite(path)
