@@ -61,7 +61,8 @@ class LmacZsParams(ExplainerParams):
     lr: float = Field(1e-5, gt=0, description="Adam learning rate (paper: 1e-5)")
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(2, ge=2, description="clips per batch; B^2 text-audio pairs are masked (paper: 2)")
-    augment_prob: float = Field(0.5, ge=0, le=1, description="share of training clips taken from the suite's contaminations")
+    augment_prob: float = Field(0.0, ge=0, le=1, description="share of training clips taken from the suite's contaminations "
+                                "(the paper: 0, clean captioned audio only)")
 
 
 class ZsDecoder(nn.Module):
