@@ -25,6 +25,7 @@ from audiobench.suite.schema import (
     TOP_LEVEL_KEYS,
     AudioParams,
     ComponentSpec,
+    ExecutorParams,
     MaskParams,
     Suite,
     TrainParams,
@@ -244,6 +245,14 @@ def parse_suite(
         except ValidationError as exc:
             errors.add_validation(("masks",), exc)
 
+    executor = ExecutorParams()
+    executor_raw = mapping_section(data.get("executor"), ("executor",), errors)
+    if executor_raw is not None:
+        try:
+            executor = ExecutorParams(**executor_raw)
+        except ValidationError as exc:
+            errors.add_validation(("executor",), exc)
+
     targets = TargetParams()
     raw_targets = data.get("targets")
     try:
@@ -276,6 +285,7 @@ def parse_suite(
         limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
         contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
         audio=audio, targets=targets, masks=masks, plugins=plugins, description=top.description,
+        executor=executor,
     )
 
 
