@@ -179,6 +179,7 @@ def _run_cell(session: Session, cell: Cell) -> dict[str, Any]:
     out = evaluate_cell(
         cell, explainer, session.model(cell), clips, metrics, suite.targets, suite.batch_size, session.device,
         session.store.root / "audio" / ckey / cell.folder if suite.audio.n else None, suite.audio.n, session.progress,
+        keep_precision=suite.masks.precision,
     )
     seconds = time.perf_counter() - t0
     meta = {

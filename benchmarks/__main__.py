@@ -323,7 +323,8 @@ def _memory_child(n: int, device: str, method: str) -> None:
     metrics = [METRICS.get(m) for m in ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"]]
     if b.dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(b.dev)
-    out = evaluate_cell(cell, b.method(method), b.model, clips, metrics, TargetParams(), 20, b.dev, progress=False)
+    out = evaluate_cell(cell, b.method(method), b.model, clips, metrics, TargetParams(), 20, b.dev, progress=False,
+                        keep_precision="log8")  # as the runner keeps them
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     gpu = torch.cuda.max_memory_allocated(b.dev) / 2**20 if b.dev.type == "cuda" else None
     print(json.dumps({"clips": n, "rows": len(out.frame), "rss_mb": peak / 1024, "rss_before_mb": base_rss / 1024,
