@@ -59,12 +59,15 @@ def _marker(root: str | Path, cell_id: str, kind: str) -> Path:
 @contextmanager
 def tracked(root: str | Path, cell_id: str, executor: str = "sequential") -> Iterator[None]:
     """Mark ``cell_id`` running while the block runs; on an exception record it as failed (error and
-    traceback) and re-raise; on success remove its markers."""
+    traceback) and re-raise (an interruption only removes the running marker); on success remove its markers."""
     running = _marker(root, cell_id, "running")
     atomic_write_json(running, {"host": socket.gethostname(), "pid": os.getpid(), "executor": executor,
                                 "started": time.time()})
     try:
         yield
+    except (KeyboardInterrupt, SystemExit):  # stopped, not failed: the cell is missing
+        running.unlink(missing_ok=True)
+        raise
     except BaseException as exc:
         atomic_write_json(_marker(root, cell_id, "failed"), {
             "host": socket.gethostname(), "pid": os.getpid(), "executor": executor, "time": time.time(),

@@ -26,6 +26,7 @@ description of the machine, including its load average (other processes disturb 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -305,6 +306,27 @@ def cell_batched_vs_loop(b: Bench, names: list[str], methods: dict[str, Any], cl
     return out
 
 
+def rows_throughput(b: Bench, sizes: tuple[int, ...] = (1, 5, 25, 50, 64, 128)) -> list[dict[str, Any]]:
+    """What bounds the methods that expand each clip into many rows (IG: n_steps, SmoothGrad and SHAP:
+    n_samples): seconds per row of one forward + backward pass through the domain model, by rows per
+    pass. Where it is flat from the per-clip loop's row count on, batching clips cannot gain more."""
+    out = []
+    x1 = b.x[:1]
+    for n in sizes:
+        x = x1.expand(n, *x1.shape[1:]).clone().requires_grad_(True)
+        t = torch.zeros(n, dtype=torch.long, device=b.dev)
+
+        def step(x: torch.Tensor = x, t: torch.Tensor = t) -> None:
+            torch.autograd.grad(b.model(x).gather(1, t.view(-1, 1)).sum(), x)
+
+        step()
+        out.append({"rows_per_pass": n, "ms_per_row": timed(step, b.dev) / n * 1e3})
+    base = out[0]["ms_per_row"]
+    for r in out:
+        r["vs_1_row"] = base / r["ms_per_row"]
+    return out
+
+
 # 5 ---------------------------------------------------------------------------------------------
 def _memory_child(n: int, device: str, method: str) -> None:
     """In a fresh process: one cell of ``method`` on ``n`` clips, as the runner runs it; prints peak memory."""
@@ -361,8 +383,11 @@ def quickstart_times(limit: int | None, device: str) -> dict[str, Any]:
         subprocess.run(base + ["-o", str(Path(tmp) / "run_cold_1_worker_s")], check=True, env=env, cwd=ROOT, capture_output=True)
         out["warm_s"] = time.perf_counter() - t0
         a, b = (Path(tmp) / "run_cold_1_worker_s" / "tables"), (Path(tmp) / "run_cold_2_workers_s" / "tables")
-        out["tables_identical"] = sorted(p.name for p in a.glob("*.md")) == sorted(p.name for p in b.glob("*.md")) and all(
-            (a / p.name).read_text() == (b / p.name).read_text() for p in a.glob("*.md"))
+        for ext in ("md", "tex", "csv"):  # the CSV holds full-precision means: last-bit differences show there
+            names = sorted(p.name for p in a.glob(f"*.{ext}"))
+            out[f"identical_{ext}"] = bool(names) and names == sorted(p.name for p in b.glob(f"*.{ext}")) and all(
+                (a / n).read_text() == (b / n).read_text() for n in names)
+        out["tables_identical"] = out["identical_md"] and out["identical_tex"]
     out["speedup_2_workers"] = out["cold_1_worker_s"] / out["cold_2_workers_s"]
     out["target"] = ">= 1.6 with identical tables"
     return out
@@ -418,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         r = engine_vs_floor(b)
         sections.append(("1. Metric engine vs its floor (three batched forward passes)",
                          table([r], ["clips", "engine_s", "floor_s", "ratio", "target"])))
-    if 2 in only:
+    if 2 in only and importlib.util.find_spec("quantus") is None:
+        sections.append(("2. SPS + COMP vs Quantus", "not measured: quantus is not installed (pip install quantus==0.6.0)"))
+    elif 2 in only:
         r2 = sps_comp_vs_quantus(b, [10, 100] if args.quick else [10, 100, 1000])
         sections.append(("2. SPS + COMP: ours vs Quantus 0.6 on identical masks",
                          table(r2, ["masks", "ours_s", "quantus_s", "speedup", "sps_abs_diff", "comp_rel_diff", "equal_1e-6", "target"])))
@@ -430,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         r4 = cell_batched_vs_loop(b, names, methods, clips, 20, 5 if args.quick else 10)
         sections.append((f"4. One cell end to end ({clips} clips, batches of 20) vs the per-clip loop",
                          table(r4, ["method", "batched_s_per_clip", "loop_s_per_clip", "speedup", "target"])))
+        sections.append(("4b. Forward + backward cost per row by rows per pass (what bounds IG, SmoothGrad, SHAP)",
+                         table(rows_throughput(b), ["rows_per_pass", "ms_per_row", "vs_1_row"])))
     if 5 in only:
         r5 = memory_vs_n([20, 200] if args.quick else [50, 500], args.device)
         lo, hi = r5[0], r5[-1]
@@ -441,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         r6 = quickstart_times(args.quickstart_limit or (20 if args.quick else None), args.device)
         sections.append(("6. Quickstart wall time (cold: empty cache, shipped artefacts; warm: every cell stored)",
                          table([r6], ["limit", "cold_1_worker_s", "cold_2_workers_s", "speedup_2_workers", "warm_s",
-                                      "tables_identical", "target"])))
+                                      "identical_md", "identical_tex", "identical_csv", "target"])))
     for title, body in sections:
         report += [f"## {title}", "", body, ""]
     report.append(f"Load average at the end: {os.getloadavg() if hasattr(os, 'getloadavg') else '?'}; "
