@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes): N=20 clips, masks 10/100, memory 20/200")
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="which measurements, e.g. 1,2,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="which measurements, e.g. 1,2,3 (4b: only the rows-per-pass profile of 4)")
     ap.add_argument("--methods", help="comma-separated methods for 3 and 4 (default: every built-in)")
     ap.add_argument("--quickstart-limit", type=int, help="6: evaluate only N clips of the quickstart (default: all 100)")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results.md"), help="Markdown report (- : none)")
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from audiobench.registry import METHODS
 
-    only = {int(s) for s in args.only.split(",")}
+    only = {int(s) if s.isdigit() else s for s in args.only.split(",")}
     clips = 20 if args.quick else 100
     names = args.methods.split(",") if args.methods else list(METHODS.builtin_names())
     started = time.perf_counter()
@@ -457,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         r4 = cell_batched_vs_loop(b, names, methods, clips, 20, 5 if args.quick else 10)
         sections.append((f"4. One cell end to end ({clips} clips, batches of 20) vs the per-clip loop",
                          table(r4, ["method", "batched_s_per_clip", "loop_s_per_clip", "speedup", "target"])))
+    if only & {4, "4b"}:
         sections.append(("4b. Forward + backward cost per row by rows per pass (what bounds IG, SmoothGrad, SHAP)",
                          table(rows_throughput(b), ["rows_per_pass", "ms_per_row", "vs_1_row"])))
     if 5 in only:
