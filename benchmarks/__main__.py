@@ -145,11 +145,12 @@ class Bench:
         return ExplainContext(self.model, seed=seed, max_rows=self.max_rows)
 
 
-def synth_waves(n: int, seconds: float = 2.0) -> torch.Tensor:
-    """``n`` clips of the synthetic dataset (10 classes), its test split repeated when n exceeds it."""
+def synth_waves(n: int, seconds: float = 2.0, per_class: int | None = None) -> torch.Tensor:
+    """``n`` clips of the synthetic dataset (10 classes), its test split repeated when n exceeds it
+    (``per_class``: clips per class generated, by default enough for ``n`` up to 100)."""
     from audiobench.registry import DATASETS
 
-    per_class = max(5, min(50, math.ceil(n / 2)))
+    per_class = per_class or max(5, min(50, math.ceil(n / 2)))
     clips = DATASETS.get("synth")({"classes": 10, "clips_per_class": per_class, "seconds": seconds}).load("test", 16000)
     reps = math.ceil(n / len(clips))
     return clips.waveforms.repeat(reps, 1)[:n].contiguous()
@@ -332,21 +333,25 @@ def _memory_child(n: int, device: str, method: str) -> None:
     """In a fresh process: one cell of ``method`` on ``n`` clips, as the runner runs it; prints peak memory."""
     from audiobench.cells import Cell, evaluate_cell
     from audiobench.data.base import ClipSet
+    from audiobench.masks import write_masks
     from audiobench.registry import METRICS
     from audiobench.suite.schema import ComponentSpec
     from audiobench.targets import TargetParams
 
     b = Bench(device, 10)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    waves = synth_waves(n)
+    waves = synth_waves(n, per_class=10)  # the same 20 clips tiled: data generation costs the same for every n
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model, data: what the cell starts from
     clips = ClipSet(waves, torch.arange(n) % 10, [f"c{i}" for i in range(n)], [str(c) for c in range(10)], 16000)
     spec = ComponentSpec("methods", method, METHOD_PARAMS.get(method, {}))
     cell = Cell(ComponentSpec("domains", "stft2mel", {}), ComponentSpec("contaminations", "none", {}), spec, "0" * 16, "bench")
     metrics = [METRICS.get(m) for m in ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"]]
     if b.dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(b.dev)
+    keep = None if os.environ.get("AUDIOBENCH_BENCH_FLOAT_MASKS") else "log8"  # set: the cell as before per-batch encoding
     out = evaluate_cell(cell, b.method(method), b.model, clips, metrics, TargetParams(), 20, b.dev, progress=False,
-                        keep_precision="log8")  # as the runner keeps them
+                        keep_precision=keep)  # as the runner keeps them
+    with tempfile.TemporaryDirectory() as tmp:  # and writes them
+        write_masks(Path(tmp) / "masks.npz", out.explanations, "log8")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     gpu = torch.cuda.max_memory_allocated(b.dev) / 2**20 if b.dev.type == "cuda" else None
     print(json.dumps({"clips": n, "rows": len(out.frame), "rss_mb": peak / 1024, "rss_before_mb": base_rss / 1024,
@@ -461,10 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("4b. Forward + backward cost per row by rows per pass (what bounds IG, SmoothGrad, SHAP)",
                          table(rows_throughput(b), ["rows_per_pass", "ms_per_row", "vs_1_row"])))
     if 5 in only:
-        r5 = memory_vs_n([20, 200] if args.quick else [50, 500], args.device)
+        r5 = memory_vs_n([20, 200] if args.quick else [100, 1000], args.device)
         lo, hi = r5[0], r5[-1]
-        note = (f"{hi['clips'] / lo['clips']:.0f}x the clips: {hi['rss_mb'] / lo['rss_mb']:.2f}x the peak RSS"
-                f" (+{(hi['rss_mb'] - lo['rss_mb']) / (hi['clips'] - lo['clips']) * 1024:.0f} KiB per clip)")
+        per_clip = ((hi["rss_mb"] - hi["rss_before_mb"]) - (lo["rss_mb"] - lo["rss_before_mb"])) / (hi["clips"] - lo["clips"])
+        note = (f"{hi['clips'] / lo['clips']:.0f}x the clips: {hi['rss_mb'] / lo['rss_mb']:.2f}x the peak RSS; the cell's own"
+                f" growth {per_clip * 1024:.0f} KiB per clip (the clips' waveforms, 125 KiB each, are in rss_before_mb)")
         sections.append(("5. Peak memory of a cell (saliency, stft2mel) vs clips, each in a fresh process",
                          table(r5, ["clips", "rows", "rss_before_mb", "rss_mb", "gpu_allocated_mb"]) + "\n\n" + note))
     if 6 in only:
