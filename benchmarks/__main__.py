@@ -270,9 +270,13 @@ def explain_cost(b: Bench, names: list[str], methods: dict[str, Any], clips: int
         row: dict[str, Any] = {"method": name, "s_per_clip": t / clips}
         direct = _captum_direct(name, method, b, x, target)
         if direct is not None:
-            direct()
+            raw = direct()
             t_c = timed(direct, b.dev)
             row.update(captum_s_per_clip=t_c / clips, overhead=t / t_c - 1, target="< 10 %")
+            if isinstance(raw, torch.Tensor):  # what the wrapper adds to Captum's map: abs, per-row max (to_mask)
+                from audiobench.methods.base import to_mask
+
+                row["to_mask_share"] = timed(lambda raw=raw: to_mask(raw.detach()), b.dev, repeat=10) / t_c
         out.append(row)
     return out
 
@@ -457,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     if 3 in only:
         r3 = explain_cost(b, names, methods, clips)
         sections.append((f"3. Explanation time per clip (batch of {clips}) and wrapper overhead over Captum",
-                         table(r3, ["method", "s_per_clip", "captum_s_per_clip", "overhead", "target"])))
+                         table(r3, ["method", "s_per_clip", "captum_s_per_clip", "overhead", "to_mask_share", "target"])))
     if 4 in only:
         r4 = cell_batched_vs_loop(b, names, methods, clips, 20, 5 if args.quick else 10)
         sections.append((f"4. One cell end to end ({clips} clips, batches of 20) vs the per-clip loop",
