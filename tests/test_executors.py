@@ -236,3 +236,30 @@ def test_executor_section_is_validated_at_its_line(tmp_path: Path) -> None:
     path.write_text(text.replace("partitions", "partition"))
     suite = load_suite(path, ["executor.array_parallelism=4"])
     assert suite.executor.partition == "gpu" and suite.executor.array_parallelism == 4 and suite.executor.parallel
+
+
+def test_command_line_executor_flags_override_the_suite_section(tmp_path: Path) -> None:
+    from audiobench.cli import _executor_params, _parser
+
+    plain = {k: v for k, v in SUITE.items() if k != "plugins"}
+    plain["methods"] = ["saliency"]
+    plain["executor"] = {"name": "submitit", "partition": "cpu", "array_parallelism": 4}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(plain, sort_keys=False))
+
+    def params(*flags: str) -> ExecutorParams | None:
+        args = _parser().parse_args(["run", str(path), *flags])
+        return _executor_params(args, str(path))  # type: ignore[return-value]
+
+    assert params() is None  # no flag: run_suite reads the suite's section itself
+    p = params("--partition", "gpu", "--time-min", "30", "--gpus-per-task", "1", "--cpus-per-task", "8")
+    assert (p.name, p.partition, p.time_min, p.gpus_per_task, p.cpus_per_task, p.array_parallelism) == (
+        "submitit", "gpu", 30, 1, 8, 4)  # the suite's other settings kept
+    p = params("--workers", "3")
+    assert (p.name, p.workers, p.parallel) == ("local", 3, True)  # --workers alone means local processes
+    p = params("--address", "auto")
+    assert (p.name, p.address) == ("ray", "auto")
+    with pytest.raises(AudiobenchError, match="--address"):
+        params("--executor", "local", "--address", "auto")
+    with pytest.raises(AudiobenchError, match="--workers must be at least 1"):
+        params("--workers", "0")
