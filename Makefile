@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/explain_cost.py
+	$(BIN)/python -m benchmarks
 	$(BIN)/python benchmarks/nmf_cost.py
 
 clean:

@@ -25,7 +25,7 @@ from audiobench.domains import Domain, Representation
 from audiobench.engine import BatchResult, evaluate_batch
 from audiobench.explanation import Explanation
 from audiobench.faults import kill_point
-from audiobench.masks import StoredExplanations, concat
+from audiobench.masks import StoredExplanations, concat, encoded_explanation
 from audiobench.methods.base import DomainModel, Explainer
 from audiobench.metrics.base import Metric
 from audiobench.store import COLUMNS
@@ -113,9 +113,12 @@ def audio_name(sample_id: str, target: int, class_names: list[str], one_per_clip
 def evaluate_cell(
     cell: Cell, explainer: Explainer, model: DomainModel, clips: ClipSet, metrics: list[Metric], targets: TargetParams,
     batch_size: int, device: torch.device, audio_dir: Path | None = None, audio_n: int = 0, progress: bool = True,
+    keep_precision: str | None = None,
 ) -> CellOutput:
     """Explain and score every clip of a cell in batches; write the interpretations of its first
-    ``audio_n`` clips to ``audio_dir`` (listenable domains); return its rows and kept explanations."""
+    ``audio_n`` clips to ``audio_dir`` (listenable domains); return its rows and kept explanations.
+    ``keep_precision``: encode each batch's kept masks at once at this ``masks.precision`` (log8: a
+    quarter of float32's memory; the written file is the same), instead of keeping float32 masks."""
     domain: Domain = model.domain
     classifier = model.classifier
     one_per_clip = targets.select == "decision" and classifier.output_kind != "sigmoid"
@@ -131,9 +134,13 @@ def evaluate_cell(
         results.append(res)
         if audio_ids and res.explanation is not None:
             write_audio(audio_dir, res, rep, ids, model, audio_ids, classifier.class_names, one_per_clip)
+        if keep_precision is not None and res.explanation is not None:
+            res.explanation = encoded_explanation(res.explanation, keep_precision)
         kill_point("batch")
     frame = long_frame(results)
     stored = concat([(r.sample_ids, r.targets, r.explanation) for r in results if r.explanation is not None], audio_ids)
+    if stored is not None and keep_precision is not None:
+        stored.encoded = keep_precision
     not_applicable = {k: v for r in results for k, v in r.not_applicable.items()}
     clipped = sum(r.clipped for r in results)
     notes = [f"{clipped} mask(s) had values outside [0, 1] and were clipped to it before scoring"] if clipped else []

@@ -39,7 +39,26 @@ def _parser() -> argparse.ArgumentParser:
         "run only this cell (its id or a unique prefix, see --list-cells), e.g. in a process of its own on a "
         "cluster: it writes exactly the rows the full run writes; tables are written once every cell is done"))
     r.add_argument("--list-cells", action="store_true", help="print the suite's cell ids (done or to do) and exit")
+    ex = r.add_argument_group("executors", "where the cells run (default: the suite's executor: section, else in "
+                              "this process); the same cells and numbers whichever runs them")
+    ex.add_argument("--workers", type=int, metavar="N", help="N local worker processes, each with its share of threads")
+    ex.add_argument("--executor", choices=["local", "submitit", "ray"], help=(
+        "local (worker processes), submitit (the cells as a Slurm job array after one job for the shared fits) "
+        "or ray (tasks on a Ray cluster)"))
+    ex.add_argument("--address", metavar="ADDR", help="ray: the cluster's address (auto, ray://head:10001)")
+    ex.add_argument("--cluster", choices=["slurm", "local", "debug"], help="submitit: slurm (default where sbatch exists) or local")
+    ex.add_argument("--partition", metavar="NAME", help="submitit: Slurm partition")
+    ex.add_argument("--time-min", type=int, metavar="MIN", help="submitit: time limit per job, minutes")
+    ex.add_argument("--cpus-per-task", type=int, metavar="N", help="submitit, ray: CPUs (torch threads) per cell")
+    ex.add_argument("--gpus-per-task", type=int, metavar="N", help="submitit, ray: GPUs per cell")
+    ex.add_argument("--array-parallelism", type=int, metavar="N", help="submitit: array tasks running at once")
     _add_set(r)
+
+    st = sub.add_parser("status", help="which cells of a run are done, running, failed or missing", description=(
+        "Read RUN_DIR's plan and cell markers (whichever executor ran it) and print how many cells are done, "
+        "running, failed (with their errors) and missing. Exit status 0 when every cell is done."))
+    st.add_argument("run_dir", metavar="RUN_DIR")
+    st.add_argument("--json", action="store_true", help="print the state of each cell as JSON")
 
     sc = sub.add_parser("score", help="add or recompute metrics of a finished run from its kept masks", description=(
         "Score the explanations RUN_DIR kept (masks/, one file per cell) with METRICS (default: the run's own), "
@@ -108,6 +127,31 @@ def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=(
         "set a suite key before validation, e.g. --set dataset.root=/data/ESC-50 --set model.checkpoint=w.pt "
         "(dotted keys, list indices as numbers, values read as YAML; repeatable)"))
+
+
+_EXECUTOR_FLAGS = {"executor": "name", "workers": "workers", "address": "address", "cluster": "cluster",
+                   "partition": "partition", "time_min": "time_min", "cpus_per_task": "cpus_per_task",
+                   "gpus_per_task": "gpus_per_task", "array_parallelism": "array_parallelism"}
+
+
+def _executor_params(args: argparse.Namespace, suite: object) -> object | None:
+    """The suite's ``executor:`` section with the command line's executor flags applied (None: neither set)."""
+    update = {key: getattr(args, flag) for flag, key in _EXECUTOR_FLAGS.items() if getattr(args, flag) is not None}
+    if not update:
+        return None
+    from audiobench.suite import Suite, load_suite
+    from audiobench.suite.schema import ExecutorParams
+
+    if args.workers is not None and args.workers < 1:
+        raise AudiobenchError("--workers must be at least 1")
+    if args.address is not None and update.get("name", "ray") != "ray":
+        raise AudiobenchError("--address is the Ray cluster's address: use it with --executor ray")
+    if args.address is not None:
+        update["name"] = "ray"
+    base = (suite if isinstance(suite, Suite) else load_suite(suite)).executor
+    if "workers" in update and "name" not in update and base.name != "local":
+        update["name"] = "local"
+    return ExecutorParams(**{**base.model_dump(), **update})
 
 
 def _describe(kind: str, obj: object) -> str:
@@ -198,8 +242,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             for cell in session.cells:
                 print(f"{cell.id}\t{'done' if session.store.has(cell.id) else 'to do'}")
             return 0
+        executor = _executor_params(args, suite)
         result = run_suite(suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet,
-                           cell=args.cell)
+                           cell=args.cell, executor=executor)
         if not result.complete:
             print(f"cell {args.cell} stored in {result.run_dir}/cells/; other cells remain", file=sys.stderr)
             return 0
@@ -208,6 +253,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             print()
         print(f"results in {result.run_dir}/ (tables/, per_sample.parquet, manifest.json)", file=sys.stderr)
         return 0
+    if args.command == "status":
+        import json
+
+        from audiobench.status import run_status
+
+        status = run_status(args.run_dir)
+        if args.json:
+            print(json.dumps({"suite": status.suite, "finished": status.finished, "cells": status.cells,
+                              "details": status.details}, indent=2, default=str))
+        else:
+            print("\n".join(status.lines()))
+        return 0 if all(s == "done" for s in status.cells.values()) else 3
     if args.command == "score":
         from audiobench.scoring import score_run
 

@@ -72,6 +72,20 @@ class StoredExplanations:
     targets: np.ndarray
     explanation: Explanation
     precision: str = "float32"  # what the masks were read back from
+    encoded: str | None = None  # the masks' tensors hold encode(..., encoded) already (see encoded_explanation)
+
+
+def encoded_explanation(e: Explanation, precision: str) -> Explanation:
+    """``e`` with its masks (mask, removals, parts) replaced by their stored encoding at ``precision``
+    (log8: uint8 codes), so a cell keeps each batch at the size it is written at instead of float32.
+    Encoding is element-wise: encoding batches and joining them gives the same arrays as encoding the
+    joined masks."""
+    def enc(t: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(encode(t, precision))
+
+    parts = None if e.parts is None else MaskParts(e.parts.rows, e.parts.names, enc(e.parts.masks))
+    return Explanation(mask=enc(e.mask), parts=parts, removals={k: enc(v) for k, v in e.removals.items()},
+                       interpreter_scores=e.interpreter_scores, n_parts=e.n_parts)
 
 
 def concat(parts: list[tuple[list[str], np.ndarray, Explanation]], keep_parts_of: set[str]) -> StoredExplanations | None:
@@ -110,9 +124,19 @@ def concat(parts: list[tuple[list[str], np.ndarray, Explanation]], keep_parts_of
     return StoredExplanations(ids, targets, explanation)
 
 
+_encode = encode
+
+
 def write_masks(path: Path, stored: StoredExplanations, precision: str = "log8") -> None:
-    """Write a cell's explanations to ``path`` (.npz) atomically, masks at ``precision``."""
+    """Write a cell's explanations to ``path`` (.npz) atomically, masks at ``precision``. Raises
+    ``ValueError`` when ``stored`` is already encoded at another precision."""
     e = stored.explanation
+    if stored.encoded is not None and stored.encoded != precision:
+        raise ValueError(f"explanations encoded at {stored.encoded} cannot be written at {precision}")
+
+    def encode(t: torch.Tensor, precision: str) -> np.ndarray:
+        return t.numpy() if stored.encoded else _encode(t, precision)
+
     arrays: dict[str, np.ndarray] = {
         "precision": np.array(precision),
         "sample_id": np.array(stored.sample_ids, dtype=str),

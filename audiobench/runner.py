@@ -30,7 +30,8 @@ from audiobench.masks import write_masks
 from audiobench.methods.base import DomainModel, Explainer, FitContext
 from audiobench.models.training import TrainedClassifier, get_classifier
 from audiobench.registry import METRICS
-from audiobench.runlock import run_lock
+from audiobench.runlock import cells_lock, run_lock
+from audiobench.status import tracked, write_plan
 from audiobench.store import RunStore
 from audiobench.suite import Suite, load_suite
 from audiobench.tables import render_run
@@ -161,8 +162,14 @@ def prepare(
                    expand_cells(suite, common), common, selection, progress)
 
 
-def run_cell(session: Session, cell: Cell) -> dict[str, Any]:
-    """Run one cell and store it (rows, kept explanations, then the metadata that marks it complete)."""
+def run_cell(session: Session, cell: Cell, executor: str = "sequential") -> dict[str, Any]:
+    """Run one cell and store it (rows, kept explanations, then the metadata that marks it complete).
+    While it runs it is marked running in ``RUN_DIR/status/`` (failed, with its error, if it raises)."""
+    with tracked(session.store.root, cell.id, executor):
+        return _run_cell(session, cell)
+
+
+def _run_cell(session: Session, cell: Cell) -> dict[str, Any]:
     suite = session.suite
     clips = session.condition(cell)
     explainer, fit_info, t_fit = session.explainer(cell)
@@ -172,6 +179,7 @@ def run_cell(session: Session, cell: Cell) -> dict[str, Any]:
     out = evaluate_cell(
         cell, explainer, session.model(cell), clips, metrics, cell.method.targets or suite.targets, suite.batch_size, session.device,
         session.store.root / "audio" / ckey / cell.folder if suite.audio.n else None, suite.audio.n, session.progress,
+        keep_precision=suite.masks.precision,
     )
     seconds = time.perf_counter() - t0
     meta = {
@@ -223,17 +231,30 @@ def run_suite(
     overwrite: bool = False,
     progress: bool = True,
     cell: str | None = None,
+    executor: Any = None,
 ) -> RunResult:
     """Run every cell of ``suite`` not already stored under ``output``; write results and tables.
 
     With ``cell``, run only that cell (stored like in a full run) and return without results or
     tables unless every cell is then complete. The run directory is locked for the whole run
-    (:mod:`audiobench.runlock`): a second run on it raises :class:`AudiobenchError`.
+    (:mod:`audiobench.runlock`): a second run on it raises :class:`AudiobenchError`; cell workers
+    (``cell``) only take the cell writers' shared lock, so several may write one directory.
+    ``executor`` (:class:`audiobench.executors.ExecutorParams`, default: the suite's ``executor:``)
+    runs the cells in worker processes, on Slurm or on Ray (:mod:`audiobench.executors`).
     """
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
-    with run_lock(output or Path("results") / suite.name):
-        return _run_suite(suite, output, limit, device, overwrite, progress, cell)
+    root = Path(output or Path("results") / suite.name)
+    params = executor if executor is not None else suite.executor
+    if cell is None and params is not None and params.parallel:
+        from audiobench.executors import run_parallel
+
+        return run_parallel(suite, root, limit, device, overwrite, progress, params)
+    if cell is not None and not overwrite:
+        with cells_lock(root):
+            return _run_suite(suite, root, limit, device, False, progress, cell)
+    with run_lock(root, RunStore(root).clear if overwrite else None):
+        return _run_suite(suite, root, limit, device, False, progress, cell)
 
 
 def _run_suite(
@@ -243,6 +264,7 @@ def _run_suite(
     t_start = time.perf_counter()
     session = prepare(suite, output, limit, device, overwrite, progress)
     store = session.store
+    write_plan(store.root, suite.name, session.cells)
     todo = [find_cell(session, cell)] if cell else session.cells
     for c in todo:  # the shared stage's second half: every trainable method fitted before the cells
         if c.method.cls().trainable and not store.has(c.id):

@@ -10,6 +10,7 @@ An all-zero mask has no defined sparseness or complexity (Quantus refuses it): N
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from audiobench.metrics.base import MetricInputs, register_metric
@@ -25,10 +26,27 @@ def _normalised_abs(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat / torch.where(peak > 0, peak, torch.ones_like(peak)), defined
 
 
+def _sorted_rows(a: torch.Tensor) -> torch.Tensor:
+    """Each row of ``a`` [B, N] sorted ascending. On the CPU through NumPy, whose SIMD sort is about
+    15x faster than ``torch.sort`` there (2026-11, 100 x 88,749 float32: 0.10 s vs 1.7 s); a sort
+    gives the same values whichever does it."""
+    if a.device.type == "cpu" and a.dtype in (torch.float16, torch.float32, torch.float64):
+        return torch.from_numpy(np.sort(a.detach().numpy(), axis=1))
+    return torch.sort(a, dim=1).values
+
+
 def sparseness(a: torch.Tensor) -> torch.Tensor:
-    """Gini index of |a| per sample, [B, ...] -> [B] (NaN for all-zero or non-finite maps)."""
-    flat, defined = _normalised_abs(a)
-    flat = torch.sort(flat + _GINI_EPS, dim=1).values
+    """Gini index of |a| per sample, [B, ...] -> [B] (NaN for all-zero or non-finite maps).
+
+    G = sum_k (2k - n - 1) x_(k) / (n sum_k x_(k)), x_(k) ascending (Chalasani et al., 2020; Quantus 0.6).
+    """
+    raw = a.flatten(1).abs()
+    peak = raw.to(torch.float64).amax(dim=1, keepdim=True)
+    defined = (peak > 0).squeeze(1) & torch.isfinite(raw).all(dim=1)
+    # |a| is sorted before the float64 scaling x -> x / peak + eps: that map is non-decreasing, so the
+    # sorted values are the same as when sorting after it (the narrower type sorts faster)
+    flat = _sorted_rows(raw).to(raw.device, torch.float64)
+    flat = flat / torch.where(peak > 0, peak, torch.ones_like(peak)) + _GINI_EPS
     n = flat.shape[1]
     k = torch.arange(1, n + 1, device=flat.device, dtype=flat.dtype)
     score = ((2 * k - n - 1) * flat).sum(dim=1) / (n * flat.sum(dim=1))

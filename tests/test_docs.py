@@ -7,6 +7,7 @@ from pathlib import Path
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES
 from audiobench.suite import TOP_LEVEL_KEYS, AudioParams, MaskParams, TrainParams
+from audiobench.suite.schema import ExecutorParams
 from audiobench.tables import TableSpec
 from audiobench.targets import TargetParams
 
@@ -15,7 +16,7 @@ DOC = (Path(__file__).resolve().parent.parent / "suites" / "README.md").read_tex
 
 def test_every_key_and_parameter_is_documented() -> None:
     keys = set(TOP_LEVEL_KEYS)
-    for params in (FrontendParams, TrainParams, TableSpec, AudioParams, TargetParams, MaskParams):
+    for params in (FrontendParams, TrainParams, TableSpec, AudioParams, TargetParams, MaskParams, ExecutorParams):
         keys |= set(params.model_fields)
     for kind in ("methods", "datasets", "contaminations", "domains", "models", "metrics"):
         for name in REGISTRIES[kind].builtin_names():

@@ -26,6 +26,7 @@ SECTION_EXAMPLES = {
     ("frontend",): "frontend: {n_fft: 1024, n_mels: 80}",
     ("audio",): "audio: {n: 4}",
     ("masks",): "masks: {precision: float16}",
+    ("executor",): "executor: {name: submitit, partition: gpu, gpus_per_task: 1}",
     ("model", "train"): "train: {epochs: 20}",
 }
 

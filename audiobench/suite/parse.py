@@ -25,6 +25,7 @@ from audiobench.suite.schema import (
     TOP_LEVEL_KEYS,
     AudioParams,
     ComponentSpec,
+    ExecutorParams,
     MaskParams,
     Suite,
     TrainParams,
@@ -261,6 +262,14 @@ def parse_suite(
         except ValidationError as exc:
             errors.add_validation(("masks",), exc)
 
+    executor = ExecutorParams()
+    executor_raw = mapping_section(data.get("executor"), ("executor",), errors)
+    if executor_raw is not None:
+        try:
+            executor = ExecutorParams(**executor_raw)
+        except ValidationError as exc:
+            errors.add_validation(("executor",), exc)
+
     targets = parse_targets(data.get("targets"), ("targets",), errors) or TargetParams()
 
     # combinations: a method restricted to some domains
@@ -283,6 +292,7 @@ def parse_suite(
         limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
         contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
         audio=audio, targets=targets, masks=masks, plugins=plugins, description=top.description,
+        executor=executor,
     )
 
 

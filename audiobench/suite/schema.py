@@ -37,6 +37,7 @@ TOP_LEVEL_KEYS = {
     "masks": "{precision: log8|float16|float32}: how each cell's masks are kept (masks/, audiobench score)",
     "targets": "which class each clip is explained for: decision (default), all, {select: classes, classes: [...]}",
     "plugins": "local Python files registering methods/metrics/datasets",
+    "executor": "where cells run: {name: local|submitit|ray, workers, partition, time_min, gpus_per_task, ...}",
 }
 
 
@@ -64,6 +65,34 @@ class MaskParams(Params):
     precision: Literal["log8", "float16", "float32"] = Field(
         "log8", description="log8: 1 byte per value (relative error <= 2.8 %); float16; float32: exact"
     )
+
+
+class ExecutorParams(Params):
+    """Where a run's cells run once the shared stage is done (:mod:`audiobench.executors`). It does not
+    shape any number: the same suite gives the same cells whichever executor runs them."""
+
+    name: Literal["local", "submitit", "ray"] = Field(
+        "local", description="local: worker processes on this machine; submitit: a Slurm job array; ray: Ray tasks")
+    workers: int = Field(1, ge=1, description="local: worker processes (1: cells in this process, in order)")
+    threads: int | None = Field(None, ge=1, description="local: torch threads per worker (default: this machine's share)")
+    cluster: Literal["slurm", "local", "debug"] | None = Field(
+        None, description="submitit: slurm, or local (subprocesses, for tests); default: slurm where sbatch exists")
+    folder: str | None = Field(None, description="submitit: job logs and pickles (default: RUN_DIR/submitit)")
+    partition: str | None = Field(None, description="submitit: Slurm partition")
+    time_min: int = Field(60, ge=1, description="submitit: time limit of each job, minutes")
+    cpus_per_task: int = Field(1, ge=1, description="submitit and ray: CPUs per cell task (= its torch threads)")
+    gpus_per_task: int = Field(0, ge=0, description="submitit and ray: GPUs per cell task")
+    mem_gb: float | None = Field(None, gt=0, description="submitit and ray: memory per task, GB")
+    array_parallelism: int = Field(32, ge=1, description="submitit: array tasks running at once")
+    cells_per_task: int = Field(1, ge=1, description="submitit: cells run one after the other by each array task")
+    setup: list[str] = Field(default_factory=list, description="submitit: shell lines run before each job (module load ...)")
+    slurm: dict[str, Any] = Field(default_factory=dict, description="submitit: further sbatch options (account, qos, ...)")
+    address: str | None = Field(None, description="ray: cluster address (auto, ray://host:10001); default: a local instance")
+
+    @property
+    def parallel(self) -> bool:
+        """Whether cells leave this process (any executor but one local worker)."""
+        return self.name != "local" or self.workers > 1
 
 
 class _Top(NoBoolNumbers):
@@ -130,6 +159,7 @@ class Suite:
     masks: MaskParams = field(default_factory=MaskParams)
     plugins: list[Path] = field(default_factory=list)
     description: str = ""
+    executor: ExecutorParams = field(default_factory=ExecutorParams)  # not in resolved(): it shapes no number
 
     def resolved(self) -> dict[str, Any]:
         """The suite with every default filled in: what the manifest records and cells hash."""
