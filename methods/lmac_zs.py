@@ -21,6 +21,7 @@ is conditioned on the prompt of the target class (by default the model's predict
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -47,7 +48,8 @@ from audiobench.models.zeroshot import ZeroShotClassifier
 from audiobench.registry import METHODS
 from audiobench.zeroshot.captions import captions
 
-LMAC_ZS_CODE_VERSION = 1  # bump when training changes the weights
+LMAC_ZS_CODE_VERSION = 2  # bump when training changes the weights
+INITIAL_MASK = 0.95  # the decoder starts by keeping (almost) everything
 
 
 class LmacZsParams(ExplainerParams):
@@ -75,6 +77,10 @@ class ZsDecoder(nn.Module):
         for f in self.film:  # start as the unconditioned decoder
             nn.init.zeros_(f.weight)
             nn.init.zeros_(f.bias)
+        # Start from masks near 1, where masking preserves the similarities and the L1 term shrinks
+        # the mask gradually: started at 0.5, a mel-domain mask (M * log-mel scales the level) sat
+        # where the masked embedding had lost the prompt and the L1 term drove it to 0 in epoch 1.
+        nn.init.constant_(self.body.head[-1].bias, math.log(INITIAL_MASK / (1 - INITIAL_MASK)))
 
     def _mod(self, i: int, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.film[i](t).chunk(2, dim=-1)
@@ -162,6 +168,7 @@ class LMACZS(Explainer):
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
+        torch.manual_seed(ctx.seed)  # the decoder's initial weights depend on the seed alone, not on the run's order
         decoder = self._build(ctx.model).to(ctx.device)
         key = ctx.cache_key(self.name, self.params.model_dump(mode="json", exclude={"nonneg", "normalize"}),
                             {"code": LMAC_ZS_CODE_VERSION})

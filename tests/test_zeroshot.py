@@ -205,3 +205,19 @@ def test_lmac_zs_on_a_softmax_model_is_a_located_validation_error(tmp_path: Path
     path = _suite(tmp_path, model={"name": "cnn14", "width": 4, "depth": 2})
     with pytest.raises(AudiobenchError, match=r"zs.yaml:\d+: .*lmac_zs.* explains similarity models.*cnn14.* is softmax"):
         load_suite(path)
+
+
+def test_lmac_zs_decoder_starts_by_keeping_almost_everything(trained) -> None:
+    """Started at 0.5, mel-domain masks collapsed to 0 in the first epoch; the decoder starts near 1."""
+    from audiobench.methods.lmac_zs import INITIAL_MASK
+
+    result, frontend, splits = trained
+    for name in ("mel", "stft2mel"):
+        domain = DOMAINS.get(name)()
+        model = DomainModel(result.model, domain, frontend).eval()
+        method = LMACZS({"hidden": 8})
+        torch.manual_seed(0)
+        decoder = method._build(model).eval()
+        x = domain.represent(frontend, splits["test"].waveforms[:3]).x
+        masks = method.masks(decoder, model, x, result.model.prompt_embeddings()[:3])
+        assert masks.mean().item() == pytest.approx(INITIAL_MASK, abs=0.05)
