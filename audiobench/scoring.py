@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from audiobench.cells import explain_rows, with_cell_columns
+from audiobench.cells import clip_truth, explain_rows, with_cell_columns
 from audiobench.engine import score_rows
 from audiobench.errors import AudiobenchError, did_you_mean
 from audiobench.masks import read_masks
@@ -97,13 +97,15 @@ def score_cell(session: Session, cell: Any, metrics: list) -> tuple[pd.DataFrame
         idx = torch.arange(start, min(start + step, len(stored.sample_ids)))
         ids = [stored.sample_ids[i] for i in idx.tolist()]
         clip_idx = torch.tensor([position[s] for s in ids], dtype=torch.long)
-        x = model.domain.represent(model.frontend, clips.waveforms[clip_idx].to(device)).x
+        rep = model.domain.represent(model.frontend, clips.waveforms[clip_idx].to(device))
+        x = rep.x
+        truth = clip_truth(clips, clip_idx, model.domain, model.frontend, rep, metrics)
         e = stored.explanation.subset(idx)
         e.mask = e.mask.to(device, x.dtype)
         e.removals = {k: v.to(device, x.dtype) for k, v in e.removals.items()}
         target = torch.as_tensor(stored.targets[idx.numpy()], device=device)
         values, skipped, _ = score_rows(model, x, e, model(x), target, metrics, clips.labels[clip_idx].to(device),
-                                        session.suite.targets, max(explain_rows(device), step))
+                                        session.suite.targets, max(explain_rows(device), step), truth)
         not_applicable.update(skipped)
         for name in [m.name for m in metrics if m.name in values]:
             v = values[name].double().cpu().numpy()
