@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 CI_LEVEL = 0.95
 N_RESAMPLES = 2000
@@ -72,3 +73,18 @@ def paired_wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
     if np.count_nonzero(d) < 2:
         return 1.0
     return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of each row of ``x`` [B, N], ties given their average rank (``scipy.stats.rankdata``'s
+    "average", batched on the device: one sort, then one scatter per tie group) -> [B, N] float64."""
+    b, n = x.shape
+    v, order = x.sort(dim=1, stable=True)
+    new = torch.ones_like(v, dtype=torch.bool)
+    new[:, 1:] = v[:, 1:] != v[:, :-1]
+    gid = new.long().cumsum(dim=1) - 1  # tie group of each sorted position
+    pos = torch.arange(n, device=x.device).expand(b, n)
+    first = torch.full((b, n), n, dtype=torch.long, device=x.device).scatter_reduce(1, gid, pos, "amin")
+    last = torch.zeros((b, n), dtype=torch.long, device=x.device).scatter_reduce(1, gid, pos, "amax")
+    avg = ((first + last).double() / 2 + 1).gather(1, gid)
+    return torch.empty_like(avg).scatter_(1, order, avg)

@@ -17,10 +17,10 @@ An audio precedent: Bolaños et al. 2025 compare faithfulness with an event-time
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from audiobench.metrics.base import MetricInputs, register_metric
+from audiobench.stats import average_ranks
 
 _EPS = 1e-12
 
@@ -37,20 +37,16 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """ROC-AUC per row of ``scores`` against binary ``labels`` [B, ...] -> [B] float64.
 
     Mann-Whitney: (sum of the positives' ranks - P (P + 1) / 2) / (P N), average ranks for ties
-    (``scipy.stats.rankdata``, batched over rows), equal to sklearn's ``roc_auc_score``. NaN where
+    (:func:`audiobench.stats.average_ranks`, batched on the device), equal to sklearn's ``roc_auc_score``. NaN where
     a row has no positive or no negative.
     """
-    from scipy.stats import rankdata
-
-    s = scores.detach().flatten(1).double().cpu().numpy()
-    y = labels.detach().flatten(1).cpu().numpy() > 0.5
-    ranks = rankdata(s, method="average", axis=1)
-    pos = y.sum(axis=1).astype(np.float64)
+    s = scores.detach().flatten(1).double()
+    y = labels.detach().flatten(1).to(s.device) > 0.5
+    ranks = average_ranks(s)
+    pos = y.sum(dim=1).double()
     neg = y.shape[1] - pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * y).sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
-    auc = np.where((pos > 0) & (neg > 0), auc, np.nan)
-    return torch.from_numpy(auc).to(scores.device)
+    auc = ((ranks * y).sum(dim=1) - pos * (pos + 1) / 2) / (pos * neg).clamp_min(1)
+    return torch.where((pos > 0) & (neg > 0), auc, torch.full_like(auc, float("nan")))
 
 
 def si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -4,14 +4,15 @@
   computes it by default: a 7x7 uniform window, K1 = 0.01, K2 = 0.03, sample (N - 1) covariances,
   averaged over the windows that fit inside the map; ``data_range`` per sample as Quantus 0.6's
   ``similarity_func.ssim`` sets it (max - min over both maps). Tested against skimage.
-* :func:`spearman`: Pearson correlation of the per-sample average ranks (``scipy.stats.spearmanr``).
+* :func:`spearman`: Pearson correlation of the per-sample average ranks (as ``scipy.stats.spearmanr``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from audiobench.stats import average_ranks
 
 WIN = 7
 K1, K2 = 0.01, 0.03
@@ -49,13 +50,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = WIN) -> torch.Tensor:
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation per sample over every bin of ``a``, ``b`` [B, ...] -> [B] float64
     (NaN where a map is constant)."""
-    from scipy.stats import rankdata
-
-    ra = rankdata(a.detach().flatten(1).double().cpu().numpy(), axis=1)
-    rb = rankdata(b.detach().flatten(1).double().cpu().numpy(), axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (ra * rb).sum(axis=1) / den
-    return torch.from_numpy(np.where(den > 0, r, np.nan))
+    ra = average_ranks(a.detach().flatten(1).double().cpu())
+    rb = average_ranks(b.detach().flatten(1).double().cpu())
+    ra = ra - ra.mean(dim=1, keepdim=True)
+    rb = rb - rb.mean(dim=1, keepdim=True)
+    den = torch.sqrt((ra * ra).sum(dim=1) * (rb * rb).sum(dim=1))
+    r = (ra * rb).sum(dim=1) / den.clamp_min(1e-300)
+    return torch.where(den > 0, r, torch.full_like(r, float("nan")))

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audiobench.component import Component, NoBoolNumbers, Params
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES
+from audiobench.sanity.params import SanityParams
 from audiobench.tables import TableSpec
 from audiobench.targets import TargetParams
 
@@ -37,6 +38,7 @@ TOP_LEVEL_KEYS = {
     "masks": "{precision: log8|float16|float32}: how each cell's masks are kept (masks/, audiobench score)",
     "targets": "which class each clip is explained for: decision (default), all, {select: classes, classes: [...]}",
     "plugins": "local Python files registering methods/metrics/datasets",
+    "sanity": "sanity stages after the cells: {randomisation: {...}, roar: {...}, plots: {...}}",
 }
 
 
@@ -127,6 +129,7 @@ class Suite:
     masks: MaskParams = field(default_factory=MaskParams)
     plugins: list[Path] = field(default_factory=list)
     description: str = ""
+    sanity: SanityParams | None = None
 
     def resolved(self) -> dict[str, Any]:
         """The suite with every default filled in: what the manifest records and cells hash."""
@@ -149,4 +152,5 @@ class Suite:
             "targets": self.targets.model_dump(mode="json"),
             "masks": self.masks.model_dump(mode="json"),
             "plugins": [str(p) for p in self.plugins],
+            **({"sanity": self.sanity.model_dump(mode="json")} if self.sanity is not None else {}),
         }

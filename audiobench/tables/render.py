@@ -36,8 +36,13 @@ def _cells(table: Table) -> list[tuple[str, list[tuple[str, list[tuple[str, bool
             if direction is None or len(present) < 2:
                 continue
             best = max(present) if direction else min(present)
-            if table.ci is not None and not table.separated.get((gname, m), (False, 1.0))[0]:
-                continue  # with intervals, bold only where the paired test separates best and runner-up
+            if table.ci is not None:  # with intervals: the best row only, and only where the paired test separates it
+                if table.separated.get((gname, m), (False, 1.0))[0]:
+                    raw = block.iloc[:, j]
+                    top = raw.max() if direction else raw.min()
+                    for i in range(len(printed)):
+                        bold[i][j] = bool(raw.iloc[i] == top) and shown[i] is not None
+                continue
             for i, v in enumerate(shown):
                 bold[i][j] = v == best
         if table.ci is not None:  # value ± half-width of its 95 % interval
