@@ -53,7 +53,7 @@ def plot_clip(spec: np.ndarray, maps: dict[str, np.ndarray], title: str, stem: P
     axes[0].set_xlabel("time", fontsize=7)
     if im is not None:
         fig.colorbar(im, ax=list(axes[1:]), fraction=0.02, pad=0.01)
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(title, fontsize=8, y=1.06)
     return save(fig, stem, dpi)
 
 
