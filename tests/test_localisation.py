@@ -31,6 +31,10 @@ def test_roc_auc_equals_sklearn_with_ties():
     ours = roc_auc(scores, labels).numpy()
     ref = [roc_auc_score(labels[i].flatten().numpy(), scores[i].flatten().numpy()) for i in range(5)]
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+    halves = torch.rand(5, 1, 12, 9, generator=gen).half().float()  # float16 values: the histogram path
+    halves[:, :, :3] = 0.5  # ties across classes
+    ref16 = [roc_auc_score(labels[i].flatten().numpy(), halves[i].flatten().numpy()) for i in range(5)]
+    np.testing.assert_allclose(roc_auc(halves, labels).numpy(), ref16, rtol=0, atol=1e-12)
     assert roc_auc(labels, labels).tolist() == [1.0] * 5  # the ideal mask itself
     assert roc_auc(1 - labels, labels).tolist() == [0.0] * 5  # inverted
     assert roc_auc(torch.full_like(labels, 0.5), labels).tolist() == [0.5] * 5  # constant: chance
