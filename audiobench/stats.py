@@ -15,9 +15,12 @@ nothing itself, so callers pass values in a fixed order (the tables sort by clip
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # tables import this module and must not pull torch
+    import torch
 
 CI_LEVEL = 0.95
 N_RESAMPLES = 2000
@@ -78,6 +81,8 @@ def paired_wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
 def average_ranks(x: torch.Tensor) -> torch.Tensor:
     """1-based ranks of each row of ``x`` [B, N], ties given their average rank (``scipy.stats.rankdata``'s
     "average", batched on the device: one sort, then one scatter per tie group) -> [B, N] float64."""
+    import torch
+
     b, n = x.shape
     v, order = x.sort(dim=1, stable=True)
     new = torch.ones_like(v, dtype=torch.bool)

@@ -18,7 +18,8 @@ SANITY = {
     "tables": [{"name": "main", "ci": "bootstrap95"}],
     "sanity": {
         "randomisation": {"domain": "stft2mel", "clips": 4},
-        "roar": {"domain": "mel", "methods": ["Saliency", "GradCAM"], "fractions": [0.5], "seeds": 2, "epochs": 1},
+        "roar": {"domain": "mel", "methods": ["Saliency", "GradCAM"], "fractions": [0.5], "seeds": 2, "epochs": 1,
+                 "model": {"width": 2}},
         "plots": {"clips": 1},
     },
 }

@@ -14,6 +14,8 @@ contamination key of the suite (``none``, ``mixture_3db``, ...).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from audiobench.component import Params
@@ -37,6 +39,8 @@ class RoarParams(Params):
     fractions: list[float] = Field([0.2, 0.4, 0.6, 0.8], min_length=1, description="shares of bins removed")
     seeds: int = Field(3, ge=1, description="retrainings per (method, fraction), seeds 0..N-1")
     epochs: int = Field(8, ge=1, description="training epochs of each retrained classifier")
+    model: dict[str, Any] = Field(default_factory=dict, description="parameters of the suite's model replaced for "
+                                  "the retrained classifiers (a smaller one keeps ROAR cheap, e.g. {width: 4})")
     lr: float = Field(2e-3, gt=0)
     batch_size: int = Field(32, ge=1)
 

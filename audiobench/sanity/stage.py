@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from audiobench.cache import atomic_write_bytes, atomic_write_json, stable_hash
 from audiobench.cells import Cell, explain_rows, slug
@@ -157,10 +158,19 @@ def _stored_masks(session: Any, cell: Cell, ids: list[str], shape: torch.Size) -
     return masks.view(shape), len(ids) - len(set(stored.sample_ids))
 
 
+def roar_model(model: Any, p: RoarParams) -> Any:
+    """The model spec ROAR retrains: the suite's, with ``p.model``'s parameters replaced (a pydantic
+    ``ValidationError`` for a parameter the model does not have)."""
+    spec = model.build()
+    if not p.model:
+        return spec
+    return type(spec)({**spec.params.model_dump(), **p.model})
+
+
 def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, Any]:
     """ROAR for every chosen method and the random baseline; returns the manifest record."""
     suite, root, device = session.suite, session.store.root, session.device
-    spec = suite.model.build()
+    spec = roar_model(suite.model, p)
     if not getattr(spec, "trainable", True):
         raise AudiobenchError(f"sanity.roar retrains the classifier, but model '{suite.model.name}' is not trainable")
     domain_name = p.domain or suite.domains[0].name
@@ -206,8 +216,15 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
             done[(k, s)] = acc
             atomic_write_json(path, [{"fraction": f, "seed": sd, "accuracy": a} for (f, sd), a in sorted(done.items())])
 
+        bar = tqdm(total=len(todo), desc=f"ROAR {label}", unit="fit", leave=False, disable=not progress or not todo)
+
+        def record_and_tick(k: float, s: int, acc: float, record=record, bar=bar) -> None:  # noqa: ANN001
+            record(k, s, acc)
+            bar.update(1)
+
         results[label] = roar_curve(build, domain, frontend, x_train, y_train, s_train, x_test, y_test, s_test,
-                                    fractions, seeds, p.epochs, p.lr, p.batch_size, device, done, record)
+                                    fractions, seeds, p.epochs, p.lr, p.batch_size, device, done, record_and_tick)
+        bar.close()
         if todo:
             seconds[label] = round(time.perf_counter() - t0, 2)
     rows = [{"row": label, "fraction": k, "seed": s, "accuracy": a}

@@ -257,7 +257,7 @@ def parse_suite(
     except ValidationError as exc:
         errors.add_validation(("targets",), exc)
 
-    sanity = _parse_sanity(data, errors, domains, contaminations, methods)
+    sanity = _parse_sanity(data, errors, domains, contaminations, methods, model)
 
     # combinations: a method restricted to some domains
     for i, m in enumerate(methods):
@@ -284,7 +284,7 @@ def parse_suite(
 
 def _parse_sanity(
     data: dict, errors: LocatedErrors, domains: list[ComponentSpec], contaminations: list[ComponentSpec],
-    methods: list[ComponentSpec],
+    methods: list[ComponentSpec], model_spec: ComponentSpec | None = None,
 ) -> SanityParams | None:
     """The ``sanity:`` section, its domains, contaminations and method labels checked against the suite's."""
     raw = mapping_section(data.get("sanity"), ("sanity",), errors)
@@ -308,6 +308,13 @@ def _parse_sanity(
         if cont not in keys:
             errors.add(("sanity", stage) + (("contamination",) if stage == "randomisation" else ()),
                        f"{stage} needs the condition '{cont}' among the suite's contaminations ({', '.join(keys)})")
+        if stage == "roar" and params.model:
+            from audiobench.sanity.stage import roar_model  # noqa: PLC0415
+
+            try:
+                roar_model(model_spec, params) if model_spec is not None else None
+            except ValidationError as exc:
+                errors.add_validation(("sanity", "roar", "model"), exc)
         for i, label in enumerate(params.methods or []):
             if label not in labels:
                 errors.add(("sanity", stage, "methods", i),
