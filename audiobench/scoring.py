@@ -33,7 +33,8 @@ def suite_from_resolved(resolved: dict[str, Any]) -> Suite:
         return {"name": spec["name"], **({"label": spec["label"]} if spec.get("label") else {}), **spec.get("params", {})}
 
     data = {k: resolved[k] for k in ("name", "description", "seed", "frontend", "split", "batch_size", "metrics",
-                                     "tables", "audio", "targets", "masks", "plugins") if resolved.get(k) not in (None, [])}
+                                     "tables", "audio", "targets", "masks", "plugins", "sanity")
+            if resolved.get(k) not in (None, [])}
     if resolved.get("limit"):
         data["limit"] = resolved["limit"]
     data["dataset"] = entry(resolved["dataset"])
@@ -81,7 +82,13 @@ def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, prog
                                            **not_applicable}}
         session.store.write_cell(cell.id, frame, meta)
         cell_meta.append(meta | {"resumed": True})
-    return finish(session, cell_meta, t_start)
+    result = finish(session, cell_meta, t_start)
+    if "sanity" in manifest:  # the sanity stage's record is not recomputed by scoring: keep it
+        from audiobench.cache import atomic_write_json
+
+        result.manifest["sanity"] = manifest["sanity"]
+        atomic_write_json(session.store.root / "manifest.json", result.manifest)
+    return result
 
 
 @torch.no_grad()
