@@ -101,8 +101,8 @@ def roar_curve(
         for seed in seeds:
             if (k, seed) in out:
                 continue
-            r_train = removal_mask(s_train, k, seed, x_train.shape)
-            r_test = removal_mask(s_test, k, seed + 7919, x_test.shape)
+            r_train = removal_mask(s_train, k, seed, x_train.shape).to(x_train.device)
+            r_test = removal_mask(s_test, k, seed + 7919, x_test.shape).to(x_test.device)
             acc = retrain_accuracy(build, domain, frontend, x_train * (1 - r_train), y_train, x_test * (1 - r_test),
                                    y_test, epochs, lr, batch_size, seed, device)
             out[(k, seed)] = acc
