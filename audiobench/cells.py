@@ -25,6 +25,8 @@ from audiobench.domains import Domain, Representation
 from audiobench.engine import BatchResult, evaluate_batch
 from audiobench.explanation import Explanation
 from audiobench.faults import kill_point
+from audiobench.frontend import Frontend
+from audiobench.groundtruth import GroundTruth, batch_truth
 from audiobench.masks import StoredExplanations, concat, encoded_explanation
 from audiobench.methods.base import DomainModel, Explainer
 from audiobench.metrics.base import Metric
@@ -129,8 +131,9 @@ def evaluate_cell(
         stop = min(start + batch_size, len(clips))
         ids = clips.sample_ids[start:stop]
         rep = domain.represent(model.frontend, clips.waveforms[start:stop].to(device))
+        truth = clip_truth(clips, slice(start, stop), domain, model.frontend, rep, metrics)
         res = evaluate_batch(explainer, model, rep, ids, clips.labels[start:stop], metrics, targets,
-                             batch_seed(cell.hash, b), max(explain_rows(device), batch_size), cell.id)
+                             batch_seed(cell.hash, b), max(explain_rows(device), batch_size), cell.id, truth)
         results.append(res)
         if audio_ids and res.explanation is not None:
             write_audio(audio_dir, res, rep, ids, model, audio_ids, classifier.class_names, one_per_clip)
@@ -146,6 +149,19 @@ def evaluate_cell(
     notes = [f"{clipped} mask(s) had values outside [0, 1] and were clipped to it before scoring"] if clipped else []
     return CellOutput(frame, stored, [s for r in results for s in r.skips] + undefined_skips(results, metrics, cell.id),
                       not_applicable, notes)
+
+
+def clip_truth(
+    clips: ClipSet, index: slice | torch.Tensor, domain: Domain, frontend: Frontend, rep: Representation,
+    metrics: list[Metric],
+) -> GroundTruth | None:
+    """The ground truth of ``clips[index]`` (represented as ``rep``) when a metric needs it and the
+    dataset has it (:attr:`ClipSet.targets`); None otherwise, so other runs compute nothing extra."""
+    if clips.targets is None or not any("ground_truth" in m.needs for m in metrics):
+        return None
+    device = rep.x.device
+    target = clips.targets[index].to(device)
+    return batch_truth(domain, frontend, rep, target, clips.waveforms[index].to(device) - target)
 
 
 def long_frame(results: list[BatchResult]) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import torch
 from audiobench.data.base import Skip
 from audiobench.domains import Representation
 from audiobench.explanation import Explanation
+from audiobench.groundtruth import GroundTruth
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer
 from audiobench.metrics.base import Metric, MetricInputs, compute_inputs
 from audiobench.targets import TargetParams, select_targets
@@ -42,14 +43,17 @@ class BatchResult:
 def score_rows(
     model: DomainModel, x: torch.Tensor, explanation: Explanation, scores_orig: torch.Tensor, target: torch.Tensor,
     metrics: list[Metric], labels: torch.Tensor | None, targets: TargetParams, max_rows: int,
+    truth: GroundTruth | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str], MetricInputs]:
     """Every metric on (clip, target) rows whose masks are given; returns values, the metrics that do
-    not apply (with why) and the shared inputs. Removal passes run only when a metric needs them."""
+    not apply (with why) and the shared inputs. Removal passes run only when a metric needs them;
+    ``truth``: the rows' ground truth (:mod:`audiobench.groundtruth`), where the dataset has it."""
     wants_removals = any("removals" in m.needs for m in metrics)
     inputs = compute_inputs(
         model, x, explanation.mask, scores_orig, target, model.classifier.output_kind, targets.threshold, labels,
         removals=explanation.removals if wants_removals else None,
         interpreter_scores=explanation.interpreter_scores, n_parts=explanation.n_parts, max_rows=max_rows,
+        ground_truth=truth,
     )
     values, not_applicable = {}, {}
     for m in metrics:
@@ -79,8 +83,10 @@ def aux_rows(inputs: MetricInputs, labels: torch.Tensor | None) -> dict[str, tor
 def evaluate_batch(
     explainer: Explainer, model: DomainModel, rep: Representation, sample_ids: list[str], labels: torch.Tensor,
     metrics: list[Metric], targets: TargetParams, seed: int, max_rows: int, where: str = "",
+    truth: GroundTruth | None = None,
 ) -> BatchResult:
-    """Explain and score one batch of clips (representation ``rep`` [B, 1, T, F]) for its targets."""
+    """Explain and score one batch of clips (representation ``rep`` [B, 1, T, F]) for its targets;
+    ``truth``: the clips' ground truth (one row per clip), for the metrics that need it."""
     with torch.no_grad():
         scores_orig = model(rep.x)
     rows, target = select_targets(scores_orig, model.classifier.output_kind, targets, model.classifier.class_names)
@@ -105,7 +111,8 @@ def evaluate_batch(
         kept.mask = kept.mask.clamp(0, 1)
     row_labels = labels.to(rows.device)[rows[keep]] if labels is not None else None
     values, not_applicable, _ = score_rows(
-        model, x[keep], kept, scores_orig[rows[keep]], target[keep], metrics, row_labels, targets, max_rows
+        model, x[keep], kept, scores_orig[rows[keep]], target[keep], metrics, row_labels, targets, max_rows,
+        None if truth is None else truth.subset(rows[keep]),
     )
     arrays = {k: v.detach().double().cpu().numpy() for k, v in values.items()}
     return BatchResult([ids[i] for i in keep.tolist()], target[keep].cpu().numpy(), arrays, to_cpu(kept), skips,

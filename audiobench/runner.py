@@ -281,4 +281,11 @@ def _run_suite(
         return RunResult(store.root, {"cells": cell_meta}, complete=False)
     if cell:
         cell_meta = [store.read_cell(c.id)[1] | {"resumed": True} for c in session.cells]
-    return finish(session, cell_meta, t_start)
+    result = finish(session, cell_meta, t_start)
+    if suite.sanity is not None:  # after the cells: randomisation, ROAR, plots (audiobench.sanity), resumable
+        from audiobench.cache import atomic_write_json
+        from audiobench.sanity.stage import run_sanity
+
+        result.manifest["sanity"] = run_sanity(session)
+        atomic_write_json(store.root / "manifest.json", result.manifest)
+    return result

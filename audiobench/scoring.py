@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from audiobench.cells import explain_rows, with_cell_columns
+from audiobench.cells import clip_truth, explain_rows, with_cell_columns
 from audiobench.engine import score_rows
 from audiobench.errors import AudiobenchError, did_you_mean
 from audiobench.masks import read_masks
@@ -34,7 +34,8 @@ def suite_from_resolved(resolved: dict[str, Any]) -> Suite:
                 **({"targets": spec["targets"]} if spec.get("targets") else {}), **spec.get("params", {})}
 
     data = {k: resolved[k] for k in ("name", "description", "seed", "frontend", "split", "batch_size", "metrics",
-                                     "tables", "audio", "targets", "masks", "plugins") if resolved.get(k) not in (None, [])}
+                                     "tables", "audio", "targets", "masks", "plugins", "sanity")
+            if resolved.get(k) not in (None, [])}
     if resolved.get("limit"):
         data["limit"] = resolved["limit"]
     data["dataset"] = entry(resolved["dataset"])
@@ -82,7 +83,13 @@ def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, prog
                                            **not_applicable}}
         session.store.write_cell(cell.id, frame, meta)
         cell_meta.append(meta | {"resumed": True})
-    return finish(session, cell_meta, t_start)
+    result = finish(session, cell_meta, t_start)
+    if "sanity" in manifest:  # the sanity stage's record is not recomputed by scoring: keep it
+        from audiobench.cache import atomic_write_json
+
+        result.manifest["sanity"] = manifest["sanity"]
+        atomic_write_json(session.store.root / "manifest.json", result.manifest)
+    return result
 
 
 @torch.no_grad()
@@ -98,13 +105,15 @@ def score_cell(session: Session, cell: Any, metrics: list) -> tuple[pd.DataFrame
         idx = torch.arange(start, min(start + step, len(stored.sample_ids)))
         ids = [stored.sample_ids[i] for i in idx.tolist()]
         clip_idx = torch.tensor([position[s] for s in ids], dtype=torch.long)
-        x = model.domain.represent(model.frontend, clips.waveforms[clip_idx].to(device)).x
+        rep = model.domain.represent(model.frontend, clips.waveforms[clip_idx].to(device))
+        x = rep.x
+        truth = clip_truth(clips, clip_idx, model.domain, model.frontend, rep, metrics)
         e = stored.explanation.subset(idx)
         e.mask = e.mask.to(device, x.dtype)
         e.removals = {k: v.to(device, x.dtype) for k, v in e.removals.items()}
         target = torch.as_tensor(stored.targets[idx.numpy()], device=device)
         values, skipped, _ = score_rows(model, x, e, model(x), target, metrics, clips.labels[clip_idx].to(device),
-                                        session.suite.targets, max(explain_rows(device), step))
+                                        session.suite.targets, max(explain_rows(device), step), truth)
         not_applicable.update(skipped)
         for name in [m.name for m in metrics if m.name in values]:
             v = values[name].double().cpu().numpy()

@@ -14,13 +14,15 @@ from typing import Literal
 
 import torch
 
+from audiobench.groundtruth import GroundTruth
 from audiobench.models.base import OUTPUT_KINDS, OutputKind, probabilities
 from audiobench.registry import METRICS
 
 # what a metric reads: the mask; the model's outputs on X, M*X and (1-M)*X; the engine's removal
-# passes (``Explanation.removals``); an interpreter's own scores; a part count; ground truth
-Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth"]
-NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth")
+# passes (``Explanation.removals``); an interpreter's own scores; a part count; ground truth (the clean
+# target and contaminant of each clip, :mod:`audiobench.groundtruth`); a listenable domain (``audio``)
+Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio"]
+NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class MetricInputs:
     removal_p: dict[str, torch.Tensor] = field(default_factory=dict)
     interpreter_scores: torch.Tensor | None = None
     n_parts: torch.Tensor | None = None
+    ground_truth: GroundTruth | None = None  # the rows' ideal mask and signals, where the dataset knows them
 
     def __post_init__(self) -> None:
         if self.output_kind not in OUTPUT_KINDS:
@@ -89,6 +92,7 @@ def compute_inputs(
     interpreter_scores: torch.Tensor | None = None,
     n_parts: torch.Tensor | None = None,
     max_rows: int | None = None,
+    ground_truth: GroundTruth | None = None,
 ) -> MetricInputs:
     """Run the masked-in, masked-out and removal forward passes together (and p(X) unless given).
 
@@ -106,7 +110,7 @@ def compute_inputs(
     if scores_orig is None:
         scores_orig = scores[-b:]
     m = MetricInputs(x, mask, scores_orig, scores[:b], scores[b : 2 * b], target, output_kind, threshold, labels,
-                     interpreter_scores=interpreter_scores, n_parts=n_parts)
+                     interpreter_scores=interpreter_scores, n_parts=n_parts, ground_truth=ground_truth)
     m.removal_p = {name: m.target_p(scores[(2 + i) * b : (3 + i) * b]) for i, name in enumerate(removals)}
     return m
 
@@ -153,8 +157,10 @@ class Metric:
             return "the method has no interpreter scores"
         if "parts" in self.needs and inputs.n_parts is None:
             return "the method has no parts"
-        if "ground_truth" in self.needs and inputs.labels is None:
-            return "the dataset has no ground truth"
+        if "ground_truth" in self.needs and inputs.ground_truth is None:
+            return "the dataset has no ground truth (no clean target signal per clip)"
+        if "audio" in self.needs and (inputs.ground_truth is None or not inputs.ground_truth.listenable):
+            return "the domain is not listenable"
         return None
 
     def info(self) -> dict:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from audiobench.errors import AudiobenchError, SuiteError, did_you_mean
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES, load_plugin_file
+from audiobench.sanity.params import SanityParams
 from audiobench.suite.crossref import check_method_layers, check_tables, mapping_section, table_entry
 from audiobench.suite.geometry import check_geometry
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
@@ -272,6 +273,8 @@ def parse_suite(
 
     targets = parse_targets(data.get("targets"), ("targets",), errors) or TargetParams()
 
+    sanity = _parse_sanity(data, errors, domains, contaminations, methods, model)
+
     # combinations: a method restricted to some domains
     for i, m in enumerate(methods):
         allowed = m.cls().domains
@@ -292,8 +295,48 @@ def parse_suite(
         limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
         contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
         audio=audio, targets=targets, masks=masks, plugins=plugins, description=top.description,
-        executor=executor,
+        executor=executor, sanity=sanity,
     )
+
+
+def _parse_sanity(
+    data: dict, errors: LocatedErrors, domains: list[ComponentSpec], contaminations: list[ComponentSpec],
+    methods: list[ComponentSpec], model_spec: ComponentSpec | None = None,
+) -> SanityParams | None:
+    """The ``sanity:`` section, its domains, contaminations and method labels checked against the suite's."""
+    raw = mapping_section(data.get("sanity"), ("sanity",), errors)
+    if raw is None:
+        return None
+    try:
+        sanity = SanityParams(**raw)
+    except ValidationError as exc:
+        errors.add_validation(("sanity",), exc)
+        return None
+    labels = [m.label for m in methods]
+    keys = [c.build().key() for c in contaminations]
+    for stage in ("randomisation", "roar"):
+        params = getattr(sanity, stage)
+        if params is None:
+            continue
+        if params.domain is not None and params.domain not in [d.name for d in domains]:
+            errors.add(("sanity", stage, "domain"), f"domain '{params.domain}' is not one of the suite's domains "
+                       f"({', '.join(d.name for d in domains)})")
+        cont = getattr(params, "contamination", "none")
+        if cont not in keys:
+            errors.add(("sanity", stage) + (("contamination",) if stage == "randomisation" else ()),
+                       f"{stage} needs the condition '{cont}' among the suite's contaminations ({', '.join(keys)})")
+        if stage == "roar" and params.model:
+            from audiobench.sanity.stage import roar_model  # noqa: PLC0415
+
+            try:
+                roar_model(model_spec, params) if model_spec is not None else None
+            except ValidationError as exc:
+                errors.add_validation(("sanity", "roar", "model"), exc)
+        for i, label in enumerate(params.methods or []):
+            if label not in labels:
+                errors.add(("sanity", stage, "methods", i),
+                           f"'{label}' is not a method row of this suite{did_you_mean(label, labels)}")
+    return sanity
 
 
 def load_suite(path: str | Path, overrides: Sequence[str] = (), training: bool = False) -> Suite:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audiobench.component import Component, NoBoolNumbers, Params
 from audiobench.frontend import FrontendParams
 from audiobench.registry import REGISTRIES
+from audiobench.sanity.params import SanityParams
 from audiobench.tables import TableSpec
 from audiobench.targets import TargetParams
 
@@ -38,6 +39,7 @@ TOP_LEVEL_KEYS = {
     "targets": "which class each clip is explained for: decision (default), all, {select: classes, classes: [...]}",
     "plugins": "local Python files registering methods/metrics/datasets",
     "executor": "where cells run: {name: local|submitit|ray, workers, partition, time_min, gpus_per_task, ...}",
+    "sanity": "sanity stages after the cells: {randomisation: {...}, roar: {...}, plots: {...}}",
 }
 
 
@@ -160,6 +162,7 @@ class Suite:
     plugins: list[Path] = field(default_factory=list)
     description: str = ""
     executor: ExecutorParams = field(default_factory=ExecutorParams)  # not in resolved(): it shapes no number
+    sanity: SanityParams | None = None
 
     def resolved(self) -> dict[str, Any]:
         """The suite with every default filled in: what the manifest records and cells hash."""
@@ -182,4 +185,5 @@ class Suite:
             "targets": self.targets.model_dump(mode="json"),
             "masks": self.masks.model_dump(mode="json"),
             "plugins": [str(p) for p in self.plugins],
+            **({"sanity": self.sanity.model_dump(mode="json")} if self.sanity is not None else {}),
         }

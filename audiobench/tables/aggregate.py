@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from audiobench.component import Params
 from audiobench.errors import AudiobenchError, did_you_mean
+from audiobench.tables.uncertainty import PAIR_COLUMNS, as_block, best_separated, half_widths
 
 AGGREGATIONS = ("mean", "median")
 MISSING = "–"
@@ -42,6 +43,9 @@ class TableSpec(Params):
     target: Literal["any", "decision"] = Field(
         "any", description="rows scored: every (clip, target) row, or only those whose target is the model's top class on X"
     )
+    # bootstrap95: each cell carries its 95 % percentile-bootstrap interval over clips (value ± half-width),
+    # and a best value is bold only where a paired Wilcoxon test separates it from the runner-up
+    ci: Literal["none", "bootstrap95"] = "none"
 
     @field_validator("rows", "group", mode="before")
     @classmethod
@@ -72,6 +76,8 @@ class Table:
     values: pd.DataFrame = field(default_factory=pd.DataFrame)
     headers: list[str] = field(default_factory=list)
     higher_is_better: dict[str, bool | None] = field(default_factory=dict)
+    ci: pd.DataFrame | None = None  # half-widths of the 95 % intervals, shaped like ``values`` (``spec.ci``)
+    separated: dict[tuple[str, str], tuple[bool, float]] = field(default_factory=dict)  # (block, metric) -> (bold?, p)
 
     def slug(self) -> str:
         """File-name-safe name: ``<name>__<value>__<value>`` over ``spec.per``."""
@@ -126,6 +132,12 @@ def build_tables(
     if sub.empty:
         return []
     sub = sub.assign(value=pd.to_numeric(sub["value"], errors="coerce"))
+    samples = None
+    if spec.ci != "none":  # the per-sample rows, keys as strings, for intervals and paired tests
+        pair_cols = [c for c in PAIR_COLUMNS if c in df.columns]
+        samples = df.loc[df["metric"].isin(metrics), [*keys, *pair_cols, "metric", "value"]]
+        samples = samples.assign(value=pd.to_numeric(samples["value"], errors="coerce"),
+                                 **{c: _as_str(samples[c]) for c in keys})
 
     # One groupby per aggregation kind (at most two), never a loop over rows; key values are
     # turned into strings only after aggregation, on the small result.
@@ -186,6 +198,20 @@ def build_tables(
             block.index = [_show(display, spec.rows, r) for r in block.index]
             block.index.name = spec.rows
             blocks.append((_show(display, group_col, g) if group_col else "", block))
+        ci, separated = None, {}
+        if samples is not None:
+            mine = samples
+            for c, v in key.items():
+                mine = mine[mine[c] == v]
+            if not group_col:
+                mine = mine.assign(group="")
+            gcol = group_col or "group"
+            ci = as_block(half_widths(mine, [gcol, spec.rows], {m: info[m]["aggregation"] for m in metrics}),
+                          values.index, list(metrics))
+            for (shown, _), g in zip(blocks, dict.fromkeys(values.index.get_level_values(gname)), strict=True):
+                for m, res in best_separated(mine[mine[gcol] == g], values.xs(g, level=gname), spec.rows,
+                                             directions).items():
+                    separated[(shown, m)] = res
         tables.append(
             Table(
                 spec=spec,
@@ -198,6 +224,8 @@ def build_tables(
                 values=values,
                 headers=headers,
                 higher_is_better=directions,
+                ci=ci,
+                separated=separated,
             )
         )
     return tables

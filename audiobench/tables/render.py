@@ -36,13 +36,30 @@ def _cells(table: Table) -> list[tuple[str, list[tuple[str, list[tuple[str, bool
             if direction is None or len(present) < 2:
                 continue
             best = max(present) if direction else min(present)
+            if table.ci is not None:  # with intervals: the best row only, and only where the paired test separates it
+                if table.separated.get((gname, m), (False, 1.0))[0]:
+                    raw = block.iloc[:, j]
+                    top = raw.max() if direction else raw.min()
+                    for i in range(len(printed)):
+                        bold[i][j] = bool(raw.iloc[i] == top) and shown[i] is not None
+                continue
             for i, v in enumerate(shown):
                 bold[i][j] = v == best
+        if table.ci is not None:  # value ± half-width of its 95 % interval
+            hw = table.ci.xs(_raw_group(table, gname), level=0) if table.spec.group is not None else table.ci.droplevel(0)
+            printed = [[f"{t} ± {_fmt(float(h), p)}" if t and not math.isnan(float(h)) else t
+                        for t, h in zip(row, hw.iloc[i], strict=True)] for i, row in enumerate(printed)]
         rows = [
             (str(name), list(zip(printed[i], bold[i], strict=True))) for i, name in enumerate(block.index)
         ]
         out.append((gname, rows))
     return out
+
+
+def _raw_group(table: Table, shown: str) -> str:
+    """The raw group value of a block whose display name is ``shown``."""
+    raws = list(dict.fromkeys(table.values.index.get_level_values(0)))
+    return raws[[b for b, _ in table.blocks].index(shown)]
 
 
 def _row_header(spec: TableSpec) -> str:
@@ -161,7 +178,7 @@ def to_latex(table: Table) -> str:
         if table.spec.group is not None:
             lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{latex_escape(gname)}}}}} \\")
         for name, cells in block_rows:
-            shown = [(rf"\textbf{{{t}}}" if b else t) if t else MISSING_LATEX for t, b in cells]
+            shown = [(rf"\textbf{{{t}}}" if b else t).replace("±", r"$\pm$") if t else MISSING_LATEX for t, b in cells]
             lines.append(" & ".join([latex_escape(name), *shown]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -174,6 +191,9 @@ def to_csv(table: Table) -> str:
     """
     values = table.values.copy()
     values["n"] = table.counts.max(axis=1) if table.columns else 0
+    if table.ci is not None:  # the 95 % bootstrap half-width of each metric, after the values
+        for m in table.columns:
+            values[f"{m}__ci95"] = table.ci[m].to_numpy()
     frame = values.reset_index()
     if table.spec.group is None:
         frame = frame.drop(columns=frame.columns[0])
