@@ -84,12 +84,14 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
     for contamination in suite.contaminations:
         for domain in suite.domains:
             for method, folder in zip(suite.methods, folders, strict=True):
+                version = getattr(method.cls(), "code_version", None)
                 h = stable_hash({
                     **common,
                     "domain": domain.resolved(),
                     "contamination": contamination.resolved(),
                     "method": method.resolved(),
                     "code": CELL_CODE_VERSION,
+                    **({"method_code": version} if version is not None else {}),  # absent: earlier hashes kept
                 })
                 cid = f"{domain.name}__{contamination.build().key()}__{slug(method.label or method.name)}__{h[:10]}"
                 cells.append(Cell(domain, contamination, method, h, cid, folder))

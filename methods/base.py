@@ -189,6 +189,9 @@ class Explainer(Component):
     needs_gradients: ClassVar[bool] = True
     signed_maps: ClassVar[bool] = True  # raw maps can be negative: nonneg none is refused
     trainable: ClassVar[bool] = False
+    # a method whose code changes its masks (a trained method's training) sets a version: it enters
+    # the hash of its cells, so a stored cell of an older version is recomputed, not resumed
+    code_version: ClassVar[int | None] = None
     domains: ClassVar[tuple[str, ...] | None] = None  # None: every domain
     output_kinds: ClassVar[tuple[str, ...] | None] = None  # model output kinds it explains; None: every kind
 

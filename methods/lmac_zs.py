@@ -137,6 +137,7 @@ class LMACZS(Explainer):
     display_name = "LMAC-ZS"
     Params = LmacZsParams
     trainable = True
+    code_version = LMAC_ZS_CODE_VERSION
     needs_gradients = False
     signed_maps = False
     output_kinds = ("similarity",)

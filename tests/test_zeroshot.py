@@ -221,3 +221,15 @@ def test_lmac_zs_decoder_starts_by_keeping_almost_everything(trained) -> None:
         x = domain.represent(frontend, splits["test"].waveforms[:3]).x
         masks = method.masks(decoder, model, x, result.model.prompt_embeddings()[:3])
         assert masks.mean().item() == pytest.approx(INITIAL_MASK, abs=0.05)
+
+
+def test_a_methods_code_version_enters_its_cells_hashes_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored LMAC-ZS cell of an older decoder is recomputed, not resumed; other cells keep their hashes."""
+    from audiobench.cells import expand_cells
+
+    suite = load_suite(_suite(tmp_path))
+    before = {c.method.name: c.hash for c in expand_cells(suite, {"x": 1})}
+    monkeypatch.setattr(LMACZS, "code_version", LMACZS.code_version + 1)
+    after = {c.method.name: c.hash for c in expand_cells(suite, {"x": 1})}
+    assert before["lmac_zs"] != after["lmac_zs"]
+    assert before["random"] == after["random"] and before["gradcam_pp"] == after["gradcam_pp"]
