@@ -58,7 +58,7 @@ class LmacZsParams(ExplainerParams):
     blocks: int = Field(4, ge=1, description="the N deepest audio-encoder blocks the decoder reads (paper: 4)")
     hidden: int = Field(32, ge=2, description="decoder channels")
     lambda_l1: float = Field(0.1, ge=0, description="weight of the sparsity term mean|M| (eq. 6; the paper gives no value)")
-    lambda_div: float = Field(0.0, ge=0, description="weight of the diversity term D (eq. 7); 0.25 collapsed mel-domain masks on the embedded model")
+    lambda_div: float = Field(0.25, ge=0, description="weight of the diversity term D (eq. 7; the paper gives no value)")
     epochs: int = Field(2, ge=1, description="paper: 2 epochs")
     lr: float = Field(1e-5, gt=0, description="Adam learning rate (paper: 1e-5)")
     weight_decay: float = Field(0.0, ge=0)

@@ -104,8 +104,29 @@ def test_update_writes_a_run_s_artefacts_with_their_hashes(cache: Path, tmp_path
 
 def test_the_repository_store_is_intact() -> None:
     stores = sorted(p.parent.name for p in shipped.REPO_ARTIFACTS.glob(f"*/{shipped.INDEX}"))
-    assert stores == ["quickstart"]
-    assert shipped.verify(shipped.REPO_ARTIFACTS / "quickstart") == []
+    assert stores == ["quickstart", "synth_zs"]
+    assert all(shipped.verify(shipped.REPO_ARTIFACTS / name) == [] for name in stores)
+
+
+def test_synth_zs_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo-zs` on a fresh machine: the zero-shot model and both LMAC-ZS decoders come from the
+    shipped store (their cache keys still match it), so the committed tables are regenerated."""
+    import yaml
+
+    monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AUDIOBENCH_SHIPPED", raising=False)
+    suite = yaml.safe_load((ROOT / "suites" / "synth_zs.yaml").read_text())
+    suite["methods"] = [m for m in suite["methods"] if isinstance(m, dict) and m["name"] == "lmac_zs"]
+    suite["contaminations"], suite["metrics"], suite["tables"] = ["none"], ["ai", "mm"], ["main"]
+    path = tmp_path / "synth_zs.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    manifest = run_suite(path, tmp_path / "run", limit=2, progress=False).manifest
+    committed = json.loads((ROOT / "results" / "synth_zs" / "manifest.json").read_text())
+    assert manifest["classifier"]["shipped"]["store"] == "synth_zs"
+    assert manifest["classifier"]["hash"] == committed["classifier"]["hash"]
+    fits = [c["fit"] for c in manifest["cells"]]
+    assert len(fits) == 2 and all(f["cached"] is True and f["shipped"]["store"] == "synth_zs" for f in fits)
+    assert {f["key"] for f in fits} == {c["fit"]["key"] for c in committed["cells"] if c["method"] == "lmac_zs"}
 
 
 def test_quickstart_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
