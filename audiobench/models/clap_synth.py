@@ -52,18 +52,6 @@ class SynthClap(ZeroShotClassifier):
         self.text = WordEncoder(len(vocabulary), text_width, dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
-    def blocks(self) -> list[nn.Module]:
-        return self.audio.blocks()
-
-    def block_names(self) -> list[str]:
-        return self.audio.block_names()
-
-    def block_channels(self) -> list[int]:
-        return self.audio.block_channels()
-
-    def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
-        return self.audio.features(inp)
-
     def audio_projection(self, last: torch.Tensor) -> torch.Tensor:
         return self.audio.head(last)
 

@@ -164,19 +164,7 @@ class MsClap(ZeroShotClassifier):
         self.text_len, self.text_batch = text_len, text_batch
         self._frontend_checked: int | None = None
 
-    # -- block API (the audio encoder's conv blocks) --------------------------------------------
-    def blocks(self) -> list[nn.Module]:
-        return self.audio.blocks()
-
-    def block_names(self) -> list[str]:
-        return self.audio.block_names()
-
-    def block_channels(self) -> list[int]:
-        return self.audio.block_channels()
-
-    def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
-        """dB log-mel [B, 1, T, n_mels] -> every conv block's output (``bn0`` first, as PANNs)."""
-        return self.audio.features(inp)
+    # the block API is the audio encoder's (``self.audio``, PANNs Cnn14 reading dB log-mel; ZeroShotClassifier)
 
     # -- zero-shot contract ---------------------------------------------------------------------
     def audio_projection(self, last: torch.Tensor) -> torch.Tensor:

@@ -7,14 +7,15 @@ of prompt c for a clip is ``logit_scale * cos(a, t_c)`` with ``a = f_audio(X)`` 
 eq. 8: p = softmax over the prompts). Any prompt can be embedded (:meth:`embed_text`), so a method
 such as LMAC-ZS can be asked about a class the model was never told of.
 
-Subclasses implement :meth:`audio_projection` (the deepest block's output -> the unnormalised
-audio embedding), :meth:`encode_text` (prompts -> unnormalised text embeddings) and the block API
-of the audio encoder (:meth:`features`, :meth:`blocks`, :meth:`block_channels`).
+Subclasses keep their audio encoder as ``self.audio`` (an AudioClassifier such as a Cnn14: its block
+API is the model's) and implement :meth:`audio_projection` (the deepest block's output -> the
+unnormalised audio embedding) and :meth:`encode_text` (prompts -> unnormalised text embeddings).
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from audiobench.models.base import AudioClassifier
@@ -32,6 +33,21 @@ class ZeroShotClassifier(AudioClassifier):
     def __init__(self) -> None:
         super().__init__()
         self._prompt_cache: tuple[tuple[str, ...], torch.Tensor] | None = None
+
+    # -- the audio encoder's blocks: subclasses keep their audio encoder (an AudioClassifier such as
+    # a Cnn14) as ``self.audio``, whose block API is the zero-shot model's --------------------------
+    def blocks(self) -> list[nn.Module]:
+        return self.audio.blocks()
+
+    def block_names(self) -> list[str]:
+        return self.audio.block_names()
+
+    def block_channels(self) -> list[int]:
+        return self.audio.block_channels()
+
+    def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
+        """Every block output of the audio encoder, shallowest first."""
+        return self.audio.features(inp)
 
     # -- to implement --------------------------------------------------------------------------
     def audio_projection(self, last: torch.Tensor) -> torch.Tensor:
