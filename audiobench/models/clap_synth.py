@@ -117,7 +117,7 @@ class ClapSynthSpec(ModelSpec):
     ) -> Any:
         """Train (or load from the cache) the dual encoder; returns a ``TrainedClassifier`` whose
         ``info['accuracy'][evaluated]`` is the zero-shot accuracy with the evaluation prompts."""
-        from audiobench.models.training import TrainedClassifier, accuracy
+        from audiobench.models.training import TrainedClassifier, _features, accuracy
 
         classes = splits["train"].class_names
         identity = {"model": {"name": self.name, **self.params.model_dump(exclude={"template", "prompts"})},
@@ -129,7 +129,7 @@ class ClapSynthSpec(ModelSpec):
         torch.manual_seed(seed)
         model = self.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
         restore(weights, meta)
-        feats = {s: _logmel(frontend, splits[s], device) for s in (evaluated, "valid")}
+        feats = {s: _features(frontend, splits[s], device) for s in (evaluated, "valid")}  # the classifier's inputs
         if weights.exists() and meta.exists():
             model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
             info = json.loads(meta.read_text()) | {"cached": True}
@@ -217,8 +217,3 @@ def _mix(x: torch.Tensor, other: torch.Tensor, snr_db: torch.Tensor, chosen: tor
     out = x + gain[:, None] * other
     return out / out.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
 
-
-def _logmel(frontend: Frontend, clips: ClipSet, device: torch.device) -> torch.Tensor:
-    clips = peak_normalise(clips.subset(slice(None)))
-    with torch.no_grad():
-        return torch.cat([frontend.logmel(clips.waveforms[i : i + 64].to(device)) for i in range(0, len(clips), 64)])
