@@ -117,3 +117,22 @@ def test_manifest_records_the_effective_snr_of_every_clip(write_suite, tmp_path:
         x, _ = sf.read(tmp_path / "run" / "audio" / "noise_noise_gappy_0db" / "input" / clean_path.name)
         a = np.dot(x, c) / np.dot(c, c)
         assert 10 * np.log10(np.sum((a * c) ** 2) / np.sum((x - a * c) ** 2)) == pytest.approx(0.0, abs=0.1)
+
+
+def test_training_mixtures_reach_their_snr_and_are_peak_normalised() -> None:
+    """mix_rows (classifier and zero-shot-model training) on rows whose signal and noise do not
+    overlap in time: the mixture's two halves give its SNR exactly."""
+    from audiobench.models.training import mix_rows
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(4, 1000)
+    other = torch.zeros(4, 1000)
+    x[:, :500] = torch.randn(4, 500, generator=gen)
+    other[:, 500:] = 3 * torch.randn(4, 500, generator=gen)
+    snr = torch.tensor([0.0, 3.0, -6.0, 10.0])
+    chosen = torch.tensor([True, True, True, False])
+    out = mix_rows(x, other, snr, chosen)
+    got = 10 * torch.log10(out[:3, :500].pow(2).mean(1) / out[:3, 500:].pow(2).mean(1))
+    assert torch.allclose(got, snr[:3], atol=1e-4)
+    assert torch.allclose(out.abs().amax(dim=1), torch.ones(4))
+    assert torch.allclose(out[3], x[3] / x[3].abs().max()) and out[3, 500:].abs().max() == 0  # not chosen: x alone

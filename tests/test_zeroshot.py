@@ -233,3 +233,34 @@ def test_a_methods_code_version_enters_its_cells_hashes_only(tmp_path: Path, mon
     after = {c.method.name: c.hash for c in expand_cells(suite, {"x": 1})}
     assert before["lmac_zs"] != after["lmac_zs"]
     assert before["random"] == after["random"] and before["gradcam_pp"] == after["gradcam_pp"]
+
+
+def test_lmac_zs_validation_batches_pair_clips_of_different_classes(trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The splits are ordered by class: validating on consecutive clips paired one class with itself,
+    and the diversity term (alike captions, alike masks) measured nothing."""
+    from audiobench.methods.base import FitContext
+
+    result, frontend, splits = trained
+    assert splits["valid"].labels.tolist() == sorted(splits["valid"].labels.tolist())  # the case: ordered by class
+    model = DomainModel(result.model, DOMAINS.get("mel")(), frontend).eval()
+    method = LMACZS({"hidden": 8, "batch_size": 2})
+    decoder = method._build(model)
+    seen: list[list[int]] = []
+
+    def record(ctx, dec, x, labels, gen):
+        seen.append(labels.tolist())
+        return {"total": torch.tensor(0.0)}
+
+    monkeypatch.setattr(method, "_pair_terms", record)
+    ctx = FitContext(model=model, train=splits["train"], valid=splits["valid"], augment=[], seed=0,
+                     device=torch.device("cpu"), identity={}, log_dir=Path("."), progress=False)
+    method._validate(ctx, decoder, [splits["valid"]])
+    pairs = [b for b in seen if len(b) == 2]
+    assert len(pairs) == len(splits["valid"]) // 2
+    mixed = sum(a != b for a, b in pairs) / len(pairs)
+    assert mixed > 0.5, f"only {mixed:.0%} of validation pairs hold two classes"
+    assert sorted(sum(seen, [])) == sorted(splits["valid"].labels.tolist())  # every clip, once
+    again: list[list[int]] = []
+    monkeypatch.setattr(method, "_pair_terms", lambda ctx, dec, x, labels, gen: again.append(labels.tolist()) or {"total": 0.0})
+    method._validate(ctx, decoder, [splits["valid"]])
+    assert again == seen  # the same batches every epoch

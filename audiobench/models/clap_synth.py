@@ -149,7 +149,7 @@ class ClapSynthSpec(ModelSpec):
 
     def _train(self, model: SynthClap, tp: Any, splits: dict[str, ClipSet], frontend: Frontend, seed: int,
                device: torch.device, progress: bool) -> dict[str, Any]:
-        from audiobench.models.training import mask_batch
+        from audiobench.models.training import mask_batch, mix_rows
 
         p = self.params
         start = time.perf_counter()
@@ -177,10 +177,10 @@ class ClapSynthSpec(ModelSpec):
                 shift = 1 + int(torch.randint(max(1, n - 1), (1,), generator=gen))
                 partner = torch.roll(torch.arange(n), shift)
                 snr = tp.mixture_snr_db[0] + (tp.mixture_snr_db[1] - tp.mixture_snr_db[0]) * torch.rand(n, generator=gen)
-                x = _mix(x, x[partner.to(device)], snr.to(device), mixed.to(device))
+                x = mix_rows(x, x[partner.to(device)], snr.to(device), mixed.to(device))
                 faint = torch.rand(n, generator=gen) < p.faint_prob
                 noise = torch.randn(x.shape, generator=gen).to(device)
-                x = _mix(x, noise, (torch.rand(n, generator=gen) * 6 - 3).to(device), faint.to(device))
+                x = mix_rows(x, noise, (torch.rand(n, generator=gen) * 6 - 3).to(device), faint.to(device))
                 loud = torch.where(faint, 0, 1 + torch.randint(2, (n,), generator=gen))
                 text = captions(classes, lab, gen, loud, torch.where(mixed, lab[partner], -1))
                 inp = frontend.logmel(x)
@@ -207,13 +207,4 @@ class ClapSynthSpec(ModelSpec):
         return {"model": {"name": self.name, **p.model_dump(mode="json")}, "train": tp.model_dump(),
                 "selected_by": fitted["selected_by"], "best_epoch": fitted["best_epoch"], "history": fitted["history"],
                 "seconds": round(time.perf_counter() - start, 2)}
-
-
-def _mix(x: torch.Tensor, other: torch.Tensor, snr_db: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """x + g * other at ``snr_db`` [B] where ``chosen`` [B], peak-normalised again."""
-    p_s = x.pow(2).mean(dim=1)
-    p_n = other.pow(2).mean(dim=1).clamp_min(1e-20)
-    gain = torch.sqrt(p_s / (p_n * 10 ** (snr_db / 10))) * chosen
-    out = x + gain[:, None] * other
-    return out / out.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
 

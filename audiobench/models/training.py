@@ -69,10 +69,18 @@ def mix_batch(
     partner = torch.randperm(n, generator=gen)
     chosen = (torch.rand(n, generator=gen) < prob) & (labels.cpu()[partner] != labels.cpu())
     snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(n, generator=gen)
-    p_s = wave.pow(2).mean(dim=1)
-    p_n = wave[partner.to(wave.device)].pow(2).mean(dim=1).clamp_min(1e-20)
-    gain = torch.sqrt(p_s / (p_n * 10 ** (snr.to(wave.device) / 10))) * chosen.to(wave.device)
-    mixed = wave + gain[:, None] * wave[partner.to(wave.device)]
+    return mix_rows(wave, wave[partner.to(wave.device)], snr.to(wave.device), chosen.to(wave.device))
+
+
+def mix_rows(x: torch.Tensor, other: torch.Tensor, snr_db: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Training-time mixing: ``x + g * other`` [B, L] where ``chosen`` [B] (bool), g per row so that
+    10 log10(P_x / P_(g other)) = ``snr_db`` [B]; every row is then peak-normalised. In the batch's
+    dtype, for speed (evaluation contaminations use the float64 :func:`~audiobench.data.contaminations.mix_at_snr`).
+    """
+    p_s = x.pow(2).mean(dim=1)
+    p_n = other.pow(2).mean(dim=1).clamp_min(1e-20)
+    gain = torch.sqrt(p_s / (p_n * 10 ** (snr_db / 10))) * chosen
+    mixed = x + gain[:, None] * other
     return mixed / mixed.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
 
 
