@@ -9,7 +9,8 @@ embedded default's trained artefacts (classifier, L-MAC and L2I interpreters) th
 On a cache miss, :func:`restore` looks the missing files up in the stores: when a store holds all
 of them and their hashes match the index, they are copied into the cache (the ``.json`` gains a
 ``shipped`` entry that the run's manifest then records) and used as if trained here. A file whose
-hash does not match is an error, never a silent retrain.
+hash does not match is an error, never a silent retrain. A cache copy of an older shipped artefact
+is refreshed; an entry trained on this machine is kept, with a warning that it shadows the shipped one.
 
 ``AUDIOBENCH_SHIPPED`` selects the stores: unset, the repository's ``artifacts/``; a path, that
 folder (holding stores, or one store); ``off``, none: everything is trained from scratch, and
@@ -24,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,33 +72,49 @@ def _relative(path: Path) -> str:
     return path.resolve().relative_to(cache_dir().resolve()).as_posix()
 
 
-def _is_shipped_copy(meta: Path) -> bool:
+def _shipped_record(meta: Path) -> dict[str, Any] | None:
+    """The ``shipped`` entry of a cache entry's ``.json`` (None: trained here, or unreadable)."""
     try:
-        return "shipped" in json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return False
+        record = json.loads(meta.read_text()).get("shipped")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _is_shipped_copy(meta: Path) -> bool:
+    return _shipped_record(meta) is not None
 
 
 def restore(weights: Path, meta: Path) -> bool:
     """Make the cache entry (``weights``, ``meta``: paths in :func:`cache_dir`) available from a shipped
     store on a miss; True when it was copied from one.
 
-    A present entry is left alone, except with ``AUDIOBENCH_SHIPPED=off``, where a copy of a shipped
-    artefact is removed so that the caller retrains it. A shipped file whose hash differs from its
-    store's index raises :class:`AudiobenchError`.
+    A present entry trained here is kept (a warning on stderr says that it shadows the shipped one,
+    whose results the committed tables hold); a present copy of an older shipped artefact (its
+    recorded sha256 is not the store's) is replaced. With ``AUDIOBENCH_SHIPPED=off`` a copy of a
+    shipped artefact is removed so that the caller retrains it. A shipped file whose hash differs
+    from its store's index raises :class:`AudiobenchError`.
     """
     if not enabled():
         if meta.exists() and _is_shipped_copy(meta):
             weights.unlink(missing_ok=True)
             meta.unlink(missing_ok=True)
         return False
-    if weights.exists() and meta.exists():
-        return False
+    present = weights.exists() and meta.exists()
     rel_w, rel_m = _relative(weights), _relative(meta)
     for store in stores():
         index = read_index(store)
         if rel_w not in index or rel_m not in index:
             continue
+        if present:
+            record = _shipped_record(meta)
+            if record is None:
+                print(f"audiobench: {weights} was trained on this machine and is used instead of the shipped "
+                      f"artefact in {store}; results may differ from the committed tables in the last digits "
+                      "(delete the .pt and .json to use the shipped one)", file=sys.stderr)
+                return False
+            if record.get("sha256") == index[rel_w]:
+                return False
         for rel in (rel_w, rel_m):
             src = store / rel
             if not src.is_file() or sha256(src) != index[rel]:

@@ -144,3 +144,22 @@ def test_quickstart_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch
     committed = json.loads((ROOT / "results" / "quickstart" / "manifest.json").read_text())
     assert manifest["classifier"]["hash"] == committed["classifier"]["hash"]
     assert committed["classifier"]["shipped"] == manifest["classifier"]["shipped"]  # the committed tables' classifier
+
+
+def test_an_outdated_shipped_copy_is_refreshed_and_a_local_entry_is_kept_with_a_warning(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights, meta = cache / "classifiers/c1.pt", cache / "classifiers/c1.json"
+    store = make_store(tmp_path / "store", "classifiers/c1", {"w": torch.ones(2)}, {"hash": "c1"})
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(store))
+    assert shipped.restore(weights, meta) is True
+    make_store(store, "classifiers/c1", {"w": torch.full((2,), 7.0)}, {"hash": "c1"})  # re-shipped, same key
+    assert shipped.restore(weights, meta) is True  # the old copy is replaced, not silently used
+    assert torch.equal(torch.load(weights)["w"], torch.full((2,), 7.0))
+    assert json.loads(meta.read_text())["shipped"]["sha256"] == shipped.sha256(store / "classifiers/c1.pt")
+    assert shipped.restore(weights, meta) is False and capsys.readouterr().err == ""  # current copy: no noise
+    torch.save({"w": torch.zeros(2)}, weights)
+    meta.write_text(json.dumps({"hash": "c1"}))  # trained on this machine
+    assert shipped.restore(weights, meta) is False
+    assert torch.equal(torch.load(weights)["w"], torch.zeros(2))  # kept
+    assert "trained on this machine" in capsys.readouterr().err
