@@ -235,12 +235,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from audiobench.suite import load_suite
 
         suite = load_suite(args.suite, args.overrides) if args.overrides else args.suite
-        if args.list_cells:
-            from audiobench.runner import prepare
+        if args.list_cells:  # no training: the classifier's cache key is all the cell ids need
+            from audiobench.runner import list_cells
 
-            session = prepare(suite, args.output, args.limit, args.device, progress=not args.quiet)
-            for cell in session.cells:
-                print(f"{cell.id}\t{'done' if session.store.has(cell.id) else 'to do'}")
+            for cell, done in list_cells(suite, args.output, args.limit):
+                print(f"{cell.id}\t{'done' if done else 'to do'}")
             return 0
         executor = _executor_params(args, suite)
         result = run_suite(suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet,

@@ -28,7 +28,7 @@ from audiobench.frontend import Frontend
 from audiobench.manifest import build_manifest
 from audiobench.masks import write_masks
 from audiobench.methods.base import DomainModel, Explainer, FitContext
-from audiobench.models.training import TrainedClassifier, get_classifier
+from audiobench.models.training import TrainedClassifier, classifier_hash, get_classifier
 from audiobench.registry import METRICS
 from audiobench.runlock import cells_lock, run_lock
 from audiobench.status import tracked, write_plan
@@ -119,12 +119,10 @@ class Session:
         return self.fitted[cell.id]
 
 
-def prepare(
-    suite: Suite | str | Path, output: str | Path | None = None, limit: int | None = None, device: str = "cpu",
-    overwrite: bool = False, progress: bool = True,
-) -> Session:
-    """The shared stage: load the splits, get the classifier (trained once, cached), list the cells."""
-    tune_allocator()
+def _load(
+    suite: Suite | str | Path, output: str | Path | None, limit: int | None, device: str, overwrite: bool,
+) -> tuple[Suite, RunStore, torch.device, Frontend, Any, dict[str, ClipSet], list[Skip], int | None]:
+    """The suite, its run store, device, front end, dataset and splits (checked), and the clip limit."""
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
     limit = limit or suite.limit
@@ -144,22 +142,48 @@ def prepare(
             raise AudiobenchError(f"dataset '{suite.dataset.name}' has no usable clips in split '{split}'")
         splits[split] = clips
     check_splits(splits, suite.dataset.name)  # no clip in two splits, none twice
-    trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
-        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split
-    )
-    trained.model.eval().requires_grad_(False)
+    return suite, store, dev, frontend, dataset, splits, load_skips, limit
+
+
+def _cells(
+    suite: Suite, splits: dict[str, ClipSet], classifier: str, limit: int | None,
+) -> tuple[ClipSet, dict[str, Any], dict[str, Any], list[Cell]]:
+    """The evaluated clips, their selection record, what every cell's hash shares, and the cells."""
     evaluated, selection = select_clips(splits[suite.split], limit, suite.seed)  # stratified, seeded, recorded
     common = {
         "dataset": suite.dataset.resolved(), "split": suite.split, "limit": limit, "n": len(evaluated),
-        "classifier": trained.info["hash"], "frontend": suite.frontend.model_dump(mode="json"),
+        "classifier": classifier, "frontend": suite.frontend.model_dump(mode="json"),
         "metrics": suite.metrics, "batch_size": suite.batch_size, "seed": suite.seed,
         "audio": suite.audio.model_dump(),
         "masks": suite.masks.model_dump(), "clips": stable_hash(evaluated.sample_ids),
     }
     if suite.targets.model_dump() != type(suite.targets)().model_dump():  # the default keeps existing cells' hashes
         common["targets"] = suite.targets.model_dump(mode="json")
+    return evaluated, selection, common, expand_cells(suite, common)
+
+
+def prepare(
+    suite: Suite | str | Path, output: str | Path | None = None, limit: int | None = None, device: str = "cpu",
+    overwrite: bool = False, progress: bool = True,
+) -> Session:
+    """The shared stage: load the splits, get the classifier (trained once, cached), list the cells."""
+    tune_allocator()
+    suite, store, dev, frontend, dataset, splits, load_skips, limit = _load(suite, output, limit, device, overwrite)
+    trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
+        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split
+    )
+    trained.model.eval().requires_grad_(False)
+    evaluated, selection, common, cells = _cells(suite, splits, trained.info["hash"], limit)
     return Session(suite, store, dev, frontend, dataset, splits, load_skips, trained, evaluated, limit,
-                   expand_cells(suite, common), common, selection, progress)
+                   cells, common, selection, progress)
+
+
+def list_cells(suite: Suite | str | Path, output: str | Path | None = None, limit: int | None = None) -> list[tuple[Cell, bool]]:
+    """Every cell of the suite and whether the run directory holds it, without training, loading or
+    building the classifier (its cache key is enough for the cell ids): ``audiobench run --list-cells``."""
+    suite, store, _, frontend, dataset, splits, _, limit = _load(suite, output, limit, "cpu", False)
+    key = classifier_hash(suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, suite.split)
+    return [(cell, store.has(cell.id)) for cell in _cells(suite, splits, key, limit)[3]]
 
 
 def run_cell(session: Session, cell: Cell, executor: str = "sequential") -> dict[str, Any]:

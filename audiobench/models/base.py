@@ -149,6 +149,13 @@ class ModelSpec(Component):
         default, means the harness's classifier training (or, for ``trainable = False``, the model as built)."""
         return None
 
+    def model_key(
+        self, train_params: Any, splits: dict[str, Any], frontend: Frontend, data_fingerprint: dict, seed: int,
+    ) -> str | None:
+        """The cache key :meth:`train_model` gives its model (its ``info['hash']``), computed without
+        training or loading anything; ``None`` for specs that do not override :meth:`train_model`."""
+        return None
+
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
         """Problems found without building (missing files, bad settings, a checkpoint that does not fit
         ``n_mels`` mel bands or ``n_classes`` classes, where known), one line each."""

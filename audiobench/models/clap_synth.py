@@ -111,6 +111,14 @@ class ClapSynthSpec(ModelSpec):
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
         return [] if "{}" in self.params.template else [f"model.template {self.params.template!r} has no '{{}}' for the class name"]
 
+    def model_key(self, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
+                  seed: int) -> str:
+        """The dual encoder's cache key: everything that shapes its weights (not the evaluation prompts)."""
+        return stable_hash({"model": {"name": self.name, **self.params.model_dump(exclude={"template", "prompts"})},
+                            "train": train_params.model_dump(), "classes": splits["train"].class_names,
+                            "frontend": frontend.params.model_dump(), "data": data_fingerprint, "seed": seed,
+                            "code": CLAP_SYNTH_CODE_VERSION})
+
     def train_model(
         self, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict, seed: int,
         device: torch.device, progress: bool = True, evaluated: str = "test",
@@ -120,10 +128,7 @@ class ClapSynthSpec(ModelSpec):
         from audiobench.models.training import TrainedClassifier, _features, accuracy
 
         classes = splits["train"].class_names
-        identity = {"model": {"name": self.name, **self.params.model_dump(exclude={"template", "prompts"})},
-                    "train": train_params.model_dump(), "classes": classes, "frontend": frontend.params.model_dump(),
-                    "data": data_fingerprint, "seed": seed, "code": CLAP_SYNTH_CODE_VERSION}
-        key = stable_hash(identity)
+        key = self.model_key(train_params, splits, frontend, data_fingerprint, seed)
         folder = cache_dir() / "classifiers"
         weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
         torch.manual_seed(seed)

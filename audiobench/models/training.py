@@ -226,7 +226,7 @@ def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Front
     digest = file_digest(path)
     side = read_sidecar(path)
     info = {
-        "hash": "ckpt-" + digest[:16],
+        "hash": _checkpoint_hash(digest),
         "checkpoint": str(path),
         "sha256": digest,
         "model": {"name": spec.name, **spec.params.model_dump(mode="json"), "width": shape.width, "depth": shape.depth},
@@ -256,8 +256,7 @@ def built_classifier(
             model.network_input(Mel(), frontend, frontend.logmel(clips.waveforms[i : i + 64].to(device))) for i in range(0, len(clips), 64)
         ])
     info = {
-        "hash": stable_hash({"model": {"name": spec.name, **spec.params.model_dump(mode="json")}, "classes": classes,
-                             "seed": seed}),
+        "hash": _built_hash(spec, classes, seed),
         "model": {"name": spec.name, **spec.params.model_dump(mode="json")},
         "output_kind": model.output_kind,
         "accuracy": {evaluated: accuracy(model, inputs, splits[evaluated].labels.to(device))},
@@ -265,6 +264,31 @@ def built_classifier(
         "cached": True,
     }
     return TrainedClassifier(model, info)
+
+
+def _checkpoint_hash(digest: str) -> str:
+    return "ckpt-" + digest[:16]
+
+
+def _built_hash(spec: ModelSpec, classes: list[str], seed: int) -> str:
+    return stable_hash({"model": {"name": spec.name, **spec.params.model_dump(mode="json")}, "classes": classes, "seed": seed})
+
+
+def classifier_hash(
+    spec: ModelSpec, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
+    seed: int, evaluated: str = "test",
+) -> str:
+    """The ``info['hash']`` that :func:`get_classifier` gives the suite's classifier, computed without
+    training, loading or building it (a checkpoint is read once for its digest): what cell ids need,
+    e.g. for ``audiobench run SUITE --list-cells`` on a machine that has not trained yet."""
+    own = spec.model_key(train_params, splits, frontend, data_fingerprint, seed)
+    if own is not None:
+        return own
+    if not spec.trainable:
+        return _built_hash(spec, splits[evaluated].class_names, seed)
+    if getattr(spec.params, "checkpoint", None) is not None:
+        return _checkpoint_hash(file_digest(spec.params.checkpoint))
+    return classifier_key(spec, train_params, len(splits["train"].class_names), frontend, data_fingerprint, seed)
 
 
 def get_classifier(
