@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from audiobench.data.base import ClipSet
+from audiobench.data.clotho import Clotho
 from audiobench.errors import AudiobenchError
 from audiobench.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
@@ -47,6 +49,9 @@ from audiobench.methods.lmac import LmacDecoder, _Versions, _with_augmentation
 from audiobench.models.zeroshot import ZeroShotClassifier
 from audiobench.registry import METHODS
 from audiobench.zeroshot.captions import captions
+
+#: A caption source: (clip indices [B], generator) -> one caption per clip.
+Captions = Callable[[torch.Tensor, torch.Generator], list[str]]
 
 LMAC_ZS_CODE_VERSION = 3  # bump when training changes the weights
 INITIAL_MASK = 0.95  # the decoder starts by keeping (almost) everything
@@ -65,6 +70,10 @@ class LmacZsParams(ExplainerParams):
     batch_size: int = Field(2, ge=2, description="clips per batch; B^2 text-audio pairs are masked (paper: 2)")
     augment_prob: float = Field(0.0, ge=0, le=1, description="share of training clips taken from the suite's contaminations "
                                 "(the paper: 0, clean captioned audio only)")
+    clotho: str | None = Field(None, description="Clotho v2 root: train on its captioned development clips and validate "
+                               "on its validation clips (the paper's '(CT)' rows) instead of the suite's training "
+                               "clips with captions generated from their class names; used clean")
+    clotho_seconds: float = Field(10.0, gt=0, le=60, description="Clotho clips are centre-cropped / zero-padded to this length")
 
 
 class ZsDecoder(nn.Module):
@@ -147,6 +156,31 @@ class LMACZS(Explainer):
         self.decoder: ZsDecoder | None = None
         self.block_idx: list[int] = []
 
+    def check_params(self) -> list[tuple[str, str]]:
+        """(parameter, problem) pairs found without loading: a missing Clotho root or file list."""
+        if not self.params.clotho:
+            return []
+        return [("clotho", problem.removeprefix("dataset.root: ")) for problem in self._clotho().problems()]
+
+    def _clotho(self) -> Clotho:
+        return Clotho({"root": self.params.clotho, "seconds": self.params.clotho_seconds, "splits": ["train", "valid"]})
+
+    def _training_data(self, ctx: FitContext) -> tuple[list[ClipSet], Captions, list[ClipSet], Captions]:
+        """Training versions (clean first) and their caption source, validation versions and theirs."""
+        if self.params.clotho:
+            sr = ctx.model.frontend.params.sample_rate
+            clotho = self._clotho()
+            train, valid = clotho.load_captioned("train", sr), clotho.load_captioned("valid", sr)
+            return [train.clips], train.pick, [valid.clips], valid.pick
+        names = zero_shot_model(ctx.model, self.name).class_names or ctx.train.class_names
+
+        def generated(clips: ClipSet) -> Captions:
+            return lambda idx, gen: captions(names, clips.labels[idx], gen)
+
+        train = _with_augmentation(ctx.train, ctx.augment, ctx.seed)
+        valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
+        return train, generated(ctx.train), valid, generated(ctx.valid)
+
     def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
         problem = blocks_problem(min(self.params.blocks, depth), depth, model)
         return [("blocks", problem)] if problem else []
@@ -171,8 +205,14 @@ class LMACZS(Explainer):
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         torch.manual_seed(ctx.seed)  # the decoder's initial weights depend on the seed alone, not on the run's order
         decoder = self._build(ctx.model).to(ctx.device)
-        key = ctx.cache_key(self.name, self.params.model_dump(mode="json", exclude={"nonneg", "normalize"}),
-                            {"code": LMAC_ZS_CODE_VERSION})
+        extra: dict[str, Any] = {"code": LMAC_ZS_CODE_VERSION}
+        params = self.params.model_dump(mode="json", exclude={"nonneg", "normalize"})
+        if self.params.clotho:  # the data by content, not by where it lies
+            extra["clotho"] = self._clotho().fingerprint()
+            params.pop("clotho")
+        else:
+            params.pop("clotho"), params.pop("clotho_seconds")  # keys of fits made before Clotho existed
+        key = ctx.cache_key(self.name, params, extra)
 
         def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             info = self._train(ctx, decoder, log_path)
@@ -182,15 +222,15 @@ class LMACZS(Explainer):
         self.decoder = decoder.eval()
         return info
 
-    def _pair_terms(self, ctx: FitContext, decoder: ZsDecoder, x: torch.Tensor, labels: torch.Tensor,
-                    gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def _pair_terms(self, ctx: FitContext, decoder: ZsDecoder, x: torch.Tensor, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Eq. 6-7's terms for clips ``x`` [B, 1, T, F] and one caption of each (``texts``, B strings)."""
         model = ctx.model
         clf = zero_shot_model(model, self.name)
         b = x.shape[0]
         with torch.no_grad():
             feats = model.features(x)
             audio = clf.audio_embedding_from_last(feats[-1])  # a_j [B, d]
-            text = clf.embed_text(captions(clf.class_names or ctx.train.class_names, labels, gen))  # t_i [B, d]
+            text = clf.embed_text(texts)  # t_i [B, d]
         ti, aj = torch.arange(b).repeat_interleave(b), torch.arange(b).repeat(b)  # pair k = (text i, audio j)
         pair_feats = [f[aj] for f in feats]
         masks = self.masks(decoder, model, x[aj], text[ti], pair_feats)
@@ -203,11 +243,10 @@ class LMACZS(Explainer):
         start = time.perf_counter()
         torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
-        train = _Versions(_with_augmentation(ctx.train, ctx.augment, ctx.seed))
-        valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
+        train_versions, train_texts, valid, valid_texts = self._training_data(ctx)
+        train = _Versions(train_versions)
         opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        n = len(ctx.train)
-        labels = ctx.train.labels
+        n = len(train_versions[0])
 
         def train_epoch() -> dict[str, float]:
             means = TermMeans()
@@ -217,19 +256,20 @@ class LMACZS(Explainer):
                 use_aug = torch.rand(len(idx), generator=gen) < p.augment_prob
                 which = ((1 + torch.randint(max(1, train.n - 1), (len(idx),), generator=gen)) * use_aug).clamp_max(train.n - 1)
                 x = ctx.model.domain.represent(ctx.model.frontend, train.waves[which, idx].to(ctx.device)).x
-                terms = self._pair_terms(ctx, decoder, x, labels[idx], gen)
+                terms = self._pair_terms(ctx, decoder, x, train_texts(idx, gen))
                 opt.zero_grad()
                 terms["total"].backward()
                 opt.step()
                 means.add(terms, len(idx))
             return means.means("train_")
 
-        info = fit_epochs([decoder], p.epochs, train_epoch, lambda: self._validate(ctx, decoder, valid), "valid_total",
+        info = fit_epochs([decoder], p.epochs, train_epoch, lambda: self._validate(ctx, decoder, valid, valid_texts),
+                          "valid_total",
                           log_path, desc=f"LMAC-ZS [{ctx.model.domain.name}]", progress=ctx.progress)
         return {"blocks": self.block_idx, **info, "seconds": round(time.perf_counter() - start, 2)}
 
     @torch.no_grad()
-    def _validate(self, ctx: FitContext, decoder: ZsDecoder, versions: list[ClipSet]) -> dict[str, float]:
+    def _validate(self, ctx: FitContext, decoder: ZsDecoder, versions: list[ClipSet], texts: Captions) -> dict[str, float]:
         means = TermMeans()
         gen = torch.Generator().manual_seed(ctx.seed + 1)  # the same captions every epoch
         b = max(2, self.params.batch_size)
@@ -241,7 +281,7 @@ class LMACZS(Explainer):
             for i in range(0, len(clips) - b + 1, b):
                 idx = order[i : i + b]
                 x = ctx.model.domain.represent(ctx.model.frontend, clips.waveforms[idx].to(ctx.device)).x
-                means.add(self._pair_terms(ctx, decoder, x, clips.labels[idx], gen), b)
+                means.add(self._pair_terms(ctx, decoder, x, texts(idx, gen)), b)
         return means.means("valid_")
 
     # -- explaining -------------------------------------------------------------------------

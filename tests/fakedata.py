@@ -79,3 +79,17 @@ def make_speech_folder(root: Path, words=("yes", "no", "up"), speakers: int = 6,
             for k in range(takes):
                 sf.write(root / f"{word}_spk{s:02d}_{k}.wav", tone(wi, 0.7, sr, rng), sr, subtype="PCM_16")
     return root
+
+
+def make_clotho(root: Path, clips: int = 4, sr: int = 16000, seconds: float = 0.5) -> Path:
+    """Clotho v2's official layout: development and validation folders of tones, five captions each."""
+    rng = np.random.default_rng(3)
+    for folder in ("development", "validation"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        with open(root / f"clotho_captions_{folder}.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["file_name", *[f"caption_{i}" for i in range(1, 6)]])
+            for k in range(clips):
+                sf.write(root / folder / f"clip{k}.wav", tone(k, seconds, sr, rng), sr, subtype="PCM_16")
+                w.writerow([f"clip{k}.wav", *[f"a recording {k} described {i} ways" for i in range(5)]])
+    return root

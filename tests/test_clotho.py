@@ -77,3 +77,49 @@ def test_missing_files_name_the_path_and_where_to_get_clotho(tmp_path: Path) -> 
     (bad / "clotho_captions_development.csv").write_text("file_name,caption_1\nx.wav,a dog\n")
     (problem,) = Clotho({"root": bad, "splits": ["train"]}).check()
     assert "lacks column(s) caption_2, caption_3, caption_4, caption_5" in problem
+
+
+def test_lmac_zs_trains_on_clotho_captions_never_on_class_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lmac_zs`` with ``clotho: ROOT`` (the paper's "(CT)" rows) reads its training and validation
+    pairs from Clotho: every caption it embeds is one of Clotho's, none is generated from the classes."""
+    from audiobench.data.synth import SynthDataset
+    from audiobench.frontend import Frontend, FrontendParams
+    from audiobench.methods.base import DomainModel, FitContext
+    from audiobench.methods.lmac_zs import LMACZS
+    from audiobench.models.clap_synth import ClapSynthSpec
+    from audiobench.registry import DOMAINS
+
+    monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
+    captions = _tree(tmp_path / "clotho")
+    frontend = Frontend(FrontendParams(n_fft=256, win_length=256, hop_length=128, n_mels=32))
+    synth = SynthDataset({"classes": 3, "clips_per_class": 6, "seconds": 0.5})
+    splits = {s: synth.load(s, SR) for s in ("train", "valid")}
+    torch.manual_seed(0)
+    clf = ClapSynthSpec({"width": 4, "depth": 2, "dim": 16, "text_width": 16}).build(splits["train"].class_names, 32, SR)
+    model = DomainModel(clf.eval(), DOMAINS.get("stft2mel")(), frontend).eval()
+    method = LMACZS({"clotho": str(tmp_path / "clotho"), "clotho_seconds": 1.0, "epochs": 1, "hidden": 8, "lr": 1e-3})
+    embedded: list[str] = []
+    original = method._pair_terms
+    monkeypatch.setattr(method, "_pair_terms", lambda ctx, dec, x, texts: embedded.extend(texts) or original(ctx, dec, x, texts))
+    ctx = FitContext(model=model, train=splits["train"], valid=splits["valid"], augment=[], seed=0,
+                     device=torch.device("cpu"), identity={"classifier": "toy"}, log_dir=tmp_path / "logs", progress=False)
+    info = method.fit(ctx)
+    assert info["best_epoch"] == 1 and info["cached"] is False and method.decoder is not None
+    every_caption = {c for caps in captions.values() for c in caps}
+    assert embedded and set(embedded) <= every_caption  # Clotho's captions only
+    assert {t.split(" number")[0] for t in embedded} == {"rain on roof", "dog, barking", "birds", "car passing by"}
+    assert method.check_params() == []
+    missing = LMACZS({"clotho": str(tmp_path / "nowhere")}).check_params()
+    assert missing and missing[0][0] == "clotho" and "nowhere" in missing[0][1]
+
+
+def test_validate_names_a_missing_clotho_root_at_the_method_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audiobench.cli import main
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ndataset: {name: synth, classes: 3, clips_per_class: 6, seconds: 0.5}\n"
+                     "model: {name: clap_synth, width: 4, depth: 2, dim: 16, text_width: 16}\ndomains: [mel]\n"
+                     f"methods:\n  - {{name: lmac_zs, clotho: {tmp_path / 'nowhere'}}}\nmetrics: [ai]\n")
+    assert main(["validate", str(suite)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ":6: methods.0.clotho: " in err[0] and "nowhere not found" in err[0] and "zenodo" in err[0]

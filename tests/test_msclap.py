@@ -343,13 +343,14 @@ def test_validate_names_every_missing_path_and_where_to_get_it(suite: str, capsy
 def test_esc50_zs_suite_runs_end_to_end_on_a_tiny_clap_and_compares_with_the_paper(
         files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from audiobench.store import load_run
-    from tests.fakedata import make_esc50, make_speech_folder
+    from tests.fakedata import make_clotho, make_esc50, make_speech_folder
 
     root = make_esc50(tmp_path / "ESC-50", sr=SR, seconds=0.5)
     speech = make_speech_folder(tmp_path / "wavs", sr=16000)
     sets = [f"dataset.root={root}", "dataset.seconds=0.5", f"model.checkpoint={files['ckpt']}",
             f"model.text_model={files['bert']}", f"contaminations.3.root={speech}", "methods.2.n_samples=2",
-            "methods.3.n_steps=4", "methods.4.epochs=1", "batch_size=4", "audio.n=1"]
+            "methods.3.n_steps=4", "methods.4.epochs=1", f"methods.4.clotho={make_clotho(tmp_path / 'clotho', sr=SR)}",
+            "methods.4.clotho_seconds=0.5", "batch_size=4", "audio.n=1"]
     run_dir = tmp_path / "run"
     args = [a for s in sets for a in ("--set", s)]
     assert main(["run", str(SUITES / "esc50_zs.yaml"), *args, "-o", str(run_dir), "--limit", "3", "-q"]) == 0

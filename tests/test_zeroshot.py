@@ -247,20 +247,19 @@ def test_lmac_zs_validation_batches_pair_clips_of_different_classes(trained, mon
     decoder = method._build(model)
     seen: list[list[int]] = []
 
-    def record(ctx, dec, x, labels, gen):
-        seen.append(labels.tolist())
-        return {"total": torch.tensor(0.0)}
+    def texts(idx: torch.Tensor, gen: torch.Generator) -> list[str]:
+        seen.append(splits["valid"].labels[idx].tolist())
+        return ["a bell"] * len(idx)
 
-    monkeypatch.setattr(method, "_pair_terms", record)
+    monkeypatch.setattr(method, "_pair_terms", lambda ctx, dec, x, texts: {"total": torch.tensor(0.0)})
     ctx = FitContext(model=model, train=splits["train"], valid=splits["valid"], augment=[], seed=0,
                      device=torch.device("cpu"), identity={}, log_dir=Path("."), progress=False)
-    method._validate(ctx, decoder, [splits["valid"]])
+    method._validate(ctx, decoder, [splits["valid"]], texts)
     pairs = [b for b in seen if len(b) == 2]
     assert len(pairs) == len(splits["valid"]) // 2
     mixed = sum(a != b for a, b in pairs) / len(pairs)
     assert mixed > 0.5, f"only {mixed:.0%} of validation pairs hold two classes"
     assert sorted(sum(seen, [])) == sorted(splits["valid"].labels.tolist())  # every clip, once
-    again: list[list[int]] = []
-    monkeypatch.setattr(method, "_pair_terms", lambda ctx, dec, x, labels, gen: again.append(labels.tolist()) or {"total": 0.0})
-    method._validate(ctx, decoder, [splits["valid"]])
-    assert again == seen  # the same batches every epoch
+    first, seen[:] = list(seen), []
+    method._validate(ctx, decoder, [splits["valid"]], texts)
+    assert seen == first  # the same batches every epoch

@@ -17,7 +17,8 @@ and unusable files are skips with their reason. There are no classes: every clip
 the single class ``clotho``; the captions are what a captioned loader returns beside the clips.
 
 This loader is not registered as a suite ``dataset`` (a one-class dataset explains nothing); it is
-what ``lmac_zs`` would read its training pairs from (the top-level README, *Zero-shot track*).
+what ``lmac_zs`` reads its training pairs from with ``clotho: ROOT`` (the top-level README,
+*Zero-shot track with real CLAP weights*).
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
     """Report, at each method's parameter line, parameters naming blocks the model does not have.
 
     ``paths[i]`` is the key path of ``methods[i]``. Each method with a ``check_classifier(depth,
-    model)`` hook returns (parameter, problem) pairs; a problem is printed as
-    ``methods.<i>.<parameter>: <problem>``.
+    model)`` hook (or a ``check_params()`` hook: missing paths, bad settings) returns (parameter,
+    problem) pairs; a problem is printed as ``methods.<i>.<parameter>: <problem>``.
     """
     if model is None:
         return
@@ -74,6 +74,11 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}")
+    for spec, path in zip(methods, paths, strict=True):  # a method's own paths and settings
+        check = getattr(spec.cls(), "check_params", None)
+        if check is not None:
+            for param, problem in spec.build().check_params():
+                errors.add(path + (param,), f"{'.'.join(map(str, path + (param,)))}: {problem}")
     arch = classifier_depth(model)
     if arch is None:
         return
