@@ -154,13 +154,15 @@ class LMACZS(Explainer):
     def __init__(self, params: Any = None):
         super().__init__(params)
         self.decoder: ZsDecoder | None = None
+        self.skips: list[str] = []
         self.block_idx: list[int] = []
 
     def check_params(self) -> list[tuple[str, str]]:
-        """(parameter, problem) pairs found without loading: a missing Clotho root or file list."""
+        """(parameter, problem) pairs found without loading audio: a missing Clotho folder or caption
+        file, a clip without a caption, a split without clips."""
         if not self.params.clotho:
             return []
-        return [("clotho", problem.removeprefix("dataset.root: ")) for problem in self._clotho().problems()]
+        return [("clotho", problem.removeprefix("dataset.root: ")) for problem in self._clotho().check()]
 
     def _clotho(self) -> Clotho:
         return Clotho({"root": self.params.clotho, "seconds": self.params.clotho_seconds, "splits": ["train", "valid"]})
@@ -170,7 +172,15 @@ class LMACZS(Explainer):
         if self.params.clotho:
             sr = ctx.model.frontend.params.sample_rate
             clotho = self._clotho()
-            train, valid = clotho.load_captioned("train", sr), clotho.load_captioned("valid", sr)
+            try:
+                train, valid = clotho.load_captioned("train", sr), clotho.load_captioned("valid", sr)
+            except AudiobenchError as exc:  # the file dataset's message names dataset.root
+                raise AudiobenchError(f"{self.name}.clotho: {str(exc).removeprefix('dataset.root: ')}") from exc
+            self.skips = [f"{k.sample_id}: {k.reason}" for k in train.clips.skips + valid.clips.skips]
+            for clips, split in ((train, "train"), (valid, "valid")):
+                if len(clips) < 2:
+                    raise AudiobenchError(f"{self.name}.clotho: {len(clips)} usable clip(s) in Clotho's {split} split "
+                                          f"(2 needed){'; skipped: ' + '; '.join(self.skips[:3]) if self.skips else ''}")
             return [train.clips], train.pick, [valid.clips], valid.pick
         names = zero_shot_model(ctx.model, self.name).class_names or ctx.train.class_names
 
@@ -266,7 +276,8 @@ class LMACZS(Explainer):
         info = fit_epochs([decoder], p.epochs, train_epoch, lambda: self._validate(ctx, decoder, valid, valid_texts),
                           "valid_total",
                           log_path, desc=f"LMAC-ZS [{ctx.model.domain.name}]", progress=ctx.progress)
-        return {"blocks": self.block_idx, **info, "seconds": round(time.perf_counter() - start, 2)}
+        skipped = {"skipped": self.skips} if self.skips else {}  # Clotho files that could not be used, and why
+        return {"blocks": self.block_idx, **info, **skipped, "seconds": round(time.perf_counter() - start, 2)}
 
     @torch.no_grad()
     def _validate(self, ctx: FitContext, decoder: ZsDecoder, versions: list[ClipSet], texts: Captions) -> dict[str, float]:

@@ -108,6 +108,7 @@ def test_lmac_zs_trains_on_clotho_captions_never_on_class_names(tmp_path: Path, 
     every_caption = {c for caps in captions.values() for c in caps}
     assert embedded and set(embedded) <= every_caption  # Clotho's captions only
     assert {t.split(" number")[0] for t in embedded} == {"rain on roof", "dog, barking", "birds", "car passing by"}
+    assert len(info["skipped"]) == 1 and info["skipped"][0].startswith("development/gone: ")  # recorded, with why
     assert method.check_params() == []
     missing = LMACZS({"clotho": str(tmp_path / "nowhere")}).check_params()
     assert missing and missing[0][0] == "clotho" and "nowhere" in missing[0][1]
@@ -123,3 +124,24 @@ def test_validate_names_a_missing_clotho_root_at_the_method_line(tmp_path: Path,
     assert main(["validate", str(suite)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ":6: methods.0.clotho: " in err[0] and "nowhere not found" in err[0] and "zenodo" in err[0]
+
+
+def test_silent_clips_are_skips_and_the_captions_enter_the_fingerprint(tmp_path: Path) -> None:
+    from audiobench.methods.lmac_zs import LMACZS
+
+    _tree(tmp_path)
+    sf.write(tmp_path / "validation" / "birds.wav", np.zeros(22050), 22050, subtype="PCM_16")  # silent
+    data = Clotho({"root": tmp_path, "seconds": 1.0, "splits": ["train", "valid"]})
+    valid = data.load_captioned("valid", SR)
+    assert valid.clips.sample_ids == ["validation/car passing by"] and len(valid.captions) == 1
+    assert [k.sample_id for k in valid.clips.skips] == ["validation/birds"] and "silent" in valid.clips.skips[0].reason
+    before = data.fingerprint()
+    csv_path = tmp_path / "clotho_captions_validation.csv"
+    csv_path.write_text(csv_path.read_text().replace("number 1", "number one"))  # same files, a caption edited
+    after = Clotho({"root": tmp_path, "seconds": 1.0, "splits": ["train", "valid"]}).fingerprint()
+    assert before != after  # a fit trained on the old captions is not reused
+    with open(csv_path, "a", encoding="utf-8") as fh:
+        fh.write("new.wav,,,,,\n")
+    problems = LMACZS({"clotho": str(tmp_path)}).check_params()  # validate reads the caption files
+    assert len(problems) == 1 and problems[0][0] == "clotho" and "new.wav has no caption" in problems[0][1]
+    assert not problems[0][1].startswith("dataset.root")

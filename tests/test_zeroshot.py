@@ -263,3 +263,16 @@ def test_lmac_zs_validation_batches_pair_clips_of_different_classes(trained, mon
     first, seen[:] = list(seen), []
     method._validate(ctx, decoder, [splits["valid"]], texts)
     assert seen == first  # the same batches every epoch
+
+
+def test_tradeoff_tool_reports_bad_suites_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "lmac_zs_tradeoff.py"
+    spec = importlib.util.spec_from_file_location("lmac_zs_tradeoff", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(tmp_path / "absent.yaml")]) == 1
+    assert capsys.readouterr().err.strip() == f"lmac_zs_tradeoff: error: suite file not found: {tmp_path / 'absent.yaml'}"
+    assert tool.main([str(_suite(tmp_path, methods=["random"]))]) == 1
+    assert capsys.readouterr().err.strip().endswith("has no lmac_zs method")

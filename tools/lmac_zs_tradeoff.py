@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
+from audiobench.errors import AudiobenchError
 from audiobench.methods.base import ExplainContext
 from audiobench.methods.lmac_zs import LMACZS, zero_shot_model
 from audiobench.runner import prepare
+from audiobench.suite import Suite, load_suite
 
 
-def tradeoff(suite: str, output: Path) -> list[dict[str, float | str]]:
-    """One record per masking domain of ``suite`` (see the module docstring)."""
-    session = prepare(suite, output=output, progress=False)
+def tradeoff(suite: Suite | str, output: Path, limit: int | None = None) -> list[dict[str, float | str]]:
+    """One record per masking domain of ``suite`` (see the module docstring); ``limit`` clips at most."""
+    session = prepare(suite, output=output, limit=limit, progress=False)
     rows = []
     for cell in session.cells:
         if cell.method.name != "lmac_zs" or cell.contamination.name != "none":
@@ -79,14 +82,29 @@ def tradeoff(suite: str, output: Path) -> list[dict[str, float | str]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("suite", help="a zero-shot suite with an lmac_zs method, e.g. suites/synth_zs.yaml")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        for row in tradeoff(args.suite, Path(tmp)):
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a suite key, as `audiobench run --set` (e.g. dataset.root=/data/ESC-50)")
+    ap.add_argument("--limit", type=int, default=None, help="explain only this many clips (stratified)")
+    args = ap.parse_args(argv)
+    try:
+        suite = load_suite(args.suite, args.overrides)
+        if not any(m.name == "lmac_zs" for m in suite.methods):
+            raise AudiobenchError(f"{args.suite} has no lmac_zs method")
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = tradeoff(suite, Path(tmp), args.limit)
+    except AudiobenchError as exc:
+        print(f"lmac_zs_tradeoff: error: {exc}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"lmac_zs_tradeoff: error: {args.suite} has no lmac_zs method with a clean ('none') condition", file=sys.stderr)
+        return 1
+    for row in rows:
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,6 +33,7 @@ from audiobench.data.audio import Item
 from audiobench.data.base import ClipSet
 from audiobench.data.files import LINE, FileDataset, FileParams, Index, read_csv
 from audiobench.errors import AudiobenchError
+from audiobench.shipped import sha256
 
 CAPTION_COLUMNS = tuple(f"caption_{i}" for i in range(1, 6))
 SPLIT_FOLDERS = {"train": "development", "valid": "validation", "test": "evaluation"}
@@ -123,12 +124,18 @@ class Clotho(FileDataset):
         return f"dataset.root: {self.params.root}/clotho_captions_*.csv"
 
     def load_captioned(self, split: str, sample_rate: int) -> CaptionedClips:
-        """The clips of ``split`` at ``sample_rate`` Hz and their captions, aligned (skipped files have neither).
+        """The clips of ``split`` at ``sample_rate`` Hz and their captions, aligned (skipped files, silent
+        ones included, have neither; ``clips.skips`` says why).
 
         Raises :class:`AudiobenchError` (one line) for a missing file or folder, naming where
         Clotho is, or a split that is not indexed.
         """
         if split not in self.params.splits:
             raise AudiobenchError(f"clotho: split '{split}' is not among clotho.splits {list(self.params.splits)}")
-        clips = self.load(split, sample_rate)
+        clips = self.load(split, sample_rate).drop_silent(where=f"clotho:{split}")
         return CaptionedClips(clips, [self._captions[s] for s in clips.sample_ids])
+
+    def fingerprint(self) -> dict:
+        """The file list and sizes (as every file dataset) and the caption files' content."""
+        digests = {s: sha256(self.csv_path(s)) for s in self.params.splits if self.csv_path(s).is_file()}
+        return {**super().fingerprint(), "captions": digests}
