@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +129,16 @@ def lmac_zs_loss(
     return {"total": total, "similarity": similarity, "l1": l1, "diversity": diversity}
 
 
+def _clotho_problem(message: str) -> str:
+    """A Clotho loader message without the ``dataset.root:`` of suite datasets (Clotho is a method's key here)."""
+    return message.removeprefix("dataset.root: ")
+
+
+def _skipped(sets: list[ClipSet]) -> list[str]:
+    """``sample_id: reason`` of every clip the sets skipped."""
+    return [f"{k.sample_id}: {k.reason}" for clips in sets for k in clips.skips]
+
+
 def zero_shot_model(model: DomainModel, method: str) -> ZeroShotClassifier:
     """The zero-shot classifier behind ``model``; :class:`AudiobenchError` for another output kind."""
     clf = model.classifier
@@ -154,7 +165,6 @@ class LMACZS(Explainer):
     def __init__(self, params: Any = None):
         super().__init__(params)
         self.decoder: ZsDecoder | None = None
-        self.skips: list[str] = []
         self.block_idx: list[int] = []
 
     def check_params(self) -> list[tuple[str, str]]:
@@ -162,25 +172,26 @@ class LMACZS(Explainer):
         file, a clip without a caption, a split without clips."""
         if not self.params.clotho:
             return []
-        return [("clotho", problem.removeprefix("dataset.root: ")) for problem in self._clotho().check()]
+        return [("clotho", _clotho_problem(problem)) for problem in self._clotho.check()]
 
+    @cached_property
     def _clotho(self) -> Clotho:
+        """The Clotho of ``params.clotho`` (indexed once: validation, cache key and loading share it)."""
         return Clotho({"root": self.params.clotho, "seconds": self.params.clotho_seconds, "splits": ["train", "valid"]})
 
     def _training_data(self, ctx: FitContext) -> tuple[list[ClipSet], Captions, list[ClipSet], Captions]:
         """Training versions (clean first) and their caption source, validation versions and theirs."""
         if self.params.clotho:
             sr = ctx.model.frontend.params.sample_rate
-            clotho = self._clotho()
             try:
-                train, valid = clotho.load_captioned("train", sr), clotho.load_captioned("valid", sr)
-            except AudiobenchError as exc:  # the file dataset's message names dataset.root
-                raise AudiobenchError(f"{self.name}.clotho: {str(exc).removeprefix('dataset.root: ')}") from exc
-            self.skips = [f"{k.sample_id}: {k.reason}" for k in train.clips.skips + valid.clips.skips]
+                train, valid = self._clotho.load_captioned("train", sr), self._clotho.load_captioned("valid", sr)
+            except AudiobenchError as exc:
+                raise AudiobenchError(f"{self.name}.clotho: {_clotho_problem(str(exc))}") from exc
             for clips, split in ((train, "train"), (valid, "valid")):
                 if len(clips) < 2:
+                    skipped = _skipped([train.clips, valid.clips])
                     raise AudiobenchError(f"{self.name}.clotho: {len(clips)} usable clip(s) in Clotho's {split} split "
-                                          f"(2 needed){'; skipped: ' + '; '.join(self.skips[:3]) if self.skips else ''}")
+                                          f"(2 needed){'; skipped: ' + '; '.join(skipped[:3]) if skipped else ''}")
             return [train.clips], train.pick, [valid.clips], valid.pick
         names = zero_shot_model(ctx.model, self.name).class_names or ctx.train.class_names
 
@@ -215,14 +226,12 @@ class LMACZS(Explainer):
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         torch.manual_seed(ctx.seed)  # the decoder's initial weights depend on the seed alone, not on the run's order
         decoder = self._build(ctx.model).to(ctx.device)
-        extra: dict[str, Any] = {"code": LMAC_ZS_CODE_VERSION}
-        params = self.params.model_dump(mode="json", exclude={"nonneg", "normalize"})
-        if self.params.clotho:  # the data by content, not by where it lies
-            extra["clotho"] = self._clotho().fingerprint()
-            params.pop("clotho")
-        else:
-            params.pop("clotho"), params.pop("clotho_seconds")  # keys of fits made before Clotho existed
-        key = ctx.cache_key(self.name, params, extra)
+        # Clotho enters by content, not by where it lies; without it, the keys of fits made before
+        # Clotho existed (the shipped ones) stay as they were
+        clotho = {"clotho": self._clotho.fingerprint()} if self.params.clotho else {}
+        unkeyed = {"nonneg", "normalize", "clotho"} | (set() if clotho else {"clotho_seconds"})
+        key = ctx.cache_key(self.name, self.params.model_dump(mode="json", exclude=unkeyed),
+                            {"code": LMAC_ZS_CODE_VERSION, **clotho})
 
         def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             info = self._train(ctx, decoder, log_path)
@@ -274,10 +283,11 @@ class LMACZS(Explainer):
             return means.means("train_")
 
         info = fit_epochs([decoder], p.epochs, train_epoch, lambda: self._validate(ctx, decoder, valid, valid_texts),
-                          "valid_total",
-                          log_path, desc=f"LMAC-ZS [{ctx.model.domain.name}]", progress=ctx.progress)
-        skipped = {"skipped": self.skips} if self.skips else {}  # Clotho files that could not be used, and why
-        return {"blocks": self.block_idx, **info, **skipped, "seconds": round(time.perf_counter() - start, 2)}
+                          "valid_total", log_path, desc=f"LMAC-ZS [{ctx.model.domain.name}]", progress=ctx.progress)
+        # Clotho files that could not be used, and why (the suite's own skips are in its manifest)
+        skipped = _skipped([train_versions[0], valid[0]]) if p.clotho else []
+        return {"blocks": self.block_idx, **info, **({"skipped": skipped} if skipped else {}),
+                "seconds": round(time.perf_counter() - start, 2)}
 
     @torch.no_grad()
     def _validate(self, ctx: FitContext, decoder: ZsDecoder, versions: list[ClipSet], texts: Captions) -> dict[str, float]:

@@ -74,21 +74,15 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}")
-    for spec, path in zip(methods, paths, strict=True):  # a method's own paths and settings
-        check = getattr(spec.cls(), "check_params", None)
-        if check is not None:
-            for param, problem in spec.build().check_params():
-                errors.add(path + (param,), f"{'.'.join(map(str, path + (param,)))}: {problem}")
     arch = classifier_depth(model)
-    if arch is None:
-        return
-    depth, name = arch
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
-        hook = getattr(built, "check_classifier", None)
-        if hook is None:
-            continue
-        for param, problem in hook(depth, name):
+        own = getattr(built, "check_params", None)  # the method's own paths and settings
+        problems = list(own()) if own is not None else []
+        layers = getattr(built, "check_classifier", None)
+        if layers is not None and arch is not None:
+            problems += layers(*arch)
+        for param, problem in problems:
             errors.add(path + (param,), f"{'.'.join(map(str, path + (param,)))}: {problem}")
 
 
