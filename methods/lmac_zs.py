@@ -4,8 +4,12 @@ A decoder M_theta(t, h) reads the text embedding t of a prompt and the last 4 bl
 the zero-shot model's audio encoder, and outputs a mask on the masking domain's grid (as L-MAC's:
 logits at the encoder's (time, mel) resolution, spread onto linear STFT bins for ``stft2mel``,
 then a sigmoid; listenable in ``stft2mel``). Text conditioning: every decoder stage is modulated
-by t (FiLM: h * (1 + gamma(t)) + beta(t)); the paper uses cross-attention, which with one text
-token reduces to a prompt-dependent shift of every position.
+by t and by the prompt-audio similarity t . a (FiLM: h * (1 + gamma) + beta, gamma and beta linear in
+(t, t . a)); the paper uses cross-attention, which with one text token reduces to a prompt-dependent
+shift of every position. a = f_audio's projection of the deepest block, so the decoder still reads
+only (t, h) as eq. 6 has it. A similarity gate adds exp(k) * (t . a - b) to the mask logits (k, b
+learnt; increasing in t . a by construction): the decoder can shut the mask off for a prompt the clip
+does not match (the paper's Fig. 4) along one direction instead of having to learn it per prompt.
 
 Training (audio and text encoders frozen), for a batch of B clips X_j with captions t_i, eq. 6-7::
 
@@ -54,7 +58,7 @@ from audiobench.zeroshot.captions import captions
 #: A caption source: (clip indices [B], generator) -> one caption per clip.
 Captions = Callable[[torch.Tensor, torch.Generator], list[str]]
 
-LMAC_ZS_CODE_VERSION = 3  # bump when training changes the weights
+LMAC_ZS_CODE_VERSION = 4  # bump when training changes the weights
 INITIAL_MASK = 0.95  # the decoder starts by keeping (almost) everything
 
 
@@ -71,6 +75,8 @@ class LmacZsParams(ExplainerParams):
     batch_size: int = Field(2, ge=2, description="clips per batch; B^2 text-audio pairs are masked (paper: 2)")
     augment_prob: float = Field(0.0, ge=0, le=1, description="share of training clips taken from the suite's contaminations "
                                 "(the paper: 0, clean captioned audio only)")
+    gate: bool = Field(True, description="the mask's logits move with the prompt-audio similarity t.a through a learnt "
+                       "increasing map (a shut-off for prompts the audio does not match)")
     clotho: str | None = Field(None, description="Clotho v2 root: train on its captioned development clips and validate "
                                "on its validation clips (the paper's '(CT)' rows) instead of the suite's training "
                                "clips with captions generated from their class names; used clean")
@@ -80,10 +86,11 @@ class LmacZsParams(ExplainerParams):
 class ZsDecoder(nn.Module):
     """L-MAC's decoder with every stage modulated by the text embedding (FiLM)."""
 
-    def __init__(self, channels: list[int], hidden: int, text_dim: int):
+    def __init__(self, channels: list[int], hidden: int, text_dim: int, gate: bool = True):
         super().__init__()
+        self.gate = nn.Parameter(torch.zeros(2)) if gate else None  # log slope, offset of the similarity gate
         self.body = LmacDecoder(channels, hidden)
-        self.film = nn.ModuleList(nn.Linear(text_dim, 2 * hidden) for _ in channels)
+        self.film = nn.ModuleList(nn.Linear(text_dim + 1, 2 * hidden) for _ in channels)
         for f in self.film:  # start as the unconditioned decoder
             nn.init.zeros_(f.weight)
             nn.init.zeros_(f.bias)
@@ -96,15 +103,20 @@ class ZsDecoder(nn.Module):
         gamma, beta = self.film[i](t).chunk(2, dim=-1)
         return h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
-    def forward(self, feats: list[torch.Tensor], t: torch.Tensor, mel_size: tuple[int, int], to_domain) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], t: torch.Tensor, mel_size: tuple[int, int], to_domain,
+                match: torch.Tensor | None = None) -> torch.Tensor:
         """``feats`` deepest first [N, C_k, T_k, F_k]; ``t`` [N, d] -> mask [N, 1, T, F] on the domain's grid."""
         b = self.body
+        t = torch.cat([t, match if match is not None else t.new_zeros(len(t), 1)], dim=-1)
         h = self._mod(0, b.proj[0](feats[0]), t)
         for i, skip in enumerate(feats[1:], start=1):
             h = b._upsample(b.up[i - 1], h, tuple(skip.shape[-2:]))
             h = self._mod(i, b.refine[i - 1](h + b.proj[i](skip)), t)
         logits = F.interpolate(b.head(h), size=mel_size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(to_domain(logits))
+        logits = to_domain(logits)
+        if self.gate is not None and match is not None:  # increasing in t . a: slope exp(.) > 0
+            logits = logits + (self.gate[0].exp() * (match - self.gate[1]))[:, :, None, None]
+        return torch.sigmoid(logits)
 
 
 def lmac_zs_loss(
@@ -210,7 +222,7 @@ class LMACZS(Explainer):
         clf = zero_shot_model(model, self.name)
         self.block_idx = sorted(classifier_blocks(min(self.params.blocks, clf.depth), clf.depth, self.name), reverse=True)
         dim = clf.prompt_embeddings().shape[-1]
-        return ZsDecoder([clf.block_channels()[i - 1] for i in self.block_idx], self.params.hidden, dim)
+        return ZsDecoder([clf.block_channels()[i - 1] for i in self.block_idx], self.params.hidden, dim, self.params.gate)
 
     def masks(self, decoder: ZsDecoder, model: DomainModel, x: torch.Tensor, text: torch.Tensor,
               feats: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -219,8 +231,10 @@ class LMACZS(Explainer):
             with torch.no_grad():
                 feats = model.features(x)
         chosen = [feats[i - 1] for i in self.block_idx]
+        clf = zero_shot_model(model, self.name)
+        match = (clf.audio_embedding_from_last(feats[-1]) * text).sum(-1, keepdim=True)  # t . a
         mel_size = (x.shape[-2], model.frontend.params.n_mels)
-        return decoder(chosen, text, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
+        return decoder(chosen, text, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h), match)
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
