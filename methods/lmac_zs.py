@@ -84,7 +84,8 @@ class LmacZsParams(ExplainerParams):
 
 
 class ZsDecoder(nn.Module):
-    """L-MAC's decoder with every stage modulated by the text embedding (FiLM)."""
+    """L-MAC's decoder with every stage modulated by the text embedding and the prompt-audio similarity
+    (FiLM), and with the similarity gate on the mask logits (``gate``; see the module docstring)."""
 
     def __init__(self, channels: list[int], hidden: int, text_dim: int, gate: bool = True):
         super().__init__()
@@ -105,7 +106,9 @@ class ZsDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor], t: torch.Tensor, mel_size: tuple[int, int], to_domain,
                 match: torch.Tensor | None = None) -> torch.Tensor:
-        """``feats`` deepest first [N, C_k, T_k, F_k]; ``t`` [N, d] -> mask [N, 1, T, F] on the domain's grid."""
+        """``feats`` deepest first [N, C_k, T_k, F_k]; ``t`` [N, d] unit-norm prompt embeddings; ``match``
+        [N, 1] the cosine t . a of each row's prompt and audio (None: 0, no gate) -> mask [N, 1, T, F] in
+        [0, 1] on the domain's grid (``to_domain`` maps logits from the mel grid)."""
         b = self.body
         t = torch.cat([t, match if match is not None else t.new_zeros(len(t), 1)], dim=-1)
         h = self._mod(0, b.proj[0](feats[0]), t)
