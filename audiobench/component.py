@@ -30,9 +30,10 @@ class NoBoolNumbers(BaseModel):
 
 
 class Params(NoBoolNumbers):
-    """Parameters of a component; unknown keys are an error, values are immutable, numbers are not booleans."""
+    """Parameters of a component; unknown keys are an error, values are immutable, numbers are not booleans
+    and are finite (``inf`` and ``nan`` are refused: an infinite loss weight trained to NaN silently)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Component:

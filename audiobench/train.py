@@ -32,6 +32,12 @@ def train_suite(suite: Suite, output: str | Path | None = None, device: str = "c
     """Train ``suite``'s classifier, write ``output`` (default ``results/<suite>/classifier/cnn14.pt``) and its JSON."""
     from audiobench.runner import resolve_device
 
+    spec = suite.model.build()
+    if not spec.trainable or "checkpoint" not in type(spec.params).model_fields:
+        raise AudiobenchError(
+            f"audiobench train trains classifiers with a checkpoint (cnn14 family); model '{suite.model.name}' "
+            + ("is trained by `audiobench run` itself (cached, shipped for the embedded suites)" if spec.trainable
+               else "is not trained here (its weights come from model.checkpoint)"))
     dev = resolve_device(device)
     frontend = Frontend(suite.frontend).to(dev)
     dataset = suite.dataset.build()
@@ -42,7 +48,7 @@ def train_suite(suite: Suite, output: str | Path | None = None, device: str = "c
             raise AudiobenchError(f"dataset '{suite.dataset.name}' has no usable clips in split '{split}'")
         splits[split] = clips
     check_splits(splits, suite.dataset.name)
-    trained = train_classifier(suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed,
+    trained = train_classifier(spec, suite.train, splits, frontend, dataset.fingerprint(), suite.seed,
                                dev, progress, init=True)
     out = Path(output) if output else default_output(suite)
     if out.is_dir() or str(output or "").endswith(("/", "\\")):

@@ -329,11 +329,17 @@ class LMACZS(Explainer):
         return self.explain_prompts(x, clf.prompt_embeddings()[target.to(x.device)], ctx)
 
     def explain_prompts(self, x: torch.Tensor, text: torch.Tensor | list[str], ctx: ExplainContext) -> torch.Tensor:
-        """Masks of ``x`` [B, 1, T, F] for any prompts: texts (B strings) or unit-norm embeddings [B, d]."""
+        """Masks of ``x`` [B, 1, T, F] for any prompts: texts (B strings, or one for every clip) or unit-norm
+        embeddings [B, d] (or [1, d] / [d]). Raises ``RuntimeError`` before ``fit``, ``ValueError`` when the
+        number of prompts is neither 1 nor B."""
         if self.decoder is None:
             raise RuntimeError("LMAC-ZS must be fitted before it explains (the runner calls fit)")
         if isinstance(text, list):
             text = zero_shot_model(ctx.model, self.name).embed_text(text)
+        text = text.reshape(-1, text.shape[-1])
+        if len(text) not in (1, len(x)):
+            raise ValueError(f"explain_prompts: {len(text)} prompts for {len(x)} clips (give 1, or one per clip)")
+        text = text.expand(len(x), -1)
         self.decoder.to(x.device).eval()
         with torch.no_grad():
             return self.masks(self.decoder, ctx.model, x, text.to(x.device))

@@ -160,6 +160,10 @@ def test_a_prompt_never_seen_in_training_still_gets_a_mask(trained) -> None:
     assert unseen.shape == x.shape and torch.isfinite(unseen).all()
     assert unseen.min() >= 0 and unseen.max() <= 1
     assert not torch.allclose(unseen, known)  # the prompt conditions the mask
+    one = method.explain_prompts(x, ["a bell"], ctx)  # one prompt for every clip
+    assert torch.allclose(one[0], known[0]) and one.shape == x.shape
+    with pytest.raises(ValueError, match="3 prompts for 2 clips"):
+        method.explain_prompts(x, ["a", "b", "c"], ctx)
     by_target = method.attribute(x, torch.tensor([0, 1]), ctx)
     assert by_target.shape == x.shape
 
@@ -238,6 +242,24 @@ def test_lmac_zs_on_a_softmax_model_is_a_located_validation_error(tmp_path: Path
     path = _suite(tmp_path, model={"name": "cnn14", "width": 4, "depth": 2})
     with pytest.raises(AudiobenchError, match=r"zs.yaml:\d+: .*lmac_zs.* explains similarity models.*cnn14.* is softmax"):
         load_suite(path)
+
+
+@pytest.mark.parametrize(("key", "value"), [("model.silence_anchor", "inf"), ("methods.0.lambda_div", "-inf"),
+                                          ("model.train.lr", "nan"), ("seed", "inf")])
+def test_non_finite_numbers_are_located_validation_errors(tmp_path: Path, key: str, value: str) -> None:
+    """An infinite loss weight trained the embedded model to NaN without a word (accuracy at chance)."""
+    from audiobench.suite.lines import SuiteErrors
+
+    with pytest.raises(SuiteErrors, match=rf"zs.yaml:\d+: {re.escape(key)}: .*(finite|integer)"):
+        load_suite(_suite(tmp_path), [f"{key}={value}"])
+
+
+def test_train_command_refuses_the_embedded_zero_shot_model_in_one_line(tmp_path: Path) -> None:
+    from audiobench.errors import AudiobenchError
+    from audiobench.train import train_suite
+
+    with pytest.raises(AudiobenchError, match="model 'clap_synth' is trained by `audiobench run` itself"):
+        train_suite(load_suite(_suite(tmp_path)), tmp_path / "x.pt", progress=False)
 
 
 def test_lmac_zs_decoder_starts_by_keeping_almost_everything(trained) -> None:

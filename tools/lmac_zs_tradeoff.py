@@ -33,7 +33,7 @@ from audiobench.runner import prepare
 from audiobench.suite import Suite, load_suite
 
 
-def tradeoff(suite: Suite | str, output: Path, limit: int | None = None) -> list[dict[str, float | str]]:
+def tradeoff(suite: Suite | str, output: Path, limit: int | None = None) -> list[dict[str, float | str | bool]]:
     """One record per masking domain of ``suite`` (see the module docstring); ``limit`` clips at most."""
     session = prepare(suite, output=output, limit=limit, progress=False)
     rows = []
@@ -71,7 +71,7 @@ def tradeoff(suite: Suite | str, output: Path, limit: int | None = None) -> list
         off = torch.ones(n, k, dtype=torch.bool)
         off[torch.arange(n), pred] = False
         rows.append({
-            "domain": cell.domain.name, "lambda_l1": p.lambda_l1, "lambda_div": p.lambda_div,
+            "domain": cell.domain.name, "lambda_l1": p.lambda_l1, "lambda_div": p.lambda_div, "gate": p.gate,
             "mm_unrelated": float(keep_l1[off].mean()),
             "sim_err_keep": float(keep_sim[off].mean()), "sim_err_empty": float(empty_sim[off].mean()),
             "div_keep": float(keep_div[off].mean()), "div_empty": float(empty_div[off].mean()),

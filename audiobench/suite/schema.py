@@ -98,7 +98,7 @@ class ExecutorParams(Params):
 
 
 class _Top(NoBoolNumbers):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str
     description: str = ""
     seed: int = 0
