@@ -18,6 +18,7 @@ from audiobench.data.base import SPLITS, ClipSet
 from audiobench.data.integrity import check_splits
 from audiobench.errors import AudiobenchError
 from audiobench.frontend import Frontend
+from audiobench.models.base import ModelSpec
 from audiobench.models.checkpoint import save_checkpoint
 from audiobench.models.training import train_classifier
 from audiobench.suite import Suite
@@ -33,11 +34,12 @@ def train_suite(suite: Suite, output: str | Path | None = None, device: str = "c
     from audiobench.runner import resolve_device
 
     spec = suite.model.build()
-    if not spec.trainable or "checkpoint" not in type(spec.params).model_fields:
-        raise AudiobenchError(
-            f"audiobench train trains classifiers with a checkpoint (cnn14 family); model '{suite.model.name}' "
-            + ("is trained by `audiobench run` itself (cached, shipped for the embedded suites)" if spec.trainable
-               else "is not trained here (its weights come from model.checkpoint)"))
+    if type(spec).train_model is not ModelSpec.train_model:  # a spec that trains its own way (clap_synth)
+        raise AudiobenchError(f"audiobench train writes classifier checkpoints; model '{suite.model.name}' is trained "
+                              "by `audiobench run` itself (cached, shipped for the embedded suites)")
+    if not spec.trainable:
+        raise AudiobenchError(f"audiobench train writes classifier checkpoints; model '{suite.model.name}' is not "
+                              "trained here (its weights come from model.checkpoint)")
     dev = resolve_device(device)
     frontend = Frontend(suite.frontend).to(dev)
     dataset = suite.dataset.build()

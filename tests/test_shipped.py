@@ -108,19 +108,26 @@ def test_the_repository_store_is_intact() -> None:
     assert all(shipped.verify(shipped.REPO_ARTIFACTS / name) == [] for name in stores)
 
 
-def test_synth_zs_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`make demo-zs` on a fresh machine: the zero-shot model and both LMAC-ZS decoders come from the
-    shipped store (their cache keys still match it), so the committed tables are regenerated."""
+def _run_synth_zs_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, methods: tuple[str, ...], metrics: list[str],
+                        limit: int):
+    """``suites/synth_zs.yaml`` reduced to ``methods``, the clean condition and ``metrics``, run on
+    ``limit`` clips from an empty cache and the repository's shipped store."""
     import yaml
 
     monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("AUDIOBENCH_SHIPPED", raising=False)
     suite = yaml.safe_load((ROOT / "suites" / "synth_zs.yaml").read_text())
-    suite["methods"] = [m for m in suite["methods"] if isinstance(m, dict) and m["name"] == "lmac_zs"]
-    suite["contaminations"], suite["metrics"], suite["tables"] = ["none"], ["ai", "mm"], ["main"]
+    suite["methods"] = [m for m in suite["methods"] if isinstance(m, dict) and m["name"] in methods]
+    suite["contaminations"], suite["metrics"], suite["tables"] = ["none"], metrics, ["main"]
     path = tmp_path / "synth_zs.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    manifest = run_suite(path, tmp_path / "run", limit=2, progress=False).manifest
+    return run_suite(path, tmp_path / "run", limit=limit, progress=False)
+
+
+def test_synth_zs_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo-zs` on a fresh machine: the zero-shot model and both LMAC-ZS decoders come from the
+    shipped store (their cache keys still match it), so the committed tables are regenerated."""
+    manifest = _run_synth_zs_clean(tmp_path, monkeypatch, ("lmac_zs",), ["ai", "mm"], limit=2).manifest
     committed = json.loads((ROOT / "results" / "synth_zs" / "manifest.json").read_text())
     assert manifest["classifier"]["shipped"]["store"] == "synth_zs"
     assert manifest["classifier"]["hash"] == committed["classifier"]["hash"]
@@ -135,18 +142,10 @@ def test_shipped_lmac_zs_shuts_masks_off_for_unrelated_prompts(tmp_path: Path, m
     for unrelated prompts than for the predicted one, on average and for most clips; GradCAM++'s does not
     follow the similarity."""
     import pandas as pd
-    import yaml
 
     from audiobench.zeroshot.analysis import prompt_rows, prompt_summary
 
-    monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("AUDIOBENCH_SHIPPED", raising=False)
-    suite = yaml.safe_load((ROOT / "suites" / "synth_zs.yaml").read_text())
-    suite["methods"] = [m for m in suite["methods"] if isinstance(m, dict) and m["name"] in ("lmac_zs", "gradcam_pp")]
-    suite["contaminations"], suite["metrics"], suite["tables"] = ["none"], ["ai", "mm", "similarity"], ["main"]
-    path = tmp_path / "synth_zs.yaml"
-    path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    result = run_suite(path, tmp_path / "run", limit=30, progress=False)
+    result = _run_synth_zs_clean(tmp_path, monkeypatch, ("lmac_zs", "gradcam_pp"), ["ai", "mm", "similarity"], limit=30)
     assert all(c["fit"]["cached"] for c in result.manifest["cells"] if c["method"] == "lmac_zs")
     summary = prompt_summary(prompt_rows(pd.read_parquet(tmp_path / "run" / "per_sample.parquet")))
     lmac = summary[summary["method"] == "lmac_zs"]

@@ -133,7 +133,7 @@ def train_classifier(
     """
     n_classes = len(splits["train"].class_names)
     start_from = None
-    if init and spec.params.checkpoint is not None:
+    if init and getattr(spec.params, "checkpoint", None) is not None:  # a plugin spec may have no checkpoint key
         state = read_checkpoint(spec.params.checkpoint)
         start_from = file_digest(spec.params.checkpoint)
     key = classifier_key(spec, train_params, n_classes, frontend, data_fingerprint, seed, start_from)
