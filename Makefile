@@ -8,11 +8,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.audiobench-installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo demo-zs test latex chromium lint bench clean
+.PHONY: install demo demo-zs test test-fast latex chromium lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev]'
@@ -25,8 +25,11 @@ demo: $(STAMP)
 demo-zs: $(STAMP)  # the zero-shot track (LMAC-ZS) on the embedded data
 	$(BIN)/audiobench run suites/synth_zs.yaml
 
-test: $(STAMP) latex chromium
+test: $(STAMP) latex chromium  # everything, markers included (slow, browser, cluster, latex, pip)
 	$(BIN)/python -m pytest -q -rs
+
+test-fast: $(STAMP)  # the quick subset while you work (under 2 minutes on 2 cores): no training, no browser, no cluster, no LaTeX
+	$(BIN)/python -m pytest -q -rs -m "not slow and not browser and not cluster and not latex and not pip"
 
 latex:  # pdflatex for the LaTeX compile test: installed with apt-get when missing and root
 	@sh tools/ensure_latex.sh

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from audiobench.kernel.version import __version__ as __version__
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from audiobench.runner import RunResult
+    from audiobench.harness.session import RunResult
 
 __all__ = ["load_manifest", "load_run", "render_table", "run", "validate"]
 
@@ -25,21 +25,21 @@ __all__ = ["load_manifest", "load_run", "render_table", "run", "validate"]
 def run(suite: Any, output: Any = None, limit: int | None = None, device: str = "cpu",
         overwrite: bool = False, progress: bool = True) -> RunResult:
     """Run a suite (a path or a parsed :class:`~audiobench.suite.Suite`); see ``audiobench run``."""
-    from audiobench.runner import run_suite
+    from audiobench.harness.runner import run_suite
 
     return run_suite(suite, output, limit, device, overwrite, progress)
 
 
 def load_run(run_dir: Any) -> pd.DataFrame:
     """A finished run's per-sample results as a long DataFrame."""
-    from audiobench.store import load_run as _load
+    from audiobench.store.run_dir import load_run as _load
 
     return _load(run_dir)
 
 
 def load_manifest(run_dir: Any) -> dict:
     """A finished run's manifest (resolved suite, versions, accuracy, timings, skips)."""
-    from audiobench.store import load_manifest as _load
+    from audiobench.store.run_dir import load_manifest as _load
 
     return _load(run_dir)
 
@@ -53,7 +53,7 @@ def render_table(run_dir: Any, fmt: str = "markdown") -> dict[str, str]:
 
 def validate(suite_path: Any) -> list[str]:
     """Problems in a suite file as ``file:line: message`` strings (empty when valid)."""
-    from audiobench.errors import AudiobenchError
+    from audiobench.kernel.errors import AudiobenchError
     from audiobench.suite import SuiteErrors, load_suite
 
     try:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 
 DESCRIPTION = """\
 Benchmark interpretability methods for audio classifiers.
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "list":
-        from audiobench.registry import REGISTRIES
+        from audiobench.contracts.registry import REGISTRIES
 
         for name, obj in REGISTRIES[args.kind].items():
             print(f"{name:<22} {_describe(args.kind, obj)}")
@@ -219,7 +219,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         serve(args.run_dir, args.port, args.listener)
         return 0
     if args.command == "table" and args.compare:
-        from audiobench.compare import render_comparison
+        from audiobench.tables.compare import render_comparison
 
         for text in render_comparison(args.run_dir, args.compare, args.format).values():
             print(text)
@@ -231,7 +231,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(text)
         return 0
     if args.command == "run":
-        from audiobench.runner import run_suite
+        from audiobench.harness.runner import run_suite
         from audiobench.tables import render_run
 
         if args.limit is not None and args.limit < 1:
@@ -240,7 +240,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         suite = load_suite(args.suite, args.overrides) if args.overrides else args.suite
         if args.list_cells:  # no training: the classifier's cache key is all the cell ids need
-            from audiobench.runner import list_cells
+            from audiobench.harness.session import list_cells
 
             for cell, done in list_cells(suite, args.output, args.limit):
                 print(f"{cell.id}\t{'done' if done else 'to do'}")
@@ -259,7 +259,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         import json
 
-        from audiobench.status import run_status
+        from audiobench.store.status import run_status
 
         status = run_status(args.run_dir)
         if args.json:
@@ -269,7 +269,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print("\n".join(status.lines()))
         return 0 if all(s == "done" for s in status.cells.values()) else 3
     if args.command == "score":
-        from audiobench.scoring import score_run
+        from audiobench.harness.scoring import score_run
 
         result = score_run(args.run_dir, args.metrics, args.device, progress=not args.quiet)
         for text in result.tables.values():
@@ -277,8 +277,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print()
         return 0
     if args.command == "train":
+        from audiobench.harness.train import train_suite
         from audiobench.suite import load_suite
-        from audiobench.train import train_suite
 
         path, info = train_suite(load_suite(args.suite, args.overrides, training=True), args.output, args.device, progress=not args.quiet)
         acc = ", ".join(f"{k} {100 * v:.1f}%" for k, v in info["accuracy"].items())

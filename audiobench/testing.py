@@ -6,7 +6,7 @@
 
 It builds a tiny CNN14 and a batch of tones, then checks, in both masking domains, what the harness
 relies on: the method is registered under its name, its parameters validate, ``explain`` returns an
-:class:`~audiobench.explanation.Explanation` whose mask is shaped like the input, finite and in
+:class:`~audiobench.contracts.explanation.Explanation` whose mask is shaped like the input, finite and in
 [0, 1], rows are explained independently of their batch-mates (a batch equals its rows one by one,
 up to float rounding, for deterministic methods), the same seed gives the same explanation, and
 parts, removals and side outputs have one row per explained row. Trainable methods are fitted on a
@@ -22,13 +22,13 @@ from typing import Any
 
 import torch
 
+from audiobench.contracts.domains import Mel, Stft2Mel
+from audiobench.contracts.explanation import Explanation
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
-from audiobench.domains import Mel, Stft2Mel
-from audiobench.explanation import Explanation
-from audiobench.frontend import Frontend, FrontendParams
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
 from audiobench.models.cnn14 import Cnn14
-from audiobench.registry import METHODS
 
 
 def _tones(n: int, classes: int, sample_rate: int = 16000, seconds: float = 0.5) -> ClipSet:

@@ -96,10 +96,10 @@ class Bench:
     """The shared setup: a classifier of the quickstart's shape, a domain model, N synthetic clips."""
 
     def __init__(self, device: str, clips: int, seed: int = 0):
-        from audiobench._malloc import tune_allocator
-        from audiobench.cells import explain_rows
-        from audiobench.domains import Stft2Mel
-        from audiobench.frontend import Frontend
+        from audiobench.contracts.domains import Stft2Mel
+        from audiobench.contracts.frontend import Frontend
+        from audiobench.harness.cells import explain_rows
+        from audiobench.kernel.malloc import tune_allocator
         from audiobench.methods.base import DomainModel
         from audiobench.models.cnn14 import Cnn14
 
@@ -118,9 +118,9 @@ class Bench:
 
     def method(self, name: str) -> Any:
         """The method ``name`` with the quickstart's parameters (trainable ones: a one-epoch fit)."""
+        from audiobench.contracts.registry import METHODS
         from audiobench.data.base import ClipSet
         from audiobench.methods.base import FitContext
-        from audiobench.registry import METHODS
 
         method = METHODS.get(name)(METHOD_PARAMS.get(name, {}))
         if method.trainable:
@@ -148,7 +148,7 @@ class Bench:
 def synth_waves(n: int, seconds: float = 2.0, per_class: int | None = None) -> torch.Tensor:
     """``n`` clips of the synthetic dataset (10 classes), its test split repeated when n exceeds it
     (``per_class``: clips per class generated, by default enough for ``n`` up to 100)."""
-    from audiobench.registry import DATASETS
+    from audiobench.contracts.registry import DATASETS
 
     per_class = per_class or max(5, min(50, math.ceil(n / 2)))
     clips = DATASETS.get("synth")({"classes": 10, "clips_per_class": per_class, "seconds": seconds}).load("test", 16000)
@@ -159,10 +159,10 @@ def synth_waves(n: int, seconds: float = 2.0, per_class: int | None = None) -> t
 # 1 ---------------------------------------------------------------------------------------------
 def engine_vs_floor(b: Bench) -> dict[str, Any]:
     """Scoring N clips with AI AD AG FF Fid-In (p(X) included) against the three batched passes."""
-    from audiobench.engine import score_rows
-    from audiobench.explanation import Explanation
-    from audiobench.registry import METRICS
-    from audiobench.targets import TargetParams
+    from audiobench.contracts.explanation import Explanation
+    from audiobench.contracts.registry import METRICS
+    from audiobench.contracts.targets import TargetParams
+    from audiobench.harness.engine import score_rows
 
     g = torch.Generator().manual_seed(1)
     mask = (torch.rand(b.x.shape, generator=g) ** 2).to(b.dev)
@@ -286,9 +286,9 @@ def cell_batched_vs_loop(b: Bench, names: list[str], methods: dict[str, Any], cl
                          loop_clips: int) -> list[dict[str, Any]]:
     """One cell end to end (represent, explain, score every metric) per clip: batches of ``batch_size``
     (ours) against one clip at a time (the reference code), per method."""
-    from audiobench.engine import evaluate_batch
-    from audiobench.registry import METRICS
-    from audiobench.targets import TargetParams
+    from audiobench.contracts.registry import METRICS
+    from audiobench.contracts.targets import TargetParams
+    from audiobench.harness.engine import evaluate_batch
 
     metrics = [METRICS.get(m) for m in ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"]]
     waves = b.waves[:clips].to(b.dev)
@@ -335,12 +335,12 @@ def rows_throughput(b: Bench, sizes: tuple[int, ...] = (1, 5, 25, 50, 64, 128)) 
 # 5 ---------------------------------------------------------------------------------------------
 def _memory_child(n: int, device: str, method: str) -> None:
     """In a fresh process: one cell of ``method`` on ``n`` clips, as the runner runs it; prints peak memory."""
-    from audiobench.cells import Cell, evaluate_cell
+    from audiobench.contracts.registry import METRICS
+    from audiobench.contracts.targets import TargetParams
     from audiobench.data.base import ClipSet
-    from audiobench.masks import write_masks
-    from audiobench.registry import METRICS
+    from audiobench.harness.cells import Cell, evaluate_cell
+    from audiobench.store.masks import write_masks
     from audiobench.suite.schema import ComponentSpec
-    from audiobench.targets import TargetParams
 
     b = Bench(device, 10)
     waves = synth_waves(n, per_class=10)  # the same 20 clips tiled: data generation costs the same for every n
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_child is not None:
         _memory_child(args.memory_child, args.device, args.memory_method)
         return 0
-    from audiobench.registry import METHODS
+    from audiobench.contracts.registry import METHODS
 
     only = {int(s) if s.isdigit() else s for s in args.only.split(",")}
     clips = 20 if args.quick else 100

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiobench._malloc import tune_allocator
-from audiobench.cells import explain_rows
+from audiobench.contracts.domains import Stft2Mel
+from audiobench.contracts.frontend import Frontend
+from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
-from audiobench.domains import Stft2Mel
-from audiobench.frontend import Frontend
+from audiobench.harness.cells import explain_rows
+from audiobench.kernel.malloc import tune_allocator
 from audiobench.methods.base import DomainModel, ExplainContext, FitContext
 from audiobench.metrics.complexity import complexity, sparseness
 from audiobench.models.cnn14 import Cnn14
-from audiobench.registry import METHODS
 
 QUICKSTART_PARAMS = {
     "smoothgrad": {"n_samples": 25, "stdev": 0.15},

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from audiobench.nmf import random_init, sparse_nmf
+from audiobench.kernel.nmf import random_init, sparse_nmf
 
 
 def _time(fn) -> tuple[float, object]:

@@ -1,8 +1,8 @@
 """A complete method in one file: occlusion of time windows (Zeiler & Fergus, 2014), for audio.
 
 Load it from a suite with ``plugins: [time_occlusion.py]`` and name it under ``methods:``;
-``python -c "from audiobench.registry import load_plugin_file; load_plugin_file('examples/time_occlusion.py');
-from audiobench.testing import check_method; print(check_method('time_occlusion'))"`` checks it.
+``python -c "from audiobench.api import load_plugin_file, check_method; load_plugin_file('examples/time_occlusion.py');
+print(check_method('time_occlusion'))"`` checks it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
-from audiobench.registry import METHODS
+from audiobench.api import METHODS, ExplainContext, Explainer, ExplainerParams
 
 
 @METHODS.register("time_occlusion")

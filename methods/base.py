@@ -13,16 +13,16 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
-from audiobench.component import Component, Params
+from audiobench.contracts.component import Component, Params
+from audiobench.contracts.domains import Domain
+from audiobench.contracts.explanation import Explanation
+from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
-from audiobench.domains import Domain
-from audiobench.errors import AudiobenchError
-from audiobench.explanation import Explanation
-from audiobench.frontend import Frontend
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.shipped import restore
 from audiobench.methods.blocks import blocks_problem  # the one range rule, also what validate checks
 from audiobench.models.base import AudioClassifier
-from audiobench.shipped import restore
 
 
 class DomainModel(nn.Module):

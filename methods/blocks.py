@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 
 _CONV_BLOCK = re.compile(r"^conv_block(\d+)$")
 

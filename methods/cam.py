@@ -13,10 +13,10 @@ import torch
 from captum import attr
 from pydantic import Field
 
-from audiobench.errors import AudiobenchError
+from audiobench.contracts.registry import METHODS
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from audiobench.methods.blocks import layer_index
-from audiobench.registry import METHODS
 
 
 class CamParams(ExplainerParams):

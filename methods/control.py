@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from audiobench.contracts.registry import METHODS
 from audiobench.methods.base import ExplainContext, Explainer
-from audiobench.registry import METHODS
 
 
 @METHODS.register("random")

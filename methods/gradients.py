@@ -7,8 +7,8 @@ import torch
 from captum import attr
 from pydantic import Field
 
+from audiobench.contracts.registry import METHODS
 from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
-from audiobench.registry import METHODS
 
 
 @METHODS.register("saliency")

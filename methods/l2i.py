@@ -41,9 +41,11 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from audiobench.cache import atomic_write_bytes, stable_hash
-from audiobench.explanation import Explanation, MaskParts
-from audiobench.fitting import TermMeans, fit_epochs
+from audiobench.contracts.explanation import Explanation, MaskParts
+from audiobench.contracts.registry import METHODS
+from audiobench.kernel.cache import atomic_write_bytes, stable_hash
+from audiobench.kernel.fitting import TermMeans, fit_epochs
+from audiobench.kernel.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
 from audiobench.methods.base import (
     DomainModel,
     ExplainContext,
@@ -55,8 +57,6 @@ from audiobench.methods.base import (
 )
 from audiobench.methods.blocks import blocks_problem
 from audiobench.models.base import AudioClassifier
-from audiobench.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
-from audiobench.registry import METHODS
 
 L2I_CODE_VERSION = 1  # bump when training changes the interpreter
 NMF_CODE_VERSION = 1  # bump when dictionary learning changes W

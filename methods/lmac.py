@@ -31,9 +31,10 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from audiobench.component import Params
+from audiobench.contracts.component import Params
+from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
-from audiobench.fitting import TermMeans, fit_epochs
+from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
     DomainModel,
     ExplainContext,
@@ -43,7 +44,6 @@ from audiobench.methods.base import (
     classifier_blocks,
 )
 from audiobench.methods.blocks import blocks_problem
-from audiobench.registry import METHODS
 
 LMAC_CODE_VERSION = 1  # bump when training changes the weights
 

@@ -19,7 +19,7 @@ Training (audio and text encoders frozen), for a batch of B clips X_j with capti
 
 with unit-norm embeddings (f: the audio encoder and its projection). The paper writes sums; means
 make the lambdas independent of the batch size. Captions come from the training clips
-(:mod:`audiobench.zeroshot.captions`), never from the evaluation prompts. Explaining, the decoder
+(:mod:`audiobench.data.captions`), never from the evaluation prompts. Explaining, the decoder
 is conditioned on the prompt of the target class (by default the model's prediction).
 """
 
@@ -37,10 +37,12 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
+from audiobench.data.captions import captions
 from audiobench.data.clotho import Clotho
-from audiobench.errors import AudiobenchError
-from audiobench.fitting import TermMeans, fit_epochs
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
     DomainModel,
     ExplainContext,
@@ -52,8 +54,6 @@ from audiobench.methods.base import (
 from audiobench.methods.blocks import blocks_problem
 from audiobench.methods.lmac import LmacDecoder, _Versions, _with_augmentation
 from audiobench.models.zeroshot import ZeroShotClassifier
-from audiobench.registry import METHODS
-from audiobench.zeroshot.captions import captions
 
 #: A caption source: (clip indices [B], generator) -> one caption per clip.
 Captions = Callable[[torch.Tensor, torch.Generator], list[str]]

@@ -14,13 +14,13 @@ from typing import Literal
 
 import torch
 
-from audiobench.groundtruth import GroundTruth
+from audiobench.contracts.groundtruth import GroundTruth
+from audiobench.contracts.registry import METRICS
 from audiobench.models.base import OUTPUT_KINDS, OutputKind, probabilities
-from audiobench.registry import METRICS
 
 # what a metric reads: the mask; the model's outputs on X, M*X and (1-M)*X; the engine's removal
 # passes (``Explanation.removals``); an interpreter's own scores; a part count; ground truth (the clean
-# target and contaminant of each clip, :mod:`audiobench.groundtruth`); a listenable domain (``audio``)
+# target and contaminant of each clip, :mod:`audiobench.contracts.groundtruth`); a listenable domain (``audio``)
 Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio"]
 NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio")
 
@@ -178,10 +178,10 @@ def register_metric(
 ) -> Callable[[Callable[[MetricInputs], torch.Tensor]], Metric]:
     """Decorator registering a per-row metric function under ``name`` with its direction.
 
-    Raises :class:`~audiobench.errors.AudiobenchError` for an unknown ``needs`` entry or a name
+    Raises :class:`~audiobench.kernel.errors.AudiobenchError` for an unknown ``needs`` entry or a name
     already registered to another function.
     """
-    from audiobench.errors import AudiobenchError
+    from audiobench.kernel.errors import AudiobenchError
 
     for need in needs:
         if need not in NEEDS:

@@ -1,5 +1,5 @@
 """L2I's own evaluation (Parekh et al., journal version sec. IV-C, Tables IV-V), for any method whose
-:class:`~audiobench.explanation.Explanation` carries components.
+:class:`~audiobench.contracts.explanation.Explanation` carries components.
 
 The metrics declare what they need; the engine writes no rows for a method that cannot provide it
 (a method without components) and lists the metric under the cell's ``not_applicable``. t is, as

@@ -1,6 +1,6 @@
 """Localisation against ground truth: does the mask sit on the target event? (datasets with clean targets)
 
-The ideal binary mask I (target-dominated bins, :mod:`audiobench.groundtruth`) of each clip's own
+The ideal binary mask I (target-dominated bins, :mod:`audiobench.contracts.groundtruth`) of each clip's own
 event is the reference; none of the papers could compute these (their data has no clean targets).
 An audio precedent: Bolaños et al. 2025 compare faithfulness with an event-time ground truth.
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from audiobench.kernel.stats import average_ranks
 from audiobench.metrics.base import MetricInputs, register_metric
-from audiobench.stats import average_ranks
 
 _EPS = 1e-12
 
@@ -37,7 +37,7 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """ROC-AUC per row of ``scores`` against binary ``labels`` [B, ...] -> [B] float64.
 
     Mann-Whitney: (sum of the positives' ranks - P (P + 1) / 2) / (P N), average ranks for ties
-    (:func:`audiobench.stats.average_ranks`, batched on the device), equal to sklearn's ``roc_auc_score``;
+    (:func:`audiobench.kernel.stats.average_ranks`, batched on the device), equal to sklearn's ``roc_auc_score``;
     for float16-valued scores in [0, 1] (the masks the engine scores) the same sum from per-row
     histograms, without sorting. NaN where a row has no positive or no negative.
     """

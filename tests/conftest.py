@@ -41,3 +41,22 @@ def write_suite(tmp_path: Path):
         return path
 
     return write
+
+
+# Markers (pyproject.toml lists them; `make test-fast` leaves slow, browser, cluster, latex and pip out).
+# Whole modules that train a classifier or run suites are slow; a test anywhere else that does is
+# marked where it is written (@pytest.mark.slow). Tests that take the `browser` fixture are browser tests.
+SLOW_MODULES = {
+    "test_shipped", "test_executors", "test_sanity_stage", "test_run", "test_resume", "test_suite_properties",
+    "test_zeroshot", "test_report_listen", "test_roar", "test_snr", "test_plugin", "test_l2i", "test_lmac",
+    "test_cell_and_score", "test_clotho", "test_msclap", "test_randomisation", "test_list_cells", "test_sampling",
+    "test_fitting", "test_output_kinds", "test_localisation", "test_packaging",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from audiobench.cli import main
-from audiobench.masks import read_masks
-from audiobench.registry import load_plugin_file
-from audiobench.store import RunStore, load_manifest, load_run
+from audiobench.contracts.registry import load_plugin_file
+from audiobench.store.masks import read_masks
+from audiobench.store.run_dir import RunStore, load_manifest, load_run
 
 SUITE = {
     "name": "cells",
@@ -120,7 +120,7 @@ def test_plugin_files_load_under_a_name_every_process_agrees_on(tmp_path: Path) 
 def test_log8_keeps_zeros_and_ones_exact_and_values_within_its_stated_error() -> None:
     import torch
 
-    from audiobench.masks import LOG8_FLOOR, decode, encode
+    from audiobench.store.masks import LOG8_FLOOR, decode, encode
 
     m = torch.cat([torch.tensor([0.0, 1.0, LOG8_FLOOR, 5e-7]), torch.logspace(-6, 0, 1000), torch.rand(1000)])
     code = encode(m, "log8")

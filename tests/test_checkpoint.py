@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.data.base import ClipSet
-from audiobench.errors import AudiobenchError
-from audiobench.frontend import Frontend, FrontendParams
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.checkpoint import checkpoint_shape, read_checkpoint, save_checkpoint
 from audiobench.models.cnn14 import Cnn14, Cnn14Spec
 from audiobench.models.training import get_classifier

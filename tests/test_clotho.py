@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from audiobench.data.clotho import CaptionedClips, Clotho
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 
 SR = 16000
 
@@ -82,12 +82,12 @@ def test_missing_files_name_the_path_and_where_to_get_clotho(tmp_path: Path) -> 
 def test_lmac_zs_trains_on_clotho_captions_never_on_class_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``lmac_zs`` with ``clotho: ROOT`` (the paper's "(CT)" rows) reads its training and validation
     pairs from Clotho: every caption it embeds is one of Clotho's, none is generated from the classes."""
+    from audiobench.contracts.frontend import Frontend, FrontendParams
+    from audiobench.contracts.registry import DOMAINS
     from audiobench.data.synth import SynthDataset
-    from audiobench.frontend import Frontend, FrontendParams
     from audiobench.methods.base import DomainModel, FitContext
     from audiobench.methods.lmac_zs import LMACZS
     from audiobench.models.clap_synth import ClapSynthSpec
-    from audiobench.registry import DOMAINS
 
     monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
     captions = _tree(tmp_path / "clotho")

@@ -9,10 +9,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from audiobench.contracts.registry import CONTAMINATIONS
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Mixture, NoContamination, WhiteNoise, mix_at_snr, peak_normalise
-from audiobench.errors import AudiobenchError
-from audiobench.registry import CONTAMINATIONS
+from audiobench.kernel.errors import AudiobenchError
 
 SR = 8000
 LENGTH = 4000

@@ -15,7 +15,7 @@ from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Mixture, WhiteNoise, sample_rng
 from audiobench.data.esc50 import ESC50
 from audiobench.data.noise_folder import NoiseFolder, excerpt
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from tests.fakedata import make_esc50
 
 SR = 8000

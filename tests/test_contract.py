@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiobench.errors import AudiobenchError
-from audiobench.explanation import Explanation
+from audiobench.contracts.explanation import Explanation
+from audiobench.contracts.registry import METHODS, METRICS
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import Explainer
-from audiobench.registry import METHODS, METRICS
 from audiobench.testing import check_method
 
 
@@ -58,8 +58,8 @@ def test_the_one_file_example_method_passes_the_contract_and_runs_in_a_suite(tmp
     import yaml
 
     from audiobench.cli import main
-    from audiobench.registry import load_plugin_file
-    from audiobench.store import load_run
+    from audiobench.contracts.registry import load_plugin_file
+    from audiobench.store.run_dir import load_run
 
     example = Path(__file__).resolve().parent.parent / "examples" / "time_occlusion.py"
     assert len(example.read_text().splitlines()) < 60

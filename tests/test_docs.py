@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiobench.frontend import FrontendParams
-from audiobench.registry import REGISTRIES
+from audiobench.contracts.frontend import FrontendParams
+from audiobench.contracts.registry import REGISTRIES
+from audiobench.contracts.targets import TargetParams
 from audiobench.suite import TOP_LEVEL_KEYS, AudioParams, MaskParams, TrainParams
 from audiobench.suite.schema import ExecutorParams
 from audiobench.tables import TableSpec
-from audiobench.targets import TargetParams
 
 DOC = (Path(__file__).resolve().parent.parent / "suites" / "README.md").read_text()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiobench.domains import Mel, Stft2Mel
-from audiobench.frontend import Frontend, FrontendParams
-from audiobench.registry import DOMAINS
+from audiobench.contracts.domains import Mel, Stft2Mel
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.contracts.registry import DOMAINS
 
 SR = 16000
 

@@ -18,18 +18,18 @@ import torch
 import yaml
 
 from audiobench.cli import main
-from audiobench.errors import AudiobenchError
-from audiobench.runlock import cells_lock, run_lock
-from audiobench.runner import run_suite
-from audiobench.status import run_status
-from audiobench.store import RunStore, load_manifest, load_run
+from audiobench.harness.runner import run_suite
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.store.lock import cells_lock, run_lock
+from audiobench.store.run_dir import RunStore, load_manifest, load_run
+from audiobench.store.status import run_status
 from audiobench.suite import load_suite
 from audiobench.suite.schema import ExecutorParams
 
 FAILING_PLUGIN = '''
 import os
 from audiobench.methods.base import Explainer
-from audiobench.registry import METHODS
+from audiobench.contracts.registry import METHODS
 
 
 @METHODS.register("fragile")
@@ -58,7 +58,11 @@ SUITE = {
     "metrics": ["ai", "ad", "ff", "fid_in", "sps", "comp", "ff_l2i", "n_components"],
     "audio": {"n": 1},
     "plugins": ["fragile.py"],
+    # after the cells, whatever executor ran them (audiobench.harness.finish.AFTER_CELLS)
+    "sanity": {"randomisation": {"domain": "stft2mel", "clips": 3, "methods": ["Saliency"]},
+               "roar": {"domain": "mel", "methods": ["Saliency"], "fractions": [0.5], "seeds": 1, "epochs": 1}},
 }
+SANITY_TABLES = ["sanity_randomisation.md", "sanity_randomisation.csv", "sanity_roar.md", "sanity_roar.csv"]
 KEY = ["domain", "contamination", "row", "sample_id", "target", "metric"]
 N_CELLS = 2 * 2 * 4
 
@@ -103,6 +107,8 @@ def _same_results(run: Path, reference: Path) -> None:
     assert tables and tables == sorted(p.name for p in (run / "tables").iterdir())
     for name in tables:
         assert (run / "tables" / name).read_text() == (reference / "tables" / name).read_text(), name
+    assert set(SANITY_TABLES) <= set(tables)  # the sanity stage ran after the cells, on every executor
+    assert set(load_manifest(run)["sanity"]) >= {"randomisation", "roar"}
 
 
 def test_local_workers_give_the_sequential_results(suite_file: Path, sequential: Path, tmp_path: Path) -> None:
@@ -119,6 +125,8 @@ def test_local_workers_give_the_sequential_results(suite_file: Path, sequential:
     assert all(c["resumed"] for c in result.manifest["cells"])
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_submitit_local_executor_gives_the_sequential_results(suite_file: Path, sequential: Path, tmp_path: Path) -> None:
     pytest.importorskip("submitit")
     out = tmp_path / "submitit"
@@ -129,6 +137,8 @@ def test_submitit_local_executor_gives_the_sequential_results(suite_file: Path, 
     assert list((out / "submitit").glob("*/*_log.out"))  # the jobs ran through submitit, logs in the run dir
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_ray_local_instance_gives_the_sequential_results_and_resumes_any_executor(
     suite_file: Path, sequential: Path, tmp_path: Path
 ) -> None:
@@ -181,7 +191,7 @@ def test_a_failed_cell_is_reported_and_rerun_alone(suite_file: Path, sequential:
 
 
 def test_status_reports_each_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from audiobench.cache import atomic_write_json
+    from audiobench.kernel.cache import atomic_write_json
 
     root = tmp_path / "run"
     ids = ["a__none__x__1", "b__none__x__2", "c__none__x__3", "d__none__x__4", "e__none__x__5"]
@@ -263,3 +273,21 @@ def test_command_line_executor_flags_override_the_suite_section(tmp_path: Path) 
         params("--executor", "local", "--address", "auto")
     with pytest.raises(AudiobenchError, match="--workers must be at least 1"):
         params("--workers", "0")
+
+
+@pytest.mark.slow
+def test_quickstart_sanity_with_workers_writes_the_sanity_tables(tmp_path: Path) -> None:
+    """The shipped suite with ``--workers 2``: the after-cell stages run as in the sequential loop
+    (they were skipped by every executor but the in-process loop). Cut down by ``--limit`` and
+    ``--set`` so that ROAR retrains twice; the classifier and L-MAC come from the shipped artefacts."""
+    out = tmp_path / "qs"
+    sets = ["sanity.roar.fractions=[0.5]", "sanity.roar.seeds=1", "sanity.roar.epochs=1", "sanity.randomisation.clips=4",
+            "sanity.plots.clips=1", "methods=[saliency, {name: gradcam, layer: last}, random]",
+            "sanity.roar.methods=[GradCAM]", "contaminations=[none]"]
+    args = ["run", str(Path(__file__).resolve().parent.parent / "suites" / "quickstart_sanity.yaml"), "-o", str(out), "-q", "--workers", "2", "--limit", "10"]
+    assert main([*args, *[a for s in sets for a in ("--set", s)]]) == 0
+    tables = {p.name for p in (out / "tables").iterdir()}
+    assert set(SANITY_TABLES) <= tables
+    manifest = load_manifest(out)
+    assert manifest["executor"]["workers"] == 2 and set(manifest["sanity"]) >= {"randomisation", "roar", "plots"}
+    assert "GradCAM" in (out / "tables" / "sanity_roar.md").read_text()

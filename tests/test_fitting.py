@@ -1,4 +1,4 @@
-"""The shared epoch loop (audiobench/fitting.py) and the cached fit of trainable methods."""
+"""The shared epoch loop (audiobench/kernel/fitting.py) and the cached fit of trainable methods."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from audiobench.fitting import TermMeans, fit_epochs
+from audiobench.kernel.fitting import TermMeans, fit_epochs
 
 
 def scripted(values: list[float], key: str = "valid_loss"):

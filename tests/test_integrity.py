@@ -16,7 +16,7 @@ from audiobench.data.audio_folder import AudioFolder
 from audiobench.data.base import ClipSet
 from audiobench.data.esc50 import ESC50, UrbanSound8K
 from audiobench.data.integrity import check_splits
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from tests.fakedata import make_us8k
 
 SR = 8000

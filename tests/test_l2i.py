@@ -13,8 +13,9 @@ import soundfile as sf
 import torch
 import yaml
 
-from audiobench.domains import Mel, Stft2Mel
-from audiobench.frontend import Frontend, FrontendParams
+from audiobench.contracts.domains import Mel, Stft2Mel
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.harness.runner import run_suite
 from audiobench.methods.base import DomainModel, ExplainContext, FitContext, classifier_blocks
 from audiobench.methods.l2i import (
     L2I,
@@ -26,7 +27,6 @@ from audiobench.metrics.base import MetricInputs, compute_inputs
 from audiobench.metrics.faithfulness import fid_in
 from audiobench.metrics.l2i import ff_l2i, ff_l2i_random, fidelity_top1, fidelity_top5, n_components
 from audiobench.models.cnn14 import Cnn14
-from audiobench.runner import run_suite
 from audiobench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ def test_l2i_metrics_do_not_apply_without_what_they_need() -> None:
 
 
 def test_ff_metrics_aggregate_by_median() -> None:
-    from audiobench.registry import METRICS
+    from audiobench.contracts.registry import METRICS
 
     assert METRICS.get("ff_l2i").aggregation == "median"
     assert METRICS.get("ff_l2i_random").aggregation == "median"
@@ -299,11 +299,11 @@ def test_per_class_dictionary_stacks_class_components(tmp_path: Path) -> None:
 def test_engine_keeps_side_outputs_of_the_finite_rows_only() -> None:
     """evaluate_batch scores the explanation's side outputs row by row, minus rows with a non-finite map,
     and runs the removal passes only for metrics that need them."""
-    from audiobench.engine import evaluate_batch
-    from audiobench.explanation import Explanation
+    from audiobench.contracts.explanation import Explanation
+    from audiobench.contracts.registry import METRICS
+    from audiobench.contracts.targets import TargetParams
+    from audiobench.harness.engine import evaluate_batch
     from audiobench.methods.base import Explainer
-    from audiobench.registry import METRICS
-    from audiobench.targets import TargetParams
 
     class Counting(Explainer):
         def explain(self, x, target, ctx):
@@ -415,11 +415,11 @@ def test_run_writes_each_relevant_component_as_audio(l2i_run) -> None:
 
 def test_a_clip_without_relevant_components_writes_no_component_audio(tmp_path: Path) -> None:
     """n_components = 0 is a legitimate outcome: no relevance exceeds rt when every contribution is <= 0."""
-    from audiobench.cells import Cell, evaluate_cell
+    from audiobench.contracts.registry import METRICS
+    from audiobench.contracts.targets import TargetParams
     from audiobench.data.base import ClipSet
-    from audiobench.registry import METRICS
+    from audiobench.harness.cells import Cell, evaluate_cell
     from audiobench.suite import ComponentSpec
-    from audiobench.targets import TargetParams
 
     method, model = toy_l2i("stft2mel", rt=0.2)
     n = 6

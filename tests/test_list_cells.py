@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audiobench.cache import cache_dir
 from audiobench.cli import main
-from audiobench.runner import list_cells, prepare, run_cell
+from audiobench.harness.session import list_cells, prepare, run_cell
+from audiobench.kernel.cache import cache_dir
 
 FRONT = {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32}
 MODELS = {

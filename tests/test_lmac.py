@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from audiobench.contracts.domains import Mel, Stft2Mel
+from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Mixture
-from audiobench.domains import Mel, Stft2Mel
-from audiobench.frontend import Frontend, FrontendParams
 from audiobench.methods import lmac as lmac_module
 from audiobench.methods.base import DomainModel, ExplainContext, FitContext
 from audiobench.methods.lmac import LMAC, LmacParams, cct_gate, finetune_loss, masking_loss, oracle_mask
@@ -225,7 +225,7 @@ def test_finetune_starts_from_the_trained_decoder_and_is_cached(trained) -> None
 
 
 def test_block_choice_is_shared_with_l2i_and_refuses_blocks_the_classifier_lacks() -> None:
-    from audiobench.errors import AudiobenchError
+    from audiobench.kernel.errors import AudiobenchError
     from audiobench.methods.base import classifier_blocks
     from audiobench.methods.l2i import L2I
 

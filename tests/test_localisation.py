@@ -7,18 +7,18 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from audiobench.contracts.domains import Mel, Stft2Mel
+from audiobench.contracts.explanation import Explanation
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.contracts.groundtruth import batch_truth
+from audiobench.contracts.registry import METRICS
+from audiobench.contracts.targets import TargetParams
 from audiobench.data.contaminations import Mixture
 from audiobench.data.synth import SynthDataset as Synth
-from audiobench.domains import Mel, Stft2Mel
-from audiobench.engine import score_rows
-from audiobench.explanation import Explanation
-from audiobench.frontend import Frontend, FrontendParams
-from audiobench.groundtruth import batch_truth
+from audiobench.harness.engine import score_rows
 from audiobench.methods.base import DomainModel
 from audiobench.metrics.localisation import mass_fraction, roc_auc, si_sdr
 from audiobench.models.cnn14 import Cnn14Spec
-from audiobench.registry import METRICS
-from audiobench.targets import TargetParams
 
 SR = 16000
 GT = ["gt_mass", "gt_auc", "sisdr_target", "sisdr_contaminant"]

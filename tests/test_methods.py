@@ -13,13 +13,13 @@ import torch
 from captum import attr as captum_attr
 from torch import nn
 
-from audiobench.domains import Domain, Mel, Stft2Mel
-from audiobench.frontend import Frontend, FrontendParams
+from audiobench.contracts.domains import Domain, Mel, Stft2Mel
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.contracts.registry import METHODS
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, to_mask
 from audiobench.methods.cam import gradcam_pp_weights
 from audiobench.models.base import AudioClassifier
 from audiobench.models.cnn14 import Cnn14
-from audiobench.registry import METHODS
 
 SR = 16000
 N_MELS = 16

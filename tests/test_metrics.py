@@ -14,12 +14,12 @@ import pytest
 import quantus
 import torch
 
-from audiobench.errors import AudiobenchError
+from audiobench.contracts.registry import METRICS
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.metrics import MetricInputs, compute_inputs, register_metric
 from audiobench.metrics import complexity as cx
 from audiobench.metrics import faithfulness as fa
 from audiobench.metrics.complexity import complexity, sparseness
-from audiobench.registry import METRICS
 
 
 def _inputs(
@@ -351,7 +351,7 @@ def test_registering_a_metric_name_twice_is_an_error(monkeypatch: pytest.MonkeyP
 DEGENERATE = """
 import torch
 from audiobench.methods import Explainer
-from audiobench.registry import METHODS
+from audiobench.contracts.registry import METHODS
 
 
 @METHODS.register("ones_map")
@@ -376,7 +376,7 @@ class Overshoot(Explainer):
     needs_gradients = False
     signed_maps = False  # claims masks, returns values in [-0.5, 1.5]
     def explain(self, x, target, ctx):
-        from audiobench.explanation import Explanation
+        from audiobench.contracts.explanation import Explanation
         return Explanation(torch.linspace(-0.5, 1.5, x[0].numel()).view_as(x[0]).expand_as(x).clone())
 """
 
@@ -385,7 +385,7 @@ def test_identity_mask_scores_no_increase_at_any_batch_size_and_nan_rows_stay(wr
     import pandas as pd
 
     from audiobench.cli import main
-    from audiobench.store import load_manifest, load_run
+    from audiobench.store.run_dir import load_manifest, load_run
 
     (tmp_path / "maps.py").write_text(DEGENERATE)
     results = {}

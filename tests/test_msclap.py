@@ -19,9 +19,9 @@ import transformers  # the `clap` extra, also in `dev`
 from torch import nn
 
 from audiobench.cli import main
-from audiobench.domains import Mel, Stft2Mel
-from audiobench.errors import AudiobenchError
-from audiobench.frontend import Frontend, FrontendParams
+from audiobench.contracts.domains import Mel, Stft2Mel
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.base import probabilities
 from audiobench.models.msclap import MsClap, MsClapSpec, map_key
 
@@ -342,7 +342,7 @@ def test_validate_names_every_missing_path_and_where_to_get_it(suite: str, capsy
 
 def test_esc50_zs_suite_runs_end_to_end_on_a_tiny_clap_and_compares_with_the_paper(
         files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from audiobench.store import load_run
+    from audiobench.store.run_dir import load_run
     from tests.fakedata import make_clotho, make_esc50, make_speech_folder
 
     root = make_esc50(tmp_path / "ESC-50", sr=SR, seconds=0.5)

@@ -1,4 +1,4 @@
-"""Sparse NMF (audiobench.nmf): known answers, monotone objectives, nimfa as the oracle of the plain case."""
+"""Sparse NMF (audiobench.kernel.nmf): known answers, monotone objectives, nimfa as the oracle of the plain case."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiobench.nmf import chunk_frames, learn_class_dictionaries, random_init, sparse_nmf
+from audiobench.kernel.nmf import chunk_frames, learn_class_dictionaries, random_init, sparse_nmf
 
 
 def planted(f: int = 60, k: int = 5, n: int = 400, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

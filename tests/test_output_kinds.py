@@ -10,10 +10,10 @@ import torch
 import yaml
 
 from audiobench.cli import main
-from audiobench.domains import Mel
-from audiobench.frontend import Frontend
-from audiobench.registry import DATASETS, MODELS, load_plugin_file
-from audiobench.store import load_manifest, load_run
+from audiobench.contracts.domains import Mel
+from audiobench.contracts.frontend import Frontend
+from audiobench.contracts.registry import DATASETS, MODELS, load_plugin_file
+from audiobench.store.run_dir import load_manifest, load_run
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy_models.py"
 

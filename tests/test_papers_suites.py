@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from audiobench.cli import main
-from audiobench.errors import AudiobenchError
-from audiobench.store import load_run
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.store.run_dir import load_run
 from audiobench.suite import apply_overrides, load_suite
 from tests.fakedata import make_esc50, make_speech_folder
 from tests.test_audio_files import _write_bad_files
@@ -148,7 +148,7 @@ def test_audio_folder_suite_with_name_labels_and_speaker_split_at_8k(tmp_path: P
 
 
 def test_reference_rows_match_our_labels_and_datasets_cite_their_source(capsys) -> None:
-    from audiobench.compare import norm_label, select
+    from audiobench.tables.compare import norm_label, select
 
     assert norm_label("Smoothgrad") == norm_label("SmoothGrad") and norm_label("Gradcam") == norm_label("GradCAM")
     assert norm_label("Guided Gradcam") == norm_label("Guided GradCAM") and norm_label("IG") == norm_label("IG")

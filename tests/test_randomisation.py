@@ -12,13 +12,13 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from audiobench.domains import Mel
-from audiobench.frontend import Frontend, FrontendParams
+from audiobench.contracts.domains import Mel
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.contracts.registry import METHODS, MODELS, load_plugin_file
 from audiobench.methods.base import DomainModel, ExplainContext
 from audiobench.methods.gradients import Saliency
 from audiobench.models.base import AudioClassifier
 from audiobench.models.cnn14 import Cnn14Spec
-from audiobench.registry import METHODS, MODELS, load_plugin_file
 from audiobench.sanity.randomisation import cascading_randomisation, layer_groups
 from audiobench.sanity.similarity import spearman, ssim
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from audiobench.data.audio_folder import AudioFolder
 from audiobench.data.esc50 import ESC50, UrbanSound8K
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from tests.fakedata import make_esc50, make_speech_folder, make_us8k
 
 

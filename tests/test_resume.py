@@ -16,18 +16,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from audiobench.cache import cache_dir
-from audiobench.errors import AudiobenchError
-from audiobench.faults import KILL_ENV
-from audiobench.runlock import run_lock
-from audiobench.runner import run_suite
-from audiobench.store import load_run
+from audiobench.harness.runner import run_suite
+from audiobench.kernel.cache import cache_dir
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.faults import KILL_ENV
+from audiobench.store.lock import run_lock
+from audiobench.store.run_dir import load_run
 
 FIT_TOY = '''
 import torch
-from audiobench.fitting import fit_epochs
+from audiobench.kernel.fitting import fit_epochs
 from audiobench.methods import Explainer
-from audiobench.registry import METHODS
+from audiobench.contracts.registry import METHODS
 
 
 class _Gain(torch.nn.Module):
@@ -163,7 +163,7 @@ def test_run_killed_while_training_the_classifier(crash_dir: Path, tmp_path: Pat
 def test_two_runs_on_one_directory_are_refused(crash_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "busy"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom audiobench.runlock import run_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom audiobench.store.lock import run_lock\n"
          "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n", str(out)],
         stdout=subprocess.PIPE, text=True)
     try:

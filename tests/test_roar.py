@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiobench.domains import Mel
-from audiobench.frontend import Frontend, FrontendParams
+from audiobench.contracts.domains import Mel
+from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.models.cnn14 import Cnn14Spec
 from audiobench.sanity.roar import removal_mask, roar_curve
 

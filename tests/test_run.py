@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from audiobench.engine import AUX_METRICS
-from audiobench.errors import AudiobenchError
-from audiobench.runner import run_suite
-from audiobench.store import COLUMNS, load_run
+from audiobench.harness.engine import AUX_METRICS
+from audiobench.harness.runner import run_suite
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.store.run_dir import COLUMNS, load_run
 from audiobench.tables import render_run
 
 METRICS = ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"]
@@ -134,7 +134,7 @@ def test_limit_evaluates_first_clips(write_suite, tmp_path: Path) -> None:
 PLUGIN = '''
 import torch
 from audiobench.methods import Explainer
-from audiobench.registry import METHODS
+from audiobench.contracts.registry import METHODS
 
 
 @METHODS.register("broken_map")
@@ -171,7 +171,7 @@ def test_nan_and_zero_maps_are_recorded_skips(write_suite, tmp_path: Path) -> No
 SILENT_DATASET = '''
 import torch
 from audiobench.data.base import ClipSet, Dataset
-from audiobench.registry import DATASETS
+from audiobench.contracts.registry import DATASETS
 
 
 @DATASETS.register("silent_some")
@@ -203,7 +203,7 @@ def test_silent_clip_is_a_recorded_skip(write_suite, tmp_path: Path) -> None:
 EMPTY_DATASET = '''
 import torch
 from audiobench.data.base import ClipSet, Dataset
-from audiobench.registry import DATASETS
+from audiobench.contracts.registry import DATASETS
 
 
 @DATASETS.register("empty_set")
@@ -236,7 +236,7 @@ TRAINABLE = '''
 import json
 import torch
 from audiobench.methods import Explainer
-from audiobench.registry import METHODS
+from audiobench.contracts.registry import METHODS
 
 CALLS = []
 
@@ -281,7 +281,7 @@ def test_trainable_methods_fit_once_per_domain_and_cache(write_suite, tmp_path: 
 
 
 def test_method_folders_are_unique_within_a_suite() -> None:
-    from audiobench.cells import method_folders
+    from audiobench.store.audio import method_folders
     from audiobench.suite import ComponentSpec
 
     rows = [("gradcam", None), ("gradcam_pp", "GradCAM++"), ("gradcam", "GradCAM"), ("random", "Input"), ("lmac", "L-MAC, FT, λg=4")]

@@ -10,8 +10,8 @@ import torch
 
 from audiobench.data.base import ClipSet
 from audiobench.data.sampling import select_clips
-from audiobench.runner import run_suite
-from audiobench.store import load_run
+from audiobench.harness.runner import run_suite
+from audiobench.store.run_dir import load_run
 
 
 def _sorted_by_class(sizes: list[int]) -> ClipSet:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import TINY_SUITE
 
-from audiobench.runner import run_suite
+from audiobench.harness.runner import run_suite
 
 SANITY = {
     "metrics": ["ai", "ff", "gt_mass", "gt_auc", "sisdr_target", "sisdr_contaminant"],
@@ -83,7 +83,7 @@ def test_second_run_resumes_everything(sanity_run):
 
 
 def test_score_recomputes_localisation_from_kept_masks_and_keeps_the_sanity_record(sanity_run):
-    from audiobench.scoring import score_run
+    from audiobench.harness.scoring import score_run
 
     _, run, first = sanity_run
     before = pd.read_parquet(run / "per_sample.parquet")

@@ -1,4 +1,4 @@
-"""Shipped artefacts (audiobench/shipped.py): content-pinned trained weights served on a cache miss."""
+"""Shipped artefacts (audiobench/kernel/shipped.py): content-pinned trained weights served on a cache miss."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from audiobench import shipped
-from audiobench.cache import cache_dir
-from audiobench.errors import AudiobenchError
+from audiobench.harness.runner import run_suite
+from audiobench.kernel import shipped
+from audiobench.kernel.cache import cache_dir
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import FitContext
-from audiobench.runner import run_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +143,7 @@ def test_shipped_lmac_zs_shuts_masks_off_for_unrelated_prompts(tmp_path: Path, m
     follow the similarity."""
     import pandas as pd
 
-    from audiobench.zeroshot.analysis import prompt_rows, prompt_summary
+    from audiobench.tables.prompts import prompt_rows, prompt_summary
 
     result = _run_synth_zs_clean(tmp_path, monkeypatch, ("lmac_zs", "gradcam_pp"), ["ai", "mm", "similarity"], limit=30)
     assert all(c["fit"]["cached"] for c in result.manifest["cells"] if c["method"] == "lmac_zs")

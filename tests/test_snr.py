@@ -15,8 +15,8 @@ import torch
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Mixture, WhiteNoise, effective_snr_db, mix_at_snr
 from audiobench.data.noise_folder import NoiseFolder
-from audiobench.errors import AudiobenchError
-from audiobench.runner import run_suite
+from audiobench.harness.runner import run_suite
+from audiobench.kernel.errors import AudiobenchError
 
 SR = 8000
 

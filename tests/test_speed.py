@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from audiobench.explanation import Explanation, MaskParts
-from audiobench.masks import concat, encoded_explanation, read_masks, write_masks
+from audiobench.contracts.explanation import Explanation, MaskParts
 from audiobench.metrics.complexity import _GINI_EPS, sparseness
+from audiobench.store.masks import concat, encoded_explanation, read_masks, write_masks
 
 
 def _sparseness_torch_sort(a: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.suite import SuiteErrors, load_suite
 
 BAD = """\
@@ -105,7 +105,7 @@ def test_missing_plugin_file_is_located(write_suite) -> None:
 
 def test_plugin_redefining_a_builtin_is_an_error(write_suite, tmp_path) -> None:
     (tmp_path / "dup.py").write_text(
-        "from audiobench.methods import Explainer\nfrom audiobench.registry import METHODS\n\n"
+        "from audiobench.methods import Explainer\nfrom audiobench.contracts.registry import METHODS\n\n"
         "@METHODS.register('saliency')\nclass Mine(Explainer):\n    '''mine'''\n"
     )
     got = messages("name: x\ndataset: synth\nmethods: [saliency]\nplugins: [dup.py]\n", write_suite)

@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.suite import Suite, SuiteErrors, load_suite
 
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,
@@ -111,7 +111,7 @@ def parse(tmp_path: Path, suite: Any) -> Suite | SuiteErrors:
 
 def assert_geometry_works(suite: Suite) -> None:
     """Push a clip of the suite's length through everything whose shapes validate checked."""
-    from audiobench.frontend import Frontend
+    from audiobench.contracts.frontend import Frontend
     from audiobench.methods.base import DomainModel, ExplainContext
 
     frontend = Frontend(suite.frontend)
@@ -220,7 +220,7 @@ def test_mutated_suites_are_refused_at_a_line(suite: dict[str, Any], mutation: t
 @RUNS
 @given(suite=suites(tiny=True))
 def test_valid_tiny_suites_run(suite: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
-    from audiobench.runner import run_suite
+    from audiobench.harness.runner import run_suite
 
     tmp = tmp_path_factory.mktemp("prop")
     parsed = parse(tmp, suite)

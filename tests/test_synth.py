@@ -9,11 +9,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from audiobench.contracts.registry import DATASETS
 from audiobench.data import synth
 from audiobench.data.base import SPLITS, ClipSet
 from audiobench.data.synth import CLASS_NAMES, GENERATORS, SynthDataset, generate_item, split_counts
-from audiobench.errors import AudiobenchError
-from audiobench.registry import DATASETS
+from audiobench.kernel.errors import AudiobenchError
 
 SR = 16000
 SMALL = {"classes": 4, "clips_per_class": 10, "seconds": 1.0}

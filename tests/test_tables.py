@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.tables import (
     Table,
     TableSpec,
@@ -369,11 +369,13 @@ def _compile(tmp_path: Path, tables: list[str]) -> str:
     return (tmp_path / "doc.log").read_text(errors="replace")
 
 
+@pytest.mark.latex
 def test_latex_compiles(tmp_path):
     log = _compile(tmp_path, [to_latex(nasty_table())])
     assert "Missing character" not in log
 
 
+@pytest.mark.latex
 def test_committed_latex_tables_compile(tmp_path):
     assert len(COMMITTED_TEX) >= 4  # the quickstart's main and l2i tables, clean and mixture
     log = _compile(tmp_path, [p.read_text(encoding="utf-8") for p in COMMITTED_TEX])

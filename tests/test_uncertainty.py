@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from audiobench.stats import bootstrap_ci, half_width, paired_wilcoxon
+from audiobench.kernel.stats import bootstrap_ci, half_width, paired_wilcoxon
 from audiobench.tables import TableSpec, build_tables, to_csv, to_latex, to_markdown
 
 INFO = {"AI": {"display": "AI", "higher_is_better": True, "aggregation": "mean"},

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from audiobench.cli import main
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.suite import SuiteErrors, load_suite
 
 
@@ -99,7 +99,7 @@ audio: {n: 0}
 
 
 def test_empty_mel_filters_refused_at_frontend_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from audiobench._torchaudio import AF
+    from audiobench.kernel.torchaudio_shim import AF
 
     path = tmp_path / "suite.yaml"
     path.write_text(EMPTY_MEL)
@@ -157,8 +157,8 @@ def test_gradcam_valid_layers_pass(layer: str, tmp_path: Path, capsys: pytest.Ca
 
 def test_gradcam_layer_checked_at_run_time_too() -> None:
     """A Suite built in Python skips `validate`; the explainer still refuses layer 0 in one line."""
-    from audiobench.domains import Mel
-    from audiobench.frontend import Frontend
+    from audiobench.contracts.domains import Mel
+    from audiobench.contracts.frontend import Frontend
     from audiobench.methods.base import DomainModel, ExplainContext
     from audiobench.methods.cam import GradCAM
     from audiobench.models.cnn14 import Cnn14

@@ -13,19 +13,19 @@ import torch
 import yaml
 from torch.nn import functional as F
 
+from audiobench.contracts.frontend import Frontend, FrontendParams
+from audiobench.contracts.registry import DOMAINS
+from audiobench.data.captions import TRAINING_TEMPLATES, captions
 from audiobench.data.speech_synth import SpeechSynth
 from audiobench.data.synth import CLASS_NAMES, SynthDataset
-from audiobench.frontend import Frontend, FrontendParams
 from audiobench.methods.base import DomainModel, ExplainContext
 from audiobench.methods.lmac_zs import LMACZS, lmac_zs_loss
 from audiobench.models.clap_synth import ClapSynthSpec, clap_loss, silence_anchor_loss
+from audiobench.models.text import words
 from audiobench.models.training import get_classifier
-from audiobench.registry import DOMAINS
 from audiobench.suite import load_suite
 from audiobench.suite.schema import TrainParams
-from audiobench.zeroshot.analysis import prompt_rows, prompt_summary
-from audiobench.zeroshot.captions import TRAINING_TEMPLATES, captions
-from audiobench.zeroshot.text import words
+from audiobench.tables.prompts import prompt_rows, prompt_summary
 
 FRONT = {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32}
 CLASSES = 4
@@ -201,8 +201,8 @@ def _suite(tmp_path: Path, **over) -> Path:
 
 
 def test_zero_shot_run_explains_every_prompt_keeps_decisions_in_the_table_and_plots(tmp_path: Path) -> None:
-    from audiobench.runner import run_suite
-    from audiobench.store import load_run
+    from audiobench.harness.runner import run_suite
+    from audiobench.store.run_dir import load_run
 
     result = run_suite(_suite(tmp_path), tmp_path / "run", progress=False)
     frame = load_run(result.run_dir)
@@ -237,7 +237,7 @@ def test_decision_table_filters_rows_of_other_targets(tmp_path: Path) -> None:
 
 
 def test_lmac_zs_on_a_softmax_model_is_a_located_validation_error(tmp_path: Path) -> None:
-    from audiobench.errors import AudiobenchError
+    from audiobench.kernel.errors import AudiobenchError
 
     path = _suite(tmp_path, model={"name": "cnn14", "width": 4, "depth": 2})
     with pytest.raises(AudiobenchError, match=r"zs.yaml:\d+: .*lmac_zs.* explains similarity models.*cnn14.* is softmax"):
@@ -255,8 +255,8 @@ def test_non_finite_numbers_are_located_validation_errors(tmp_path: Path, key: s
 
 
 def test_train_command_refuses_the_embedded_zero_shot_model_in_one_line(tmp_path: Path) -> None:
-    from audiobench.errors import AudiobenchError
-    from audiobench.train import train_suite
+    from audiobench.harness.train import train_suite
+    from audiobench.kernel.errors import AudiobenchError
 
     with pytest.raises(AudiobenchError, match="model 'clap_synth' is trained by `audiobench run` itself"):
         train_suite(load_suite(_suite(tmp_path)), tmp_path / "x.pt", progress=False)
@@ -304,7 +304,7 @@ def test_similarity_gate_moves_mask_logits_by_a_learnt_increasing_map(trained) -
 
 def test_a_methods_code_version_enters_its_cells_hashes_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stored LMAC-ZS cell of an older decoder is recomputed, not resumed; other cells keep their hashes."""
-    from audiobench.cells import expand_cells
+    from audiobench.harness.cells import expand_cells
 
     suite = load_suite(_suite(tmp_path))
     before = {c.method.name: c.hash for c in expand_cells(suite, {"x": 1})}

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from audiobench.errors import AudiobenchError
+from audiobench.harness.session import prepare
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import ExplainContext
 from audiobench.methods.lmac_zs import LMACZS, zero_shot_model
-from audiobench.runner import prepare
 from audiobench.suite import Suite, load_suite
 
 

@@ -30,9 +30,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiobench._torchaudio import AF
-from audiobench.cache import stable_hash
 from audiobench.data.base import SILENCE_DBFS, ClipSet, Skip
+from audiobench.kernel.cache import stable_hash
+from audiobench.kernel.torchaudio_shim import AF
 
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg")
 _DECLARED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)

@@ -29,6 +29,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from audiobench.contracts.registry import DATASETS
 from audiobench.data.audio import AUDIO_EXTENSIONS, Item, list_audio
 from audiobench.data.base import SPLITS, Skip
 from audiobench.data.files import (
@@ -40,8 +41,7 @@ from audiobench.data.files import (
     check_fractions,
     read_csv,
 )
-from audiobench.errors import AudiobenchError
-from audiobench.registry import DATASETS
+from audiobench.kernel.errors import AudiobenchError
 
 SPLIT_NAMES = {
     "train": "train", "training": "train",

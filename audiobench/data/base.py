@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from audiobench.component import Component
+from audiobench.contracts.component import Component
 
 SPLITS = ("train", "valid", "test")
 SILENCE_DBFS = -80.0  # RMS level (dB re full scale 1.0) below which a clip or noise excerpt counts as silent

@@ -32,8 +32,8 @@ from pydantic import Field
 from audiobench.data.audio import Item
 from audiobench.data.base import ClipSet
 from audiobench.data.files import LINE, FileDataset, FileParams, Index, read_csv
-from audiobench.errors import AudiobenchError
-from audiobench.shipped import sha256
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.shipped import sha256
 
 CAPTION_COLUMNS = tuple(f"caption_{i}" for i in range(1, 6))
 SPLIT_FOLDERS = {"train": "development", "valid": "validation", "test": "evaluation"}

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from audiobench.component import Component, Params
+from audiobench.contracts.component import Component, Params
+from audiobench.contracts.registry import CONTAMINATIONS
 from audiobench.data.base import ClipSet, Skip, rms_dbfs
-from audiobench.errors import AudiobenchError
-from audiobench.registry import CONTAMINATIONS
+from audiobench.kernel.errors import AudiobenchError
 
 
 def sample_rng(seed: int, salt: str, sample_id: str) -> np.random.Generator:

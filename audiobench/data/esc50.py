@@ -21,10 +21,10 @@ from pathlib import Path
 
 from pydantic import Field
 
+from audiobench.contracts.registry import DATASETS
 from audiobench.data.audio import Item
 from audiobench.data.files import LINE, FileDataset, FileParams, Index, fold_params, read_csv
-from audiobench.errors import AudiobenchError
-from audiobench.registry import DATASETS
+from audiobench.kernel.errors import AudiobenchError
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 US8K_COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")

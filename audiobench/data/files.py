@@ -18,12 +18,12 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from audiobench.cache import stable_hash
-from audiobench.component import Params
+from audiobench.contracts.component import Params
 from audiobench.data.audio import Item, cached, load_items
 from audiobench.data.base import SPLITS, ClipSet, Dataset, Skip
 from audiobench.data.integrity import index_problems
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.cache import stable_hash
+from audiobench.kernel.errors import AudiobenchError
 
 
 @dataclass

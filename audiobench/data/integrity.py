@@ -17,7 +17,7 @@ from pathlib import Path
 
 from audiobench.data.audio import Item
 from audiobench.data.base import SPLITS, ClipSet
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 
 
 def _where(it: Item) -> str:

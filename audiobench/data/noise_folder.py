@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from audiobench.contracts.registry import CONTAMINATIONS
 from audiobench.data.audio import AUDIO_EXTENSIONS, UnusableAudio, list_audio, read_audio, resample
 from audiobench.data.base import SILENCE_DBFS, ClipSet
 from audiobench.data.contaminations import Contamination, MixParams, _Mixing, sample_rng
-from audiobench.errors import AudiobenchError
-from audiobench.registry import CONTAMINATIONS
+from audiobench.kernel.errors import AudiobenchError
 
 MAX_DRAWS = 32  # files tried per clip before giving up (all unusable)
 SOURCES = "WHAM! noise is at http://wham.whisper.ai/, LJ-Speech at https://keithito.com/LJ-Speech-Dataset/"

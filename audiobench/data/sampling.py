@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from audiobench.cache import stable_hash
 from audiobench.data.base import ClipSet
 from audiobench.data.files import allocate
+from audiobench.kernel.cache import stable_hash
 
 
 def select_clips(clips: ClipSet, limit: int | None, seed: int) -> tuple[ClipSet, dict[str, Any]]:

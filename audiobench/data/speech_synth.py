@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from audiobench.contracts.registry import CONTAMINATIONS
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Contamination, MixParams, _Mixing, sample_rng
-from audiobench.registry import CONTAMINATIONS
 
 #: Formant frequencies (Hz) and bandwidths of five vowels (adult male averages).
 VOWELS = np.array([[730, 1090, 2440], [530, 1840, 2480], [270, 2290, 3010], [570, 840, 2410], [300, 870, 2240]], float)

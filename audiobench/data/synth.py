@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from audiobench.component import Params as _BaseParams
+from audiobench.contracts.component import Params as _BaseParams
+from audiobench.contracts.registry import DATASETS
 from audiobench.data.base import SPLITS, ClipSet, Dataset
-from audiobench.errors import AudiobenchError
-from audiobench.registry import DATASETS
+from audiobench.kernel.errors import AudiobenchError
 
 #: Bump when generation changes, so cached results keyed on ``fingerprint()`` are invalidated.
 GENERATOR_VERSION = 1

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.listen.trials import ANCHOR, REFERENCE
 
 SCREEN_SCORE = 90  # the hidden reference should be rated at least this...
@@ -57,9 +57,9 @@ def mos_frame(ratings: pd.DataFrame) -> pd.DataFrame:
 
 def render_mos(run_dir: str | Path, fmt: str | None = None) -> str:
     """The MOS table of ``run_dir``'s listening test as Markdown (default), CSV or LaTeX."""
-    from audiobench.store import load_manifest
+    from audiobench.store.records import read_manifest
 
-    manifest = load_manifest(run_dir)
+    manifest = read_manifest(run_dir)
     ratings = load_ratings(run_dir)
     if ratings.empty:
         raise AudiobenchError(f"the listening test of {run_dir} has no ratings yet")
@@ -67,10 +67,9 @@ def render_mos(run_dir: str | Path, fmt: str | None = None) -> str:
     n_listeners = ratings["listener"].nunique()
     frame = mos_frame(kept) if not kept.empty else pd.DataFrame(columns=["stimulus", "condition", "n", "mean",
                                                                           "ci_low", "ci_high"])
-    display = manifest.get("display", {}).get("contamination", {})
-    conditions = [c for c in dict.fromkeys(c["contamination"] for c in manifest["cells"]) if c in set(ratings["condition"])]
-    order = list((manifest.get("order") or {}).get("row") or [])
-    anchor_row = next((c["row"] for c in manifest["cells"] if c["method"] == "random"), "Random")
+    conditions = [c for c in dict.fromkeys(c.contamination for c in manifest.cells) if c in set(ratings["condition"])]
+    order = list(manifest.order.get("row") or [])
+    anchor_row = next((c.row for c in manifest.cells if c.method == "random"), "Random")
     methods = [m for m in order if m in set(ratings["stimulus"])] + sorted(
         set(ratings["stimulus"]) - set(order) - {REFERENCE, ANCHOR})
     stimuli = [*methods, REFERENCE, ANCHOR]
@@ -95,7 +94,7 @@ def render_mos(run_dir: str | Path, fmt: str | None = None) -> str:
         v = cell.loc[(s, c)]
         return f"{v['mean']:.1f}" + ("" if np.isnan(v["ci_low"]) else f" ± {(v['ci_high'] - v['ci_low']) / 2:.1f}")
 
-    headers = ["Method", *(f"MOS ({display.get(c, c)})" for c in conditions)]
+    headers = ["Method", *(f"MOS ({manifest.display_name('contamination', c)})" for c in conditions)]
     body = [[names.get(s, s), *(text(s, c) for c in conditions)] for s in stimuli]
     if fmt == "latex":
         from audiobench.tables import latex_escape

@@ -74,9 +74,9 @@ def connect(db: Path) -> sqlite3.Connection:
 
 
 def init_db(db: Path, trials: list[Trial]) -> None:
-    """Create the tables and record the trial definitions; raises :class:`audiobench.errors.AudiobenchError`
+    """Create the tables and record the trial definitions; raises :class:`audiobench.kernel.errors.AudiobenchError`
     when the database holds another definition of a trial (the run changed after ratings were given)."""
-    from audiobench.errors import AudiobenchError
+    from audiobench.kernel.errors import AudiobenchError
 
     conn = connect(db)
     try:
@@ -213,7 +213,7 @@ def serve(run_dir: str | Path, port: int = 8765, listener: str | None = None) ->
 
     from werkzeug.serving import make_server
 
-    from audiobench.errors import AudiobenchError
+    from audiobench.kernel.errors import AudiobenchError
 
     if not 0 <= port <= 65535:
         raise AudiobenchError(f"--port must be from 0 to 65535, got {port}")

@@ -13,9 +13,8 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 
 REFERENCE = "reference"  # the hidden reference: the input clip
 ANCHOR = "anchor"  # the random control's interpretation
@@ -60,33 +59,28 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
     interpretations (no ``audio/`` of a listenable domain, or ``audio.n: 0``)."""
     import pandas as pd
 
-    from audiobench.cells import method_folders
-    from audiobench.data.ids import file_stem
     from audiobench.report.build import interpretation_name, is_listenable
-    from audiobench.store import load_manifest, load_run
+    from audiobench.store.ids import file_stem
+    from audiobench.store.records import read_manifest
+    from audiobench.store.run_dir import load_run
 
     run = Path(run_dir)
-    manifest = load_manifest(run)
-    suite = manifest.get("suite", {})
-    classes = [str(c) for c in manifest.get("classes", [])]
-    prompts = manifest.get("prompts") or manifest.get("classifier", {}).get("prompts") or suite.get("model", {}).get("prompts")
+    manifest = read_manifest(run)
+    classes = [str(c) for c in manifest.classes]
+    prompts = manifest.class_prompts
     prompts = [str(p) for p in prompts] if isinstance(prompts, list) and len(prompts) == len(classes) else None
-    suite_methods = suite.get("methods", [])
-    folders = dict(zip([m.get("label") or m["name"] for m in suite_methods],
-                       method_folders([SimpleNamespace(label=m.get("label"), name=m["name"]) for m in suite_methods]),
-                       strict=True))
-    display = manifest.get("display", {}).get("contamination", {})
-    listenable = [d for d in dict.fromkeys(c["domain"] for c in manifest["cells"]) if is_listenable(d)]
+    folders = manifest.suite.method_folders()
+    listenable = [d for d in dict.fromkeys(c.domain for c in manifest.cells) if is_listenable(d)]
     if not listenable:
         raise AudiobenchError(f"{run}: no listenable domain (e.g. stft2mel) in this run: nothing to listen to")
     domain = listenable[0]
     frame = load_run(run)
     preds = frame[(frame["domain"] == domain) & (frame["metric"] == "pred_orig")]
     pred_of = preds.groupby(["contamination", "sample_id"])["value"].first()
-    selection = manifest.get("selection", {}).get("sample_ids", [])
+    selection = manifest.evaluated_ids
     trials: list[Trial] = []
-    for condition in dict.fromkeys(c["contamination"] for c in manifest["cells"] if c["domain"] == domain):
-        cells = [c for c in manifest["cells"] if (c["domain"], c["contamination"]) == (domain, condition)]
+    for condition in dict.fromkeys(c.contamination for c in manifest.cells_of(domain)):
+        cells = manifest.cells_of(domain, condition)
         input_dir = run / "audio" / condition / "input"
         for sid in selection:
             wav = input_dir / f"{file_stem(sid)}.wav"
@@ -95,16 +89,16 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
             pred = int(pred_of[(condition, sid)])
             stimuli = {REFERENCE: wav.relative_to(run).as_posix()}
             for cell in cells:
-                folder = run / "audio" / condition / folders.get(cell["row"], "\x00")
-                name = interpretation_name(folder, sid, pred, classes) if cell["row"] in folders else None
+                folder = run / "audio" / condition / folders.get(cell.row, "\x00")
+                name = interpretation_name(folder, sid, pred, classes) if cell.row in folders else None
                 path = folder / f"{file_stem(name)}.wav" if name is not None else None
                 if path is not None:
-                    stimuli[ANCHOR if cell["method"] == ANCHOR_METHOD else cell["row"]] = path.relative_to(run).as_posix()
+                    stimuli[ANCHOR if cell.method == ANCHOR_METHOD else cell.row] = path.relative_to(run).as_posix()
             if len(stimuli) < 2:
                 continue
             label = classes[pred] if pred < len(classes) else str(pred)
             trials.append(Trial(
-                id=f"t{len(trials) + 1:03d}", condition=condition, condition_label=str(display.get(condition, condition)),
+                id=f"t{len(trials) + 1:03d}", condition=condition, condition_label=manifest.display_name("contamination", condition),
                 sample_id=sid, predicted=f"{label} (prompt: {prompts[pred]})" if prompts else label,
                 reference=stimuli[REFERENCE], stimuli=stimuli,
             ))

@@ -22,14 +22,14 @@ def export_webmushra(run_dir: str | Path, folder: str | Path) -> Path:
     """Write ``folder/<run>.yaml`` (webMUSHRA config) and ``folder/audio/`` (the trials' WAVs); returns the YAML path.
 
     Audio paths in the file are ``configs/<folder name>/audio/...``: copy ``folder`` into webMUSHRA's ``configs/``
-    and open ``?config=<folder name>/<run>.yaml``. Raises :class:`audiobench.errors.AudiobenchError` when the run
+    and open ``?config=<folder name>/<run>.yaml``. Raises :class:`audiobench.kernel.errors.AudiobenchError` when the run
     has nothing to listen to.
     """
-    from audiobench.store import load_manifest
+    from audiobench.store.records import read_manifest
 
     run, out = Path(run_dir), Path(folder)
     trials = load_trials(run)
-    name = str(load_manifest(run).get("suite", {}).get("name", run.name))
+    name = read_manifest(run).suite.name or run.name
     audio = out / "audio"
     audio.mkdir(parents=True, exist_ok=True)
     base = f"configs/{out.name}/audio"

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from audiobench.component import Component
-from audiobench.errors import AudiobenchError
+from audiobench.contracts.component import Component
+from audiobench.kernel.errors import AudiobenchError
 
 if TYPE_CHECKING:
-    from audiobench.domains import Domain
-    from audiobench.frontend import Frontend
+    from audiobench.contracts.domains import Domain
+    from audiobench.contracts.frontend import Frontend
 
 OutputKind = Literal["softmax", "sigmoid", "similarity"]
 OUTPUT_KINDS: tuple[OutputKind, ...] = ("softmax", "sigmoid", "similarity")

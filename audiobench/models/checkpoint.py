@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from audiobench.cache import atomic_write_bytes, atomic_write_json
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json
+from audiobench.kernel.errors import AudiobenchError
 
 IGNORED_PREFIXES = ("spectrogram_extractor.", "logmel_extractor.")
 PANNS_URL = "https://zenodo.org/record/3987831"

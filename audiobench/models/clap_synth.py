@@ -2,9 +2,9 @@
 
 A dual encoder (Elizalde et al. 2023, CLAP): a CNN14-family audio encoder whose last layer
 projects into a shared space of ``dim`` dimensions, a small word encoder
-(:mod:`audiobench.zeroshot.text`) projecting into the same space, and a learned temperature. It is
+(:mod:`audiobench.models.text`) projecting into the same space, and a learned temperature. It is
 trained with CLAP's symmetric cross-entropy (LMAC-ZS paper eq. 2) on the dataset's training clips
-paired with generated captions (:mod:`audiobench.zeroshot.captions`: names, pitch, motion, rhythm,
+paired with generated captions (:mod:`audiobench.data.captions`: names, pitch, motion, rhythm,
 loudness; mixtures captioned with both events). Each batch holds one clip of every class (in-batch
 negatives are never the same event). Silence (an all-zero input, what an empty mask leaves) rides in
 every batch and is pulled to score each caption as the batch's unrelated clips do
@@ -27,19 +27,19 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
-from audiobench.component import Params
+from audiobench.contracts.component import Params
+from audiobench.contracts.frontend import Frontend
+from audiobench.contracts.registry import MODELS
 from audiobench.data.base import ClipSet
+from audiobench.data.captions import all_training_phrases, captions
 from audiobench.data.contaminations import peak_normalise
-from audiobench.fitting import TermMeans, fit_epochs
-from audiobench.frontend import Frontend
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.kernel.fitting import TermMeans, fit_epochs
+from audiobench.kernel.shipped import restore
 from audiobench.models.base import ModelSpec
 from audiobench.models.cnn14 import Cnn14
+from audiobench.models.text import Tokenizer, WordEncoder, build_vocabulary
 from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts
-from audiobench.registry import MODELS
-from audiobench.shipped import restore
-from audiobench.zeroshot.captions import all_training_phrases, captions
-from audiobench.zeroshot.text import Tokenizer, WordEncoder, build_vocabulary
 
 CLAP_SYNTH_CODE_VERSION = 1  # bump when training changes the weights
 MAX_LOGIT_SCALE = 100.0  # CLAP clamps 1 / temperature at 100

@@ -13,10 +13,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from audiobench.component import Params
-from audiobench.errors import AudiobenchError
+from audiobench.contracts.component import Params
+from audiobench.contracts.registry import MODELS
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.base import AudioClassifier, ModelSpec
-from audiobench.registry import MODELS
 
 
 class ConvBlock(nn.Module):

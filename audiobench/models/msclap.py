@@ -55,16 +55,16 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from audiobench.component import Params
-from audiobench.errors import AudiobenchError
+from audiobench.contracts.component import Params
+from audiobench.contracts.registry import MODELS
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.base import ModelSpec
 from audiobench.models.cnn14 import Cnn14
 from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts
-from audiobench.registry import MODELS
 
 if TYPE_CHECKING:
-    from audiobench.domains import Domain
-    from audiobench.frontend import Frontend
+    from audiobench.contracts.domains import Domain
+    from audiobench.contracts.frontend import Frontend
 
 CLAP_URL = "https://zenodo.org/record/8378278 (CLAP_weights_2022.pth; also https://huggingface.co/microsoft/msclap)"
 BERT_URL = ("https://huggingface.co/google-bert/bert-base-uncased (config.json, vocab.txt, tokenizer_config.json; "

@@ -10,13 +10,14 @@ from typing import Any
 
 import torch
 
-from audiobench.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.contracts.domains import Mel
+from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import peak_normalise
-from audiobench.domains import Mel
-from audiobench.errors import AudiobenchError
-from audiobench.fitting import TermMeans, fit_epochs
-from audiobench.frontend import Frontend
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.fitting import TermMeans, fit_epochs
+from audiobench.kernel.shipped import restore
 from audiobench.models.base import AudioClassifier, ModelSpec
 from audiobench.models.checkpoint import (
     checkpoint_shape,
@@ -27,7 +28,6 @@ from audiobench.models.checkpoint import (
     read_sidecar,
 )
 from audiobench.models.cnn14 import Cnn14Spec
-from audiobench.shipped import restore
 
 TRAINING_CODE_VERSION = 2  # bump when training changes in a way that changes the weights
 

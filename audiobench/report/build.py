@@ -18,9 +18,7 @@ import json
 import re
 import shutil
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +28,7 @@ import soundfile as sf
 import torch
 
 from audiobench.report.images import IMAGE_SIZE, MASK_CMAP, SPEC_CMAP, colorbar_png, to_grid, write_pngs
+from audiobench.store.records import Manifest, read_manifest
 
 TEMPLATE = Path(__file__).with_name("template.html")
 CLIP_COLUMNS = ("p_orig", "pred_orig", "y_true")  # per-clip facts the rows repeat for every method
@@ -71,20 +70,16 @@ def markdown_table_html(text: str) -> str:
             f"<tbody>{body}</tbody></table>")
 
 
-def _display(manifest: Mapping, column: str, key: str) -> str:
-    return str(manifest.get("display", {}).get(column, {}).get(key, key))
-
-
 def _round(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(f"{value:.4g}")
 
 
 def interpretation_name(folder: Path, sample_id: str, target: int, classes: list[str]) -> str | None:
-    """The name (before :func:`audiobench.data.ids.file_stem`) of the WAV of a (clip, target) row's interpretation
+    """The name (before :func:`audiobench.store.ids.file_stem`) of the WAV of a (clip, target) row's interpretation
     in a method's audio ``folder``, or None when the run did not write it: ``<clip>__<class>`` when a clip has
-    several targets (multi-label models, ``targets: all``), else ``<clip>`` (:func:`audiobench.cells.audio_name`)."""
-    from audiobench.cells import audio_name
-    from audiobench.data.ids import file_stem
+    several targets (multi-label models, ``targets: all``), else ``<clip>`` (:func:`audiobench.harness.cells.audio_name`)."""
+    from audiobench.store.audio import audio_name
+    from audiobench.store.ids import file_stem
 
     for one_per_clip in (False, True):
         if one_per_clip or 0 <= target < len(classes):
@@ -95,7 +90,7 @@ def interpretation_name(folder: Path, sample_id: str, target: int, classes: list
 
 
 def is_listenable(domain: str) -> bool:
-    from audiobench.registry import DOMAINS
+    from audiobench.contracts.registry import DOMAINS
 
     try:
         return bool(DOMAINS.get(domain).listenable)
@@ -103,19 +98,19 @@ def is_listenable(domain: str) -> bool:
         return False
 
 
-def _spectrograms(run_dir: Path, manifest: Mapping, domain: str, condition: str, out: Path) -> dict[str, str]:
+def _spectrograms(run_dir: Path, manifest: Manifest, domain: str, condition: str, out: Path) -> dict[str, str]:
     """Sample id -> spectrogram PNG (relative to the report) for the clips whose input WAV the run kept."""
-    from audiobench.data.ids import file_stem
-    from audiobench.frontend import Frontend, FrontendParams
-    from audiobench.registry import DOMAINS
+    from audiobench.contracts.frontend import Frontend, FrontendParams
+    from audiobench.contracts.registry import DOMAINS
+    from audiobench.store.ids import file_stem
 
     folder = run_dir / "audio" / condition / "input"
-    ids = [s for s in manifest.get("selection", {}).get("sample_ids", []) if (folder / f"{file_stem(s)}.wav").exists()]
+    ids = [s for s in manifest.evaluated_ids if (folder / f"{file_stem(s)}.wav").exists()]
     if not ids:
         return {}
     try:
         dom = DOMAINS.get(domain)()
-        frontend = Frontend(FrontendParams(**manifest["suite"].get("frontend", {})))
+        frontend = Frontend(FrontendParams(**manifest.suite.frontend))
         waves = [sf.read(folder / f"{file_stem(s)}.wav", dtype="float32")[0] for s in ids]
         length = max(len(w) for w in waves)
         batch = torch.from_numpy(np.stack([np.pad(w, (0, length - len(w))) for w in waves]))
@@ -152,39 +147,35 @@ def _disagreement(grids: np.ndarray) -> np.ndarray:
 def build_report(run_dir: str | Path) -> Path:
     """Write the HTML report of the finished run ``run_dir`` to ``RUN_DIR/report/``; returns the path of
     its ``index.html``. Raises :class:`AudiobenchError` when ``run_dir`` is not a finished run."""
-    from audiobench.cells import method_folders
-    from audiobench.data.ids import file_stem
-    from audiobench.masks import read_masks
-    from audiobench.store import load_manifest, load_run
+    from audiobench.store.ids import file_stem
+    from audiobench.store.masks import read_masks
+    from audiobench.store.run_dir import load_run
     from audiobench.tables import render_run
 
     run = Path(run_dir)
-    manifest = load_manifest(run)
+    manifest = read_manifest(run)
     frame = load_run(run).rename(columns={"label": "row"})
     out = run / "report"
     shutil.rmtree(out / "img", ignore_errors=True)  # no image of an earlier report survives
     out.mkdir(parents=True, exist_ok=True)
     audio_base = Path("..")  # index.html is in RUN_DIR/report/
 
-    suite = manifest.get("suite", {})
-    classes = [str(c) for c in manifest.get("classes", [])]
-    prompts = manifest.get("prompts") or manifest.get("classifier", {}).get("prompts") or suite.get("model", {}).get("prompts")
+    suite = manifest.suite
+    classes = [str(c) for c in manifest.classes]
+    prompts = manifest.class_prompts
     prompts = [str(p) for p in prompts] if isinstance(prompts, list) and len(prompts) == len(classes) else None
-    order_rows = list((manifest.get("order") or {}).get("row") or dict.fromkeys(c["row"] for c in manifest["cells"]))
-    labels = [c["row"] for c in manifest["cells"]]
+    order_rows = manifest.row_order
+    labels = [c.row for c in manifest.cells]
     methods = [r for r in order_rows if r in labels] + [r for r in dict.fromkeys(labels) if r not in order_rows]
-    suite_methods = suite.get("methods", [])
-    folders = dict(zip([m.get("label") or m["name"] for m in suite_methods],
-                       method_folders([SimpleNamespace(label=m.get("label"), name=m["name"]) for m in suite_methods]),
-                       strict=True))
-    metric_info = manifest.get("metrics", {})
+    folders = suite.method_folders()
+    metric_info = manifest.metrics
     metric_names = [m for m in metric_info if m in set(frame["metric"])]
 
     conditions: list[tuple[str, str]] = []
-    for c in manifest["cells"]:
-        if (c["domain"], c["contamination"]) not in conditions:
-            conditions.append((c["domain"], c["contamination"]))
-    selection = {s: i for i, s in enumerate(manifest.get("selection", {}).get("sample_ids", []))}
+    for c in manifest.cells:
+        if (c.domain, c.contamination) not in conditions:
+            conditions.append((c.domain, c.contamination))
+    selection = {s: i for i, s in enumerate(manifest.evaluated_ids)}
 
     # per (domain, contamination, row, sample, target): metric values; per clip: p_orig, pred, truth
     key = ["domain", "contamination", "row", "sample_id", "target"]
@@ -199,15 +190,14 @@ def build_report(run_dir: str | Path) -> Path:
     for ci, (domain, condition) in enumerate(conditions):
         listen = is_listenable(domain)
         specs = _spectrograms(run, manifest, domain, condition, out)
-        cells = {c["row"]: c for c in manifest["cells"] if (c["domain"], c["contamination"]) == (domain, condition)}
+        cells = {c.row: (i, c) for i, c in enumerate(manifest.cells) if (c.domain, c.contamination) == (domain, condition)}
         per_method: dict[str, tuple[dict[tuple[str, int], int], np.ndarray, list[str], dict[int, list[str]]]] = {}
-        for row, cell in cells.items():
-            path = run / "masks" / f"{cell['id']}.npz"
+        for row, (folder_index, cell) in cells.items():  # the index: short image paths keep the page's data small
+            path = run / "masks" / f"{cell.id}.npz"
             if not path.exists():
                 continue
             stored = read_masks(path)
             grid = to_grid(stored.explanation.mask)
-            folder_index = manifest["cells"].index(cell)  # short image paths keep the page's data small
             paths = [out / "img" / str(folder_index) / f"{i}.png" for i in range(len(grid))]
             write_pngs(grid, paths, MASK_CMAP)
             index = {(s, int(t)): i for i, (s, t) in enumerate(zip(stored.sample_ids, stored.targets, strict=True))}
@@ -264,15 +254,15 @@ def build_report(run_dir: str | Path) -> Path:
             records.append(rec)
 
     data = {
-        "run": str(suite.get("name", run.name)),
+        "run": str(suite.name or run.name),
         "methods": methods,
         "conditions": [{"domain": d, "contamination": c,
-                        "label": f"{_display(manifest, 'domain', d)} — {_display(manifest, 'contamination', c)}"}
+                        "label": f"{manifest.display_name('domain', d)} — {manifest.display_name('contamination', c)}"}
                        for d, c in conditions],
         "classes": classes,
         "prompts": prompts,
-        "metrics": [{"name": m, "display": metric_info[m].get("display", m),
-                     "hib": metric_info[m].get("higher_is_better")} for m in shown],
+        "metrics": [{"name": m, "display": metric_info[m].display or m,
+                     "hib": metric_info[m].higher_is_better} for m in shown],
         "rows": records,
     }
     for rec in records:  # audio links are URLs: percent-encode every path segment
@@ -284,19 +274,19 @@ def build_report(run_dir: str | Path) -> Path:
                 e["wav"] = quote(e["wav"])
                 e["parts"] = [[n, quote(p)] for n, p in e["parts"]]
     tables = "\n".join(markdown_table_html(t) for t in render_run(run, "markdown", write=False).values())
-    acc = manifest.get("accuracy", {})
+    acc = manifest.accuracy
     accuracy = []
-    if acc.get("clean_test") is not None:
-        accuracy.append(f"clean test accuracy {100 * acc['clean_test']:.1f}%")
-    for c, v in (acc.get("evaluated") or {}).items():
+    if acc.clean_test is not None:
+        accuracy.append(f"clean test accuracy {100 * acc.clean_test:.1f}%")
+    for c, v in acc.evaluated.items():
         if v is not None:
-            accuracy.append(f"{_display(manifest, 'contamination', c)}: {100 * v:.1f}% on the evaluated clips")
-    model_name = suite.get("model", {}).get("name", "classifier")
+            accuracy.append(f"{manifest.display_name('contamination', c)}: {100 * v:.1f}% on the evaluated clips")
+    model_name = manifest.model_name
     values = {
         "title": html.escape(f"audiobench report — {data['run']}"),
-        "heading": html.escape(f"{data['run']}: {suite.get('description') or ''}".rstrip(": ")),
+        "heading": html.escape(f"{data['run']}: {suite.description or ''}".rstrip(": ")),
         "accuracy": html.escape(f"{model_name}: " + "; ".join(accuracy) if accuracy else ""),
-        "audio_n": html.escape(str(suite.get("audio", {}).get("n", 0))),
+        "audio_n": html.escape(str(suite.audio.get("n", 0))),
         "tables": tables,
         "data": _json_for_script(data),
     }

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import torch
 
-from audiobench.domains import Domain
-from audiobench.frontend import Frontend
+from audiobench.contracts.domains import Domain
+from audiobench.contracts.frontend import Frontend
 from audiobench.models.base import AudioClassifier
 from audiobench.models.training import accuracy
 

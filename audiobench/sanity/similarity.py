@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from audiobench.stats import average_ranks
+from audiobench.kernel.stats import average_ranks
 
 WIN = 7
 K1, K2 = 0.01, 0.03

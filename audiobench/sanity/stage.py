@@ -1,4 +1,4 @@
-"""The sanity stage of a run: after the cells, the suite's ``sanity:`` section (:mod:`audiobench.sanity.params`).
+"""The sanity stage of a run: after the cells, the suite's ``sanity:`` section (:mod:`audiobench.suite.sanity`).
 
 Results live in the run directory and are resumable: each method's randomisation (per-clip
 SSIM and Spearman, ``sanity/randomisation/<method>__<hash>.parquet``) and each ROAR retraining
@@ -21,17 +21,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from audiobench.cache import atomic_write_bytes, atomic_write_json, stable_hash
-from audiobench.cells import Cell, explain_rows, slug
+from audiobench.contracts.targets import select_targets
 from audiobench.data.contaminations import peak_normalise
-from audiobench.errors import AudiobenchError
-from audiobench.masks import read_masks
-from audiobench.sanity.params import PlotParams, RandomisationParams, RoarParams
+from audiobench.harness.cells import Cell, explain_rows
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, stable_hash
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.stats import bootstrap_ci
 from audiobench.sanity.plots import plot_clip, plot_randomisation, plot_roar
 from audiobench.sanity.randomisation import cascading_randomisation, explain_all
 from audiobench.sanity.roar import roar_curve
-from audiobench.stats import bootstrap_ci
-from audiobench.targets import select_targets
+from audiobench.store.audio import slug
+from audiobench.store.masks import read_masks
+from audiobench.suite.sanity import PlotParams, RandomisationParams, RoarParams, roar_model
 
 SANITY_CODE_VERSION = 1  # bump when a stage changes what it stores
 RANDOM_REMOVAL = "Random removal"
@@ -156,15 +157,6 @@ def _stored_masks(session: Any, cell: Cell, ids: list[str], shape: torch.Size) -
     rows = torch.tensor([pos[s] for s in stored.sample_ids], dtype=torch.long)
     masks = _per_clip(stored.explanation.mask.float(), rows, len(ids))
     return masks.view(shape), len(ids) - len(set(stored.sample_ids))
-
-
-def roar_model(model: Any, p: RoarParams) -> Any:
-    """The model spec ROAR retrains: the suite's, with ``p.model``'s parameters replaced (a pydantic
-    ``ValidationError`` for a parameter the model does not have)."""
-    spec = model.build()
-    if not p.model:
-        return spec
-    return type(spec)({**spec.params.model_dump(), **p.model})
 
 
 def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from audiobench.errors import AudiobenchError, did_you_mean
+from audiobench.contracts.table_spec import TableSpec
+from audiobench.kernel.errors import AudiobenchError, did_you_mean
 from audiobench.suite.lines import KeyPath, LocatedErrors
 from audiobench.suite.schema import ComponentSpec
-from audiobench.tables import TableSpec
 
 #: the result columns a table can be laid out by
 TABLE_COLUMNS = ("dataset", "model", "domain", "contamination", "method", "row", "target")

@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 import torch
 
-from audiobench.errors import AudiobenchError
-from audiobench.frontend import FrontendParams
+from audiobench.contracts.frontend import FrontendParams
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.suite.lines import LocatedErrors
 from audiobench.suite.schema import AudioParams, ComponentSpec
 
@@ -43,7 +43,7 @@ def _empty_filters(n_fft: int, f_min: float, f_max: float, n_mels: int, sample_r
                    mel_scale: str = "htk", mel_norm: str | None = None) -> int:
     if f_min >= f_max:
         raise ValueError(f"f_min {f_min:g} Hz is not below f_max {f_max:g} Hz")
-    from audiobench._torchaudio import AF
+    from audiobench.kernel.torchaudio_shim import AF
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchaudio warns about empty filters: we count them instead

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from audiobench.errors import AudiobenchError, SuiteError
+from audiobench.kernel.errors import AudiobenchError, SuiteError
 
 KeyPath = tuple[Any, ...]
 

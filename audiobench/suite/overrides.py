@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from audiobench.errors import AudiobenchError, did_you_mean
+from audiobench.kernel.errors import AudiobenchError, did_you_mean
 from audiobench.suite.lines import KeyPath
 from audiobench.suite.schema import TOP_LEVEL_KEYS
 

@@ -12,14 +12,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from audiobench.errors import AudiobenchError, SuiteError, did_you_mean
-from audiobench.frontend import FrontendParams
-from audiobench.registry import REGISTRIES, load_plugin_file
-from audiobench.sanity.params import SanityParams
+from audiobench.contracts.frontend import FrontendParams
+from audiobench.contracts.registry import REGISTRIES, load_plugin_file
+from audiobench.contracts.table_spec import TableSpec
+from audiobench.contracts.targets import TargetParams
+from audiobench.kernel.errors import AudiobenchError, SuiteError, did_you_mean
 from audiobench.suite.crossref import check_method_layers, check_tables, mapping_section, table_entry
 from audiobench.suite.geometry import check_geometry
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
+from audiobench.suite.sanity import SanityParams, roar_model
 from audiobench.suite.schema import (
     DEFAULT_METRICS,
     NAME_PATTERN,
@@ -32,8 +34,6 @@ from audiobench.suite.schema import (
     TrainParams,
     _Top,
 )
-from audiobench.tables import TableSpec
-from audiobench.targets import TargetParams
 
 
 def parse_targets(raw: Any, path: KeyPath, errors: LocatedErrors) -> TargetParams | None:
@@ -326,8 +326,6 @@ def _parse_sanity(
             errors.add(("sanity", stage) + (("contamination",) if stage == "randomisation" else ()),
                        f"{stage} needs the condition '{cont}' among the suite's contaminations ({', '.join(keys)})")
         if stage == "roar" and params.model:
-            from audiobench.sanity.stage import roar_model  # noqa: PLC0415
-
             try:
                 roar_model(model_spec, params) if model_spec is not None else None
             except ValidationError as exc:

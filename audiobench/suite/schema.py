@@ -9,12 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audiobench.component import Component, NoBoolNumbers, Params
-from audiobench.frontend import FrontendParams
-from audiobench.registry import REGISTRIES
-from audiobench.sanity.params import SanityParams
-from audiobench.tables import TableSpec
-from audiobench.targets import TargetParams
+from audiobench.contracts.component import Component, NoBoolNumbers, Params
+from audiobench.contracts.frontend import FrontendParams
+from audiobench.contracts.registry import REGISTRIES
+from audiobench.contracts.table_spec import TableSpec
+from audiobench.contracts.targets import TargetParams
+from audiobench.suite.sanity import SanityParams
 
 DEFAULT_METRICS = ("ai", "ad", "ag", "ff", "fid_in", "sps", "comp")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -70,7 +70,7 @@ class MaskParams(Params):
 
 
 class ExecutorParams(Params):
-    """Where a run's cells run once the shared stage is done (:mod:`audiobench.executors`). It does not
+    """Where a run's cells run once the shared stage is done (:mod:`audiobench.harness.executors`). It does not
     shape any number: the same suite gives the same cells whichever executor runs them."""
 
     name: Literal["local", "submitit", "ray"] = Field(

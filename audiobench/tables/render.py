@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.tables.aggregate import MISSING, MISSING_LATEX, Table, TableSpec
 
 # -- cells and bold -----------------------------------------------------------------------------

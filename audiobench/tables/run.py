@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
-from audiobench.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.store.records import Manifest, read_manifest
 from audiobench.tables.aggregate import Table, TableSpec, _show, build_tables
 from audiobench.tables.render import to_csv, to_latex, to_markdown, write_tables
 
 
-def _run_caption(manifest: Mapping) -> Callable[[dict[str, str]], str]:
-    display = manifest.get("display", {})
-    acc = manifest.get("accuracy", {})
-    model = manifest.get("suite", {}).get("model", {}).get("name", "classifier")
-    n_clips = {c["contamination"]: c["n"] for c in manifest.get("cells", [])}
-    zero_shot = manifest.get("output_kind") == "similarity"
+def _run_caption(manifest: Manifest) -> Callable[[dict[str, str]], str]:
+    display = manifest.display
+    acc = manifest.accuracy
+    model = manifest.model_name
+    n_clips = {c.contamination: c.n for c in manifest.cells}
+    zero_shot = manifest.output_kind == "similarity"
 
     def caption(key: dict[str, str]) -> str:
         parts = [_show(display, col, key[col]) for col in key]
-        text = " — ".join(parts) if parts else manifest.get("suite", {}).get("name", "")
-        clean = acc.get("clean_test")
-        here = acc.get("evaluated", {}).get(key.get("contamination", ""))
+        text = " — ".join(parts) if parts else manifest.suite.name
+        clean = acc.clean_test
+        here = acc.evaluated.get(key.get("contamination", ""))
         bits = []
         if clean is not None:
             what = "zero-shot accuracy on clean test clips" if zero_shot else "clean test accuracy"
@@ -38,15 +39,14 @@ def _run_caption(manifest: Mapping) -> Callable[[dict[str, str]], str]:
 
 def run_tables(run_dir: str | Path) -> list[Table]:
     """Every table a finished run's suite lays out, built from its stored results only."""
-    from audiobench.store import load_manifest, load_run
+    from audiobench.store.run_dir import load_run
 
-    manifest = load_manifest(run_dir)
+    manifest = read_manifest(run_dir)
     frame = load_run(run_dir).rename(columns={"label": "row"})  # runs before schema 2 called it label
-    order = {("row" if k == "label" else k): v for k, v in (manifest.get("order") or {}).items()}
     tables: list[Table] = []
-    for raw in manifest["suite"].get("tables", [{}]):
-        tables += build_tables(frame, manifest["metrics"], TableSpec(**raw), order,
-                               manifest.get("display"), _run_caption(manifest))
+    for raw in manifest.suite.tables:
+        tables += build_tables(frame, manifest.metric_info(), TableSpec(**raw), manifest.order,
+                               manifest.display, _run_caption(manifest))
     return tables
 
 

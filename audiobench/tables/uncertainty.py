@@ -2,8 +2,8 @@
 clips, and the paired test that decides whether a column's best value is marked.
 
 The best row of a block is bold only when the Wilcoxon signed-rank test (two-sided, on the
-per-(clip, target) differences between it and the runner-up, :func:`audiobench.stats.paired_wilcoxon`)
-gives p < 0.05; otherwise no value of that column is bold. See :mod:`audiobench.stats`.
+per-(clip, target) differences between it and the runner-up, :func:`audiobench.kernel.stats.paired_wilcoxon`)
+gives p < 0.05; otherwise no value of that column is bold. See :mod:`audiobench.kernel.stats`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from audiobench.stats import ALPHA, half_width, paired_wilcoxon
+from audiobench.kernel.stats import ALPHA, half_width, paired_wilcoxon
 
 CI_CHOICES = ("none", "bootstrap95")
 PAIR_COLUMNS = ("sample_id", "target")

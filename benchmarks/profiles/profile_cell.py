@@ -13,8 +13,8 @@ from pyinstrument import Profiler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from audiobench.engine import evaluate_batch  # noqa: E402
-from audiobench.registry import METRICS  # noqa: E402
+from audiobench.contracts.registry import METRICS  # noqa: E402
+from audiobench.harness.engine import evaluate_batch  # noqa: E402
 from benchmarks.__main__ import Bench  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     method = b.method(name)
     metrics = [METRICS.get(k) for k in ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"]]
     rep = b.model.domain.represent(b.frontend, b.waves.to(b.dev))
-    from audiobench.targets import TargetParams
+    from audiobench.contracts.targets import TargetParams
 
     profiler = Profiler(interval=0.005)
     profiler.start()

@@ -8,9 +8,9 @@ import math
 import torch
 from pydantic import Field
 
-from audiobench.component import Params
+from audiobench.contracts.component import Params
+from audiobench.contracts.registry import DATASETS
 from audiobench.data.base import ClipSet, Dataset
-from audiobench.registry import DATASETS
 
 FREQS = (440.0, 1000.0, 2200.0, 4500.0)
 NAMES = ["<script>window.pwned = 'class'</script>", "beep & <b>bold</b>", "<img src=x onerror=\"window.pwned='img'\">",

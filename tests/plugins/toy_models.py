@@ -19,11 +19,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from audiobench._torchaudio import AF
-from audiobench.component import Params
+from audiobench.contracts.component import Params
+from audiobench.contracts.registry import DATASETS, MODELS
 from audiobench.data.base import ClipSet, Dataset
+from audiobench.kernel.torchaudio_shim import AF
 from audiobench.models.base import AudioClassifier, ModelSpec
-from audiobench.registry import DATASETS, MODELS
 
 FREQS = (440.0, 1000.0, 2200.0, 4500.0)
 NAMES = ["low hum", "beep", "whistle", "hiss tone"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from audiobench.methods import ExplainContext, Explainer, ExplainerParams
+from audiobench.api import ExplainContext, Explainer, ExplainerParams
 
 
 class InputEnergy(Explainer):

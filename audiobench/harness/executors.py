@@ -1,0 +1,387 @@
+"""Executors: the cells of a run in this process, in local worker processes, a Slurm job array, or Ray tasks.
+
+A run is a shared stage (data, classifier, every trainable method's fit; each cached by a hash of
+what shaped it) followed by cells that are independent (:mod:`audiobench.harness.session`). Every
+executor, the in-process loop included, is a thin layer on that, driven by :func:`run_with`:
+
+1. the shared stage runs once (in this process for ``sequential`` and ``local``; one job for
+   ``submitit``, one task for ``ray``) and returns the ids of the cells not yet stored;
+2. each missing cell runs by its id (:func:`cell_task`): in this process, or in a worker that
+   rebuilds the shared stage from the cache (loads, never retrains) and writes the cell atomically
+   into the same run directory, holding the cell writers' shared lock (:mod:`audiobench.store.lock`);
+3. when every cell is stored, :func:`finish_stage` writes the results, manifest and tables and runs
+   the after-cell stages (sanity checks, prompt analysis: :data:`audiobench.harness.finish.AFTER_CELLS`),
+   the same for every executor.
+
+A cell that fails is reported with its id and error (its traceback in
+``RUN_DIR/status/<cell>.failed.json``, :mod:`audiobench.store.status`); the others still run, and no
+table is written until it succeeds: re-run the suite (with any executor) to compute only what is
+missing, or the cell alone with ``audiobench run SUITE --cell ID``.
+
+Executors change where cells run, never what they compute: each cell's random draws come from its
+own hash. Results equal the sequential run's at the same number of torch threads per cell (and
+differ in the last float bits otherwise, like any change of thread count).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from audiobench.contracts.registry import load_plugin_file
+from audiobench.harness.finish import finish
+from audiobench.harness.session import RunResult, Session, find_cell, prepare, resolve_device, run_cell
+from audiobench.kernel.cache import cache_dir, stable_hash
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.store.lock import cells_lock, run_lock
+from audiobench.store.run_dir import RunStore
+from audiobench.store.status import write_plan
+from audiobench.suite import Suite
+from audiobench.suite.schema import ExecutorParams
+
+ENV_KEYS = ("AUDIOBENCH_CACHE", "AUDIOBENCH_SHIPPED")  # what a worker must see as this process does
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to rebuild a run's shared stage: the suite, the run directory (absolute),
+    the clip limit, the device and the environment that locates the cache."""
+
+    suite: Suite
+    root: str
+    limit: int | None
+    device: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+_SESSIONS: dict[str, Session] = {}  # one shared stage per worker process (Ray reuses its workers)
+
+
+def _session(job: Job, progress: bool = False) -> Session:
+    """The shared stage of ``job`` in this process, built once (classifier and fits from the cache)."""
+    os.environ.update(job.env)
+    for path in job.suite.plugins:  # registered before anything names their components
+        load_plugin_file(path)
+    key = stable_hash([job.suite.resolved(), job.root, job.limit, job.device])
+    if key not in _SESSIONS:
+        _SESSIONS.clear()
+        _SESSIONS[key] = prepare(job.suite, job.root, job.limit, job.device, progress=progress)
+    return _SESSIONS[key]
+
+
+def shared_stage(job: Job, progress: bool = False, only: str | None = None) -> list[str]:
+    """Data, classifier and every trainable method's fit (cached); writes the run's plan
+    (``RUN_DIR/status/plan.json``) and returns the ids of the cells not stored yet, in table order
+    (``only``: just that cell, by id or unique prefix, fitted and returned even if stored)."""
+    session = _session(job, progress)
+    store = session.store
+    write_plan(store.root, job.suite.name, session.cells)
+    cells = [find_cell(session, only)] if only else [c for c in session.cells if not store.has(c.id)]
+    for c in cells:  # fits before any cell, so workers only load them
+        if c.method.cls().trainable and not store.has(c.id):
+            session.explainer(c)
+    return [c.id for c in cells]
+
+
+def cell_task(job: Job, cell_id: str, executor: str = "local", threads: int | None = None) -> dict[str, Any]:
+    """Run one cell by its id in this process (``threads``: torch threads) and store it; returns its
+    metadata (``resumed``: it was stored already). Raises what the cell raises (recorded as failed)."""
+    if threads:
+        torch.set_num_threads(threads)
+    with cells_lock(job.root):
+        session = _session(job)
+        cell = find_cell(session, cell_id)
+        if session.store.has(cell.id):
+            return {**session.store.read_cell(cell.id)[1], "resumed": True}
+        meta = run_cell(session, cell, executor)
+        session.fitted.pop(cell.id, None)
+        return {**meta, "resumed": False}
+
+
+def cell_group_task(job: Job, cell_ids: list[str], executor: str = "submitit", threads: int | None = None) -> dict[str, str]:
+    """Run several cells one after the other in this process (one array task of a cluster job, so
+    short cells share one start-up); returns the error line of each cell that failed (the others
+    are stored). A failed cell does not stop the next."""
+    failures: dict[str, str] = {}
+    for cid in cell_ids:
+        try:
+            cell_task(job, cid, executor, threads)
+        except Exception as exc:
+            failures[cid] = _error_line(exc)
+    return failures
+
+
+def finish_stage(job: Job, fresh: list[str], seconds: float, executor: dict[str, Any] | None) -> RunResult:
+    """Join the stored cells into per_sample.parquet, manifest.json (with the executor, None for the
+    in-process loop, and the run's wall time ``seconds``) and the tables, then run the after-cell
+    stages (:func:`audiobench.harness.finish.finish`); ``fresh``: the cells computed by this run.
+    Raises :class:`AudiobenchError` when a cell is not stored."""
+    session = _session(job)
+    store = session.store
+    missing = [c.id for c in session.cells if not store.has(c.id)]
+    if missing:
+        raise AudiobenchError(f"{len(missing)} cell(s) of {store.root} are not stored: {', '.join(missing[:3])}")
+    fresh_ids = set(fresh)
+    metas = [store.read_cell(c.id)[1] | {"resumed": c.id not in fresh_ids} for c in session.cells]
+    return finish(session, metas, time.perf_counter() - seconds, executor)
+
+
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # submitit and Ray wrap the worker's traceback: its last line is the error itself
+    last = lines[-1] if lines else type(exc).__name__
+    return last if ":" in last else f"{type(exc).__name__}: {last}"
+
+
+class _Sequential:
+    """The cells one after the other in this process (the default). A failing cell stops the run
+    with its own exception (recorded as failed in ``RUN_DIR/status``); ``only``: ``--cell ID``."""
+
+    name = "sequential"
+
+    def __init__(self, progress: bool, only: str | None = None):
+        self.progress, self.only = progress, only
+
+    def shared(self, job: Job) -> list[str]:
+        return shared_stage(job, self.progress, self.only)
+
+    def cells(self, job: Job, ids: list[str]) -> dict[str, str]:
+        session = _session(job)
+        outer = tqdm([find_cell(session, cid) for cid in ids], desc=job.suite.name, unit="cell", disable=not self.progress)
+        for c in outer:
+            outer.set_postfix_str(f"{c.domain.name} | {c.contamination.build().key()} | {c.method.label}")
+            if not session.store.has(c.id):
+                run_cell(session, c)
+        return {}
+
+    def finish(self, job: Job, fresh: list[str], seconds: float) -> RunResult:
+        return finish_stage(job, fresh, seconds, None)
+
+    def close(self) -> None:
+        pass
+
+
+class _Local:
+    """``workers`` processes on this machine (spawned), each with ``threads`` torch threads."""
+
+    name = "local"
+
+    def __init__(self, params: ExecutorParams, progress: bool):
+        self.params, self.progress = params, progress
+        total = torch.get_num_threads()
+        self.threads = params.threads or max(1, total // params.workers)
+
+    def shared(self, job: Job) -> list[str]:
+        return shared_stage(job, self.progress)  # here: the session is reused by finish
+
+    def cells(self, job: Job, ids: list[str]) -> dict[str, str]:
+        failures: dict[str, str] = {}
+        if not ids:
+            return failures
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
+        with cf.ProcessPoolExecutor(min(self.params.workers, len(ids)), mp_context=ctx) as pool:
+            futures = {pool.submit(cell_task, job, cid, "local", self.threads): cid for cid in ids}
+            try:
+                for fut in tqdm(cf.as_completed(futures), total=len(futures), desc=job.suite.name, unit="cell",
+                                disable=not self.progress):
+                    if fut.exception() is not None:
+                        failures[futures[fut]] = _error_line(fut.exception())  # type: ignore[arg-type]
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        return failures
+
+    def finish(self, job: Job, fresh: list[str], seconds: float) -> Any:
+        return finish_stage(job, fresh, seconds, self.params.model_dump(mode="json"))
+
+    def close(self) -> None:
+        pass
+
+
+class _Submitit:
+    """The shared stage as one job, then the missing cells as a job array (Slurm through ``submitit``;
+    ``cluster: local`` runs the same jobs as local subprocesses), then a job that writes the tables."""
+
+    name = "submitit"
+
+    def __init__(self, params: ExecutorParams, root: Path, suite: Suite):
+        try:
+            import submitit
+        except ImportError as exc:
+            raise AudiobenchError("--executor submitit needs the submitit package: pip install submitit") from exc
+        self.params = params
+        folder = params.folder or str(root / "submitit" / "%j")
+        self.executor = submitit.AutoExecutor(folder=folder, cluster=params.cluster)
+        kw: dict[str, Any] = {
+            "name": f"audiobench-{suite.name}", "timeout_min": params.time_min, "cpus_per_task": params.cpus_per_task,
+            "gpus_per_node": params.gpus_per_task, "tasks_per_node": 1, "nodes": 1,
+            "slurm_array_parallelism": params.array_parallelism,
+        }
+        if params.mem_gb is not None:
+            kw["mem_gb"] = params.mem_gb
+        if params.partition:
+            kw["slurm_partition"] = params.partition
+        if params.setup:
+            kw["slurm_setup"] = list(params.setup)
+        if params.slurm:
+            kw["slurm_additional_parameters"] = dict(params.slurm)
+        self.executor.update_parameters(**kw)
+        self.slurm = self.executor.cluster == "slurm"
+
+    def shared(self, job: Job) -> list[str]:
+        return self.executor.submit(shared_stage, job).result()
+
+    def cells(self, job: Job, ids: list[str]) -> dict[str, str]:
+        k = self.params.cells_per_task
+        groups = [ids[i : i + k] for i in range(0, len(ids), k)]
+        args = [(job, g, "submitit", self.params.cpus_per_task) for g in groups]
+        failures: dict[str, str] = {}
+        if self.slurm:  # one array; Slurm keeps array_parallelism of it running
+            with self.executor.batch():
+                submitted = [self.executor.submit(cell_group_task, *a) for a in args]
+            for g, j in zip(groups, submitted, strict=True):
+                self._wait(g, j, failures)
+            return failures
+        window = self.params.array_parallelism  # local subprocesses: at most array_parallelism at once
+        pending = list(zip(groups, args, strict=True))
+        running: list[tuple[list[str], Any]] = []
+        while pending or running:
+            while pending and len(running) < window:
+                g, a = pending.pop(0)
+                running.append((g, self.executor.submit(cell_group_task, *a)))
+            g, j = running.pop(0)
+            self._wait(g, j, failures)
+        return failures
+
+    @staticmethod
+    def _wait(group: list[str], j: Any, failures: dict[str, str]) -> None:
+        try:
+            failures.update(j.result())
+        except Exception as exc:  # the job itself died (time limit, memory): every cell it had
+            for cid in group:
+                failures[cid] = f"{_error_line(exc)} (job {j.job_id}, logs {j.paths.stderr})"
+
+    def finish(self, job: Job, fresh: list[str], seconds: float) -> Any:
+        return self.executor.submit(finish_stage, job, fresh, seconds, self.params.model_dump(mode="json")).result()
+
+    def close(self) -> None:
+        pass
+
+
+class _Ray:
+    """The shared stage, each missing cell and the final join as Ray tasks, each requesting
+    ``cpus_per_task`` CPUs, ``gpus_per_task`` GPUs and ``mem_gb`` memory."""
+
+    name = "ray"
+
+    def __init__(self, params: ExecutorParams, progress: bool):
+        try:
+            import ray
+        except ImportError as exc:
+            raise AudiobenchError("--executor ray needs the ray package: pip install ray") from exc
+        self.ray, self.params, self.progress = ray, params, progress
+        self.started = False
+        if not ray.is_initialized():
+            ray.init(address=params.address, include_dashboard=False, log_to_driver=False)
+            self.started = True
+        opts: dict[str, Any] = {"num_cpus": params.cpus_per_task, "num_gpus": params.gpus_per_task, "max_retries": 0}
+        if params.mem_gb is not None:
+            opts["memory"] = int(params.mem_gb * 1e9)
+        self.opts = opts
+
+    def _remote(self, fn: Any) -> Any:
+        return self.ray.remote(fn).options(**self.opts)
+
+    def shared(self, job: Job) -> list[str]:
+        return self.ray.get(self._remote(shared_stage).remote(job))
+
+    def cells(self, job: Job, ids: list[str]) -> dict[str, str]:
+        task = self._remote(cell_task)
+        refs = {task.remote(job, cid, "ray", self.params.cpus_per_task): cid for cid in ids}
+        failures: dict[str, str] = {}
+        pending = list(refs)
+        bar = tqdm(total=len(refs), desc=job.suite.name, unit="cell", disable=not self.progress)
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    self.ray.get(ref)
+                except Exception as exc:  # ray.exceptions.RayTaskError wraps the cell's error
+                    cause = getattr(exc, "cause", None)
+                    failures[refs[ref]] = _error_line(cause if isinstance(cause, BaseException) else exc)
+                bar.update(1)
+        bar.close()
+        return failures
+
+    def finish(self, job: Job, fresh: list[str], seconds: float) -> Any:
+        return self.ray.get(self._remote(finish_stage).remote(job, fresh, seconds, self.params.model_dump(mode="json")))
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def _job_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in ENV_KEYS if k in os.environ}
+    env["AUDIOBENCH_CACHE"] = str(cache_dir().resolve())  # workers use this process's cache
+    return env
+
+
+def run_with(
+    suite: Suite, root: str | Path, limit: int | None, device: str, overwrite: bool, progress: bool,
+    params: ExecutorParams | None, cell: str | None = None,
+) -> RunResult:
+    """Run ``suite`` into ``root``: shared stage, the missing cells, then :func:`finish_stage`.
+
+    ``params``: the executor (None or not parallel: this process, in order). ``cell``: run only that
+    cell (its id or a unique prefix) in this process; the run is finished (results, tables, after-cell
+    stages) only when every cell is then stored, else the result has ``complete=False``.
+    A suite run holds the run lock (a second one on ``root`` is refused); a ``cell`` run without
+    ``overwrite`` holds only the cell writers' shared lock, so several may write one directory.
+    Raises :class:`AudiobenchError` listing every failed cell (id and error) of a parallel executor,
+    after the others are stored; the in-process loop raises the failing cell's own exception.
+    """
+    parallel = cell is None and params is not None and params.parallel
+    root = Path(root).resolve() if parallel else Path(root)
+    t0 = time.perf_counter()
+    job = Job(suite, str(root), limit, device, _job_env() if parallel else {})
+    lock = cells_lock(root) if cell is not None and not overwrite else run_lock(root, RunStore(root).clear if overwrite else None)
+    with lock:
+        backend: Any
+        if not parallel:
+            resolve_device(device)
+            backend = _Sequential(progress, cell)
+        elif params.name == "local":
+            resolve_device(device)
+            backend = _Local(params, progress)
+        elif params.name == "submitit":
+            backend = _Submitit(params, root, suite)
+        else:
+            backend = _Ray(params, progress)
+        try:
+            todo = backend.shared(job)
+            failures = backend.cells(job, todo)
+            if failures:
+                lines = [f"{len(failures)} of {len(todo)} cell(s) failed on {backend.name} workers "
+                         f"(tracebacks in {root}/status/<cell>.failed.json; the others are stored):"]
+                lines += [f"  {cid}: {err}" for cid, err in failures.items()]
+                lines.append(f"  re-run the suite to compute only these, or one alone: audiobench run SUITE -o {root} --cell ID")
+                raise AudiobenchError("\n".join(lines))
+            if cell is not None:
+                session = _session(job)
+                if not all(session.store.has(c.id) for c in session.cells):
+                    metas = [session.store.read_cell(cid)[1] | {"resumed": False} for cid in todo]
+                    return RunResult(session.store.root, {"cells": metas}, complete=False)
+            return backend.finish(job, todo, time.perf_counter() - t0)
+        finally:
+            backend.close()
+            _SESSIONS.clear()

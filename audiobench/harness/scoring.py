@@ -1,0 +1,120 @@
+"""``audiobench score``: add or recompute metrics of a finished run from its kept explanations.
+
+Nothing is explained again: each cell's stored masks (``RUN_DIR/masks``) are scored by the same
+engine a run uses (:func:`audiobench.harness.engine.score_rows`) on the same clips, so a recomputed metric
+equals the run's own to the precision the masks were kept at (``masks.precision``: float32 reproduces
+the run to float rounding; the default log8 to about 1e-3 on continuous metrics, see :mod:`audiobench.store.masks`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from audiobench.contracts.registry import METRICS
+from audiobench.harness.cells import clip_truth, explain_rows, with_cell_columns
+from audiobench.harness.engine import score_rows
+from audiobench.harness.finish import finish
+from audiobench.harness.session import RunResult, Session, prepare
+from audiobench.kernel.errors import AudiobenchError, did_you_mean
+from audiobench.store.lock import run_lock
+from audiobench.store.masks import read_masks
+from audiobench.store.run_dir import load_manifest
+from audiobench.suite import Suite, parse_suite
+
+
+def suite_from_resolved(resolved: dict[str, Any]) -> Suite:
+    """The :class:`Suite` a manifest's resolved suite describes (every default already filled in)."""
+    def entry(spec: dict[str, Any]) -> dict[str, Any]:
+        return {"name": spec["name"], **({"label": spec["label"]} if spec.get("label") else {}),
+                **({"targets": spec["targets"]} if spec.get("targets") else {}), **spec.get("params", {})}
+
+    data = {k: resolved[k] for k in ("name", "description", "seed", "frontend", "split", "batch_size", "metrics",
+                                     "tables", "audio", "targets", "masks", "plugins", "sanity")
+            if resolved.get(k) not in (None, [])}
+    if resolved.get("limit"):
+        data["limit"] = resolved["limit"]
+    data["dataset"] = entry(resolved["dataset"])
+    data["model"] = {**entry(resolved["model"]), "train": resolved["model"].get("train", {})}
+    for key in ("domains", "contaminations", "methods"):
+        data[key] = [entry(s) for s in resolved[key]]
+    return parse_suite(data)
+
+
+def score_run(
+    run_dir: str | Path, metrics: list[str] | None = None, device: str = "cpu", progress: bool = True
+) -> RunResult:
+    """Compute ``metrics`` (default: the run's own) for every stored cell of ``run_dir`` from its kept
+    masks, replace or add their rows, and rewrite the run's results, manifest and tables.
+
+    Raises :class:`AudiobenchError` for an unknown metric, a run without kept masks, or an unfinished run.
+    """
+    with run_lock(run_dir):
+        return _score_run(run_dir, metrics, device, progress)
+
+
+def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, progress: bool) -> RunResult:
+    t_start = time.perf_counter()
+    manifest = load_manifest(run_dir)
+    if manifest.get("schema", 1) < 2:
+        raise AudiobenchError(f"{run_dir} was written before runs kept their masks (schema 1): run it again to score it")
+    suite = suite_from_resolved(manifest["suite"])
+    for name in metrics or []:
+        if name not in METRICS:
+            raise AudiobenchError(f"unknown metric '{name}'{did_you_mean(name, METRICS.names())}")
+    names = list(metrics or suite.metrics)
+    session = prepare(suite, run_dir, manifest.get("limit"), device, progress=progress)
+    suite.metrics = list(dict.fromkeys([*suite.metrics, *names]))  # after the cells are named: their ids stay
+    missing = [c.id for c in session.cells if not session.store.has(c.id)]
+    if missing:
+        raise AudiobenchError(f"{run_dir}: {len(missing)} cell(s) not finished (e.g. {missing[0]}); run the suite first")
+    chosen = [METRICS.get(n) for n in names]
+    cell_meta = []
+    for cell in tqdm(session.cells, desc="score", unit="cell", disable=not progress):
+        frame, meta = session.store.read_cell(cell.id)
+        new, not_applicable = score_cell(session, cell, chosen)
+        frame = pd.concat([frame[~frame.metric.isin(names)], with_cell_columns(new, cell, {
+            "dataset": suite.dataset.name, "model": suite.model.name})], ignore_index=True)
+        meta = {**meta, "not_applicable": {**{k: v for k, v in meta.get("not_applicable", {}).items() if k not in names},
+                                           **not_applicable}}
+        session.store.write_cell(cell.id, frame, meta)
+        cell_meta.append(meta | {"resumed": True})
+    # after-cell stages that read the rows run again; the others (sanity) keep the run's record
+    return finish(session, cell_meta, t_start, manifest.get("executor"), scoring=True, kept=manifest)
+
+
+@torch.no_grad()
+def score_cell(session: Session, cell: Any, metrics: list) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The rows (sample_id, target, metric, value) of ``metrics`` for one stored cell, from its kept masks."""
+    stored = read_masks(session.store.masks_path(cell.id))
+    clips = session.condition(cell)
+    model = session.model(cell)
+    position = {sid: i for i, sid in enumerate(clips.sample_ids)}
+    step, device = session.suite.batch_size, session.device
+    parts, not_applicable = [], {}
+    for start in range(0, len(stored.sample_ids), step):
+        idx = torch.arange(start, min(start + step, len(stored.sample_ids)))
+        ids = [stored.sample_ids[i] for i in idx.tolist()]
+        clip_idx = torch.tensor([position[s] for s in ids], dtype=torch.long)
+        rep = model.domain.represent(model.frontend, clips.waveforms[clip_idx].to(device))
+        x = rep.x
+        truth = clip_truth(clips, clip_idx, model.domain, model.frontend, rep, metrics)
+        e = stored.explanation.subset(idx)
+        e.mask = e.mask.to(device, x.dtype)
+        e.removals = {k: v.to(device, x.dtype) for k, v in e.removals.items()}
+        target = torch.as_tensor(stored.targets[idx.numpy()], device=device)
+        values, skipped, _ = score_rows(model, x, e, model(x), target, metrics, clips.labels[clip_idx].to(device),
+                                        session.suite.targets, max(explain_rows(device), step), truth)
+        not_applicable.update(skipped)
+        for name in [m.name for m in metrics if m.name in values]:
+            v = values[name].double().cpu().numpy()
+            ok = v == v
+            parts.append(pd.DataFrame({"sample_id": pd.Series(ids, dtype=object)[ok], "target": target.cpu().numpy()[ok],
+                                       "metric": name, "value": v[ok]}))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["sample_id", "target", "metric", "value"])
+    return frame.astype({"target": "int64", "value": "float64"}), not_applicable

@@ -1,0 +1,235 @@
+"""The shared stage of a run (:class:`Session`: data, classifier, fits) and one cell run on it.
+
+Every executor (:mod:`audiobench.harness.executors`) builds a session with :func:`prepare`, runs
+cells with :func:`run_cell` and ends with :func:`audiobench.harness.finish.finish`. Cells are
+independent once the shared stage is done; each is written atomically when it completes, so an
+interrupted run resumes where it stopped, and ``--cell ID`` runs one cell in a process of its own
+with the same rows as the full run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audiobench.contracts.frontend import Frontend
+from audiobench.contracts.registry import METRICS
+from audiobench.data.base import ClipSet, Skip
+from audiobench.data.contaminations import condition_record
+from audiobench.data.integrity import check_splits
+from audiobench.data.sampling import select_clips
+from audiobench.harness.cells import (
+    Cell,
+    evaluate_cell,
+    expand_cells,
+    explain_rows,
+    with_cell_columns,
+)
+from audiobench.kernel.cache import stable_hash
+from audiobench.kernel.errors import AudiobenchError, did_you_mean
+from audiobench.kernel.malloc import tune_allocator
+from audiobench.methods.base import DomainModel, Explainer, FitContext
+from audiobench.models.training import TrainedClassifier, classifier_hash, get_classifier
+from audiobench.store.audio import write_wavs
+from audiobench.store.masks import write_masks
+from audiobench.store.run_dir import RunStore
+from audiobench.store.status import tracked
+from audiobench.suite import Suite, load_suite
+
+
+@dataclass
+class RunResult:
+    """A run directory with its manifest and tables (slug -> markdown); ``complete`` is False when
+    ``--cell`` ran one cell and others remain (no manifest or tables written yet)."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    tables: dict[str, str] = field(default_factory=dict)
+    complete: bool = True
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``cpu`` / ``cuda`` -> a torch device. Raises :class:`AudiobenchError` when CUDA is asked for but absent."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AudiobenchError("--device cuda was asked for but no CUDA device is available (torch.cuda.is_available() is False)")
+    return device
+
+
+@dataclass
+class Session:
+    """The shared stage of a run: what every cell reads, built once (classifier and fits cached)."""
+
+    suite: Suite
+    store: RunStore
+    device: torch.device
+    frontend: Frontend
+    dataset: Any
+    splits: dict[str, ClipSet]
+    load_skips: list[Skip]
+    trained: TrainedClassifier
+    evaluated: ClipSet
+    limit: int | None
+    cells: list[Cell]
+    common: dict[str, Any]
+    selection: dict[str, Any] = field(default_factory=dict)  # which clips are evaluated, and why
+    progress: bool = True
+    conditions: dict[str, ClipSet] = field(default_factory=dict)
+    fitted: dict[str, tuple[Explainer, dict[str, Any], float]] = field(default_factory=dict)  # cell id -> explainer
+
+    @property
+    def classifier(self) -> torch.nn.Module:
+        return self.trained.model
+
+    def condition(self, cell: Cell) -> ClipSet:
+        """The evaluated clips under the cell's contamination (built once per contamination; its
+        first ``audio.n`` inputs are written as audio beside the interpretations)."""
+        ckey = cell.contamination.build().key()
+        if ckey not in self.conditions:
+            suite, sr = self.suite, self.suite.frontend.sample_rate
+            contamination = cell.contamination.build()
+            pool = contamination.pool(self.dataset, self.splits, suite.split, sr)  # mixture partners: a split, or folds
+            clips = self.conditions[ckey] = contamination.apply(self.evaluated, pool, suite.seed)
+            if any(d.cls().listenable for d in suite.domains) and suite.audio.n:
+                n = min(suite.audio.n, len(clips))
+                write_wavs(self.store.root / "audio" / ckey / "input", clips.sample_ids[:n], clips.waveforms[:n].numpy(), sr)
+        return self.conditions[ckey]
+
+    def model(self, cell: Cell) -> DomainModel:
+        return DomainModel(self.classifier, cell.domain.build(), self.frontend).eval()
+
+    def explainer(self, cell: Cell) -> tuple[Explainer, dict[str, Any], float]:
+        """The cell's method, fitted (trainable methods: trained once, cached): (explainer, fit info, seconds)."""
+        if cell.id in self.fitted:
+            return self.fitted[cell.id]
+        explainer: Explainer = cell.method.build()
+        t0 = time.perf_counter()
+        info: dict[str, Any] = {}
+        if explainer.trainable:
+            suite = self.suite
+            info = explainer.fit(FitContext(
+                model=self.model(cell), train=self.splits["train"], valid=self.splits["valid"],
+                augment=[c.build() for c in suite.contaminations if c.name != "none"], seed=suite.seed,
+                device=self.device, identity={"classifier": self.trained.info["hash"], "data": self.common["dataset"],
+                                              "domain": cell.domain.resolved(), "frontend": self.common["frontend"]},
+                log_dir=self.store.root / "logs" / cell.folder / cell.domain.name,
+                progress=self.progress, max_rows=explain_rows(self.device),
+            ))
+        self.fitted[cell.id] = (explainer, info, time.perf_counter() - t0)
+        return self.fitted[cell.id]
+
+
+def _load(
+    suite: Suite | str | Path, output: str | Path | None, limit: int | None, device: str, overwrite: bool,
+) -> tuple[Suite, RunStore, torch.device, Frontend, Any, dict[str, ClipSet], list[Skip], int | None]:
+    """The suite, its run store, device, front end, dataset and splits (checked), and the clip limit."""
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite)
+    limit = limit or suite.limit
+    dev = resolve_device(device)
+    store = RunStore(output or Path("results") / suite.name)
+    if overwrite:
+        store.clear()
+    frontend = Frontend(suite.frontend).to(dev)
+    sr = suite.frontend.sample_rate
+    dataset = suite.dataset.build()
+    splits: dict[str, ClipSet] = {}
+    load_skips: list[Skip] = []
+    for split in ("train", "valid", "test"):
+        clips = dataset.load(split, sr).drop_silent(where=f"{suite.dataset.name}:{split}")
+        load_skips += clips.skips
+        if len(clips) == 0:
+            raise AudiobenchError(f"dataset '{suite.dataset.name}' has no usable clips in split '{split}'")
+        splits[split] = clips
+    check_splits(splits, suite.dataset.name)  # no clip in two splits, none twice
+    return suite, store, dev, frontend, dataset, splits, load_skips, limit
+
+
+def _cells(
+    suite: Suite, splits: dict[str, ClipSet], classifier: str, limit: int | None,
+) -> tuple[ClipSet, dict[str, Any], dict[str, Any], list[Cell]]:
+    """The evaluated clips, their selection record, what every cell's hash shares, and the cells."""
+    evaluated, selection = select_clips(splits[suite.split], limit, suite.seed)  # stratified, seeded, recorded
+    common = {
+        "dataset": suite.dataset.resolved(), "split": suite.split, "limit": limit, "n": len(evaluated),
+        "classifier": classifier, "frontend": suite.frontend.model_dump(mode="json"),
+        "metrics": suite.metrics, "batch_size": suite.batch_size, "seed": suite.seed,
+        "audio": suite.audio.model_dump(),
+        "masks": suite.masks.model_dump(), "clips": stable_hash(evaluated.sample_ids),
+    }
+    if suite.targets.model_dump() != type(suite.targets)().model_dump():  # the default keeps existing cells' hashes
+        common["targets"] = suite.targets.model_dump(mode="json")
+    return evaluated, selection, common, expand_cells(suite, common)
+
+
+def prepare(
+    suite: Suite | str | Path, output: str | Path | None = None, limit: int | None = None, device: str = "cpu",
+    overwrite: bool = False, progress: bool = True,
+) -> Session:
+    """The shared stage: load the splits, get the classifier (trained once, cached), list the cells."""
+    tune_allocator()
+    suite, store, dev, frontend, dataset, splits, load_skips, limit = _load(suite, output, limit, device, overwrite)
+    trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
+        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split
+    )
+    trained.model.eval().requires_grad_(False)
+    evaluated, selection, common, cells = _cells(suite, splits, trained.info["hash"], limit)
+    return Session(suite, store, dev, frontend, dataset, splits, load_skips, trained, evaluated, limit,
+                   cells, common, selection, progress)
+
+
+def list_cells(suite: Suite | str | Path, output: str | Path | None = None, limit: int | None = None) -> list[tuple[Cell, bool]]:
+    """Every cell of the suite and whether the run directory holds it, without training, loading or
+    building the classifier (its cache key is enough for the cell ids): ``audiobench run --list-cells``."""
+    suite, store, _, frontend, dataset, splits, _, limit = _load(suite, output, limit, "cpu", False)
+    key = classifier_hash(suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, suite.split)
+    return [(cell, store.has(cell.id)) for cell in _cells(suite, splits, key, limit)[3]]
+
+
+def run_cell(session: Session, cell: Cell, executor: str = "sequential") -> dict[str, Any]:
+    """Run one cell and store it (rows, kept explanations, then the metadata that marks it complete).
+    While it runs it is marked running in ``RUN_DIR/status/`` (failed, with its error, if it raises)."""
+    with tracked(session.store.root, cell.id, executor):
+        return _run_cell(session, cell)
+
+
+def _run_cell(session: Session, cell: Cell) -> dict[str, Any]:
+    suite = session.suite
+    clips = session.condition(cell)
+    explainer, fit_info, t_fit = session.explainer(cell)
+    t0 = time.perf_counter()
+    ckey = cell.contamination.build().key()
+    metrics = [METRICS.get(name) for name in suite.metrics]
+    out = evaluate_cell(
+        cell, explainer, session.model(cell), clips, metrics, cell.method.targets or suite.targets, suite.batch_size, session.device,
+        session.store.root / "audio" / ckey / cell.folder if suite.audio.n else None, suite.audio.n, session.progress,
+        keep_precision=suite.masks.precision,
+    )
+    seconds = time.perf_counter() - t0
+    meta = {
+        "id": cell.id, "hash": cell.hash, "domain": cell.domain.name, "contamination": ckey,
+        "method": cell.method.name, "row": cell.method.label, "params": cell.method.resolved().get("params", {}),
+        "n": len(clips), "seconds": round(seconds + t_fit, 3), "fit_seconds": round(t_fit, 3),
+        "seconds_per_clip": round(seconds / max(1, len(clips)), 5), "fit": fit_info,
+        "not_applicable": out.not_applicable, "notes": out.notes, "skips": [s.as_dict() for s in out.skips],
+        "condition": condition_record(clips, cell.contamination.build()),
+    }
+    if out.explanations is not None:
+        write_masks(session.store.masks_path(cell.id), out.explanations, suite.masks.precision)
+    names = {"dataset": suite.dataset.name, "model": suite.model.name}
+    session.store.write_cell(cell.id, with_cell_columns(out.frame, cell, names), meta)
+    return meta
+
+
+def find_cell(session: Session, cell_id: str) -> Cell:
+    """The cell named ``cell_id`` (its full id, or a unique prefix). Raises :class:`AudiobenchError` otherwise."""
+    ids = [c.id for c in session.cells]
+    matches = [c for c in session.cells if c.id == cell_id] or [c for c in session.cells if c.id.startswith(cell_id)]
+    if len(matches) != 1:
+        what = "matches several cells" if matches else "is not a cell of this suite"
+        raise AudiobenchError(f"--cell {cell_id} {what}{did_you_mean(cell_id, ids)}; `audiobench run SUITE --list-cells` lists them")
+    return matches[0]

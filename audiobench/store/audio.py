@@ -1,0 +1,50 @@
+"""The run directory's file names for audio and per-method folders: one definition, read by the
+harness that writes them and by the views (report, listening test) that find them again.
+
+Layout::
+
+    RUN_DIR/audio/<condition>/input/<clip>.wav           the evaluated inputs (first ``audio.n``)
+    RUN_DIR/audio/<condition>/<method folder>/<stem>.wav  each row's interpretation (:func:`audio_name`)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from audiobench.store.ids import safe_child
+
+
+def slug(text: str) -> str:
+    """A file-name-safe lower-case form of ``text``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def method_folders(methods: list[Any]) -> list[str]:
+    """A file-name-safe folder per method row, unique within the suite: labels that slug alike
+    (``GradCAM``, ``GradCAM++``) get ``-2``, ``-3``... in suite order; ``input`` is the inputs' folder."""
+    seen: dict[str, int] = {"input": 1}
+    out = []
+    for m in methods:
+        base = slug(m.label or m.name)
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
+
+
+def audio_name(sample_id: str, target: int, class_names: list[str], one_per_clip: bool) -> str:
+    """The file stem of a (clip, target) row's interpretation: the clip's id, with the target's class
+    when a clip can have several targets."""
+    return sample_id if one_per_clip else f"{sample_id}__{slug(class_names[target])}"
+
+
+def write_wavs(folder: Path, ids: list[str], audio: np.ndarray, sample_rate: int) -> None:
+    """Write each row of ``audio`` [N, L] (clipped to [-1, 1]) as a 16-bit WAV at ``sample_rate`` Hz in
+    ``folder``, named by its id made a safe file name (:func:`audiobench.store.ids.file_stem`): never outside ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sid, wav in zip(ids, audio, strict=True):
+        sf.write(safe_child(folder, sid, ".wav"), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")

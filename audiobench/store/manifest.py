@@ -1,0 +1,109 @@
+"""A run's manifest: everything needed to understand and regenerate it."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from audiobench.contracts.registry import CONTAMINATIONS, DOMAINS, METRICS
+from audiobench.data.base import Skip
+from audiobench.kernel.cache import stable_hash
+from audiobench.kernel.version import __version__
+from audiobench.store.records import SCHEMA_VERSION, Manifest
+from audiobench.suite import Suite
+
+
+def git_hash() -> str | None:
+    """The checkout's commit (``-dirty`` when tracked files changed), or None outside a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file() or not (root / "audiobench").is_dir():
+        return None  # an installed wheel: site-packages may sit inside another project's checkout
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0 or top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
+        return None
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def versions() -> dict[str, str]:
+    """Versions of audiobench and of the libraries that shape its numbers."""
+    import captum
+
+    return {
+        "audiobench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "captum": captum.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def evaluated_accuracy(frame: pd.DataFrame) -> dict[str, float]:
+    """Per contamination, the classifier's accuracy on the evaluated clips, from the stored rows:
+    single-label data, the share of clips whose top class is the true class; multi-label data, the
+    share of (clip, target) rows whose target is a true label (the precision of the decisions)."""
+    acc = {}
+    for ckey, part in frame[frame.metric.isin(["pred_orig", "y_true", "target_true"])].groupby("contamination", sort=False):
+        first = part[(part.row == part.row.iloc[0]) & (part.domain == part.domain.iloc[0])]
+        if (first.metric == "y_true").any():
+            wide = first.pivot_table(index="sample_id", columns="metric", values="value", aggfunc="first")
+            acc[ckey] = float((wide["pred_orig"] == wide["y_true"]).mean())
+        else:
+            acc[ckey] = float(first[first.metric == "target_true"].value.mean())
+    return acc
+
+
+def build_manifest(
+    suite: Suite, classifier: dict, cell_meta: list[dict], load_skips: list[Skip],
+    frame: pd.DataFrame, limit: int | None, device: torch.device, t_start: float, class_names: list[str],
+) -> dict[str, Any]:
+    """Everything needed to understand and regenerate a run: the one builder of ``manifest.json``, whose
+    result every view reads back as a :class:`~audiobench.store.records.Manifest` (checked here)."""
+    conditions = {m["contamination"]: m["condition"] for m in cell_meta if "condition" in m}  # SNRs, skips
+    manifest = {
+        "schema": SCHEMA_VERSION,
+        "suite": suite.resolved(),
+        "suite_file": str(suite.file) if suite.file else None,
+        "suite_hash": stable_hash(suite.resolved()),
+        "seed": suite.seed,
+        "limit": limit,
+        "device": str(device),
+        "versions": versions(),
+        "git": git_hash(),
+        "classifier": {k: v for k, v in classifier.items() if k != "history"} | {"history": classifier.get("history", [])},
+        "classes": class_names,
+        "output_kind": classifier.get("output_kind", "softmax"),
+        "prompts": classifier.get("prompts"),  # zero-shot models: one text prompt per class
+        "accuracy": {"clean_test": classifier.get("accuracy", {}).get("test"), "evaluated": evaluated_accuracy(frame)},
+        "metrics": {name: METRICS.get(name).info() for name in suite.metrics},
+        "display": {
+            "domain": {d.name: DOMAINS.get(d.name).label() for d in suite.domains},
+            "contamination": {c.build().key(): c.build().title() for c in suite.contaminations},
+            "dataset": {suite.dataset.name: suite.dataset.cls().label()},
+        },
+        "order": {
+            "row": [m.label for m in suite.methods],
+            "domain": [d.name for d in suite.domains],
+            "contamination": [c.build().key() for c in suite.contaminations],
+        },
+        "cells": [{k: v for k, v in m.items() if k != "condition"} for m in cell_meta],  # conditions once, below
+        "contaminations": conditions,
+        "skips": [s.as_dict() for s in load_skips] + [s for c in conditions.values() for s in c["skips"]]
+        + [s for m in cell_meta for s in m.get("skips", [])],
+        "seconds": round(time.perf_counter() - t_start, 2),
+        "registered": {"contaminations": list(CONTAMINATIONS.names())},
+    }
+    Manifest.model_validate(manifest)  # a builder that drifts from the typed record fails here, not in a view
+    return manifest

@@ -1,0 +1,89 @@
+"""A run directory: per-cell results written atomically, then the long per-sample table and manifest.
+
+Layout::
+
+    RUN_DIR/manifest.json         resolved suite, seeds, versions, git hash, accuracy, timings, skips
+    RUN_DIR/per_sample.parquet    long form: dataset, model, domain, contamination, method, row,
+                                  sample_id, target, metric, value
+    RUN_DIR/tables/*.md|.tex|.csv
+    RUN_DIR/cells/<cell>.parquet  one completed cell (its .json, written last, marks it complete)
+    RUN_DIR/masks/<cell>.npz      the cell's kept explanations (audiobench.store.masks)
+    RUN_DIR/audio/...             listenable interpretations (stft2mel)
+
+``row`` is the table row (a method's label); ``target`` the class (0-based index into the
+manifest's ``classes``) the row's clip was explained for.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json
+from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.faults import kill_point
+
+COLUMNS = ["dataset", "model", "domain", "contamination", "method", "row", "sample_id", "target", "metric", "value"]
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.cells = self.root / "cells"
+
+    def masks_path(self, cell_id: str) -> Path:
+        """Where a cell's kept explanations live."""
+        return self.root / "masks" / f"{cell_id}.npz"
+
+    def has(self, cell_id: str) -> bool:
+        return (self.cells / f"{cell_id}.json").exists() and (self.cells / f"{cell_id}.parquet").exists()
+
+    def write_cell(self, cell_id: str, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
+        """Store a completed cell: the rows first, then the metadata that marks it complete."""
+        atomic_write_bytes(self.cells / f"{cell_id}.parquet", _parquet_bytes(frame[COLUMNS]))
+        kill_point("cell_write")  # rows without their record: not complete, recomputed on resume
+        atomic_write_json(self.cells / f"{cell_id}.json", meta)
+
+    def read_cell(self, cell_id: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+        frame = pd.read_parquet(self.cells / f"{cell_id}.parquet")
+        return frame, json.loads((self.cells / f"{cell_id}.json").read_text())
+
+    def clear(self) -> None:
+        """Remove everything a run writes (``--overwrite``)."""
+        for name in ("cells", "tables", "audio", "masks", "status"):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for name in ("per_sample.parquet", "manifest.json"):
+            (self.root / name).unlink(missing_ok=True)
+
+    def write_results(self, frame: pd.DataFrame, manifest: dict[str, Any]) -> None:
+        atomic_write_bytes(self.root / "per_sample.parquet", _parquet_bytes(frame[COLUMNS]))
+        atomic_write_json(self.root / "manifest.json", manifest)
+
+
+def load_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a finished run."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        raise AudiobenchError(f"no manifest.json in {run_dir}: not a finished audiobench run")
+    return json.loads(path.read_text())
+
+
+def load_run(run_dir: str | Path) -> pd.DataFrame:
+    """The per-sample results of a finished run as a long pandas DataFrame."""
+    path = Path(run_dir) / "per_sample.parquet"
+    if not path.exists():
+        raise AudiobenchError(f"no per_sample.parquet in {run_dir}: not a finished audiobench run")
+    return pd.read_parquet(path)

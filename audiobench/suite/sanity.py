@@ -1,0 +1,77 @@
+"""The ``sanity:`` section of a suite: which sanity stages run after the cells, and how.
+
+```yaml
+sanity:
+  randomisation: {domain: stft2mel, contamination: none, methods: [Saliency, L-MAC], clips: 20}
+  roar: {domain: mel, methods: [Saliency, GradCAM, L-MAC], fractions: [0.2, 0.4, 0.6, 0.8], seeds: 3, epochs: 8}
+  plots: {clips: 3}
+```
+
+Each stage is optional (absent: not run; ``{}``: its defaults). ``domain`` defaults to the suite's
+first domain; ``methods`` (table row labels) to every method of the suite; ``contamination`` is a
+contamination key of the suite (``none``, ``mixture_3db``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from audiobench.contracts.component import Params
+
+
+class RandomisationParams(Params):
+    """Cascading model randomisation (:mod:`audiobench.sanity.randomisation`)."""
+
+    domain: str | None = Field(None, description="masking domain (default: the suite's first)")
+    contamination: str = Field("none", description="the condition whose clips are explained (a contamination key)")
+    methods: list[str] | None = Field(None, description="row labels of the methods tested (default: every method)")
+    clips: int = Field(20, ge=2, description="the first N evaluated clips of that condition")
+    seed: int = Field(0, ge=0, description="seed of the re-initialisation")
+
+
+class RoarParams(Params):
+    """RemOve And Retrain (:mod:`audiobench.sanity.roar`), on the clean (``none``) condition's masks."""
+
+    domain: str | None = Field(None, description="masking domain whose masks rank the bins (default: the suite's first)")
+    methods: list[str] | None = Field(None, description="row labels of the methods tested (default: every method)")
+    fractions: list[float] = Field([0.2, 0.4, 0.6, 0.8], min_length=1, description="shares of bins removed")
+    seeds: int = Field(3, ge=1, description="retrainings per (method, fraction), seeds 0..N-1")
+    epochs: int = Field(8, ge=1, description="training epochs of each retrained classifier")
+    model: dict[str, Any] = Field(default_factory=dict, description="parameters of the suite's model replaced for "
+                                  "the retrained classifiers (a smaller one keeps ROAR cheap, e.g. {width: 4})")
+    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(32, ge=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _in_range(cls, value: list[float]) -> list[float]:
+        for f in value:
+            if not 0 < f < 1:
+                raise ValueError(f"removal fractions lie in (0, 1), not {f}")
+        return sorted(set(value))
+
+
+class PlotParams(Params):
+    """Figures (matplotlib, PNG and PDF under ``RUN_DIR/plots``)."""
+
+    clips: int = Field(3, ge=0, description="per-clip map figures for the first N evaluated clips")
+    dpi: int = Field(80, ge=30, le=600, description="PNG resolution")
+
+
+class SanityParams(Params):
+    """The stages that run after the cells; each absent one is skipped."""
+
+    randomisation: RandomisationParams | None = None
+    roar: RoarParams | None = None
+    plots: PlotParams | None = None
+
+
+def roar_model(model: Any, p: RoarParams) -> Any:
+    """The model spec ROAR retrains: the suite's, with ``p.model``'s parameters replaced (a pydantic
+    ``ValidationError`` for a parameter the model does not have)."""
+    spec = model.build()
+    if not p.model:
+        return spec
+    return type(spec)({**spec.params.model_dump(), **p.model})
