@@ -12,8 +12,6 @@ Registries (``METHODS``, ``METRICS``, ``DATASETS``, ``CONTAMINATIONS``, ``DOMAIN
 
 from __future__ import annotations
 
-from typing import Any
-
 from audiobench.contracts.component import Component, Params
 from audiobench.contracts.domains import Domain, Representation
 from audiobench.contracts.explanation import Explanation, MaskParts
@@ -40,6 +38,7 @@ from audiobench.methods.base import (
 )
 from audiobench.metrics.base import Metric, MetricInputs, register_metric
 from audiobench.models.base import AudioClassifier, ModelSpec, probabilities
+from audiobench.testing import check_method
 
 __all__ = [
     "CONTAMINATIONS", "DATASETS", "DOMAINS", "METHODS", "METRICS", "MODELS",
@@ -49,9 +48,3 @@ __all__ = [
     "check_method", "load_plugin_file", "probabilities", "register_metric", "to_mask",
 ]
 
-
-def check_method(name: str, **kwargs: Any) -> Any:
-    """:func:`audiobench.testing.check_method`: the contract test a plugin author runs on a method."""
-    from audiobench.testing import check_method as _check
-
-    return _check(name, **kwargs)

@@ -80,13 +80,13 @@ def _session(job: Job, progress: bool = False) -> Session:
 def shared_stage(job: Job, progress: bool = False, only: str | None = None) -> list[str]:
     """Data, classifier and every trainable method's fit (cached); writes the run's plan
     (``RUN_DIR/status/plan.json``) and returns the ids of the cells not stored yet, in table order
-    (``only``: just that cell, by id or unique prefix, fitted and returned even if stored)."""
+    (``only``: just that cell, by id or unique prefix; an unknown id raises :class:`AudiobenchError`)."""
     session = _session(job, progress)
     store = session.store
     write_plan(store.root, job.suite.name, session.cells)
-    cells = [find_cell(session, only)] if only else [c for c in session.cells if not store.has(c.id)]
+    cells = [c for c in ([find_cell(session, only)] if only else session.cells) if not store.has(c.id)]
     for c in cells:  # fits before any cell, so workers only load them
-        if c.method.cls().trainable and not store.has(c.id):
+        if c.method.cls().trainable:
             session.explainer(c)
     return [c.id for c in cells]
 
@@ -157,10 +157,9 @@ class _Sequential:
     def cells(self, job: Job, ids: list[str]) -> dict[str, str]:
         session = _session(job)
         outer = tqdm([find_cell(session, cid) for cid in ids], desc=job.suite.name, unit="cell", disable=not self.progress)
-        for c in outer:
+        for c in outer:  # ids from shared_stage: the cells not stored
             outer.set_postfix_str(f"{c.domain.name} | {c.contamination.build().key()} | {c.method.label}")
-            if not session.store.has(c.id):
-                run_cell(session, c)
+            run_cell(session, c)
         return {}
 
     def finish(self, job: Job, fresh: list[str], seconds: float) -> RunResult:

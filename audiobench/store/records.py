@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audiobench.kernel.errors import AudiobenchError
+from audiobench.store.audio import method_folders
 
 SCHEMA_VERSION = 2
 
@@ -50,8 +51,6 @@ class SuiteRecord(_Record):
 
     def method_folders(self) -> dict[str, str]:
         """Row label -> the method's audio folder (:func:`audiobench.store.audio.method_folders`)."""
-        from audiobench.store.audio import method_folders
-
         return dict(zip([m.label or m.name for m in self.methods], method_folders(self.methods), strict=True))
 
 
@@ -164,7 +163,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         data["cells"] = [{**c, "row": c.get("row", c.get("label"))} for c in data.get("cells", [])]
         if "label" in (data.get("order") or {}):
             data["order"] = {("row" if k == "label" else k): v for k, v in data["order"].items()}
-    data["schema"] = max(version, 1)  # a view can still tell what the run kept (schema 1: no masks)
+    data["schema"] = version  # a view can still tell what the run kept (schema 1: no masks)
     return data
 
 
