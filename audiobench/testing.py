@@ -62,7 +62,7 @@ def check_method(
     classifier = Cnn14(3, n_mels=32, width=4, depth=2).eval().requires_grad_(False)
     classifier.class_names = ["c0", "c1", "c2"]
     checked = ["registered", "params"]
-    for domain in (Stft2Mel(), Mel()):
+    for domain in (Stft2Mel(), Stft2Mel({"operator": "log1p"}), Mel()):  # both masking operators of stft2mel
         if cls.domains is not None and domain.name not in cls.domains:
             continue
         explainer = cls(params or {})
@@ -82,7 +82,7 @@ def check_method(
                 return explainer.explain(x[rows], target[rows], ExplainContext(model, seed=seed))
 
         e, again, other = explain(slice(None), 1), explain(slice(None), 1), explain(slice(None), 2)
-        where = f"[{domain.name}] "
+        where = f"[{domain.key()}] "
         _check(isinstance(e, Explanation), name, where + f"explain returned {type(e).__name__}, not an Explanation")
         _check(e.mask.shape == x.shape, name, where + f"mask shape {tuple(e.mask.shape)} is not the input's {tuple(x.shape)}")
         _check(bool(torch.isfinite(e.mask).all()), name, where + "mask has NaN or Inf values")
@@ -97,5 +97,5 @@ def check_method(
             rows = torch.cat([explain(slice(i, i + 1), 1).mask for i in range(x.shape[0])])
             _check(torch.allclose(rows, e.mask, atol=atol, rtol=1e-3), name,
                    where + "a batch differs from its rows explained one at a time (rows must not depend on batch-mates)")
-        checked.append(f"explain[{domain.name}]")
+        checked.append(f"explain[{domain.key()}]")
     return checked

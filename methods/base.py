@@ -83,8 +83,9 @@ class FitContext:
     """What a trainable method may use to train; ``fit`` is called once per (method, domain) of a run.
 
     ``train`` / ``valid`` are the dataset's clean splits; ``augment`` holds the suite's
-    contaminations other than ``none``, for methods trained with the evaluated conditions as
-    augmentation. Results are cached under :meth:`cache_path` by :meth:`cache_key`, which covers the
+    ``train.augment`` conditions (contaminations; empty when :meth:`Explainer.augments` is False):
+    what the method may train on besides clean clips, never an evaluated condition unless the suite
+    marks it ``in_domain`` (:mod:`audiobench.suite.separation`). Results are cached under :meth:`cache_path` by :meth:`cache_key`, which covers the
     classifier, the data, the domain, the front end and the seed; the method adds its parameters.
     """
 
@@ -214,6 +215,18 @@ class Explainer(Component):
         ``ctx.cache_key(self.name, params)`` and report e.g. the key, epochs and the selection metric.
         """
         return {}
+
+    def augments(self) -> bool:
+        """Whether :meth:`fit` may train on ``FitContext.augment`` (the suite's ``train.augment``
+        conditions): ``validate`` then checks none of them is evaluated out-of-domain. The default
+        is conservative: every trainable method, unless its ``augment_prob`` parameter is 0."""
+        return bool(self.trainable and getattr(self.params, "augment_prob", 1.0) > 0)
+
+    def fit_notes(self, info: dict[str, Any]) -> list[str]:
+        """Notes on what :meth:`fit` returned (``info``) that a reader of the row must see, e.g. a
+        training stage that did not do what the row's label says; the run appends them to the cell's
+        ``notes``. Default: none."""
+        return []
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         raise NotImplementedError

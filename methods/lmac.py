@@ -4,7 +4,7 @@ A decoder reads the classifier's deepest block outputs (U-Net style: transposed 
 upsample, each shallower block is added in) and outputs a sigmoid mask on the masking domain's
 grid. Its logit map is computed at the classifier's (time, mel) resolution; for ``stft2mel`` it is
 spread onto the linear STFT bins through the mel filterbank before the sigmoid, so the mask lives
-on log1p|STFT| (listenable) and every linear bin is masked like the mel bands that cover it.
+on the STFT grid (listenable) and every linear bin is masked like the mel bands that cover it.
 (A learned layer on the 513-bin grid costs more than the rest of the decoder and sees no
 information the classifier's latents do not carry.)
 
@@ -12,10 +12,18 @@ Training (classifier frozen, y_hat = argmax f(X), the classifier's own decision)
 
     lambda_in * CE(f(M*X), y_hat) - lambda_out * CE(f((1-M)*X), y_hat) + lambda_l1 * mean|M| (+ lambda_tv * TV(M))
 
-Fine-tuning ("L-MAC, FT, lambda_g"): starting from the trained decoder, samples whose stage-1
-mask is similar to the binarised clean spectrogram (cosine similarity > CCT) get
-lambda_g * BCE(M, oracle) instead of the L1 term; the oracle is the clean log-spectrogram
->= ``oracle_threshold`` times its maximum, the clean signal being the clip before augmentation.
+Fine-tuning ("L-MAC, FT, lambda_g"), paper sec. 2.1: from the trained decoder, with the regulariser
+R(M) = lambda_g ||M*X - X|| + lambda_s ||M||_1, the guidance applied only to items the stage-1 mask M1
+explains well, X the clean representation (before augmentation; X_in the input). ``guidance``::
+
+    regulariser (default, the paper's):  lambda_g |M*X_in - X|^2 / |X|^2 on gated items, lambda_l1 mean|M| on all
+    bce (the recipe's default):           lambda_g BCE(M, oracle) on gated items, lambda_l1 mean|M| on the others
+
+(oracle: X >= ``oracle_threshold`` x its max). The gate is the recipe's (``crosscortype: dotp``):
+cos(X, M1*X_in) >= CCT. The paper's text compares M1 with the binarised X, which cannot pass here: M1
+covers most of the grid, the oracle a few %, so cos(M1, oracle) ~ sqrt(oracle share) (quickstart: no
+training clip above 0.6; ``tools/ft_gate.py``). A fit records the gated share per epoch and the
+similarity quantiles at the start; :meth:`LMAC.fit_notes` flags a row whose gate passed < 1 %.
 """
 
 from __future__ import annotations
@@ -45,16 +53,23 @@ from audiobench.methods.base import (
 )
 from audiobench.methods.blocks import blocks_problem
 
-LMAC_CODE_VERSION = 1  # bump when training changes the weights
+LMAC_CODE_VERSION = 1  # bump when training changes the weights (stage 1: enters every key)
+# fine-tuning's own (its key only: shipped stage-1 weights stay valid). 2: gate cos(X, M1*X_in), guidance forms
+LMAC_FT_CODE_VERSION = 2
+GATE_QUANTILES = (0, 10, 50, 90, 100)  # % : the similarity quantiles a fine-tuning fit records
 
 
 class FinetuneParams(Params):
-    """The fine-tuning stage for audio quality (paper sec. 2.1)."""
+    """The fine-tuning stage for audio quality (paper sec. 2.1; see the module docstring)."""
 
-    lambda_g: float = Field(..., gt=0, description="weight of the guidance term BCE(M, oracle)")
-    cct: float = Field(0.6, ge=-1, le=1, description="cosine-similarity threshold gating the guidance")
+    lambda_g: float = Field(..., gt=0, description="weight of the guidance term on gated items")
+    guidance: Literal["regulariser", "bce"] = Field(
+        "regulariser", description="regulariser: the paper's |M*X_in - X|^2 / |X|^2, L1 on every item; "
+        "bce: the recipe's BCE(M, oracle), L1 on the ungated items only",
+    )
+    cct: float = Field(0.6, ge=-1, le=1, description="gate: cos(clean X, stage-1 mask * input) >= cct")
     epochs: int = Field(4, ge=1)
-    oracle_threshold: float = Field(0.35, gt=0, lt=1, description="oracle = clean log-spec >= this x its max")
+    oracle_threshold: float = Field(0.35, gt=0, lt=1, description="oracle (bce) = clean X >= this x its max")
 
 
 class LmacParams(ExplainerParams):
@@ -73,7 +88,7 @@ class LmacParams(ExplainerParams):
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(2e-6, ge=0)
     batch_size: int = Field(16, ge=1)
-    augment_prob: float = Field(0.5, ge=0, le=1, description="share of training clips taken from the suite's contaminations")
+    augment_prob: float = Field(0.5, ge=0, le=1, description="share of training clips taken from the suite's train.augment conditions")
     finetune: FinetuneParams | None = None
 
 
@@ -140,26 +155,56 @@ def oracle_mask(clean_x: torch.Tensor, threshold: float) -> torch.Tensor:
     return (clean_x >= threshold * peak).to(clean_x.dtype)
 
 
-def cct_gate(stage1_mask: torch.Tensor, oracle: torch.Tensor, cct: float) -> torch.Tensor:
-    """[B] bool: the stage-1 mask's cosine similarity to the oracle exceeds the threshold."""
-    return F.cosine_similarity(stage1_mask.flatten(1), oracle.flatten(1), dim=1) > cct
+def gate_similarity(stage1_mask: torch.Tensor, x: torch.Tensor, clean_x: torch.Tensor) -> torch.Tensor:
+    """[B] cos(X, M1 * X_in) per sample, the recipe's ``crosscor`` (``dotp``): 1 for a constant mask on a
+    clean input, lower where the mask keeps what the clean clip lacks (noise) or drops what it has."""
+    return F.cosine_similarity((stage1_mask * x).flatten(1), clean_x.flatten(1), dim=1)
+
+
+def cct_gate(similarity: torch.Tensor, cct: float) -> torch.Tensor:
+    """[B] bool: the items whose :func:`gate_similarity` reaches the threshold (the recipe's ``>=``)."""
+    return similarity >= cct
+
+
+def guidance_term(mask: torch.Tensor, x: torch.Tensor, clean_x: torch.Tensor, ft: FinetuneParams) -> torch.Tensor:
+    """[B] each sample's guidance, a mean over its N = T x F elements (lambda_g means the same on any grid).
+
+    ``regulariser``: mean_ij (M X_in - X)^2 / mean_ij X^2 = ||M * X_in - X||_2^2 / ||X||_2^2, the paper's
+    ||M(h) * X - X|| (sec. 2.1, R after eq. 2), which names no norm; the recipe computes the mean square
+    (``guidelosstype`` not ``binary``). Over the clip's mean X^2 (a constant per clip) it is also scale-free:
+    one lambda_g for |STFT|, log1p|STFT| or log-mel at any level (0 for M * X_in = X, 1 for M = 0 on a
+    clean input). ``bce``: mean_ij BCE(M, oracle), the recipe's default (``guidelosstype: binary``).
+    """
+    if ft.guidance == "regulariser":
+        energy = clean_x.pow(2).flatten(1).mean(dim=1).clamp_min(torch.finfo(clean_x.dtype).tiny)
+        return (mask * x - clean_x).pow(2).flatten(1).mean(dim=1) / energy
+    oracle = oracle_mask(clean_x, ft.oracle_threshold)
+    return F.binary_cross_entropy(mask, oracle, reduction="none").flatten(1).mean(dim=1)
 
 
 def finetune_loss(
-    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, oracle: torch.Tensor,
+    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, clean_x: torch.Tensor,
     gate: torch.Tensor, p: LmacParams,
 ) -> dict[str, torch.Tensor]:
-    """Masking terms, plus lambda_g * BCE(M, oracle) on gated samples and the L1 term on the others."""
+    """Masking terms, plus lambda_g x the guidance on gated samples and the L1 term (every sample
+    for ``regulariser``, the ungated ones for ``bce``); ``clean_x`` is the clean representation."""
+    ft = p.finetune
+    assert ft is not None
     terms = masking_loss(model, x, mask, y_hat, p.model_copy(update={"lambda_l1": 0.0}))
     g = gate.to(mask.dtype)
-    bce = F.binary_cross_entropy(mask, oracle, reduction="none").flatten(1).mean(dim=1)
-    l1 = mask.abs().flatten(1).mean(dim=1)
     n = max(1, mask.shape[0])
-    guidance = (g * bce).sum() / n
-    sparsity = ((1 - g) * l1).sum() / n
-    assert p.finetune is not None
-    total = terms["total"] + p.finetune.lambda_g * guidance + p.lambda_l1 * sparsity
+    guidance = (g * guidance_term(mask, x, clean_x, ft)).sum() / n
+    l1 = mask.abs().flatten(1).mean(dim=1)
+    sparsity = (l1 if ft.guidance == "regulariser" else (1 - g) * l1).sum() / n
+    total = terms["total"] + ft.lambda_g * guidance + p.lambda_l1 * sparsity
     return {**terms, "total": total, "guidance": guidance, "l1": sparsity, "gated": g.mean()}
+
+
+def similarity_summary(similarity: torch.Tensor, cct: float) -> dict[str, float]:
+    """Quantiles ``q0`` ... ``q100`` (:data:`GATE_QUANTILES`) of gate similarities and the share passed."""
+    v = similarity.detach().double().cpu()
+    return {f"q{q}": round(float(v.quantile(q / 100)), 4) for q in GATE_QUANTILES} | {
+        "passed": round(float(cct_gate(v, cct).double().mean()), 4)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,7 +238,18 @@ class LMAC(Explainer):
         if ft is None:
             return "L-MAC"
         label = f"L-MAC, FT, λg={ft.lambda_g:g}"
-        return label + (f", CCT {ft.cct:g}" if ft.cct != FinetuneParams.model_fields["cct"].default else "")
+        label += f", CCT {ft.cct:g}" if ft.cct != FinetuneParams.model_fields["cct"].default else ""
+        return label + (", BCE" if ft.guidance == "bce" else "")  # the recipe's form; the paper's is the default
+
+    def fit_notes(self, info: dict[str, Any]) -> list[str]:
+        """A fine-tuned row whose gate passed < 1 % of the training items is the base L-MAC trained
+        a few epochs more, not a fine-tuned one: say so beside its numbers."""
+        share = info.get("gated_share")
+        if self.params.finetune is None or share is None or share >= 0.01:
+            return []
+        epochs = len(info.get("gated_per_epoch", {}).get("train", [])) or self.params.finetune.epochs
+        return [f"fine-tuning gate passed {100 * share:.1f} % of training items (< 1 %): this row is the base "
+                f"L-MAC plus {epochs} epoch{'s' if epochs != 1 else ''}, not fine-tuned"]
 
     # -- pieces -----------------------------------------------------------------------------
     def _build(self, model: DomainModel) -> LmacDecoder:
@@ -220,7 +276,8 @@ class LMAC(Explainer):
         base_key = ctx.cache_key(self.name, self._base_params(), {"code": LMAC_CODE_VERSION})
         info = self._fit_stage(ctx, base_key, None)
         if self.params.finetune is not None:
-            ft_key = ctx.cache_key(self.name, {"base": base_key, **self.params.finetune.model_dump()})
+            ft_key = ctx.cache_key(self.name, {"base": base_key, "ft_code": LMAC_FT_CODE_VERSION,
+                                               **self.params.finetune.model_dump()})
             info = {"base": info, **self._fit_stage(ctx, ft_key, self.decoder)}
         return info
 
@@ -249,6 +306,7 @@ class LMAC(Explainer):
         valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
         opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         n = len(ctx.train)
+        start_info = self._gate_at_start(ctx, frozen, train) if finetuning else {}
 
         def train_epoch() -> dict[str, float]:
             means = TermMeans()
@@ -268,10 +326,28 @@ class LMAC(Explainer):
         info = fit_epochs(
             [decoder], p.finetune.epochs if finetuning else p.epochs, train_epoch,
             lambda: self._validate(ctx, decoder, frozen, valid), "valid_total", log_path,
-            desc=f"{self.row_label()} [{ctx.model.domain.name}]", progress=ctx.progress,
+            desc=f"{self.row_label()} [{ctx.model.domain.key()}]", progress=ctx.progress,
         )
-        return {"stage": "finetune" if finetuning else "train", "blocks": self.block_idx, **info,
+        if finetuning:  # what the gate let through, per epoch: a row nothing was guided on must show it
+            start_info |= {"gated_per_epoch": {s: [round(h[f"{s}_gated"], 4) for h in info["history"]]
+                                               for s in ("train", "valid")}}
+            start_info["gated_share"] = round(sum(h["train_gated"] for h in info["history"]) / len(info["history"]), 4)
+        return {"stage": "finetune" if finetuning else "train", "blocks": self.block_idx, **info, **start_info,
                 "seconds": round(time.perf_counter() - start, 2)}
+
+    @torch.no_grad()
+    def _gate_at_start(self, ctx: FitContext, frozen: LmacDecoder, train: _Versions) -> dict[str, Any]:
+        """The gate similarity of every training clip in each version fine-tuning draws from, summarised."""
+        from audiobench.data.contaminations import NoContamination
+
+        ft, model, r = self.params.finetune, ctx.model, ctx.max_rows
+        rep = lambda w: model.domain.represent(model.frontend, w.to(ctx.device)).x  # noqa: E731
+        out = {}
+        for k, name in enumerate([NoContamination().key()] + [c.key() for c in ctx.augment]):
+            sims = [gate_similarity(self._mask(frozen, model, x := rep(train.waves[k, i : i + r])), x,
+                                    rep(train.clean[k, i : i + r])) for i in range(0, train.waves.shape[1], r)]
+            out[name] = similarity_summary(torch.cat(sims), ft.cct)
+        return {"gate": {"similarity": "cos(X, M1*X_in)", "cct": ft.cct, "at_start": out}}
 
     def _batch_terms(self, ctx, decoder, frozen, sets: _Versions, idx, which) -> dict[str, torch.Tensor]:
         """Loss terms for the clips ``idx``, clip i taken from version ``which[i]`` (0 = clean)."""
@@ -283,11 +359,10 @@ class LMAC(Explainer):
         mask = self._mask(decoder, model, x)
         if frozen is None:
             return masking_loss(model, x, mask, y_hat, self.params)
-        clean = sets.clean[which, idx].to(ctx.device)
         with torch.no_grad():
-            oracle = oracle_mask(domain.represent(model.frontend, clean).x, self.params.finetune.oracle_threshold)
-            gate = cct_gate(self._mask(frozen, model, x), oracle, self.params.finetune.cct)
-        return finetune_loss(model, x, mask, y_hat, oracle, gate, self.params)
+            clean = domain.represent(model.frontend, sets.clean[which, idx].to(ctx.device)).x
+            gate = cct_gate(gate_similarity(self._mask(frozen, model, x), x, clean), self.params.finetune.cct)
+        return finetune_loss(model, x, mask, y_hat, clean, gate, self.params)
 
     @torch.no_grad()
     def _validate(self, ctx, decoder, frozen, versions: list[ClipSet]) -> dict[str, float]:

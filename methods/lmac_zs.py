@@ -73,7 +73,7 @@ class LmacZsParams(ExplainerParams):
     lr: float = Field(1e-5, gt=0, description="Adam learning rate (paper: 1e-5)")
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(2, ge=2, description="clips per batch; B^2 text-audio pairs are masked (paper: 2)")
-    augment_prob: float = Field(0.0, ge=0, le=1, description="share of training clips taken from the suite's contaminations "
+    augment_prob: float = Field(0.0, ge=0, le=1, description="share of training clips taken from the suite's train.augment conditions "
                                 "(the paper: 0, clean captioned audio only)")
     gate: bool = Field(True, description="the mask's logits move with the prompt-audio similarity t.a through a learnt "
                        "increasing map (a shut-off for prompts the audio does not match)")
@@ -300,7 +300,7 @@ class LMACZS(Explainer):
             return means.means("train_")
 
         info = fit_epochs([decoder], p.epochs, train_epoch, lambda: self._validate(ctx, decoder, valid, valid_texts),
-                          "valid_total", log_path, desc=f"LMAC-ZS [{ctx.model.domain.name}]", progress=ctx.progress)
+                          "valid_total", log_path, desc=f"LMAC-ZS [{ctx.model.domain.key()}]", progress=ctx.progress)
         # Clotho files that could not be used, and why (the suite's own skips are in its manifest)
         skipped = _skipped([train_versions[0], valid[0]]) if p.clotho else []
         return {"blocks": self.block_idx, **info, **({"skipped": skipped} if skipped else {}),

@@ -93,3 +93,32 @@ def make_clotho(root: Path, clips: int = 4, sr: int = 16000, seconds: float = 0.
                 sf.write(root / folder / f"clip{k}.wav", tone(k, seconds, sr, rng), sr, subtype="PCM_16")
                 w.writerow([f"clip{k}.wav", *[f"a recording {k} described {i} ways" for i in range(5)]])
     return root
+
+
+ESC10_CLASSES = ["Dog bark", "Rain", "Sea waves", "Baby cry", "Clock tick", "Person sneeze", "Helicopter", "Chainsaw",
+                 "Rooster", "Fire crackling"]
+
+
+def make_esc10(root: Path, per_fold: int = 1, classes: int = 4, folds: int = 5, sr: int = 8000, seconds: float = 0.5,
+               broken: bool = False) -> Path:
+    """ESC-10's official layout: ROOT/``NNN - Class name``/``fold-freesoundID-take``.ogg (Ogg Vorbis), a README,
+    ``per_fold`` clips per class and fold (takes A, B of one source share its fold). ``broken``: the first class
+    folder also holds ``5-900000-A.ogg`` cut inside its headers (unreadable) and ``notes.ogg`` (not an ESC-10 name)."""
+    rng = np.random.default_rng(4)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "README.md").write_text("# ESC-10 (generated)\n")
+    for ci, name in enumerate(ESC10_CLASSES[:classes]):
+        folder = root / f"{ci + 1:03d} - {name}"
+        folder.mkdir(exist_ok=True)
+        for fold in range(1, folds + 1):
+            for k in range(per_fold):
+                src = 100000 + 1000 * fold + 10 * ci + k // 2
+                sf.write(folder / f"{fold}-{src}-{'AB'[k % 2]}.ogg", tone(ci, seconds, sr, rng), sr, format="OGG",
+                         subtype="VORBIS")
+    if broken:
+        folder = root / f"001 - {ESC10_CLASSES[0]}"
+        sf.write(folder / "notes.ogg", tone(0, seconds, sr, rng), sr, format="OGG", subtype="VORBIS")
+        whole = folder / "5-900000-A.ogg"
+        sf.write(whole, tone(0, seconds, sr, rng), sr, format="OGG", subtype="VORBIS")
+        whole.write_bytes(whole.read_bytes()[:200])
+    return root

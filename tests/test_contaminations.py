@@ -236,7 +236,7 @@ def test_white_noise_is_deterministic_per_sample_id() -> None:
 
 
 def test_keys_titles_and_registration() -> None:
-    assert NoContamination().key() == "none" and NoContamination().title() == "in-domain"
+    assert NoContamination().key() == "none" and NoContamination().title() == "clean"
     assert Mixture({"snr_db": 3}).key() == "mixture_3db"
     assert Mixture({"snr_db": 3}).title() == "mixture 3 dB"
     assert Mixture({"snr_db": -2.5}).key() == "mixture_m2p5db"

@@ -15,7 +15,7 @@ from audiobench.testing import check_method
 @pytest.mark.parametrize("name", ["saliency", "smoothgrad", "gradcam", "gradcam_pp", "guided_gradcam", "random"])
 def test_builtin_methods_pass_the_contract(name: str) -> None:
     assert check_method(name, params={"n_samples": 4} if name == "smoothgrad" else None) == [
-        "registered", "params", "explain[stft2mel]", "explain[mel]"]
+        "registered", "params", "explain[stft2mel]", "explain[stft2mel_log1p]", "explain[mel]"]
 
 
 def test_contract_catches_batch_dependence_and_out_of_range_masks() -> None:

@@ -15,7 +15,7 @@ from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Mixture
 from audiobench.methods import lmac as lmac_module
 from audiobench.methods.base import DomainModel, ExplainContext, FitContext
-from audiobench.methods.lmac import LMAC, LmacParams, cct_gate, finetune_loss, masking_loss, oracle_mask
+from audiobench.methods.lmac import LMAC, LmacParams, masking_loss, oracle_mask
 from audiobench.models.base import AudioClassifier
 from audiobench.models.cnn14 import Cnn14
 from audiobench.suite import load_suite
@@ -81,27 +81,6 @@ def test_y_hat_is_the_classifier_decision_not_the_label(monkeypatch: pytest.Monk
         assert torch.equal(y_hat, decision)
     labels_match = sum(int((y == clips.labels[: len(y)]).all()) for y, _ in seen)
     assert labels_match < len(seen)  # the labels were not used
-
-
-def test_cct_gate_and_guidance_apply_to_the_gated_samples_only() -> None:
-    oracle = torch.zeros(3, 1, 2, 2)
-    oracle[:, 0, 0, 0] = 1.0
-    stage1 = torch.stack([oracle[0], torch.ones(1, 2, 2), 1 - oracle[2]])  # cosine 1, 0.5, 0
-    torch.testing.assert_close(F.cosine_similarity(stage1.flatten(1), oracle.flatten(1)), torch.tensor([1.0, 0.5, 0.0]))
-    assert cct_gate(stage1, oracle, 0.6).tolist() == [True, False, False]
-    assert cct_gate(stage1, oracle, 0.4).tolist() == [True, True, False]
-
-    model = _toy_model(torch.randn(2, 2))
-    x, mask = torch.rand(3, 1, 2, 2), torch.full((3, 1, 2, 2), 0.25)
-    y_hat = torch.tensor([0, 1, 0])
-    p = LmacParams(lambda_l1=0.4, finetune={"lambda_g": 16.0, "cct": 0.6})
-    gate = torch.tensor([True, False, False])
-    terms = finetune_loss(model, x, mask, y_hat, oracle, gate, p)
-    bce0 = F.binary_cross_entropy(mask[0], oracle[0])
-    torch.testing.assert_close(terms["guidance"], bce0 / 3)  # only sample 0 is guided
-    torch.testing.assert_close(terms["l1"], torch.tensor(2 * 0.25 / 3))  # the other two keep the L1 term
-    base = masking_loss(model, x, mask, y_hat, p.model_copy(update={"lambda_l1": 0.0}))["total"]
-    torch.testing.assert_close(terms["total"], base + 16.0 * bce0 / 3 + 0.4 * 2 * 0.25 / 3)
 
 
 def test_oracle_is_the_binarised_clean_spectrogram() -> None:

@@ -127,8 +127,8 @@ def test_smoothgrad_draws_noise_per_copy(frontend: Frontend) -> None:
     ctx = make_ctx(RegionReluSum(region), Mel(), frontend, max_rows=16)  # 8 copies per pass: 50 passes
     x, target = torch.zeros(2, 1, *GRID), torch.zeros(2, dtype=torch.long)
 
-    torch.manual_seed(0)
-    many = method("smoothgrad", n_samples=400, stdev=1.0).attribute(x, target, ctx)
+    torch.manual_seed(0)  # a zero input has no range: the noise is absolute here
+    many = method("smoothgrad", n_samples=400, stdev=1.0, noise="absolute").attribute(x, target, ctx)
     # the gradient of copy n is 1[noise_n > 0] inside the region: its average is ~Binomial(400, 0.5) / 400
     assert 0.45 <= float(many[inside].mean()) <= 0.55
     assert bool(((many[inside] > 0.3) & (many[inside] < 0.7)).all())  # 8 sigma; one shared draw gives 0 or 1
@@ -136,10 +136,30 @@ def test_smoothgrad_draws_noise_per_copy(frontend: Frontend) -> None:
     assert bool((many[~inside] == 0).all())
 
     torch.manual_seed(0)
-    one = method("smoothgrad", n_samples=1, stdev=1.0).attribute(x, target, ctx)
+    one = method("smoothgrad", n_samples=1, stdev=1.0, noise="absolute").attribute(x, target, ctx)
     assert bool(torch.isin(one, torch.tensor([0.0, 1.0])).all())
     assert 0 < float(one[inside].mean()) < 1  # a genuine draw: both signs of noise occur
     assert bool((one[~inside] == 0).all())
+
+
+def test_smoothgrad_noise_is_a_share_of_each_clips_range(frontend: Frontend) -> None:
+    """noise: range (default): sigma_b = stdev x (max - min of clip b), so a clip 100 times louder (a
+    linear |STFT| grid beside a log one) gets 100 times the noise and, through a scale-free model, the
+    same map from the same draw; absolute noise does not."""
+    region = region_box(2, 6, 3, 11)
+    ctx = make_ctx(RegionReluSum(region), Mel(), frontend, max_rows=16)
+    base = torch.rand(1, 1, *GRID, generator=torch.Generator().manual_seed(3)) - 0.3
+    x, target = torch.cat([base, 2 * base]), torch.zeros(2, dtype=torch.long)
+    assert method("smoothgrad").params.noise == "range"
+    torch.manual_seed(0)
+    one = method("smoothgrad", n_samples=16, stdev=0.15).attribute(x, target, ctx)
+    torch.manual_seed(0)
+    hundred = method("smoothgrad", n_samples=16, stdev=0.15).attribute(100 * x, target, ctx)
+    assert torch.equal(one, hundred)  # the same draw z: sign(c u + c sigma z) = sign(u + sigma z)
+    assert bool(((one > 0) & (one < 1)).any())  # the noise flips some bins: a genuine smoothing
+    torch.manual_seed(0)
+    absolute = method("smoothgrad", n_samples=16, stdev=0.15, noise="absolute").attribute(100 * x, target, ctx)
+    assert not torch.equal(absolute, one)  # 0.15 is nothing beside values of ~30: (nearly) the plain gradient
 
 
 # --------------------------------------------------------------------------- 2. Integrated gradients

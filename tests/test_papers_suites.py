@@ -19,6 +19,7 @@ from tests.test_checkpoint import _panns_file
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 OOD = SUITES / "esc50_ood.yaml"
 DATASET_LINE = OOD.read_text().splitlines().index("dataset:") + 1
+WHAM_LINE = next(i for i, line in enumerate(OOD.read_text().splitlines(), 1) if "wham_noise/tr, snr_db" in line)
 TINY = [  # a tiny model and front end, short clips: the suite's methods, domains and contamination as they are
     "dataset.seconds=0.5",
     "frontend={sample_rate: 8000, n_fft: 256, win_length: 256, hop_length: 128, n_mels: 32}",
@@ -57,7 +58,9 @@ def test_validate_without_data_names_the_path_and_where_to_get_it(capsys, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"{OOD}:{DATASET_LINE}: dataset.root: /data/ESC-50 not found (it should hold meta/esc50.csv and audio/); "
-        "ESC-50 is at https://github.com/karolpiczak/ESC-50"
+        "ESC-50 is at https://github.com/karolpiczak/ESC-50",
+        f"{OOD}:{WHAM_LINE}: train.augment: noise_folder.root: /data/wham_noise/tr not found; WHAM! noise is at "
+        "http://wham.whisper.ai/, LJ-Speech at https://keithito.com/LJ-Speech-Dataset/",
     ]
     (tmp_path / "ESC-50" / "audio").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)  # a relative path given with --set is relative to the working directory
@@ -66,12 +69,14 @@ def test_validate_without_data_names_the_path_and_where_to_get_it(capsys, tmp_pa
     assert f"{OOD}:{DATASET_LINE}: dataset.rooot: unknown key (set with --set)" in err
     assert main(["validate", str(OOD), "--set", "dataset.root=ESC-50"]) == 1
     err = capsys.readouterr().err
+    assert "train.augment: noise_folder.root: /data/wham_noise/tr not found" in err
     assert f"dataset.root: {tmp_path / 'ESC-50' / 'meta' / 'esc50.csv'} not found; ESC-50 is at" in err
 
 
 def test_esc50_ood_suite_trains_runs_and_compares(tmp_path: Path, capsys) -> None:
     root = make_esc50(tmp_path / "ESC-50", per_fold=2, seconds=0.5)
-    sets = _sets([f"dataset.root={root}", *TINY])
+    wham_tr = make_speech_folder(tmp_path / "wham_tr", speakers=2, takes=1)  # any audio: the training noise
+    sets = _sets([f"dataset.root={root}", f"train.augment.0.root={wham_tr}", *TINY])
     assert main(["validate", str(OOD), *sets]) == 0
     # fine-tune a PANNs-layout AudioSet checkpoint (527 outputs, front-end keys) on folds 1-3
     _panns_file(tmp_path / "panns.pth", n_classes=527, width=4, depth=3, n_mels=32)
@@ -90,9 +95,15 @@ def test_esc50_ood_suite_trains_runs_and_compares(tmp_path: Path, capsys) -> Non
     assert manifest["classifier"]["checkpoint"] == str(weights)
     assert manifest["suite"]["dataset"]["params"]["root"] == str(root)
     assert manifest["suite"]["contaminations"][0]["params"]["source"] == {"split": None, "folds": [4]}
+    # the interpreters trained with the WHAM!-style training noise; the fold mixtures are out-of-domain
+    assert manifest["contaminations"]["mixture_gain0p8-0p2_folds4"]["domain"] == "out-of-domain"
+    lmac = [c["fit"] for c in manifest["cells"] if c["method"] == "lmac"]
+    assert lmac and all(f["trained_on"]["augment"] == ["noise_wham_tr_0to15db"] for f in lmac)
+    l2i = [c["fit"] for c in manifest["cells"] if c["method"] == "l2i"]  # clean clips, as the L2I paper
+    assert l2i and all(f["trained_on"]["augment"] == [] for f in l2i)
     frame = load_run(run_dir)
     assert set(frame.contamination) == {"mixture_gain0p8-0p2_folds4"}
-    assert set(frame.row) == {"Saliency", "SmoothGrad", "IG", "GradCAM", "Guided GradCAM", "Guided Backprop", "SHAP",
+    assert set(frame.row) == {"Saliency", "SmoothGrad", "IG", "L2I", "GradCAM", "Guided GradCAM", "Guided Backprop", "SHAP",
                                 "L-MAC", "L-MAC, FT, λg=4", "L-MAC, FT, λg=16", "L-MAC, FT, λg=32",
                                 "L-MAC, FT, λg=4, CCT 0.7", "L-MAC, FT, λg=16, CCT 0.7", "L-MAC, FT, λg=32, CCT 0.7"}
     # --limit 2: a class-stratified sample of fold 5 (two classes), not its first two files (both dogs)

@@ -15,6 +15,7 @@ from audiobench.harness.engine import AUX_METRICS
 from audiobench.harness.runner import run_suite
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.store.run_dir import COLUMNS, load_run
+from audiobench.suite import load_suite
 from audiobench.tables import render_run
 
 METRICS = ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"]
@@ -269,13 +270,21 @@ def test_trainable_methods_fit_once_per_domain_and_cache(write_suite, tmp_path: 
     import sys
 
     (tmp_path / "trainable.py").write_text(TRAINABLE)
-    suite = write_suite({"plugins": ["trainable.py"], "methods": ["mean_map"]})
+    # a plugin fit gets the suite's train.augment, never the evaluated conditions; training on an
+    # evaluated one is refused like L-MAC's (train/evaluate separation)
+    bad = write_suite({"plugins": ["trainable.py"], "methods": ["mean_map"],
+                       "train": {"augment": [{"name": "mixture", "snr_db": [0, 10]}]}}, name="bad.yaml")
+    with pytest.raises(AudiobenchError, match="method 'mean_map' trains on mixture 0 to 10 dB"):
+        load_suite(bad)
+    suite = write_suite({"plugins": ["trainable.py"], "methods": ["mean_map"],
+                         "train": {"augment": [{"name": "white_noise", "snr_db": [0, 20]}]}})
     result = run_suite(suite, tmp_path / "fit", progress=False)
     module = next(m for name, m in sys.modules.items() if name.startswith("audiobench_plugin_") and hasattr(m, "CALLS"))
     # one fit per (domain, contamination) cell, trained once per domain and loaded from the cache after
     assert sorted(module.CALLS) == [("mel", False), ("mel", True), ("stft2mel", False), ("stft2mel", True)]
     fits = [c["fit"] for c in result.manifest["cells"]]
-    assert all(f["n_train"] == 18 and f["augment"] == ["mixture_3db"] for f in fits)
+    assert all(f["n_train"] == 18 and f["augment"] == ["white_noise_0to20db"] for f in fits)
+    assert all(f["trained_on"]["augment"] == ["white_noise_0to20db"] for f in fits)
     assert len({f["key"] for f in fits}) == 2  # the key depends on the domain
     assert (tmp_path / "fit" / "logs" / "mean-map" / "mel" / "fit.json").exists()
 

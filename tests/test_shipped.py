@@ -169,7 +169,7 @@ def test_quickstart_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch
     manifest = result.manifest
     assert manifest["classifier"]["cached"] is True and manifest["classifier"]["shipped"]["store"] == "quickstart"
     fits = [c["fit"] for c in manifest["cells"] if c["method"] in ("lmac", "l2i")]
-    assert len(fits) == 2 * 2 * (2 + 4)  # per domain and condition: L-MAC, L-MAC FT, L2I at four thresholds
+    assert len(fits) == 3 * 2 * (4 + 4)  # per domain and condition: L-MAC, three FT rows, L2I at four thresholds
     assert all(f["cached"] is True and f["shipped"]["store"] == "quickstart" for f in fits)
     assert all(f["base"]["shipped"]["store"] == "quickstart" for f in fits if "base" in f)
     committed = json.loads((ROOT / "results" / "quickstart" / "manifest.json").read_text())

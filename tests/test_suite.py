@@ -76,7 +76,7 @@ def test_valid_suite_resolves_defaults_and_labels(write_suite) -> None:
     resolved = suite.resolved()
     assert resolved["methods"][1]["params"]["n_steps"] == 50  # default recorded
     assert resolved["methods"][2]["params"]["n_steps"] == 8
-    assert resolved["methods"][3]["params"] == {"nonneg": "abs", "normalize": "max", "n_samples": 3, "stdev": 0.15}
+    assert resolved["methods"][3]["params"] == {"nonneg": "abs", "normalize": "max", "n_samples": 3, "stdev": 0.15, "noise": "range"}
     assert resolved["frontend"]["n_fft"] == 256 and resolved["frontend"]["sample_rate"] == 16000
 
 
@@ -116,7 +116,11 @@ def test_quickstart_suite_is_valid() -> None:
     from pathlib import Path
 
     suite = load_suite(Path(__file__).parent.parent / "suites" / "quickstart.yaml")
-    assert [d.name for d in suite.domains] == ["stft2mel", "mel"]
+    assert [d.build().key() for d in suite.domains] == ["stft2mel", "stft2mel_log1p", "mel"]
+    # the paper's protocol: trained with noise, evaluated in-domain on it and out-of-domain on mixtures
+    assert [c.in_domain for c in suite.contaminations] == [True, False]
+    assert [c.name for c in suite.augment] == ["white_noise"] and suite.train.augment_prob > 0
+    assert suite.train.mixture_prob == 0
     assert {m.name for m in suite.methods} >= {
         "saliency", "smoothgrad", "integrated_gradients", "gradcam", "gradcam_pp",
         "guided_backprop", "guided_gradcam", "shap", "random",

@@ -8,9 +8,10 @@ separated stems can do it later, and no code here knows a dataset's name.
 
 The ideal binary mask (IBM, Wang 2005, "On ideal binary mask as the computational goal of
 auditory scene analysis"; local criterion 0 dB) marks the time-frequency bins where the target
-dominates: ``rep(target) > rep(contaminant)`` on the masking domain's own grid (log1p|STFT| for
-``stft2mel``, log1p-mel for ``mel``: both monotone in magnitude, so the comparison is that of
-magnitudes in the domain's bins).
+dominates: ``rep(target) > rep(contaminant)`` on the masking domain's own grid (|STFT| for
+``stft2mel``, log1p|STFT| for its ``operator: log1p``, log1p-mel for ``mel``: each the magnitude or a
+monotone function of it, so the comparison is that of magnitudes in the domain's bins and the mask
+is the same under both operators).
 """
 
 from __future__ import annotations

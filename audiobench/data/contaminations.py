@@ -52,8 +52,9 @@ def peak_normalise(clips: ClipSet, peak: float = 1.0) -> ClipSet:
     return clips
 
 
-def mix_at_snr(signal: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
-    """signal + g * noise [N, L], g chosen per row so that 10 log10(P_signal / P_gnoise) = ``snr_db``.
+def mix_at_snr(signal: torch.Tensor, noise: torch.Tensor, snr_db: float | torch.Tensor) -> torch.Tensor:
+    """signal + g * noise [N, L], g chosen per row so that 10 log10(P_signal / P_gnoise) = ``snr_db``
+    (one value, or one per row as an [N, 1] tensor).
 
     Powers and gain are computed in float64 (exact for very loud and very quiet float32 rows); the
     result has ``signal``'s dtype. A row of ``noise`` without energy gets g = 0 (the caller skips it).
@@ -62,7 +63,8 @@ def mix_at_snr(signal: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torc
     p_s = s.pow(2).mean(dim=1, keepdim=True)
     p_n = n.pow(2).mean(dim=1, keepdim=True)
     ok = (p_n > 0) & torch.isfinite(p_n)
-    gain = torch.where(ok, torch.sqrt(p_s / (torch.where(ok, p_n, 1.0) * 10 ** (snr_db / 10))), 0.0)
+    snr = torch.as_tensor(snr_db, dtype=torch.float64)
+    gain = torch.where(ok, torch.sqrt(p_s / (torch.where(ok, p_n, 1.0) * 10 ** (snr / 10))), 0.0)
     return (s + gain * n).to(signal.dtype)
 
 
@@ -101,6 +103,13 @@ class Contamination(Component):
         """A short, file-name-safe identifier, e.g. ``mixture_3db``."""
         return self.name
 
+    def identity(self) -> tuple[str, ...]:
+        """What makes two conditions the same for train/evaluate separation: the kind and the source
+        of what is added, never the level (a classifier trained on white noise at 0-20 dB has seen
+        white noise at -5 dB). A trained component whose augmentation has the identity of an
+        evaluated condition has seen that condition (``audiobench validate`` checks it)."""
+        return (self.name,)
+
     def title(self) -> str:
         """The condition's display name in tables, e.g. ``mixture 3 dB``."""
         return self.display_name or self.name
@@ -118,14 +127,17 @@ class Contamination(Component):
         return []
 
 
-def _db(snr: float) -> str:
+def _db(snr: float | tuple[float, float]) -> str:
+    if isinstance(snr, tuple):
+        return "to".join(_db(v)[:-2] for v in snr) + "db"
     return f"{snr:g}".replace("-", "m").replace(".", "p") + "db"
 
 
 class MixParams(Params):
     """An SNR (``mix: snr``) or the reference code's fixed gains (``mix: fixed_gain``)."""
 
-    snr_db: float | None = Field(..., ge=-30, le=60, description="signal-to-contaminant ratio in dB")
+    snr_db: float | tuple[float, float] | None = Field(
+        ..., description="signal-to-contaminant ratio in dB, or [low, high]: one value per clip, uniform in the range")
     mix: Literal["snr", "fixed_gain"] = Field("snr", description="snr, or fixed_gain: the reference code's mix")
     gains: tuple[float, float] | None = Field(None, description="fixed_gain: (clip, contaminant) gains")
 
@@ -144,6 +156,11 @@ class MixParams(Params):
             raise ValueError("snr_db has no effect with mix: fixed_gain (gains set the level); remove one")
         if self.mix == "snr" and self.gains is not None:
             raise ValueError("gains apply only with mix: fixed_gain")
+        values = self.snr_db if isinstance(self.snr_db, tuple) else (self.snr_db,) if self.snr_db is not None else ()
+        if any(not -30 <= v <= 60 for v in values):
+            raise ValueError("snr_db must lie in [-30, 60] dB")
+        if isinstance(self.snr_db, tuple) and self.snr_db[0] > self.snr_db[1]:
+            raise ValueError("snr_db range [low, high] needs low <= high")
         return self
 
 
@@ -164,17 +181,31 @@ class _Mixing:
 
     def level_title(self) -> str:
         if self.params.mix == "snr":
-            return f"{self.params.snr_db:g} dB"
+            snr = self.params.snr_db
+            return f"{snr[0]:g} to {snr[1]:g} dB" if isinstance(snr, tuple) else f"{snr:g} dB"
         g1, g2 = self.gains()
         return f"gains {g1:g}/{g2:g}"
 
-    def combine(self, signal: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mixed, scale)``: the mixture and the per-row factor the clip itself was multiplied by.
+    def snr_per_clip(self, sample_ids: list[str], seed: int) -> float | torch.Tensor:
+        """The SNR of each clip (dB): the fixed ``snr_db``, or for a range [low, high] one uniform draw
+        per clip [N, 1] from a generator seeded by (seed, contamination, clip id) alone."""
+        snr = self.params.snr_db
+        if not isinstance(snr, tuple):
+            return snr
+        draws = [sample_rng(seed, f"{self.name}:snr", sid).uniform(snr[0], snr[1]) for sid in sample_ids]
+        return torch.tensor(draws, dtype=torch.float64).reshape(-1, 1)
+
+    def combine(
+        self, signal: torch.Tensor, other: torch.Tensor, snr_db: float | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mixed, scale)``: the mixture and the per-row factor the clip itself was multiplied by;
+        ``snr_db`` (one value or [N, 1]) defaults to the fixed ``params.snr_db``.
 
         Computed in float64 (norms and powers of very quiet or loud rows stay exact), returned as float32.
         """
         if self.params.mix == "snr":
-            return mix_at_snr(signal, other, self.params.snr_db), torch.ones(signal.shape[0], 1, dtype=signal.dtype)
+            snr = self.params.snr_db if snr_db is None else snr_db
+            return mix_at_snr(signal, other, snr), torch.ones(signal.shape[0], 1, dtype=signal.dtype)
         g1, g2 = self.gains()
         s, o = signal.double(), other.double()
         if self.unit_norm:
@@ -184,8 +215,9 @@ class _Mixing:
             scale = g1 / _nonzero(s.abs().amax(dim=1, keepdim=True))
         return (scale * s + g2 * o).to(signal.dtype), scale.to(signal.dtype)
 
-    def mixed(self, clips: ClipSet, other: torch.Tensor, why: str | None = None) -> ClipSet:
-        """``clips`` with ``other`` [N, L] added (targets and clean source scaled alike), peak-normalised.
+    def mixed(self, clips: ClipSet, other: torch.Tensor, why: str | None = None, seed: int = 0) -> ClipSet:
+        """``clips`` with ``other`` [N, L] added (targets and clean source scaled alike), peak-normalised;
+        ``seed`` draws the per-clip SNRs of an ``snr_db`` range (:meth:`snr_per_clip`).
 
         A row of ``other`` without energy (all zero, or non-finite) would leave its
         clip clean inside the condition: that clip is left out, a recorded skip (reason ``why`` if
@@ -202,7 +234,8 @@ class _Mixing:
         out = clips.subset(slice(None))
         out.skips = list(clips.skips) + skips
         out.clean = clips.uncontaminated
-        out.waveforms, scale = self.combine(clips.waveforms, other.to(clips.waveforms))
+        snr = self.snr_per_clip(out.sample_ids, seed) if self.params.mix == "snr" else None
+        out.waveforms, scale = self.combine(clips.waveforms, other.to(clips.waveforms), snr)
         if out.targets is not None:
             out.targets = out.targets * scale
         out.clean = out.clean * scale
@@ -232,9 +265,9 @@ class Source(Params):
 
 @CONTAMINATIONS.register("none")
 class NoContamination(Contamination):
-    """The clean test clips as they are (in-domain)."""
+    """The clean test clips as they are (the block "clean (in-domain)")."""
 
-    display_name = "in-domain"
+    display_name = "clean"
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
         return peak_normalise(clips.subset(slice(None)))
@@ -294,7 +327,12 @@ class Mixture(_Mixing, Contamination):
         return torch.tensor(out, dtype=torch.long)
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
-        return self.mixed(clips, pool.waveforms[self.partners(clips, pool, seed)])
+        return self.mixed(clips, pool.waveforms[self.partners(clips, pool, seed)], seed=seed)
+
+    def identity(self) -> tuple[str, ...]:
+        # another clip of the suite's dataset, whichever split or folds it is drawn from: the split
+        # changes which clips are added, not what the condition is
+        return ("mixture", "dataset")
 
 
 @CONTAMINATIONS.register("white_noise")
@@ -317,4 +355,4 @@ class WhiteNoise(_Mixing, Contamination):
             return clips
         length = clips.waveforms.shape[1]
         noise = np.stack([sample_rng(seed, self.name, sid).standard_normal(length) for sid in clips.sample_ids])
-        return self.mixed(clips, torch.from_numpy(noise))
+        return self.mixed(clips, torch.from_numpy(noise), seed=seed)

@@ -24,6 +24,7 @@ from pydantic import Field
 from audiobench.contracts.registry import DATASETS
 from audiobench.data.audio import Item
 from audiobench.data.files import LINE, FileDataset, FileParams, Index, fold_params, read_csv
+from audiobench.data.folds import require_folds
 from audiobench.kernel.errors import AudiobenchError
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
@@ -76,13 +77,7 @@ class _FoldDataset(FileDataset):
         kept_targets = sorted({int(r[self.label_col]) for r in rows})
         renumber = {t: i for i, t in enumerate(kept_targets)}
         split_of = self.params.split_of()
-        present = {r["_fold"] for r in rows}
-        missing = sorted(set(split_of) - present)
-        if missing:
-            raise AudiobenchError(
-                f"dataset: fold(s) {', '.join(map(str, missing))} have no clips in {self.csv_path()} "
-                f"(folds present: {', '.join(map(str, sorted(present)))})"
-            )
+        require_folds(split_of, {r["_fold"] for r in rows}, str(self.csv_path()))
         items = [
             Item(
                 path=self.audio_path(r),

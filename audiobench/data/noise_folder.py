@@ -51,6 +51,10 @@ class NoiseFolder(_Mixing, Contamination):
     def title(self) -> str:
         return f"{self.tag()} {self.level_title()}"
 
+    def identity(self) -> tuple[str, ...]:
+        # the folder: WHAM!'s training noise (tr) and its test noise (tt) are different conditions
+        return (self.name, str(Path(self.params.root).expanduser().resolve()))
+
     def files(self) -> list[Path]:
         return list_audio(Path(self.params.root), self.params.extensions)
 
@@ -100,7 +104,7 @@ class NoiseFolder(_Mixing, Contamination):
         if not any_file:
             raise AudiobenchError(f"noise_folder: no usable file in {MAX_DRAWS} draws under {self.params.root} ({last})")
         why = f"no noise excerpt above {SILENCE_DBFS:g} dBFS RMS in {MAX_DRAWS} draws under {self.params.root}"
-        return self.mixed(clips, torch.from_numpy(rows), why)
+        return self.mixed(clips, torch.from_numpy(rows), why, seed)
 
 
 def excerpt(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:

@@ -91,4 +91,4 @@ class SpeechSynth(_Mixing, Contamination):
         for sid in clips.sample_ids:
             rng = sample_rng(seed, self.name, sid)
             speech.append(sum(talker(rng, length, sr) for _ in range(self.params.voices)))
-        return self.mixed(clips, torch.from_numpy(np.stack(speech)))
+        return self.mixed(clips, torch.from_numpy(np.stack(speech)), seed=seed)

@@ -74,7 +74,7 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
                     "code": CELL_CODE_VERSION,
                     **({"method_code": version} if version is not None else {}),  # absent: earlier hashes kept
                 })
-                cid = f"{domain.name}__{contamination.build().key()}__{slug(method.label or method.name)}__{h[:10]}"
+                cid = f"{domain.build().key()}__{contamination.build().key()}__{slug(method.label or method.name)}__{h[:10]}"
                 cells.append(Cell(domain, contamination, method, h, cid, folder))
     return cells
 
@@ -170,7 +170,7 @@ def undefined_skips(results: list[BatchResult], metrics: list[Metric], where: st
 def with_cell_columns(frame: pd.DataFrame, cell: Cell, names: dict[str, str]) -> pd.DataFrame:
     """The cell's rows with the identifying columns of the store, in :data:`~audiobench.store.run_dir.COLUMNS` order."""
     frame = frame.assign(
-        dataset=names["dataset"], model=names["model"], domain=cell.domain.name,
+        dataset=names["dataset"], model=names["model"], domain=cell.domain.build().key(),
         contamination=cell.contamination.build().key(), method=cell.method.name, row=cell.method.label,
     )
     return frame[COLUMNS]

@@ -158,7 +158,7 @@ class _Sequential:
         session = _session(job)
         outer = tqdm([find_cell(session, cid) for cid in ids], desc=job.suite.name, unit="cell", disable=not self.progress)
         for c in outer:  # ids from shared_stage: the cells not stored
-            outer.set_postfix_str(f"{c.domain.name} | {c.contamination.build().key()} | {c.method.label}")
+            outer.set_postfix_str(f"{c.domain.build().key()} | {c.contamination.build().key()} | {c.method.label}")
             run_cell(session, c)
         return {}
 

@@ -20,6 +20,7 @@ import pandas as pd
 from audiobench.harness.session import RunResult, Session
 from audiobench.kernel.cache import atomic_write_json
 from audiobench.store.manifest import build_manifest
+from audiobench.suite.separation import classifier_trains_here, training_record
 from audiobench.tables import render_run
 
 
@@ -77,6 +78,8 @@ def finish(
     manifest = build_manifest(session.suite, session.trained.info, cell_meta, session.load_skips, frame, session.limit,
                               session.device, t_start, session.classifier.class_names)
     manifest["selection"] = session.selection
+    manifest["training"] = training_record(session.splits, session.suite.augment, session.suite.train,
+                                           classifier_trains_here(session.suite.model))
     if executor is not None:
         manifest["executor"] = executor
     store.write_results(frame, manifest)

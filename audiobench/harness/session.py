@@ -34,7 +34,7 @@ from audiobench.kernel.errors import AudiobenchError, did_you_mean
 from audiobench.kernel.malloc import tune_allocator
 from audiobench.methods.base import DomainModel, Explainer, FitContext
 from audiobench.models.training import TrainedClassifier, classifier_hash, get_classifier
-from audiobench.store.audio import write_wavs
+from audiobench.store.audio import interpretation_dir, write_wavs
 from audiobench.store.masks import write_masks
 from audiobench.store.run_dir import RunStore
 from audiobench.store.status import tracked
@@ -111,14 +111,20 @@ class Session:
         info: dict[str, Any] = {}
         if explainer.trainable:
             suite = self.suite
+            augment = [c.build() for c in suite.augment] if explainer.augments() else []
+            identity = {"classifier": self.trained.info["hash"], "data": self.common["dataset"],
+                        "domain": cell.domain.resolved(), "frontend": self.common["frontend"]}
+            if explainer.augments():  # what the fit may see is part of what it is (absent: earlier keys kept;
+                # fits cached before train.augment existed trained on the evaluated conditions and must not be reused)
+                identity["augment"] = [c.resolved() for c in suite.augment]
             info = explainer.fit(FitContext(
                 model=self.model(cell), train=self.splits["train"], valid=self.splits["valid"],
-                augment=[c.build() for c in suite.contaminations if c.name != "none"], seed=suite.seed,
-                device=self.device, identity={"classifier": self.trained.info["hash"], "data": self.common["dataset"],
-                                              "domain": cell.domain.resolved(), "frontend": self.common["frontend"]},
-                log_dir=self.store.root / "logs" / cell.folder / cell.domain.name,
+                augment=augment, seed=suite.seed, device=self.device, identity=identity,
+                log_dir=self.store.root / "logs" / cell.folder / cell.domain.build().key(),
                 progress=self.progress, max_rows=explain_rows(self.device),
             ))
+            # what it trained on: the clean training splits (ids in the manifest's ``training``) and these conditions
+            info = {**info, "trained_on": {"clips": ["train", "valid"], "augment": [c.key() for c in augment]}}
         self.fitted[cell.id] = (explainer, info, time.perf_counter() - t0)
         return self.fitted[cell.id]
 
@@ -174,7 +180,8 @@ def prepare(
     tune_allocator()
     suite, store, dev, frontend, dataset, splits, load_skips, limit = _load(suite, output, limit, device, overwrite)
     trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
-        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split
+        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split,
+        augment=[c.build() for c in suite.augment],
     )
     trained.model.eval().requires_grad_(False)
     evaluated, selection, common, cells = _cells(suite, splits, trained.info["hash"], limit)
@@ -186,7 +193,8 @@ def list_cells(suite: Suite | str | Path, output: str | Path | None = None, limi
     """Every cell of the suite and whether the run directory holds it, without training, loading or
     building the classifier (its cache key is enough for the cell ids): ``audiobench run --list-cells``."""
     suite, store, _, frontend, dataset, splits, _, limit = _load(suite, output, limit, "cpu", False)
-    key = classifier_hash(suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, suite.split)
+    key = classifier_hash(suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed,
+                          suite.split, augment=[c.build() for c in suite.augment])
     return [(cell, store.has(cell.id)) for cell in _cells(suite, splits, key, limit)[3]]
 
 
@@ -195,6 +203,12 @@ def run_cell(session: Session, cell: Cell, executor: str = "sequential") -> dict
     While it runs it is marked running in ``RUN_DIR/status/`` (failed, with its error, if it raises)."""
     with tracked(session.store.root, cell.id, executor):
         return _run_cell(session, cell)
+
+
+def audio_dir(session: Session, cell: Cell, ckey: str) -> Path:
+    """Where the cell's interpretations are written (:func:`audiobench.store.audio.interpretation_dir`)."""
+    listenable = [d.build().key() for d in session.suite.domains if d.cls().listenable]
+    return interpretation_dir(session.store.root / "audio" / ckey, cell.domain.build().key(), listenable) / cell.folder
 
 
 def _run_cell(session: Session, cell: Cell) -> dict[str, Any]:
@@ -206,16 +220,17 @@ def _run_cell(session: Session, cell: Cell) -> dict[str, Any]:
     metrics = [METRICS.get(name) for name in suite.metrics]
     out = evaluate_cell(
         cell, explainer, session.model(cell), clips, metrics, cell.method.targets or suite.targets, suite.batch_size, session.device,
-        session.store.root / "audio" / ckey / cell.folder if suite.audio.n else None, suite.audio.n, session.progress,
+        audio_dir(session, cell, ckey) if suite.audio.n else None, suite.audio.n, session.progress,
         keep_precision=suite.masks.precision,
     )
     seconds = time.perf_counter() - t0
     meta = {
-        "id": cell.id, "hash": cell.hash, "domain": cell.domain.name, "contamination": ckey,
+        "id": cell.id, "hash": cell.hash, "domain": cell.domain.build().key(), "contamination": ckey,
         "method": cell.method.name, "row": cell.method.label, "params": cell.method.resolved().get("params", {}),
         "n": len(clips), "seconds": round(seconds + t_fit, 3), "fit_seconds": round(t_fit, 3),
         "seconds_per_clip": round(seconds / max(1, len(clips)), 5), "fit": fit_info,
-        "not_applicable": out.not_applicable, "notes": out.notes, "skips": [s.as_dict() for s in out.skips],
+        "not_applicable": out.not_applicable, "notes": out.notes + explainer.fit_notes(fit_info),  # e.g. a closed gate
+        "skips": [s.as_dict() for s in out.skips],
         "condition": condition_record(clips, cell.contamination.build()),
     }
     if out.explanations is not None:

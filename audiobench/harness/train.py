@@ -51,7 +51,7 @@ def train_suite(suite: Suite, output: str | Path | None = None, device: str = "c
         splits[split] = clips
     check_splits(splits, suite.dataset.name)
     trained = train_classifier(spec, suite.train, splits, frontend, dataset.fingerprint(), suite.seed,
-                               dev, progress, init=True)
+                               dev, progress, init=True, augment=[c.build() for c in suite.augment])
     out = Path(output) if output else default_output(suite)
     if out.is_dir() or str(output or "").endswith(("/", "\\")):
         out = out / f"{suite.model.name}.pt"

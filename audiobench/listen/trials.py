@@ -60,6 +60,7 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
     import pandas as pd
 
     from audiobench.report.build import interpretation_name, is_listenable
+    from audiobench.store.audio import interpretation_dir
     from audiobench.store.ids import file_stem
     from audiobench.store.records import read_manifest
     from audiobench.store.run_dir import load_run
@@ -70,7 +71,7 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
     prompts = manifest.class_prompts
     prompts = [str(p) for p in prompts] if isinstance(prompts, list) and len(prompts) == len(classes) else None
     folders = manifest.suite.method_folders()
-    listenable = [d for d in dict.fromkeys(c.domain for c in manifest.cells) if is_listenable(d)]
+    listenable = [d for d in dict.fromkeys(c.domain for c in manifest.cells) if is_listenable(d, manifest)]
     if not listenable:
         raise AudiobenchError(f"{run}: no listenable domain (e.g. stft2mel) in this run: nothing to listen to")
     domain = listenable[0]
@@ -89,7 +90,7 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
             pred = int(pred_of[(condition, sid)])
             stimuli = {REFERENCE: wav.relative_to(run).as_posix()}
             for cell in cells:
-                folder = run / "audio" / condition / folders.get(cell.row, "\x00")
+                folder = interpretation_dir(run / "audio" / condition, domain, listenable) / folders.get(cell.row, "\x00")
                 name = interpretation_name(folder, sid, pred, classes) if cell.row in folders else None
                 path = folder / f"{file_stem(name)}.wav" if name is not None else None
                 if path is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,8 @@ def accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, 
 
 
 def classifier_key(
-    spec: Cnn14Spec, train: Any, n_classes: int, frontend: Frontend, data: dict, seed: int, init: str | None = None
+    spec: Cnn14Spec, train: Any, n_classes: int, frontend: Frontend, data: dict, seed: int, init: str | None = None,
+    augment: Sequence[Any] = (),
 ) -> str:
     identity = {
         # the checkpoint enters as its content digest (``init``), not as its path
@@ -112,7 +114,27 @@ def classifier_key(
     }
     if init is not None:
         identity["init"] = init
+    if augment and getattr(train, "augment_prob", 0) > 0:  # absent otherwise: earlier keys kept
+        identity["augment"] = [{"name": c.name, **c.params.model_dump(mode="json")} for c in augment]
     return stable_hash(identity)
+
+
+def augmented_versions(clips: ClipSet, augment: Sequence[Any], seed: int) -> tuple[torch.Tensor, list[str]]:
+    """The clips peak-normalised, then each augmentation condition applied to them: waveforms
+    [1 + len(augment), N, L] and the condition keys. Mixture partners come from ``clips`` themselves
+    (the training split); a clip a condition leaves out (a recorded skip: no usable noise) keeps its
+    clean version there, so every version has the same rows."""
+    from audiobench.data.contaminations import NoContamination
+
+    clean = NoContamination().apply(clips, clips, seed)
+    versions = [clean.waveforms]
+    where = {sid: i for i, sid in enumerate(clips.sample_ids)}
+    for c in augment:
+        out = c.apply(clips, clips, seed)
+        rows = clean.waveforms.clone()
+        rows[[where[sid] for sid in out.sample_ids]] = out.waveforms
+        versions.append(rows)
+    return torch.stack(versions), [c.key() for c in augment]
 
 
 def train_classifier(
@@ -125,8 +147,14 @@ def train_classifier(
     device: torch.device,
     progress: bool = True,
     init: bool = False,
+    augment: Sequence[Any] = (),
 ) -> TrainedClassifier:
     """Train (or load from the cache) a classifier on ``splits['train']``, keeping the best on ``valid``.
+
+    With ``train_params.augment_prob`` > 0, that share of each epoch's training clips (drawn per clip
+    and epoch) is taken from one of the ``augment`` conditions (contaminations, the suite's
+    ``train.augment``) applied to the training clips once (:func:`augmented_versions`); selection
+    on ``valid`` reads its clean clips.
 
     With ``init``, training starts from ``spec``'s checkpoint (fine-tuning): every layer is loaded,
     except ``fc_audioset`` when its number of classes is not the dataset's (a PANNs AudioSet head).
@@ -136,7 +164,7 @@ def train_classifier(
     if init and getattr(spec.params, "checkpoint", None) is not None:  # a plugin spec may have no checkpoint key
         state = read_checkpoint(spec.params.checkpoint)
         start_from = file_digest(spec.params.checkpoint)
-    key = classifier_key(spec, train_params, n_classes, frontend, data_fingerprint, seed, start_from)
+    key = classifier_key(spec, train_params, n_classes, frontend, data_fingerprint, seed, start_from, augment)
     folder = cache_dir() / "classifiers"
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
@@ -156,6 +184,12 @@ def train_classifier(
     feats = {name: _features(frontend, clips, device) for name, clips in splits.items()}
     labels = {name: clips.labels.to(device) for name, clips in splits.items()}
     train_wave = splits["train"].waveforms.to(device)
+    aug_p = getattr(train_params, "augment_prob", 0.0) if augment else 0.0
+    if aug_p > 0:  # log-mel of every (version, clip), computed once
+        waves, _ = augmented_versions(splits["train"], augment, seed)
+        with torch.no_grad():
+            versions = torch.stack([torch.cat([frontend.logmel(v[i : i + 64].to(device)) for i in range(0, len(v), 64)])
+                                    for v in waves[1:]])
     opt = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
     n = len(feats["train"])
 
@@ -171,6 +205,11 @@ def train_classifier(
                     batch = frontend.logmel(wave)
             else:
                 batch = feats["train"][idx]
+            if aug_p > 0:  # per clip: with probability augment_prob, one of the conditions' versions
+                use = torch.rand(len(idx), generator=gen) < aug_p
+                which = torch.randint(len(versions), (len(idx),), generator=gen)
+                chosen = versions[which.to(device), idx]
+                batch = torch.where(use.to(device).view(-1, 1, 1, 1), chosen, batch)
             if train_params.mask_augment > 0:
                 batch = mask_batch(batch, train_params.mask_augment, gen)
             loss = torch.nn.functional.cross_entropy(model(batch), labels["train"][idx])
@@ -276,7 +315,7 @@ def _built_hash(spec: ModelSpec, classes: list[str], seed: int) -> str:
 
 def classifier_hash(
     spec: ModelSpec, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
-    seed: int, evaluated: str = "test",
+    seed: int, evaluated: str = "test", augment: Sequence[Any] = (),
 ) -> str:
     """The ``info['hash']`` that :func:`get_classifier` gives the suite's classifier, computed without
     training, loading or building it (a checkpoint is read once for its digest): what cell ids need,
@@ -288,14 +327,16 @@ def classifier_hash(
         return _built_hash(spec, splits[evaluated].class_names, seed)
     if getattr(spec.params, "checkpoint", None) is not None:
         return _checkpoint_hash(file_digest(spec.params.checkpoint))
-    return classifier_key(spec, train_params, len(splits["train"].class_names), frontend, data_fingerprint, seed)
+    return classifier_key(spec, train_params, len(splits["train"].class_names), frontend, data_fingerprint, seed,
+                          augment=augment)
 
 
 def get_classifier(
     spec: ModelSpec, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
-    seed: int, device: torch.device, progress: bool = True, evaluated: str = "test",
+    seed: int, device: torch.device, progress: bool = True, evaluated: str = "test", augment: Sequence[Any] = (),
 ) -> TrainedClassifier:
-    """The suite's classifier: its checkpoint when ``model.checkpoint`` is set, else trained here (cached);
+    """The suite's classifier: its checkpoint when ``model.checkpoint`` is set, else trained here (cached)
+    with the ``augment`` conditions (``train.augment``) when ``train_params.augment_prob`` > 0;
     a model that is not ``trainable`` is used as its spec builds it; a spec that trains its own way
     (``ModelSpec.train_model``, e.g. the zero-shot ``clap_synth``) does so."""
     own = spec.train_model(train_params, splits, frontend, data_fingerprint, seed, device, progress, evaluated)
@@ -305,4 +346,5 @@ def get_classifier(
         return built_classifier(spec, splits, frontend, seed, device, evaluated)
     if getattr(spec.params, "checkpoint", None) is not None:
         return load_classifier(spec, splits, frontend, device, evaluated)
-    return train_classifier(spec, train_params, splits, frontend, data_fingerprint, seed, device, progress)
+    return train_classifier(spec, train_params, splits, frontend, data_fingerprint, seed, device, progress,
+                            augment=augment)

@@ -89,19 +89,41 @@ def interpretation_name(folder: Path, sample_id: str, target: int, classes: list
     return None
 
 
-def is_listenable(domain: str) -> bool:
+def domain_of(manifest: Manifest | None, key: str) -> Any:
+    """The domain instance a run's domain ``key`` (``stft2mel``, ``stft2mel_log1p``, ``mel``) names, built
+    from the manifest's resolved suite; a run recorded before keys existed named its domains by registered
+    name. None when this install lacks the domain (a plugin that is not installed here)."""
     from audiobench.contracts.registry import DOMAINS
 
+    for record in (getattr(manifest.suite, "domains", None) or []) if manifest is not None else []:
+        entry = record if isinstance(record, dict) else getattr(record, "__dict__", {})
+        try:
+            dom = DOMAINS.get(entry["name"])(entry.get("params") or {})
+        except Exception:  # noqa: BLE001 - not installed here, or parameters this version does not know
+            continue
+        if dom.key() == key:
+            return dom
     try:
-        return bool(DOMAINS.get(domain).listenable)
-    except Exception:  # noqa: BLE001 - a plugin domain that is not installed here: no audio claimed
-        return False
+        return DOMAINS.get(key)()
+    except Exception:  # noqa: BLE001 - a plugin domain that is not installed here
+        return None
+
+
+def is_listenable(domain: str, manifest: Manifest | None = None) -> bool:
+    """Whether the run's domain key ``domain`` (resolved through ``manifest`` when given) is listenable."""
+    dom = domain_of(manifest, domain)
+    return bool(dom is not None and dom.listenable)
+
+
+def listenable_keys(manifest: Manifest) -> list[str]:
+    """The run's listenable domain keys in suite order (:func:`audiobench.store.audio.interpretation_dir`)."""
+    keys = list(manifest.order.get("domain") or dict.fromkeys(c.domain for c in manifest.cells))
+    return [k for k in keys if is_listenable(k, manifest)]
 
 
 def _spectrograms(run_dir: Path, manifest: Manifest, domain: str, condition: str, out: Path) -> dict[str, str]:
     """Sample id -> spectrogram PNG (relative to the report) for the clips whose input WAV the run kept."""
     from audiobench.contracts.frontend import Frontend, FrontendParams
-    from audiobench.contracts.registry import DOMAINS
     from audiobench.store.ids import file_stem
 
     folder = run_dir / "audio" / condition / "input"
@@ -109,17 +131,18 @@ def _spectrograms(run_dir: Path, manifest: Manifest, domain: str, condition: str
     if not ids:
         return {}
     try:
-        dom = DOMAINS.get(domain)()
+        dom = domain_of(manifest, domain)
         frontend = Frontend(FrontendParams(**manifest.suite.frontend))
         waves = [sf.read(folder / f"{file_stem(s)}.wav", dtype="float32")[0] for s in ids]
         length = max(len(w) for w in waves)
         batch = torch.from_numpy(np.stack([np.pad(w, (0, length - len(w))) for w in waves]))
         with torch.no_grad():
-            x = dom.represent(frontend, batch).x
+            magnitude = dom.magnitude(dom.represent(frontend, batch).x)
     except Exception:  # noqa: BLE001 - a domain this install lacks, or odd files: the report shows no spectrogram
         return {}
-    # x is log1p of a magnitude (|STFT|, or its mel bands): shown in dB, the top SPEC_RANGE_DB of each clip
-    db = 20 * torch.log10(torch.expm1(x).clamp_min(1e-10))
+    # the magnitudes the domain's bins stand for (|STFT|, or its mel bands, whatever the grid holds: |X| or
+    # log1p|X|): shown in dB, the top SPEC_RANGE_DB of each clip
+    db = 20 * torch.log10(magnitude.clamp_min(1e-10))
     top = db.flatten(1).amax(1).view(-1, 1, 1, 1)
     paths = [out / "img" / "spec" / f"{domain}__{condition}" / f"{i}.png" for i in range(len(ids))]
     write_pngs(to_grid(((db - top) / SPEC_RANGE_DB + 1).clamp(0, 1)), paths, SPEC_CMAP)
@@ -147,6 +170,7 @@ def _disagreement(grids: np.ndarray) -> np.ndarray:
 def build_report(run_dir: str | Path) -> Path:
     """Write the HTML report of the finished run ``run_dir`` to ``RUN_DIR/report/``; returns the path of
     its ``index.html``. Raises :class:`AudiobenchError` when ``run_dir`` is not a finished run."""
+    from audiobench.store.audio import interpretation_dir
     from audiobench.store.ids import file_stem
     from audiobench.store.masks import read_masks
     from audiobench.store.run_dir import load_run
@@ -171,6 +195,7 @@ def build_report(run_dir: str | Path) -> Path:
     metric_info = manifest.metrics
     metric_names = [m for m in metric_info if m in set(frame["metric"])]
 
+    listening = listenable_keys(manifest)
     conditions: list[tuple[str, str]] = []
     for c in manifest.cells:
         if (c.domain, c.contamination) not in conditions:
@@ -188,7 +213,8 @@ def build_report(run_dir: str | Path) -> Path:
     colorbar_png(out / "img" / "spec_scale.png", SPEC_CMAP)
     records: list[dict[str, Any]] = []
     for ci, (domain, condition) in enumerate(conditions):
-        listen = is_listenable(domain)
+        listen = is_listenable(domain, manifest)
+        interpretations = interpretation_dir(Path("audio") / condition, domain, listening)  # relative to the run
         specs = _spectrograms(run, manifest, domain, condition, out)
         cells = {c.row: (i, c) for i, c in enumerate(manifest.cells) if (c.domain, c.contamination) == (domain, condition)}
         per_method: dict[str, tuple[dict[tuple[str, int], int], np.ndarray, list[str], dict[int, list[str]]]] = {}
@@ -242,10 +268,10 @@ def build_report(run_dir: str | Path) -> Path:
                                       for k in shown]  # aligned with data["metrics"]
                     except KeyError:
                         entry["v"] = [None] * len(shown)
-                    folder = run / "audio" / condition / folders.get(m, "")
+                    folder = run / interpretations / folders.get(m, "")
                     name = interpretation_name(folder, sid, int(target), classes)
                     if listen and m in folders and name is not None:
-                        rel = audio_base / "audio" / condition / folders[m]
+                        rel = audio_base / interpretations / folders[m]
                         entry["wav"] = (rel / f"{file_stem(name)}.wav").as_posix()
                         entry["parts"] = [[p, (rel / f"{file_stem(f'{name}__{p}')}.wav").as_posix()]
                                           for p in per_method[m][3].get(i, [])

@@ -41,7 +41,7 @@ RANDOM_REMOVAL = "Random removal"
 def find_cell(session: Any, domain: str, contamination: str, label: str) -> Cell:
     """The session's cell of (domain, contamination key, method row label). Raises :class:`AudiobenchError`."""
     for c in session.cells:
-        if c.domain.name == domain and c.contamination.build().key() == contamination and c.method.label == label:
+        if c.domain.build().key() == domain and c.contamination.build().key() == contamination and c.method.label == label:
             return c
     raise AudiobenchError(f"sanity: no cell ({domain}, {contamination}, {label}) in this suite")
 
@@ -71,7 +71,7 @@ def _summary_ci(values: pd.Series) -> pd.Series:
 def randomisation_stage(session: Any, p: RandomisationParams, progress: bool = True) -> dict[str, Any]:
     """Cascading randomisation of every chosen method; returns the manifest record."""
     suite, root, device = session.suite, session.store.root, session.device
-    domain = p.domain or suite.domains[0].name
+    domain = p.domain or suite.domains[0].build().key()
     labels = p.methods or [m.label for m in suite.methods]
     folder = root / "sanity" / "randomisation"
     frames, seconds = [], {}
@@ -165,7 +165,7 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
     spec = roar_model(suite.model, p)
     if not getattr(spec, "trainable", True):
         raise AudiobenchError(f"sanity.roar retrains the classifier, but model '{suite.model.name}' is not trainable")
-    domain_name = p.domain or suite.domains[0].name
+    domain_name = p.domain or suite.domains[0].build().key()
     labels = p.methods or [m.label for m in suite.methods]
     cells = {label: find_cell(session, domain_name, "none", label) for label in labels}
     any_cell = next(iter(cells.values()))
@@ -186,7 +186,8 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
 
     folder = root / "sanity" / "roar"
     seeds = list(range(p.seeds))
-    ident = {"params": p.model_dump(mode="json"), "classifier": session.trained.info["hash"], "domain": domain_name,
+    # the domain with its parameters: a key alone (``stft2mel``) named the log1p operator before ``operator`` existed
+    ident = {"params": p.model_dump(mode="json"), "classifier": session.trained.info["hash"], "domain": any_cell.domain.resolved(),
              "data": session.common["dataset"], "clips": session.common["clips"], "code": SANITY_CODE_VERSION}
     results: dict[str, dict[tuple[float, int], float]] = {}
     notes, seconds = [], {}
@@ -268,13 +269,15 @@ def plots_stage(session: Any, p: PlotParams, done: dict[str, Any]) -> list[str]:
     for cont in suite.contaminations:
         ckey = cont.build().key()
         for dom in suite.domains:
-            cells = [find_cell(session, dom.name, ckey, m.label) for m in suite.methods]
+            dkey = dom.build().key()
+            cells = [find_cell(session, dkey, ckey, m.label) for m in suite.methods]
             clips = session.condition(cells[0]).subset(slice(0, p.clips))
             if not len(clips) or not p.clips:
                 continue
             domain = dom.build()
             with torch.no_grad():
-                x = domain.represent(session.frontend, clips.waveforms.to(session.device)).x.cpu()
+                # the input drawn as log1p of the magnitudes the grid stands for, whatever the grid holds (|X| or log1p|X|)
+                x = torch.log1p(domain.magnitude(domain.represent(session.frontend, clips.waveforms.to(session.device)).x)).cpu()
             maps: dict[str, dict[str, np.ndarray]] = {sid: {} for sid in clips.sample_ids}
             for c in cells:
                 stored = read_masks(session.store.masks_path(c.id))
@@ -286,8 +289,8 @@ def plots_stage(session: Any, p: PlotParams, done: dict[str, Any]) -> list[str]:
                         maps[sid][c.method.label] = stored.explanation.mask[first[sid], 0].numpy()
             for i, sid in enumerate(clips.sample_ids):
                 name = clips.class_names[int(clips.labels[i])] if clips.labels.dim() == 1 else ""
-                paths += plot_clip(x[i, 0].numpy(), maps[sid], f"{sid} ({name}) — {dom.name}, {ckey}",
-                                   plots / "clips" / f"{dom.name}__{ckey}__{slug(sid)}", p.dpi)
+                paths += plot_clip(x[i, 0].numpy(), maps[sid], f"{sid} ({name}) — {dkey}, {ckey}",
+                                   plots / "clips" / f"{dkey}__{ckey}__{slug(sid)}", p.dpi)
     if "randomisation" in done:
         r = done["randomisation"]
         paths += plot_randomisation(r["summary"], plots / "randomisation",

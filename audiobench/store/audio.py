@@ -5,6 +5,9 @@ Layout::
 
     RUN_DIR/audio/<condition>/input/<clip>.wav           the evaluated inputs (first ``audio.n``)
     RUN_DIR/audio/<condition>/<method folder>/<stem>.wav  each row's interpretation (:func:`audio_name`)
+    RUN_DIR/audio/<condition>/<domain key>/<method folder>/<stem>.wav
+                                                          the same, for each listenable domain after the
+                                                          suite's first (e.g. ``stft2mel_log1p``)
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ def method_folders(methods: list[Any]) -> list[str]:
         seen[base] = seen.get(base, 0) + 1
         out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return out
+
+
+def interpretation_dir(condition_dir: Path, domain_key: str, listenable: list[str]) -> Path:
+    """The folder under ``RUN_DIR/audio/<condition>`` (``condition_dir``) holding the method folders of the
+    domain instance ``domain_key``: the condition's folder itself for the first of the suite's listenable
+    domain keys (``listenable``, suite order: every run with one listenable domain), ``<domain key>/`` below
+    it for the others, so two listenable instances (``stft2mel``, ``stft2mel_log1p``) never share a file."""
+    return condition_dir if not listenable or domain_key == listenable[0] else condition_dir / domain_key
 
 
 def audio_name(sample_id: str, target: int, class_names: list[str], one_per_clip: bool) -> str:

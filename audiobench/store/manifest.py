@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audiobench.contracts.registry import CONTAMINATIONS, DOMAINS, METRICS
+from audiobench.contracts.registry import CONTAMINATIONS, METRICS
 from audiobench.data.base import Skip
 from audiobench.kernel.cache import stable_hash
 from audiobench.kernel.version import __version__
 from audiobench.store.records import SCHEMA_VERSION, Manifest
 from audiobench.suite import Suite
+from audiobench.suite.separation import condition_labels
 
 
 def git_hash() -> str | None:
@@ -72,6 +73,10 @@ def build_manifest(
     """Everything needed to understand and regenerate a run: the one builder of ``manifest.json``, whose
     result every view reads back as a :class:`~audiobench.store.records.Manifest` (checked here)."""
     conditions = {m["contamination"]: m["condition"] for m in cell_meta if "condition" in m}  # SNRs, skips
+    labels = condition_labels(suite.contaminations)
+    identities = {c.build().key(): list(c.build().identity()) for c in suite.contaminations}
+    for key, record in conditions.items():
+        record["domain"], record["identity"] = labels.get(key), identities.get(key)
     manifest = {
         "schema": SCHEMA_VERSION,
         "suite": suite.resolved(),
@@ -89,13 +94,14 @@ def build_manifest(
         "accuracy": {"clean_test": classifier.get("accuracy", {}).get("test"), "evaluated": evaluated_accuracy(frame)},
         "metrics": {name: METRICS.get(name).info() for name in suite.metrics},
         "display": {
-            "domain": {d.name: DOMAINS.get(d.name).label() for d in suite.domains},
-            "contamination": {c.build().key(): c.build().title() for c in suite.contaminations},
+            "domain": {d.build().key(): d.build().title() for d in suite.domains},
+            # every block says whether trained components may have seen its condition (suite.separation)
+            "contamination": {c.build().key(): f"{c.build().title()} ({labels[c.build().key()]})" for c in suite.contaminations},
             "dataset": {suite.dataset.name: suite.dataset.cls().label()},
         },
         "order": {
             "row": [m.label for m in suite.methods],
-            "domain": [d.name for d in suite.domains],
+            "domain": [d.build().key() for d in suite.domains],
             "contamination": [c.build().key() for c in suite.contaminations],
         },
         "cells": [{k: v for k, v in m.items() if k != "condition"} for m in cell_meta],  # conditions once, below

@@ -116,6 +116,7 @@ class Manifest(_Record):
     seconds: float | None = None
     selection: Selection = Field(default_factory=Selection)
     executor: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None  # what trained components saw (suite.separation.training_record)
     sanity: dict[str, Any] | None = None
 
     def metric_info(self) -> dict[str, dict[str, Any]]:

@@ -48,7 +48,7 @@ def status_dir(root: str | Path) -> Path:
 def write_plan(root: str | Path, suite_name: str, cells: list[Any]) -> None:
     """Record every cell of the run (id, domain, contamination key, method, row) in table order."""
     atomic_write_json(status_dir(root) / "plan.json", {"suite": suite_name, "cells": [
-        {"id": c.id, "domain": c.domain.name, "contamination": c.contamination.build().key(),
+        {"id": c.id, "domain": c.domain.build().key(), "contamination": c.contamination.build().key(),
          "method": c.method.name, "row": c.method.label} for c in cells]})
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from audiobench.suite.crossref import check_method_layers, check_tables, mapping
 from audiobench.suite.geometry import check_geometry
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
+from audiobench.suite.paths import check_on_disk, resolve_paths
 from audiobench.suite.sanity import SanityParams, roar_model
 from audiobench.suite.schema import (
     DEFAULT_METRICS,
@@ -34,6 +32,7 @@ from audiobench.suite.schema import (
     TrainParams,
     _Top,
 )
+from audiobench.suite.separation import check_separation, parse_train_section
 
 
 def parse_targets(raw: Any, path: KeyPath, errors: LocatedErrors) -> TargetParams | None:
@@ -55,6 +54,7 @@ def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> C
     registry = REGISTRIES[kind]
     label = None
     targets = None
+    in_domain = False
     if isinstance(raw, str):
         m = SHORTHAND.match(raw)
         if not m:
@@ -76,6 +76,10 @@ def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> C
         label = params.pop("label", None)
         if kind == "methods" and "targets" in params:  # this method's rows explain other targets than the suite's
             targets = parse_targets(params.pop("targets"), path + ("targets",), errors)
+        in_domain = params.pop("in_domain", False) if kind == "contaminations" else False
+        if not isinstance(in_domain, bool):
+            errors.add(path + ("in_domain",), "in_domain must be true or false")
+            in_domain = False
         if not isinstance(name, str):
             errors.add(path, f"{kind[:-1]} entry needs a 'name' key")
             return None
@@ -88,7 +92,7 @@ def _parse_entry(kind: str, raw: Any, path: KeyPath, errors: LocatedErrors) -> C
     if name not in registry:
         errors.add(path, f"unknown {kind[:-1]} '{name}'{did_you_mean(name, registry.names())}")
         return None
-    spec = ComponentSpec(kind, name, params, label, errors.line(path), targets)
+    spec = ComponentSpec(kind, name, params, label, errors.line(path), targets, in_domain)
     try:
         spec.build()
     except ValidationError as exc:
@@ -215,10 +219,12 @@ def parse_suite(
     methods = entries("methods", "methods", [])
     _method_labels(methods, errors, ("methods",))
     for key, specs in (("domains", domains), ("contaminations", contaminations)):
-        ids = [s.build().key() if key == "contaminations" else s.name for s in specs]
+        ids = [s.build().key() for s in specs]  # an instance's key: stft2mel and stft2mel_log1p are two groups
         for i, ident in enumerate(ids):
             if ident in ids[:i]:
-                errors.add((key, i), f"'{ident}' is listed twice")
+                errors.add((key, i), f"'{ident}' is listed twice" + (
+                    f" (entry {ids.index(ident) + 1} has the same key: two domains in one suite differ in their parameters)"
+                    if key == "domains" else ""))
 
     metrics = _as_list(data.get("metrics"), "metrics", errors, list(DEFAULT_METRICS))
     metric_registry = REGISTRIES["metrics"]
@@ -272,6 +278,7 @@ def parse_suite(
             errors.add_validation(("executor",), exc)
 
     targets = parse_targets(data.get("targets"), ("targets",), errors) or TargetParams()
+    augment = parse_train_section(data.get("train"), errors, _parse_entry)
 
     sanity = _parse_sanity(data, errors, domains, contaminations, methods, model)
 
@@ -282,8 +289,10 @@ def parse_suite(
             if allowed is not None and d.name not in allowed:
                 errors.add(("methods", i), f"method '{m.name}' does not support domain '{d.name}' (supports: {', '.join(allowed)})")
 
-    _resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods)
-    _check_on_disk(errors, dataset, model, contaminations, frontend.n_mels, training)
+    resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods,
+                  **{"train.augment": augment})
+    check_on_disk(errors, dataset, model, contaminations, frontend.n_mels, training, augment)
+    check_separation(errors, model, train, augment, contaminations, methods, method_paths)
     check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
     check_method_layers(errors, model, methods, method_paths)
 
@@ -295,7 +304,7 @@ def parse_suite(
         limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
         contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
         audio=audio, targets=targets, masks=masks, plugins=plugins, description=top.description,
-        executor=executor, sanity=sanity,
+        executor=executor, sanity=sanity, augment=augment,
     )
 
 
@@ -318,9 +327,10 @@ def _parse_sanity(
         params = getattr(sanity, stage)
         if params is None:
             continue
-        if params.domain is not None and params.domain not in [d.name for d in domains]:
+        domain_keys = [d.build().key() for d in domains]
+        if params.domain is not None and params.domain not in domain_keys:
             errors.add(("sanity", stage, "domain"), f"domain '{params.domain}' is not one of the suite's domains "
-                       f"({', '.join(d.name for d in domains)})")
+                       f"({', '.join(domain_keys)})")
         cont = getattr(params, "contamination", "none")
         if cont not in keys:
             errors.add(("sanity", stage) + (("contamination",) if stage == "randomisation" else ()),
@@ -344,50 +354,3 @@ def load_suite(path: str | Path, overrides: Sequence[str] = (), training: bool =
     data, lines = load_yaml(path)
     data, touched = apply_overrides(data, overrides)
     return parse_suite(data, lines, path, touched, training)
-
-
-def _is_path_field(annotation: Any) -> bool:
-    if annotation is Path:
-        return True
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return Path in typing.get_args(annotation)
-    return False
-
-
-def _resolve_paths(base: Path, overridden: set[KeyPath], **groups: Any) -> None:
-    """Make relative path parameters absolute: relative to the suite file (to the working directory if set by --set)."""
-    for key, specs in groups.items():
-        for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
-            if spec is None:
-                continue
-            fields = getattr(spec.cls(), "Params", None)
-            for name, info in (getattr(fields, "model_fields", None) or {}).items():
-                value = spec.params.get(name)
-                if not _is_path_field(info.annotation) or not isinstance(value, str) or not value:
-                    continue
-                p = Path(value).expanduser()
-                if not p.is_absolute():
-                    entry = (key, i, name) if isinstance(specs, list) else (key, name)
-                    p = (Path.cwd() if entry in overridden else base) / p
-                spec.params[name] = os.path.normpath(p.absolute())
-
-
-def _check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contaminations: list[ComponentSpec],
-                   n_mels: int | None = None, training: bool = False) -> None:
-    """Paths the run needs (dataset files, checkpoint, noise folders): each problem at its entry's line."""
-    data = None
-    if dataset is not None:
-        data = dataset.build()
-        problems = data.check() if hasattr(data, "check") else []
-        errors.items += [SuiteError(p, errors.file, dataset.line) for p in problems]
-        if problems:
-            data = None
-    if model is not None:
-        built = model.build()
-        n_classes = data.class_count() if data is not None and hasattr(data, "class_count") and not training else None
-        found = built.check(n_mels=n_mels, n_classes=n_classes) if hasattr(built, "check") else []
-        errors.items += [SuiteError(p, errors.file, model.line) for p in found]
-    for c in contaminations:
-        built = c.build()
-        problems = built.check(data) if hasattr(built, "check") else []
-        errors.items += [SuiteError(f"contaminations: {p}", errors.file, c.line) for p in problems]

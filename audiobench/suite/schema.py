@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from audiobench.contracts.component import Component, NoBoolNumbers, Params
 from audiobench.contracts.frontend import FrontendParams
@@ -30,7 +30,8 @@ TOP_LEVEL_KEYS = {
     "batch_size": "clips per explanation batch",
     "model": "the classifier: {name: cnn14, width, depth, train: {...}}",
     "domains": "masking domains: stft2mel, mel",
-    "contaminations": "conditions: none, {name: mixture, snr_db: 3}, ...",
+    "contaminations": "evaluated conditions: none, {name: mixture, snr_db: 3, in_domain: false}, ...",
+    "train": "what trained components may see: {augment: [conditions]} (classifier and trainable methods)",
     "methods": "explanation methods, one table row each",
     "metrics": "metric names, in column order",
     "tables": "table layouts: {name, rows, group, per, metrics}",
@@ -50,11 +51,21 @@ class TrainParams(Params):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(32, ge=1)
+    augment_prob: float = Field(
+        0.0, ge=0, le=1, description="share of training clips drawn from the suite's train.augment conditions")
     mixture_prob: float = Field(0.0, ge=0, le=1, description="share of training clips mixed with another class")
     mask_augment: float = Field(
         0.0, ge=0, lt=1, description="SpecAugment-style: drop up to this share of frames and mel bands per clip"
     )
     mixture_snr_db: tuple[float, float] = Field((0.0, 10.0), description="SNR range of those mixtures (uniform)")
+
+    @model_serializer(mode="wrap")
+    def _stable(self, handler: Any) -> dict[str, Any]:
+        # augment_prob 0 is left out: the cache keys of classifiers trained before it existed stay the same
+        out = handler(self)
+        if not out.get("augment_prob"):
+            out.pop("augment_prob", None)
+        return out
 
 
 class AudioParams(Params):
@@ -117,6 +128,7 @@ class ComponentSpec:
     label: str | None = None
     line: int | None = None
     targets: Any = None  # methods: a TargetParams overriding the suite's ``targets`` for this method's rows
+    in_domain: bool = False  # contaminations: trained components may have seen this condition (a label, no number)
 
     def cls(self) -> type[Component]:
         return REGISTRIES[self.kind].get(self.name)
@@ -163,6 +175,7 @@ class Suite:
     description: str = ""
     executor: ExecutorParams = field(default_factory=ExecutorParams)  # not in resolved(): it shapes no number
     sanity: SanityParams | None = None
+    augment: list[ComponentSpec] = field(default_factory=list)  # train.augment: conditions trained components see
 
     def resolved(self) -> dict[str, Any]:
         """The suite with every default filled in: what the manifest records and cells hash."""
@@ -186,4 +199,5 @@ class Suite:
             "masks": self.masks.model_dump(mode="json"),
             "plugins": [str(p) for p in self.plugins],
             **({"sanity": self.sanity.model_dump(mode="json")} if self.sanity is not None else {}),
+            **({"train": {"augment": [c.resolved() for c in self.augment]}} if self.augment else {}),
         }

@@ -4,7 +4,8 @@ The papers' tables ship with the package (``audiobench/reference/*.csv``, see it
 comparison spec is ``NAME:TABLE`` plus, for references with several blocks per table,
 ``:column=value,...`` (``lmaczs_neurips2024:2:dataset=ESC50,contamination=esc50``).
 
-Rows are matched on the masking domain (``stft`` in a reference means ``stft2mel``) and on the
+Rows are matched on the masking domain (``stft`` in a reference means ``stft2mel``; every ``stft2mel``
+instance, whatever its masking operator, e.g. ``stft2mel_log1p``, is compared with the STFT→Mel rows) and on the
 method's row label, compared case- and punctuation-insensitively with numbers normalised
 (``Smoothgrad`` = ``SmoothGrad``, ``Guided Gradcam`` = ``Guided GradCAM``, ``RT=0.60`` =
 ``RT=0.6``). Each of our rows is followed by the published row ("paper"), or by dashes when the
@@ -35,6 +36,15 @@ DOMAINS = {"stft": "stft2mel", "stft2mel": "stft2mel", "mel": "mel"}
 ALIASES = {"integratedgradients": "ig", "gradientshap": "shap", "guidedbackpropagation": "guidedbackprop"}
 KEY_COLUMNS = ("table", "domain", "method")
 INFO_COLUMNS = ("setting", "zs_accuracy")  # describe a block, never select one
+
+
+def reference_domain(key: str) -> str:
+    """A run's domain key -> the published tables' domain it is compared with: ``stft2mel`` and its variants
+    (``stft2mel_log1p``) -> ``stft2mel``; ``mel`` -> ``mel``; any other key is its own."""
+    for name in dict.fromkeys(DOMAINS.values()):
+        if key == name or key.startswith(f"{name}_"):
+            return name
+    return key
 
 
 def norm_label(text: str) -> str:
@@ -102,8 +112,9 @@ def compare_tables(table: Table, ref: Reference) -> tuple[list[str], list[list[s
     groups = list(dict.fromkeys(table.values.index.get_level_values(0)))
     display = dict(zip(groups, [g for g, _ in table.blocks], strict=False))
     ref_groups = list(dict.fromkeys(ref.rows["_domain"]))
-    for group in groups + [g for g in ref_groups if g not in groups]:
-        published = ref.rows[ref.rows["_domain"] == group] if table.spec.group == "domain" else ref.rows
+    compared = {reference_domain(str(g)) for g in groups}
+    for group in groups + [g for g in ref_groups if g not in compared]:
+        published = ref.rows[ref.rows["_domain"] == reference_domain(str(group))] if table.spec.group == "domain" else ref.rows
         ours = table.values.xs(group, level=0) if group in groups else pd.DataFrame(columns=metrics)
         first = True
         matched: set[str] = set()

@@ -32,9 +32,24 @@ def _run_caption(manifest: Manifest) -> Callable[[dict[str, str]], str]:
         n = n_clips.get(key.get("contamination", ""))
         if n:
             bits.append(f"{n} clips")
-        return f"{text}. " + ", ".join(bits) + "." if bits else text
+        text = f"{text}. " + ", ".join(bits) + "." if bits else text
+        return text + "".join(f" {note}." for note in _notes(manifest, key))
 
     return caption
+
+
+def _notes(manifest: Manifest, key: dict[str, str]) -> list[str]:
+    """The notes of the cells a table shows (a closed fine-tuning gate, clipped masks), once each,
+    prefixed with the row and domain: what a reader of the table must know about its rows."""
+    out: list[str] = []
+    for c in manifest.cells:
+        if any(getattr(c, col, value) != value for col, value in key.items() if col in ("contamination", "domain")):
+            continue
+        for note in c.notes:
+            text = f"{c.row} ({manifest.display_name('domain', c.domain)}): {note}"
+            if text not in out:
+                out.append(text)
+    return out
 
 
 def run_tables(run_dir: str | Path) -> list[Table]:
