@@ -8,7 +8,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.audiobench-installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo demo-zs test test-fast latex chromium lint bench clean
+ESC10  ?= ../shared/data/ESC-10
+
+.PHONY: install demo demo-zs demo-esc10 test test-fast latex chromium lint bench clean
 
 install: $(STAMP)
 
@@ -24,6 +26,9 @@ demo: $(STAMP)
 
 demo-zs: $(STAMP)  # the zero-shot track (LMAC-ZS) on the embedded data
 	$(BIN)/audiobench run suites/synth_zs.yaml
+
+demo-esc10: $(STAMP)  # the L-MAC protocol on real audio: ESC-10 (make demo-esc10 ESC10=/data/ESC-10)
+	$(BIN)/audiobench run suites/esc10.yaml --set dataset.root=$(abspath $(ESC10))
 
 test: $(STAMP) latex chromium  # everything, markers included (slow, browser, cluster, latex, pip)
 	$(BIN)/python -m pytest -q -rs

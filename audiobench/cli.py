@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered components", description=(
         "Print one name per line with a one-line description, including plugins."))
     ls.add_argument("kind", choices=LIST_KINDS)
-    ls.add_argument("-v", "--verbose", action="store_true", help="also each dataset's URL, citation and licence")
+    ls.add_argument("-v", "--verbose", action="store_true", help="also each component's parameters (name = default: meaning) and each dataset's URL, citation and licence")
 
     t = sub.add_parser("table", help="re-render the tables of a finished run", description=(
         "Render the tables of RUN_DIR from its stored results only (per_sample.parquet and "
@@ -180,6 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _parameters(obj: object) -> list[str]:
+    """``name = default: description`` of each parameter a component takes (``list --verbose``)."""
+    fields = getattr(getattr(obj, "Params", None), "model_fields", None) or {}
+    out = []
+    for name, info in fields.items():
+        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+        out.append(f"{name} = {default}" + (f": {info.description}" if info.description else ""))
+    return out
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "list":
         from audiobench.contracts.registry import REGISTRIES
@@ -188,6 +198,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{name:<22} {_describe(args.kind, obj)}")
             if args.verbose and hasattr(obj, "details"):
                 for line in obj.details():
+                    print(f"{'':<22}   {line}")
+            if args.verbose:
+                for line in _parameters(obj):
                     print(f"{'':<22}   {line}")
         return 0
     if args.command == "validate":

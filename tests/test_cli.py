@@ -36,6 +36,16 @@ def test_list_prints_name_and_description(capsys) -> None:
         assert all(len(line.split(None, 1)) == 2 for line in lines)
 
 
+def test_list_verbose_shows_each_parameter_with_its_default(capsys) -> None:
+    assert main(["list", "domains", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "operator = 'linear': what the mask multiplies" in out
+    assert main(["list", "methods", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "n_samples = 50" in out and "lambda_g = required" not in out  # nested models stay one line
+    assert "finetune = None" in out
+
+
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path, write_suite) -> None:
     missing = cli("run", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1

@@ -162,3 +162,15 @@ def test_no_trained_component_saw_an_out_of_domain_block(write_suite, tmp_path: 
     captions = [text.splitlines()[0] for slug, text in result.tables.items() if slug.startswith("main")]
     assert any("mixture 3 dB (out-of-domain)" in c for c in captions), captions
     assert any("white noise 5 dB (in-domain)" in c for c in captions), captions
+
+
+def test_a_fit_key_does_not_depend_on_where_the_data_lies() -> None:
+    """Shipped fits of a real dataset (ESC-10) must serve a machine where it lies elsewhere."""
+    from audiobench.harness.session import data_identity
+
+    here = {"name": "esc10", "params": {"root": "/a/ESC-10", "seconds": 5.0, "test_folds": [5]}}
+    there = {"name": "esc10", "params": {"root": "/b/ESC-10", "seconds": 5.0, "test_folds": [5]}}
+    assert data_identity(here) == data_identity(there) == {"name": "esc10", "params": {"seconds": 5.0, "test_folds": [5]}}
+    assert data_identity({**here, "params": {**here["params"], "seconds": 2.0}}) != data_identity(here)
+    synth = {"name": "synth", "params": {"classes": 10}}
+    assert data_identity(synth) == synth  # no root: the keys of the shipped quickstart fits are kept

@@ -110,6 +110,11 @@ class Contamination(Component):
         evaluated condition has seen that condition (``audiobench validate`` checks it)."""
         return (self.name,)
 
+    def overlaps(self, other: Contamination) -> bool:
+        """Whether training on this condition means having seen ``other`` (same :meth:`identity`;
+        ``noise_folder``: one folder inside the other, since folders are searched recursively)."""
+        return self.identity() == other.identity()
+
     def title(self) -> str:
         """The condition's display name in tables, e.g. ``mixture 3 dB``."""
         return self.display_name or self.name

@@ -55,6 +55,13 @@ class NoiseFolder(_Mixing, Contamination):
         # the folder: WHAM!'s training noise (tr) and its test noise (tt) are different conditions
         return (self.name, str(Path(self.params.root).expanduser().resolve()))
 
+    def overlaps(self, other: Any) -> bool:
+        # recursive search: WHAM!'s wham_noise/ holds tr/ and tt/, so training on the parent has seen tt
+        if other.name != self.name:
+            return False
+        a, b = Path(self.identity()[1]), Path(other.identity()[1])
+        return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
     def files(self) -> list[Path]:
         return list_audio(Path(self.params.root), self.params.extensions)
 

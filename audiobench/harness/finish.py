@@ -79,7 +79,7 @@ def finish(
                               session.device, t_start, session.classifier.class_names)
     manifest["selection"] = session.selection
     manifest["training"] = training_record(session.splits, session.suite.augment, session.suite.train,
-                                           classifier_trains_here(session.suite.model))
+                                           classifier_trains_here(session.suite.model), session.suite.model)
     if executor is not None:
         manifest["executor"] = executor
     store.write_results(frame, manifest)

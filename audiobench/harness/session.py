@@ -112,7 +112,7 @@ class Session:
         if explainer.trainable:
             suite = self.suite
             augment = [c.build() for c in suite.augment] if explainer.augments() else []
-            identity = {"classifier": self.trained.info["hash"], "data": self.common["dataset"],
+            identity = {"classifier": self.trained.info["hash"], "data": data_identity(self.common["dataset"]),
                         "domain": cell.domain.resolved(), "frontend": self.common["frontend"]}
             if explainer.augments():  # what the fit may see is part of what it is (absent: earlier keys kept;
                 # fits cached before train.augment existed trained on the evaluated conditions and must not be reused)
@@ -127,6 +127,16 @@ class Session:
             info = {**info, "trained_on": {"clips": ["train", "valid"], "augment": [c.key() for c in augment]}}
         self.fitted[cell.id] = (explainer, info, time.perf_counter() - t0)
         return self.fitted[cell.id]
+
+
+def data_identity(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The dataset as a fit's cache key sees it: its resolved entry without ``root`` (the data may
+    move: a fit shipped from one machine serves another where ESC-10 lies elsewhere; the
+    classifier's key reads the files' fingerprint, never the path, for the same reason)."""
+    params = resolved.get("params")
+    if not isinstance(params, dict) or "root" not in params:
+        return resolved
+    return {**resolved, "params": {k: v for k, v in params.items() if k != "root"}}
 
 
 def _load(

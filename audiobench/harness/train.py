@@ -22,6 +22,7 @@ from audiobench.models.base import ModelSpec
 from audiobench.models.checkpoint import save_checkpoint
 from audiobench.models.training import train_classifier
 from audiobench.suite import Suite
+from audiobench.suite.separation import training_record
 
 
 def default_output(suite: Suite) -> Path:
@@ -63,6 +64,8 @@ def train_suite(suite: Suite, output: str | Path | None = None, device: str = "c
         "seed": suite.seed,
         "suite_file": str(suite.file) if suite.file else None,
         "skips": [s.as_dict() for c in splits.values() for s in c.skips],
+        # what it trained on (train/evaluate separation): a suite evaluating this checkpoint can tell
+        "trained_on": training_record(splits, suite.augment, suite.train, True, suite.model),
     }
     save_checkpoint(trained.model, out, info)
     return out, info

@@ -149,6 +149,15 @@ class ModelSpec(Component):
         default, means the harness's classifier training (or, for ``trainable = False``, the model as built)."""
         return None
 
+    def trained_conditions(self, train_params: Any) -> list[tuple[tuple[str, ...], str]]:
+        """(identity, title) of the conditions the model trains on besides clean clips and the
+        suite's ``train.augment`` (those are the harness's): by default the mixtures of
+        ``model.train.mixture_prob``; a spec that trains its own way adds what it mixes in
+        (:mod:`audiobench.suite.separation` refuses an evaluated condition among them)."""
+        if getattr(train_params, "mixture_prob", 0) > 0:
+            return [(("mixture", "dataset"), "mixtures with training clips of other classes (model.train.mixture_prob)")]
+        return []
+
     def model_key(
         self, train_params: Any, splits: dict[str, Any], frontend: Frontend, data_fingerprint: dict, seed: int,
     ) -> str | None:

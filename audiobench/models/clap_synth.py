@@ -120,6 +120,13 @@ class ClapSynthSpec(ModelSpec):
                                       "an empty mask leaves) each caption's mean similarity to the batch's other clips: "
                                       "no evidence scores like unrelated audio")
 
+    def trained_conditions(self, train_params: Any) -> list[tuple[tuple[str, ...], str]]:
+        """Mixtures (``model.train.mixture_prob``) and, with ``faint_prob``, white noise at -3 to 3 dB."""
+        out = super().trained_conditions(train_params)
+        if self.params.faint_prob > 0:
+            out.append((("white_noise",), "white noise at -3 to 3 dB (faint_prob)"))
+        return out
+
     def architecture(self) -> tuple[int, int]:
         """(width, depth) of the audio encoder."""
         return self.params.width, self.params.depth

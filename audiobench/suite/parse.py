@@ -292,7 +292,8 @@ def parse_suite(
     resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods,
                   **{"train.augment": augment})
     check_on_disk(errors, dataset, model, contaminations, frontend.n_mels, training, augment)
-    check_separation(errors, model, train, augment, contaminations, methods, method_paths)
+    check_separation(errors, model, train, augment, contaminations, methods, method_paths, training,
+                     augment_given=bool(isinstance(data.get("train"), dict) and data["train"].get("augment")))
     check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
     check_method_layers(errors, model, methods, method_paths)
 

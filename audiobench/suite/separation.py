@@ -69,50 +69,67 @@ def classifier_trains_here(model: ComponentSpec) -> bool:
     return bool(built.trainable or type(built).train_model is not ModelSpec.train_model)
 
 
-def classifier_conditions(train: TrainParams, augment: list[ComponentSpec]) -> list[tuple[tuple[str, ...], str, KeyPath]]:
-    """(identity, title, suite key path) of every condition the harness-trained classifier sees."""
-    seen = []
+def classifier_conditions(
+    train: TrainParams, augment: list[ComponentSpec], model: ComponentSpec | None = None,
+) -> list[tuple[Any, str, KeyPath]]:
+    """(condition, title, suite key path) of every condition the harness-trained classifier sees: a
+    built contamination for ``train.augment`` entries, an identity tuple for what the model mixes
+    in itself (:meth:`ModelSpec.trained_conditions`, e.g. ``model.train.mixture_prob``)."""
+    seen: list[tuple[Any, str, KeyPath]] = []
     if train.augment_prob > 0:
-        seen += [(c.build().identity(), c.build().title(), ("train", "augment", i)) for i, c in enumerate(augment)]
-    if train.mixture_prob > 0:  # model.train.mixture_prob: mixtures with training clips of other classes
-        seen.append((("mixture", "dataset"), "mixtures with training clips of other classes", ("model", "train", "mixture_prob")))
+        seen += [(c.build(), c.build().title(), ("train", "augment", i)) for i, c in enumerate(augment)]
+    own = model.build().trained_conditions(train) if model is not None else []
+    seen += [(ident, title, ("model", "train")) for ident, title in own]
     return seen
 
 
-def method_conditions(method: ComponentSpec, augment: list[ComponentSpec]) -> list[tuple[tuple[str, ...], str, KeyPath]]:
-    """(identity, title, key path) of the conditions a trainable method sees (none when it does not augment)."""
+def same_condition(trained: Any, evaluated: Any) -> bool:
+    """Whether a training condition (a contamination, or an identity tuple) is the evaluated one."""
+    if isinstance(trained, tuple):
+        return trained == evaluated.identity()
+    return bool(trained.overlaps(evaluated))
+
+
+def method_conditions(method: ComponentSpec, augment: list[ComponentSpec]) -> list[tuple[Any, str, KeyPath]]:
+    """(condition, title, key path) of the conditions a trainable method sees (none when it does not augment)."""
     if not method.build().augments():
         return []
-    return [(c.build().identity(), c.build().title(), ("train", "augment", i)) for i, c in enumerate(augment)]
+    return [(c.build(), c.build().title(), ("train", "augment", i)) for i, c in enumerate(augment)]
 
 
 def check_separation(
     errors: LocatedErrors, model: ComponentSpec | None, train: TrainParams, augment: list[ComponentSpec],
     contaminations: list[ComponentSpec], methods: list[ComponentSpec], method_paths: list[KeyPath],
+    training: bool = False, augment_given: bool = False,
 ) -> None:
-    """Refuse, at the trained component's line, augmentation with an evaluated condition not marked ``in_domain``."""
-    evaluated = {}
+    """Refuse, at the trained component's line, augmentation with an evaluated condition not marked
+    ``in_domain``. ``training``: ``audiobench train`` trains (fine-tunes) the classifier even when
+    the suite names a checkpoint. ``augment_given``: the suite wrote entries under ``train.augment``
+    (a malformed one is reported on its own, not again as an empty list)."""
+    evaluated = [(i, c.build()) for i, c in enumerate(contaminations) if c.name != "none" and not c.in_domain]
     for i, c in enumerate(contaminations):
-        if c.name != "none" and not c.in_domain:
-            evaluated.setdefault(c.build().identity(), (i, c.build().title()))
+        if c.name == "none" and c.in_domain:
+            errors.add(("contaminations", i, "in_domain"), "'none' (the clean clips) is always in-domain; remove in_domain")
     trained: list[tuple[KeyPath, str, list[tuple[tuple[str, ...], str, KeyPath]]]] = []
     own_way = model is not None and type(model.build()).train_model is not ModelSpec.train_model
     if own_way and train.augment_prob > 0:
         errors.add(("model", "train", "augment_prob"), f"model '{model.name}' trains its own way and does not take "
                    "train.augment; set augment_prob to 0")
-    if model is not None and classifier_trains_here(model):
-        trained.append((("model", "train"), f"the classifier ({model.name})", classifier_conditions(train, augment)))
+    trains = model is not None and (training or classifier_trains_here(model))
+    if trains:
+        trained.append((("model", "train"), f"the classifier ({model.name})", classifier_conditions(train, augment, model)))
     for path, m in zip(method_paths, methods, strict=True):
         if m.cls().trainable:
             trained.append((path, f"method '{m.label or m.name}'", method_conditions(m, augment)))
-    if train.augment_prob > 0 and not augment and model is not None and classifier_trains_here(model):
+    if train.augment_prob > 0 and not augment and not augment_given and trains:
         errors.add(("model", "train", "augment_prob"), "augment_prob draws from train.augment, which lists no condition")
     for path, who, seen in trained:
-        for ident, title, where in seen:
-            if ident in evaluated:
-                i, evaluated_title = evaluated[ident]
+        for condition, title, where in seen:
+            hit = next(((i, c) for i, c in evaluated if same_condition(condition, c)), None)
+            if hit is not None:
+                i, c = hit
                 errors.add(path, f"{who} trains on {title} ({'.'.join(map(str, where))}), the kind of condition "
-                           f"evaluated as out-of-domain in contaminations[{i}] ({evaluated_title}): train on another "
+                           f"evaluated as out-of-domain in contaminations[{i}] ({c.title()}): train on another "
                            f"condition, or mark contaminations[{i}] in_domain: true")
 
 
@@ -123,6 +140,7 @@ def condition_labels(contaminations: list[ComponentSpec]) -> dict[str, str]:
 
 def training_record(
     splits: dict[str, Any], augment: list[ComponentSpec], train: TrainParams | None, classifier_trained: bool,
+    model: ComponentSpec | None = None,
 ) -> dict[str, Any]:
     """What the manifest records of training: the clips of each training split (ids, count, hash), the
     declared augmentation conditions, and what the classifier saw (None when it was not trained here)."""
@@ -132,7 +150,8 @@ def training_record(
                    **c.resolved()} for c in augment]
     classifier = None
     if classifier_trained and train is not None:
-        seen = [{"title": t, "identity": list(i)} for i, t, _ in classifier_conditions(train, augment)]
+        seen = [{"title": t, "identity": list(c if isinstance(c, tuple) else c.identity())}
+                for c, t, _ in classifier_conditions(train, augment, model)]
         classifier = {"clips": ["train", "valid"], "augment_prob": train.augment_prob,
                       "mixture_prob": train.mixture_prob, "conditions": seen}
     return {"clips": clips, "augment": conditions, "classifier": classifier}
