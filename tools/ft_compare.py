@@ -24,12 +24,13 @@ def compare(run_dir: Path) -> pd.DataFrame:
     manifest = read_manifest(run_dir)
     frame = load_run(run_dir)
     means = frame[frame.metric.isin(["mm", "sps"])].groupby(["domain", "contamination", "row", "metric"]).value.mean()
-    base = {(c.domain, c.contamination): c for c in manifest.cells if c.method == "lmac" and "base" not in c.fit}
+    # the base row of an FT row is the L-MAC cell whose fit is the FT fit's stage 1 (same key)
+    base = {(c.domain, c.contamination, c.fit.get("key")): c for c in manifest.cells if c.method == "lmac" and "base" not in c.fit}
     rows = []
     for c in manifest.cells:
         if c.method != "lmac" or "base" not in c.fit:
             continue
-        b = base[(c.domain, c.contamination)]
+        b = base[(c.domain, c.contamination, c.fit["base"].get("key"))]
         ft_masks = read_masks(run_dir / "masks" / f"{c.id}.npz").explanation.mask
         base_masks = read_masks(run_dir / "masks" / f"{b.id}.npz").explanation.mask
         rows.append({
