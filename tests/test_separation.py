@@ -174,3 +174,13 @@ def test_a_fit_key_does_not_depend_on_where_the_data_lies() -> None:
     assert data_identity({**here, "params": {**here["params"], "seconds": 2.0}}) != data_identity(here)
     synth = {"name": "synth", "params": {"classes": 10}}
     assert data_identity(synth) == synth  # no root: the keys of the shipped quickstart fits are kept
+
+
+def test_a_table_of_training_clips_says_so(write_suite, tmp_path: Path) -> None:
+    from audiobench.harness.runner import run_suite
+
+    path = write_suite({"split": "train", "domains": ["mel"], "contaminations": ["none"], "methods": ["saliency"],
+                        "audio": {"n": 0}})
+    result = run_suite(path, tmp_path / "run", progress=False)
+    caption = next(iter(result.tables.values())).splitlines()[0]
+    assert "clips of the train split, which trained components trained on" in caption

@@ -10,6 +10,9 @@ from audiobench.store.records import Manifest, read_manifest
 from audiobench.tables.aggregate import Table, TableSpec, _show, build_tables
 from audiobench.tables.render import to_csv, to_latex, to_markdown, write_tables
 
+#: evaluated splits that trained components saw, and how
+SEEN_SPLITS = {"train": "trained on", "valid": "were selected on"}
+
 
 def _run_caption(manifest: Manifest) -> Callable[[dict[str, str]], str]:
     display = manifest.display
@@ -32,6 +35,9 @@ def _run_caption(manifest: Manifest) -> Callable[[dict[str, str]], str]:
         n = n_clips.get(key.get("contamination", ""))
         if n:
             bits.append(f"{n} clips")
+        split = getattr(manifest.suite, "split", "test")
+        if split in SEEN_SPLITS:  # train/evaluate separation: the clips themselves were seen
+            bits.append(f"clips of the {split} split, which trained components {SEEN_SPLITS[split]}")
         text = f"{text}. " + ", ".join(bits) + "." if bits else text
         return text + "".join(f" {note}." for note in _notes(manifest, key))
 
