@@ -3,13 +3,20 @@
 A decoder M_theta(t, h) reads the text embedding t of a prompt and the last 4 block outputs h of
 the zero-shot model's audio encoder, and outputs a mask on the masking domain's grid (as L-MAC's:
 logits at the encoder's (time, mel) resolution, spread onto linear STFT bins for ``stft2mel``,
-then a sigmoid; listenable in ``stft2mel``). Text conditioning: every decoder stage is modulated
-by t and by the prompt-audio similarity t . a (FiLM: h * (1 + gamma) + beta, gamma and beta linear in
-(t, t . a)); the paper uses cross-attention, which with one text token reduces to a prompt-dependent
-shift of every position. a = f_audio's projection of the deepest block, so the decoder still reads
-only (t, h) as eq. 6 has it. A similarity gate adds exp(k) * (t . a - b) to the mask logits (k, b
-learnt; increasing in t . a by construction): the decoder can shut the mask off for a prompt the clip
-does not match (the paper's Fig. 4) along one direction instead of having to learn it per prompt.
+then a sigmoid; listenable in ``stft2mel``). Text conditioning (``conditioning``):
+
+* ``cross_attention`` (default, the paper's sec. 3.2, "similar to Stable Diffusion"): after every
+  decoder stage, h + W_o softmax(Q(h) K(t)^T / sqrt(d)) V(t), queries from each position, keys and
+  values from the text tokens (here the one prompt embedding t, so the attention weight is 1 and
+  the stage gets a prompt-dependent shift). The decoder reads (t, h) only, as eq. 6 has it.
+* ``film`` (a named variant): every stage is modulated by t and by the prompt-audio similarity
+  t . a (FiLM: h * (1 + gamma) + beta, gamma and beta linear in (t, t . a)); a = f_audio's
+  projection of the deepest block, a function of h.
+
+``gate`` (a variant, off by default: not in the paper) adds exp(k) * (t . a - b) to the mask logits
+(k, b learnt; increasing in t . a by construction): the decoder can shut the mask off for a prompt
+the clip does not match (the paper's Fig. 4) along one direction instead of learning it per prompt.
+The rows: "LMAC-ZS" (the paper's) and e.g. "LMAC-ZS (FiLM + gate)".
 
 Training (audio and text encoders frozen), for a batch of B clips X_j with captions t_i, eq. 6-7::
 
@@ -75,32 +82,63 @@ class LmacZsParams(ExplainerParams):
     batch_size: int = Field(2, ge=2, description="clips per batch; B^2 text-audio pairs are masked (paper: 2)")
     augment_prob: float = Field(0.0, ge=0, le=1, description="share of training clips taken from the suite's train.augment conditions "
                                 "(the paper: 0, clean captioned audio only)")
-    gate: bool = Field(True, description="the mask's logits move with the prompt-audio similarity t.a through a learnt "
-                       "increasing map (a shut-off for prompts the audio does not match)")
+    conditioning: Literal["cross_attention", "film"] = Field(
+        "cross_attention", description="how the decoder reads the prompt: cross-attention to the text (the paper's), "
+        "or FiLM on the text and the prompt-audio similarity t.a (a variant)")
+    gate: bool = Field(False, description="a variant, not in the paper: the mask's logits move with the prompt-audio "
+                       "similarity t.a through a learnt increasing map (a shut-off for prompts the audio does not match)")
     clotho: str | None = Field(None, description="Clotho v2 root: train on its captioned development clips and validate "
                                "on its validation clips (the paper's '(CT)' rows) instead of the suite's training "
                                "clips with captions generated from their class names; used clean")
     clotho_seconds: float = Field(10.0, gt=0, le=60, description="Clotho clips are centre-cropped / zero-padded to this length")
 
 
-class ZsDecoder(nn.Module):
-    """L-MAC's decoder with every stage modulated by the text embedding and the prompt-audio similarity
-    (FiLM), and with the similarity gate on the mask logits (``gate``; see the module docstring)."""
+class TextCrossAttention(nn.Module):
+    """h + W_o softmax(Q h K(t)^T / sqrt(d)) V(t) at every position of ``h`` [N, C, T, F], keys and
+    values from text tokens [N, S, d] (Rombach et al. 2022's conditioning, LMAC-ZS sec. 3.2).
+    Starts as the identity (W_o = 0)."""
 
-    def __init__(self, channels: list[int], hidden: int, text_dim: int, gate: bool = True):
+    def __init__(self, channels: int, text_dim: int):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(channels, channels), nn.Linear(text_dim, channels), nn.Linear(text_dim, channels)
+        self.out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        n, c, t, f = h.shape
+        q = self.q(h.flatten(2).transpose(1, 2))  # [N, T*F, C]
+        k, v = self.k(tokens), self.v(tokens)  # [N, S, C]
+        weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(c), dim=-1)  # [N, T*F, S]
+        return h + self.out(weights @ v).transpose(1, 2).reshape(n, c, t, f)
+
+
+class ZsDecoder(nn.Module):
+    """L-MAC's decoder with every stage conditioned on the prompt: by cross-attention to the text
+    (the paper's) or FiLM on (t, t . a); optionally the similarity gate on the mask logits (see the
+    module docstring)."""
+
+    def __init__(self, channels: list[int], hidden: int, text_dim: int, gate: bool = False,
+                 conditioning: str = "cross_attention"):
         super().__init__()
         self.gate = nn.Parameter(torch.zeros(2)) if gate else None  # log slope, offset of the similarity gate
         self.body = LmacDecoder(channels, hidden)
-        self.film = nn.ModuleList(nn.Linear(text_dim + 1, 2 * hidden) for _ in channels)
-        for f in self.film:  # start as the unconditioned decoder
-            nn.init.zeros_(f.weight)
-            nn.init.zeros_(f.bias)
+        self.conditioning = conditioning
+        if conditioning == "film":
+            self.film = nn.ModuleList(nn.Linear(text_dim + 1, 2 * hidden) for _ in channels)
+            for f in self.film:  # start as the unconditioned decoder
+                nn.init.zeros_(f.weight)
+                nn.init.zeros_(f.bias)
+        else:
+            self.attend = nn.ModuleList(TextCrossAttention(hidden, text_dim) for _ in channels)
         # Start from masks near 1, where masking preserves the similarities and the L1 term shrinks
         # the mask gradually: started at 0.5, a mel-domain mask (M * log-mel scales the level) sat
         # where the masked embedding had lost the prompt and the L1 term drove it to 0 in epoch 1.
         nn.init.constant_(self.body.head[-1].bias, math.log(INITIAL_MASK / (1 - INITIAL_MASK)))
 
     def _mod(self, i: int, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.conditioning != "film":  # t without t . a: one text token
+            return self.attend[i](h, t[:, None, :-1])
         gamma, beta = self.film[i](t).chunk(2, dim=-1)
         return h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
@@ -225,7 +263,13 @@ class LMACZS(Explainer):
         clf = zero_shot_model(model, self.name)
         self.block_idx = sorted(classifier_blocks(min(self.params.blocks, clf.depth), clf.depth, self.name), reverse=True)
         dim = clf.prompt_embeddings().shape[-1]
-        return ZsDecoder([clf.block_channels()[i - 1] for i in self.block_idx], self.params.hidden, dim, self.params.gate)
+        return ZsDecoder([clf.block_channels()[i - 1] for i in self.block_idx], self.params.hidden, dim, self.params.gate,
+                         self.params.conditioning)
+
+    def row_label(self) -> str:
+        """"LMAC-ZS" for the paper's decoder; its departures named, e.g. "LMAC-ZS (FiLM + gate)"."""
+        parts = (["FiLM"] if self.params.conditioning == "film" else []) + (["gate"] if self.params.gate else [])
+        return self.display_name + (f" ({' + '.join(parts)})" if parts else "")
 
     def masks(self, decoder: ZsDecoder, model: DomainModel, x: torch.Tensor, text: torch.Tensor,
               feats: list[torch.Tensor] | None = None) -> torch.Tensor:

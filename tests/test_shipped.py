@@ -132,7 +132,7 @@ def test_synth_zs_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch: 
     assert manifest["classifier"]["shipped"]["store"] == "synth_zs"
     assert manifest["classifier"]["hash"] == committed["classifier"]["hash"]
     fits = [c["fit"] for c in manifest["cells"]]
-    assert len(fits) == 2 and all(f["cached"] is True and f["shipped"]["store"] == "synth_zs" for f in fits)
+    assert len(fits) == 4 and all(f["cached"] is True and f["shipped"]["store"] == "synth_zs" for f in fits)  # 2 rows x 2 domains
     assert {f["key"] for f in fits} == {c["fit"]["key"] for c in committed["cells"] if c["method"] == "lmac_zs"}
 
 
@@ -148,14 +148,19 @@ def test_shipped_lmac_zs_shuts_masks_off_for_unrelated_prompts(tmp_path: Path, m
     result = _run_synth_zs_clean(tmp_path, monkeypatch, ("lmac_zs", "gradcam_pp"), ["ai", "mm", "similarity"], limit=30)
     assert all(c["fit"]["cached"] for c in result.manifest["cells"] if c["method"] == "lmac_zs")
     summary = prompt_summary(prompt_rows(pd.read_parquet(tmp_path / "run" / "per_sample.parquet")))
-    lmac = summary[summary["method"] == "lmac_zs"]
+    lmac = summary[summary["row"] == "LMAC-ZS (FiLM + gate)"]
     assert len(lmac) == 2  # both domains
-    # measured on these 30 clips: r 0.58 (stft2mel), 0.76 (mel); mask mean 0.06-0.10 unrelated vs 0.37-0.40
-    # predicted, smaller on 90-93 % of the clips; GradCAM++ r 0.07-0.08. Before the silence anchor and the
-    # similarity gate: r -0.08 to 0.32, unrelated masks smaller on about half the clips.
+    # the variant row, measured on all 100 clips: r 0.58 (stft2mel), 0.67 (mel); mask mean 0.05-0.18
+    # unrelated vs 0.35-0.49 predicted, smaller on 90 % of the clips; GradCAM++ r 0.04. Before the
+    # silence anchor and the similarity gate: r -0.08 to 0.32, unrelated masks smaller on about half the clips.
     assert (lmac["pearson_r"] > 0.4).all(), lmac
     assert (lmac["mm_unrelated"] < 0.5 * lmac["mm_predicted"]).all(), lmac
     assert (lmac["share_unrelated_smaller"] > 0.75).all(), lmac
+    # the paper's decoder (cross-attention to the one prompt embedding) hardly follows the prompt here:
+    # r 0.05 / 0.09, unrelated masks as large as the predicted one's (0.35 vs 0.35; 0.33 vs 0.33)
+    paper = summary[summary["row"] == "LMAC-ZS"]
+    assert len(paper) == 2 and (paper["pearson_r"].abs() < 0.3).all(), paper
+    assert (paper["mm_unrelated"] > 0.8 * paper["mm_predicted"]).all(), paper
     gradcam = summary[summary["method"] == "gradcam_pp"]
     assert (gradcam["pearson_r"].abs() < 0.2).all(), gradcam
 

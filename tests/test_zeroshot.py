@@ -284,7 +284,7 @@ def test_similarity_gate_moves_mask_logits_by_a_learnt_increasing_map(trained) -
     result, frontend, splits = trained
     domain = DOMAINS.get("mel")()
     model = DomainModel(result.model, domain, frontend).eval()
-    method = LMACZS({"hidden": 8})
+    method = LMACZS({"hidden": 8, "conditioning": "film", "gate": True})  # the variant row "LMAC-ZS (FiLM + gate)"
     torch.manual_seed(0)
     decoder = method._build(model).eval()
     with torch.no_grad():
@@ -300,7 +300,34 @@ def test_similarity_gate_moves_mask_logits_by_a_learnt_increasing_map(trained) -
         lo, hi = (decoder(chosen, t, size, lambda h: h, torch.full((2, 1), m)) for m in (-0.4, 0.6))
     assert torch.allclose(torch.logit(hi) - torch.logit(lo), torch.tensor(3.0), atol=1e-3)
     assert (hi > lo).all()
-    assert LMACZS({"hidden": 8, "gate": False})._build(model).gate is None
+    assert LMACZS({"hidden": 8})._build(model).gate is None  # the paper's decoder has no gate
+    assert method.row_label() == "LMAC-ZS (FiLM + gate)" and LMACZS().row_label() == "LMAC-ZS"
+
+
+def test_paper_decoder_conditions_by_cross_attention_on_the_text_only() -> None:
+    """With one text token the attention weight is 1: every position of a stage is shifted by
+    W_o (W_v t + b_v) + b_o (a known answer), whatever h, and t . a does not enter."""
+    from audiobench.methods.lmac_zs import TextCrossAttention, ZsDecoder
+
+    torch.manual_seed(0)
+    att = TextCrossAttention(4, 3)
+    h, t = torch.randn(2, 4, 5, 6), torch.randn(2, 1, 3)
+    assert torch.equal(att(h, t), h)  # starts as the identity (W_o = 0)
+    torch.nn.init.normal_(att.out.weight)
+    shift = att.out(att.v(t[:, 0]))  # [2, 4]
+    torch.testing.assert_close(att(h, t), h + shift[:, :, None, None])
+    decoder = ZsDecoder([8, 4], hidden=4, text_dim=3)
+    assert decoder.gate is None and not hasattr(decoder, "film")
+    for a in decoder.attend:
+        torch.nn.init.normal_(a.out.weight)
+    feats = [torch.randn(2, 8, 3, 4), torch.randn(2, 4, 6, 8)]
+    prompt = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+    with torch.no_grad():
+        base = decoder(feats, prompt, (12, 16), lambda g: g, torch.full((2, 1), -0.5))
+        other_match = decoder(feats, prompt, (12, 16), lambda g: g, torch.full((2, 1), 0.9))
+        other_prompt = decoder(feats, prompt.flip(0), (12, 16), lambda g: g, torch.full((2, 1), -0.5))
+    assert torch.equal(base, other_match)  # the decoder reads (t, h) only, as eq. 6
+    assert not torch.allclose(base, other_prompt)
 
 
 def test_a_methods_code_version_enters_its_cells_hashes_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
