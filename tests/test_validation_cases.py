@@ -244,3 +244,24 @@ def test_layers_checked_against_a_checkpoints_depth(tmp_path: Path, capsys: pyte
     assert validate(path, capsys, "methods.0={name: lmac, blocks: 4}") == (0, [])  # L-MAC reads every block there is
     rc, err = validate(path, capsys, "methods.0={name: l2i, blocks: 4}")  # L2I does not
     assert rc == 1 and "methods.0.blocks: 4 blocks, but this cnn14 has 3" in err[0]
+
+
+@pytest.mark.parametrize("classes, expected", [
+    ([], "select: classes needs at least one class"),
+    ([True], "a class entry was read as the boolean true"),
+    (["dog", 7], "targets.classes: 'dog' is not a class (tone, chirp_up, chirp_down)"),
+])
+def test_target_classes_are_checked_at_validate(write_suite, classes, expected) -> None:
+    """../shared/cases/targets-classes: an empty list, a YAML boolean (`yes`) and unknown names or
+    indices are refused at the targets line before anything trains (they crashed in a cell, were
+    taken as index 1, or stopped the run after training)."""
+    from audiobench.kernel.errors import AudiobenchError
+    from audiobench.suite import load_suite
+
+    path = write_suite({"targets": {"select": "classes", "classes": classes}})
+    with pytest.raises(AudiobenchError) as exc:
+        load_suite(path)
+    assert expected in str(exc.value)
+    if classes == ["dog", 7]:
+        assert "7 is out of range 0..2" in str(exc.value)
+    assert load_suite(write_suite({"targets": {"select": "classes", "classes": ["tone", 2]}})).targets.classes == ["tone", 2]

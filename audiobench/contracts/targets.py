@@ -32,8 +32,22 @@ class TargetParams(Params):
     threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid models: a label is decided when p > threshold")
     top_k: int | None = Field(None, ge=1, description="sigmoid models, select: decision: the k most probable labels instead")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: object) -> object:
+        # YAML 1.1 reads yes/no/on/off as booleans; a boolean is not a class index (True would be 1)
+        classes = data.get("classes") if isinstance(data, dict) else None
+        if isinstance(classes, list):
+            for c in classes:
+                if isinstance(c, bool):
+                    raise ValueError(f"a class entry was read as the boolean {str(c).lower()} (YAML reads yes/no/on/off "
+                                     "so): quote class names, e.g. classes: ['yes']")
+        return data
+
     @model_validator(mode="after")
     def _classes_with_select(self) -> TargetParams:
+        if self.classes is not None and not self.classes:
+            raise ValueError("select: classes needs at least one class")
         if (self.select == "classes") != (self.classes is not None):
             raise ValueError("'classes' goes with select: classes, and select: classes needs 'classes'")
         return self

@@ -134,3 +134,8 @@ class Dataset(Component):
         """The number of classes where it is known without decoding audio (``validate`` compares a
         checkpoint's outputs with it), else None."""
         return None
+
+    def known_class_names(self) -> list[str] | None:
+        """The class names where they are known without decoding audio (``validate`` checks a
+        suite's ``targets.classes`` against them), else None."""
+        return None

@@ -121,6 +121,12 @@ class FileDataset(Dataset):
         except AudiobenchError:
             return None
 
+    def known_class_names(self) -> list[str] | None:
+        try:
+            return list(self.index().class_names)
+        except AudiobenchError:
+            return None
+
     def index(self) -> Index:
         """The dataset's index; :class:`AudiobenchError` for missing paths, repeated clips or colliding ids."""
         if self._index is None:

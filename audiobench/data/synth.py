@@ -473,3 +473,6 @@ class SynthDataset(Dataset):
 
     def class_count(self) -> int:
         return self.params.classes
+
+    def known_class_names(self) -> list[str]:
+        return list(CLASS_NAMES[: self.params.classes])

@@ -62,3 +62,30 @@ def check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contamination
     for c in augment:
         problems = c.build().check(data)
         errors.items += [SuiteError(f"train.augment: {p}", errors.file, c.line) for p in problems]
+
+
+def check_target_classes(errors: LocatedErrors, dataset: Any, targets: Any, methods: list[ComponentSpec]) -> None:
+    """``targets.classes`` (the suite's, and each method's own) against the dataset's class names
+    where they are known without decoding audio: an unknown name or an index out of range is
+    reported at validate, before anything trains."""
+    from audiobench.contracts.targets import class_indices
+    from audiobench.kernel.errors import AudiobenchError
+
+    if dataset is None:
+        return
+    try:
+        names = dataset.build().known_class_names()
+    except AudiobenchError:
+        return
+    if not names:
+        return
+    checks = [(("targets",), targets)] + [(("methods", i, "targets"), m.targets) for i, m in enumerate(methods)]
+    for path, t in checks:
+        if t is None or t.select != "classes":
+            continue
+        for c in t.classes or []:
+            try:
+                class_indices([c], names)
+            except AudiobenchError:
+                what = f"{c} is out of range 0..{len(names) - 1}" if isinstance(c, int) else f"'{c}' is not a class"
+                errors.add(path, f"targets.classes: {what} ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})")
