@@ -265,3 +265,20 @@ def test_target_classes_are_checked_at_validate(write_suite, classes, expected) 
     if classes == ["dog", 7]:
         assert "7 is out of range 0..2" in str(exc.value)
     assert load_suite(write_suite({"targets": {"select": "classes", "classes": ["tone", 2]}})).targets.classes == ["tone", 2]
+
+
+def test_sigmoid_only_target_settings_are_refused_for_a_softmax_model(write_suite) -> None:
+    """../shared/cases/targets-ignored-params: top_k 3 and threshold 0.9 on cnn14 (softmax) explained
+    one class per clip and changed no number; a setting either acts or is refused."""
+    from audiobench.kernel.errors import AudiobenchError
+    from audiobench.suite import load_suite
+
+    with pytest.raises(AudiobenchError) as exc:
+        load_suite(write_suite({"targets": {"top_k": 3, "threshold": 0.9}}))
+    message = str(exc.value)
+    assert "targets.top_k and threshold apply to sigmoid (multi-label) models only; 'cnn14' is a softmax model" in message
+    assert len(message.strip().splitlines()) == 1
+    methods = ["saliency", {"name": "gradcam", "targets": {"select": "decision", "threshold": 0.3}}]
+    with pytest.raises(AudiobenchError, match="targets.threshold applies to sigmoid"):
+        load_suite(write_suite({"methods": methods}))
+    assert load_suite(write_suite({"targets": {"select": "all"}})).targets.select == "all"

@@ -18,7 +18,12 @@ from audiobench.suite.crossref import check_method_layers, check_tables, mapping
 from audiobench.suite.geometry import check_geometry
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
-from audiobench.suite.paths import check_on_disk, check_target_classes, resolve_paths
+from audiobench.suite.paths import (
+    check_on_disk,
+    check_sigmoid_only_targets,
+    check_target_classes,
+    resolve_paths,
+)
 from audiobench.suite.sanity import SanityParams, roar_model
 from audiobench.suite.schema import (
     DEFAULT_METRICS,
@@ -293,6 +298,7 @@ def parse_suite(
                   **{"train.augment": augment})
     check_on_disk(errors, dataset, model, contaminations, frontend.n_mels, training, augment)
     check_target_classes(errors, dataset, targets, methods)
+    check_sigmoid_only_targets(errors, model, targets, methods)
     check_separation(errors, model, train, augment, contaminations, methods, method_paths, training,
                      augment_given=bool(isinstance(data.get("train"), dict) and data["train"].get("augment")))
     check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)

@@ -89,3 +89,26 @@ def check_target_classes(errors: LocatedErrors, dataset: Any, targets: Any, meth
             except AudiobenchError:
                 what = f"{c} is out of range 0..{len(names) - 1}" if isinstance(c, int) else f"'{c}' is not a class"
                 errors.add(path, f"targets.classes: {what} ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})")
+
+
+def check_sigmoid_only_targets(errors: LocatedErrors, model: Any, targets: Any, methods: list[ComponentSpec]) -> None:
+    """``targets.top_k`` and ``targets.threshold`` act on sigmoid (multi-label) models only: set for a
+    softmax or similarity model they would change nothing, so they are refused at their line."""
+    if model is None:
+        return
+    kind = getattr(model.build(), "output_kind", "softmax")
+    if kind == "sigmoid":
+        return
+    checks = [(("targets",), targets)] + [(("methods", i, "targets"), m.targets) for i, m in enumerate(methods)]
+    for path, t in checks:
+        if t is None:
+            continue
+        # by value, not by what was written: a resolved suite (a run's manifest, re-read by score)
+        # spells every default out
+        defaults = type(t)()
+        set_here = [k for k in ("top_k", "threshold") if getattr(t, k) != getattr(defaults, k)]
+        if set_here:
+            verb = "apply" if len(set_here) > 1 else "applies"
+            errors.add(path, f"targets.{' and '.join(set_here)} {verb} to sigmoid (multi-label) models only; "
+                       f"'{model.name}' is a {kind} model (to explain several classes per clip: select: all, "
+                       "or select: classes)")
