@@ -282,3 +282,23 @@ def test_sigmoid_only_target_settings_are_refused_for_a_softmax_model(write_suit
     with pytest.raises(AudiobenchError, match="targets.threshold applies to sigmoid"):
         load_suite(write_suite({"methods": methods}))
     assert load_suite(write_suite({"targets": {"select": "all"}})).targets.select == "all"
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("{} and {}", "has 2 field(s) ['', '']"),
+    ("{} in the {room}", "has 2 field(s) ['', 'room']"),
+    ("a {} sound }", "Single '}' encountered in format string"),
+    ("sound of {0}", "has 1 field(s) ['0']"),
+])
+def test_zero_shot_prompt_templates_are_checked_at_validate(template, expected) -> None:
+    """../shared/cases/zs-template-placeholders: a template that is not exactly one '{}' is refused
+    by validate (it passed, and the run ended in a traceback); literal braces are written '{{'."""
+    from audiobench.models.clap_synth import ClapSynthSpec
+    from audiobench.models.zeroshot import class_prompts, template_problem
+
+    problems = ClapSynthSpec({"template": template}).check()
+    assert len(problems) == 1 and expected in problems[0] and "exactly one '{}'" in problems[0]
+    with pytest.raises(ValueError, match="exactly one"):
+        class_prompts(["tone"], template)
+    assert template_problem("a {{literal}} {} sound") is None
+    assert class_prompts(["chirp_up"], "a {{literal}} {} sound") == ["a {literal} chirp up sound"]

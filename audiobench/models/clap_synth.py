@@ -39,7 +39,7 @@ from audiobench.kernel.shipped import restore
 from audiobench.models.base import ModelSpec
 from audiobench.models.cnn14 import Cnn14
 from audiobench.models.text import Tokenizer, WordEncoder, build_vocabulary
-from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts
+from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts, template_problem
 
 CLAP_SYNTH_CODE_VERSION = 1  # bump when training changes the weights
 MAX_LOGIT_SCALE = 100.0  # CLAP clamps 1 / temperature at 100
@@ -140,7 +140,8 @@ class ClapSynthSpec(ModelSpec):
         return model
 
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
-        return [] if "{}" in self.params.template else [f"model.template {self.params.template!r} has no '{{}}' for the class name"]
+        problem = template_problem(self.params.template)
+        return [problem] if problem else []
 
     def model_key(self, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
                   seed: int) -> str:

@@ -60,7 +60,7 @@ from audiobench.contracts.registry import MODELS
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.base import ModelSpec
 from audiobench.models.cnn14 import Cnn14
-from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts
+from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts, template_problem
 
 if TYPE_CHECKING:
     from audiobench.contracts.domains import Domain
@@ -315,8 +315,8 @@ class MsClapSpec(ModelSpec):
         """Missing or unusable files (checkpoint, BERT folder) and settings, one line each, with where to get them."""
         p = self.params
         problems = []
-        if "{}" not in p.template:
-            problems.append(f"model.template {p.template!r} has no '{{}}' for the class name")
+        if template_problem(p.template):
+            problems.append(template_problem(p.template))
         if p.checkpoint is None:
             problems.append(f"model.checkpoint: not set; get CLAP_weights_2022.pth from {CLAP_URL}")
         elif not Path(p.checkpoint).is_file():

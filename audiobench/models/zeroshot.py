@@ -108,12 +108,28 @@ def prompt_phrase(class_name: str) -> str:
     return " ".join(class_name.replace("_", " ").replace("-", " ").split())
 
 
+def template_problem(template: str) -> str | None:
+    """Why ``template`` is not a prompt template with exactly one ``{}`` for the class phrase (other
+    fields such as ``{room}`` or ``{0}``, unmatched braces), or None. Literal braces are ``{{`` / ``}}``."""
+    import string
+
+    hint = "it must contain exactly one '{}' for the class name and no other braces (write '{{' for a literal brace)"
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        return f"model.template {template!r}: {exc}; {hint}"
+    if fields != [""]:
+        return f"model.template {template!r} has {len(fields)} field(s) {fields}; {hint}"
+    return None
+
+
 def class_prompts(class_names: list[str], template: str, overrides: dict[str, str] | None = None) -> list[str]:
     """One prompt per class: ``template`` (with ``{}``) filled with the class phrase (or its override).
 
     Raises ``ValueError`` when the template has no ``{}``.
     """
-    if "{}" not in template:
-        raise ValueError(f"prompt template {template!r} has no '{{}}' for the class name")
+    problem = template_problem(template)
+    if problem:
+        raise ValueError(problem)
     overrides = overrides or {}
     return [template.format(overrides.get(c, prompt_phrase(c))) for c in class_names]
