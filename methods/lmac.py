@@ -42,6 +42,7 @@ from torch.nn import functional as F
 from audiobench.contracts.component import Params
 from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
+from audiobench.data.contaminations import with_augmentation
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
     DomainModel,
@@ -302,8 +303,8 @@ class LMAC(Explainer):
         torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
         frozen = copy.deepcopy(stage1).eval().requires_grad_(False) if finetuning else None
-        train = _Versions(_with_augmentation(ctx.train, ctx.augment, ctx.seed))
-        valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
+        train = _Versions(with_augmentation(ctx.train, ctx.augment, ctx.seed))
+        valid = with_augmentation(ctx.valid, ctx.augment, ctx.seed)
         opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         n = len(ctx.train)
         start_info = self._gate_at_start(ctx, frozen, train) if finetuning else {}
@@ -392,9 +393,3 @@ class _Versions:
         self.waves = torch.stack([v.waveforms for v in versions])  # [S, N, L]
         self.clean = torch.stack([v.uncontaminated for v in versions])
 
-
-def _with_augmentation(clips: ClipSet, augment: list[Any], seed: int) -> list[ClipSet]:
-    """The clean clips followed by each augmenting contamination applied to them (same order)."""
-    from audiobench.data.contaminations import NoContamination
-
-    return [NoContamination().apply(clips, clips, seed)] + [c.apply(clips, clips, seed) for c in augment]

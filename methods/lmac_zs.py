@@ -48,6 +48,7 @@ from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
 from audiobench.data.captions import captions
 from audiobench.data.clotho import Clotho
+from audiobench.data.contaminations import with_augmentation
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
@@ -59,7 +60,7 @@ from audiobench.methods.base import (
     classifier_blocks,
 )
 from audiobench.methods.blocks import blocks_problem
-from audiobench.methods.lmac import LmacDecoder, _Versions, _with_augmentation
+from audiobench.methods.lmac import LmacDecoder, _Versions
 from audiobench.models.zeroshot import ZeroShotClassifier
 
 #: A caption source: (clip indices [B], generator) -> one caption per clip.
@@ -251,8 +252,8 @@ class LMACZS(Explainer):
         def generated(clips: ClipSet) -> Captions:
             return lambda idx, gen: captions(names, clips.labels[idx], gen)
 
-        train = _with_augmentation(ctx.train, ctx.augment, ctx.seed)
-        valid = _with_augmentation(ctx.valid, ctx.augment, ctx.seed)
+        train = with_augmentation(ctx.train, ctx.augment, ctx.seed)
+        valid = with_augmentation(ctx.valid, ctx.augment, ctx.seed)
         return train, generated(ctx.train), valid, generated(ctx.valid)
 
     def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:

@@ -33,10 +33,10 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from audiobench.data.contaminations import NoContamination
+from audiobench.data.contaminations import NoContamination, with_augmentation
 from audiobench.harness.session import prepare
 from audiobench.methods.base import FitContext
-from audiobench.methods.lmac import LMAC, _with_augmentation, gate_similarity, oracle_mask
+from audiobench.methods.lmac import LMAC, gate_similarity, oracle_mask
 
 QUANTILES = (0.0, 0.1, 0.5, 0.9, 1.0)
 
@@ -96,7 +96,7 @@ def gate_report(suite: str | Path, output: Path, batch: int = 64) -> list[dict[s
         assert isinstance(stage1, LMAC) and stage1.decoder is not None and contexts
         ctx, model = contexts[0], session.model(cell)
         names = [NoContamination().key()] + [c.key() for c in ctx.augment]
-        for name, version in zip(names, _with_augmentation(ctx.train, ctx.augment, ctx.seed), strict=True):
+        for name, version in zip(names, with_augmentation(ctx.train, ctx.augment, ctx.seed), strict=True):
             cols: dict[str, list[torch.Tensor]] = {}
             with torch.no_grad():
                 for i in range(0, len(version), batch):

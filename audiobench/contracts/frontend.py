@@ -76,30 +76,18 @@ class Frontend(torch.nn.Module):
 
     def stft(self, wave: torch.Tensor) -> torch.Tensor:
         """[B, L] -> complex [B, 1, T, F]."""
-        p = self.params
-        spec = torch.stft(
-            wave,
-            n_fft=p.n_fft,
-            hop_length=p.hop_length,
-            win_length=p.win_length,
-            window=self.window,
-            center=True,
-            return_complex=True,
-        )
+        spec = torch.stft(wave, **self._stft_args(), return_complex=True)
         return spec.transpose(1, 2).unsqueeze(1)
 
     def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """complex [B, 1, T, F] -> [B, L]."""
+        return torch.istft(spec.squeeze(1).transpose(1, 2), **self._stft_args(), length=length)
+
+    def _stft_args(self) -> dict[str, Any]:
+        """The analysis settings :meth:`stft` and :meth:`istft` share (one place, so they invert each other)."""
         p = self.params
-        return torch.istft(
-            spec.squeeze(1).transpose(1, 2),
-            n_fft=p.n_fft,
-            hop_length=p.hop_length,
-            win_length=p.win_length,
-            window=self.window,
-            center=True,
-            length=length,
-        )
+        return {"n_fft": p.n_fft, "hop_length": p.hop_length, "win_length": p.win_length, "window": self.window,
+                "center": True}
 
     def mel(self, magnitude: torch.Tensor) -> torch.Tensor:
         """Linear magnitude [..., F] -> mel energies [..., n_mels]: ``|X|^mel_power @ mel_fb``

@@ -268,6 +268,12 @@ class Source(Params):
         return f"from {self.split}" if self.split else "from folds " + ", ".join(map(str, self.folds or ()))
 
 
+def with_augmentation(clips: ClipSet, augment: list[Any], seed: int) -> list[ClipSet]:
+    """The clean clips (peak-normalised) followed by each augmenting contamination applied to them,
+    in order; mixture partners come from ``clips`` themselves (what trained components train on)."""
+    return [NoContamination().apply(clips, clips, seed)] + [c.apply(clips, clips, seed) for c in augment]
+
+
 @CONTAMINATIONS.register("none")
 class NoContamination(Contamination):
     """The clean test clips as they are (the block "clean (in-domain)")."""

@@ -18,7 +18,6 @@ from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import SPLITS, ClipSet
 from audiobench.data.integrity import check_splits
 from audiobench.kernel.errors import AudiobenchError
-from audiobench.models.base import ModelSpec
 from audiobench.models.checkpoint import save_checkpoint
 from audiobench.models.training import train_classifier
 from audiobench.suite import Suite
@@ -35,7 +34,7 @@ def train_suite(suite: Suite, output: str | Path | None = None, device: str = "c
     from audiobench.harness.session import resolve_device
 
     spec = suite.model.build()
-    if type(spec).train_model is not ModelSpec.train_model:  # a spec that trains its own way (clap_synth)
+    if spec.trains_own_way():  # clap_synth
         raise AudiobenchError(f"audiobench train writes classifier checkpoints; model '{suite.model.name}' is trained "
                               "by `audiobench run` itself (cached, shipped for the embedded suites)")
     if not spec.trainable:

@@ -149,6 +149,10 @@ class ModelSpec(Component):
         default, means the harness's classifier training (or, for ``trainable = False``, the model as built)."""
         return None
 
+    def trains_own_way(self) -> bool:
+        """Whether the spec overrides :meth:`train_model` (trains its model itself, e.g. ``clap_synth``)."""
+        return type(self).train_model is not ModelSpec.train_model
+
     def trained_conditions(self, train_params: Any) -> list[tuple[tuple[str, ...], str]]:
         """(identity, title) of the conditions the model trains on besides clean clips and the
         suite's ``train.augment`` (those are the harness's): by default the mixtures of

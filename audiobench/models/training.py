@@ -14,7 +14,7 @@ import torch
 from audiobench.contracts.domains import Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
-from audiobench.data.contaminations import peak_normalise
+from audiobench.data.contaminations import peak_normalise, with_augmentation
 from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
@@ -124,13 +124,10 @@ def augmented_versions(clips: ClipSet, augment: Sequence[Any], seed: int) -> tup
     [1 + len(augment), N, L] and the condition keys. Mixture partners come from ``clips`` themselves
     (the training split); a clip a condition leaves out (a recorded skip: no usable noise) keeps its
     clean version there, so every version has the same rows."""
-    from audiobench.data.contaminations import NoContamination
-
-    clean = NoContamination().apply(clips, clips, seed)
+    clean, *augmented = with_augmentation(clips, list(augment), seed)
     versions = [clean.waveforms]
     where = {sid: i for i, sid in enumerate(clips.sample_ids)}
-    for c in augment:
-        out = c.apply(clips, clips, seed)
+    for out in augmented:
         rows = clean.waveforms.clone()
         rows[[where[sid] for sid in out.sample_ids]] = out.waveforms
         versions.append(rows)

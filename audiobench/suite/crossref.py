@@ -7,6 +7,8 @@
   the method's ``check_classifier(depth, model)`` hook.
 * A table's ``rows``, ``group`` and ``per`` name result columns, each at most once; table names
   are unique (their files would overwrite one another).
+* ``targets`` (the suite's and each method's): named classes exist in the dataset, and the
+  sigmoid-only settings (``top_k``, ``threshold``) are not set for another output kind.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from audiobench.contracts.table_spec import TableSpec
+from audiobench.contracts.targets import class_indices
 from audiobench.kernel.errors import AudiobenchError, did_you_mean
 from audiobench.suite.lines import KeyPath, LocatedErrors
 from audiobench.suite.schema import ComponentSpec
@@ -123,3 +126,52 @@ def check_tables(errors: LocatedErrors, tables: list[tuple[int, TableSpec]]) -> 
             errors.add(("tables", i, "name"), f"tables.{i}.name: '{t.name}' is also the name of table {names[t.name]} "
                        f"(its files would be overwritten); give each table its own name")
         names.setdefault(t.name, i)
+
+
+def _target_sections(targets: Any, methods: list[ComponentSpec]) -> list[tuple[KeyPath, Any]]:
+    """(key path, TargetParams) of the suite's ``targets`` and of each method's own ``targets:``."""
+    own = [(("methods", i, "targets"), m.targets) for i, m in enumerate(methods) if m.targets is not None]
+    return [(("targets",), targets)] + own
+
+
+def check_target_classes(errors: LocatedErrors, dataset: Any, targets: Any, methods: list[ComponentSpec]) -> None:
+    """``targets.classes`` (the suite's, and each method's own) against the dataset's class names
+    where they are known without decoding audio: an unknown name or an index out of range is
+    reported at validate, before anything trains."""
+    if dataset is None:
+        return
+    try:
+        names = dataset.build().known_class_names()
+    except AudiobenchError:
+        return
+    if not names:
+        return
+    for path, t in _target_sections(targets, methods):
+        if t.select != "classes":
+            continue
+        for c in t.classes or []:
+            try:
+                class_indices([c], names)
+            except AudiobenchError:
+                what = f"{c} is out of range 0..{len(names) - 1}" if isinstance(c, int) else f"'{c}' is not a class"
+                errors.add(path, f"targets.classes: {what} ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})")
+
+
+def check_sigmoid_only_targets(errors: LocatedErrors, model: Any, targets: Any, methods: list[ComponentSpec]) -> None:
+    """``targets.top_k`` and ``targets.threshold`` act on sigmoid (multi-label) models only: set for a
+    softmax or similarity model they would change nothing, so they are refused at their line."""
+    if model is None:
+        return
+    kind = getattr(model.build(), "output_kind", "softmax")
+    if kind == "sigmoid":
+        return
+    for path, t in _target_sections(targets, methods):
+        # by value, not by what was written: a resolved suite (a run's manifest, re-read by score)
+        # spells every default out
+        defaults = type(t)()
+        set_here = [k for k in ("top_k", "threshold") if getattr(t, k) != getattr(defaults, k)]
+        if set_here:
+            verb = "apply" if len(set_here) > 1 else "applies"
+            errors.add(path, f"targets.{' and '.join(set_here)} {verb} to sigmoid (multi-label) models only; "
+                       f"'{model.name}' is a {kind} model (to explain several classes per clip: select: all, "
+                       "or select: classes)")

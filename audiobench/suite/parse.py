@@ -14,16 +14,18 @@ from audiobench.contracts.registry import REGISTRIES, load_plugin_file
 from audiobench.contracts.table_spec import TableSpec
 from audiobench.contracts.targets import TargetParams
 from audiobench.kernel.errors import AudiobenchError, SuiteError, did_you_mean
-from audiobench.suite.crossref import check_method_layers, check_tables, mapping_section, table_entry
+from audiobench.suite.crossref import (
+    check_method_layers,
+    check_sigmoid_only_targets,
+    check_tables,
+    check_target_classes,
+    mapping_section,
+    table_entry,
+)
 from audiobench.suite.geometry import check_geometry
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
-from audiobench.suite.paths import (
-    check_on_disk,
-    check_sigmoid_only_targets,
-    check_target_classes,
-    resolve_paths,
-)
+from audiobench.suite.paths import check_on_disk, resolve_paths
 from audiobench.suite.sanity import SanityParams, roar_model
 from audiobench.suite.schema import (
     DEFAULT_METRICS,

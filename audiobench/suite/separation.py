@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 from audiobench.kernel.cache import stable_hash
-from audiobench.models.base import ModelSpec
 from audiobench.suite.crossref import mapping_section
 from audiobench.suite.lines import KeyPath, LocatedErrors
 from audiobench.suite.schema import ComponentSpec, TrainParams
@@ -66,7 +65,7 @@ def classifier_trains_here(model: ComponentSpec) -> bool:
     built = model.build()
     if getattr(built.params, "checkpoint", None) is not None:
         return False
-    return bool(built.trainable or type(built).train_model is not ModelSpec.train_model)
+    return bool(built.trainable or built.trains_own_way())
 
 
 def classifier_conditions(
@@ -111,7 +110,7 @@ def check_separation(
         if c.name == "none" and c.in_domain:
             errors.add(("contaminations", i, "in_domain"), "'none' (the clean clips) is always in-domain; remove in_domain")
     trained: list[tuple[KeyPath, str, list[tuple[tuple[str, ...], str, KeyPath]]]] = []
-    own_way = model is not None and type(model.build()).train_model is not ModelSpec.train_model
+    own_way = model is not None and model.build().trains_own_way()
     if own_way and train.augment_prob > 0:
         errors.add(("model", "train", "augment_prob"), f"model '{model.name}' trains its own way and does not take "
                    "train.augment; set augment_prob to 0")
