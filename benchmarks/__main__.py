@@ -1,6 +1,6 @@
 """audiobench's speed and memory benchmark: one entry, six measurements, ratios within one run.
 
-    python -m benchmarks [--device cpu|cuda] [--quick] [--only 1,2,3,4,5,6] [--output benchmarks/results.md]
+    python -m benchmarks [--device cpu|cuda] [--quick] [--only 1,2,3,4,5,6,7] [--output benchmarks/results.md]
 
 On the same synthetic clips and the quickstart's classifier architecture (CNN14, width 8, depth 4,
 2 s clips, the stft2mel domain), it measures:
@@ -16,7 +16,9 @@ On the same synthetic clips and the quickstart's classifier architecture (CNN14,
 5. peak memory (RSS; on a GPU also allocated) of a cell against the number of clips N, each N in a
    fresh process;
 6. the quickstart's wall time, cold (empty cache: the shipped artefacts are used) with 1 and 2
-   workers, and warm (every cell stored: only the join).
+   workers, and warm (every cell stored: only the join);
+7. the budget-matched family (insertion and deletion at the default budgets, the fill-only input and
+   each row's own mask mean) against its floor: that many batched forward passes of N clips.
 
 Absolute times depend on the machine; the ratios are measured in one run and are comparable. The
 targets (on a 2-core CPU) are printed beside each ratio. Results go to ``--output`` with a
@@ -186,6 +188,39 @@ def engine_vs_floor(b: Bench) -> dict[str, Any]:
     floor()
     t_engine, t_floor = timed(engine, b.dev), timed(floor, b.dev)
     return {"clips": len(b.x), "engine_s": t_engine, "floor_s": t_floor, "ratio": t_engine / t_floor, "target": "<= 1.3"}
+
+
+# 7 ---------------------------------------------------------------------------------------------
+def budget_vs_floor(b: Bench) -> dict[str, Any]:
+    """The budget passes of N clips (default budgets, zero fill) against as many plain batched passes."""
+    from audiobench.metrics.budget import Budget, budget_curves
+
+    g = torch.Generator().manual_seed(1)
+    mask = (torch.rand(b.x.shape, generator=g) ** 2).to(b.dev)
+    step = b.max_rows
+    budget = Budget()
+    with torch.no_grad():
+        p = torch.cat([b.model(b.x[i : i + step]) for i in range(0, len(b.x), step)]).softmax(-1)
+    p_t = p.gather(1, b.target.view(-1, 1)).squeeze(1)
+    decided = p.argmax(-1) == b.target
+    inner = [k for k in budget.points() if 0 < k < 1]
+    passes = 2 * len(inner) + 3  # insertion and deletion per inner budget, the fill alone, own mean (both)
+
+    def family() -> None:
+        c = budget_curves(b.model, b.x, mask, b.target, p_t, decided, "softmax", 0.5, budget, step)
+        c.ins.cpu()
+
+    def floor() -> None:
+        with torch.no_grad():
+            for _ in range(passes):
+                for i in range(0, len(b.x), step):
+                    b.model(b.x[i : i + step])
+
+    family()
+    floor()
+    t_family, t_floor = timed(family, b.dev), timed(floor, b.dev)
+    return {"clips": len(b.x), "passes": passes, "family_s": t_family, "floor_s": t_floor,
+            "ratio": t_family / t_floor, "target": "<= 1.3"}
 
 
 # 2 ---------------------------------------------------------------------------------------------
@@ -429,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes): N=20 clips, masks 10/100, memory 20/200")
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="which measurements, e.g. 1,2,3 (4b: only the rows-per-pass profile of 4)")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="which measurements, e.g. 1,2,3 (4b: only the rows-per-pass profile of 4)")
     ap.add_argument("--methods", help="comma-separated methods for 3 and 4 (default: every built-in)")
     ap.add_argument("--quickstart-limit", type=int, help="6: evaluate only N clips of the quickstart (default: all 100)")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results.md"), help="Markdown report (- : none)")
@@ -459,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
         r = engine_vs_floor(b)
         sections.append(("1. Metric engine vs its floor (three batched forward passes)",
                          table([r], ["clips", "engine_s", "floor_s", "ratio", "target"])))
+    if 7 in only:
+        r7 = budget_vs_floor(b)
+        sections.append(("7. Budget-matched faithfulness vs its floor (as many batched forward passes)",
+                         table([r7], ["clips", "passes", "family_s", "floor_s", "ratio", "target"])))
     if 2 in only and importlib.util.find_spec("quantus") is None:
         sections.append(("2. SPS + COMP vs Quantus", "not measured: quantus is not installed (pip install quantus==0.6.0)"))
     elif 2 in only:

@@ -16,13 +16,15 @@ import torch
 
 from audiobench.contracts.groundtruth import GroundTruth
 from audiobench.contracts.registry import METRICS
+from audiobench.metrics.budget import Budget, BudgetCurves, budget_curves
 from audiobench.models.base import OUTPUT_KINDS, OutputKind, probabilities
 
 # what a metric reads: the mask; the model's outputs on X, M*X and (1-M)*X; the engine's removal
 # passes (``Explanation.removals``); an interpreter's own scores; a part count; ground truth (the clean
 # target and contaminant of each clip, :mod:`audiobench.contracts.groundtruth`); a listenable domain (``audio``)
-Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio"]
-NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio")
+# the budget passes (insertion and deletion of each map's top bins, :mod:`audiobench.metrics.budget`)
+Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio", "budget"]
+NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio", "budget")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class MetricInputs:
     those of each row's target t. ``decided`` [B] bool: t is the model's decision on X (argmax, or
     p_t > ``threshold`` for ``sigmoid``); ``kept`` [B] bool: t is still the decision on M*X.
     ``removal_p``: name -> p_t((1 - R) * X) for each removal mask R of the explanation.
+    ``budget``: the insertion and deletion curves of the rows' maps, when a metric needs them.
     """
 
     x: torch.Tensor
@@ -49,6 +52,7 @@ class MetricInputs:
     interpreter_scores: torch.Tensor | None = None
     n_parts: torch.Tensor | None = None
     ground_truth: GroundTruth | None = None  # the rows' ideal mask and signals, where the dataset knows them
+    budget: BudgetCurves | None = None
 
     def __post_init__(self) -> None:
         if self.output_kind not in OUTPUT_KINDS:
@@ -93,12 +97,14 @@ def compute_inputs(
     n_parts: torch.Tensor | None = None,
     max_rows: int | None = None,
     ground_truth: GroundTruth | None = None,
+    budget: Budget | None = None,
 ) -> MetricInputs:
     """Run the masked-in, masked-out and removal forward passes together (and p(X) unless given).
 
     ``forward`` maps representations [N, 1, T, F] to scores [N, C]; rows go through it in chunks of
     at most ``max_rows`` (all at once when None). ``removals``: name -> mask R [B, 1, T, F]; each
-    adds a pass on (1 - R) * X whose p_t the metrics read as ``removal_p[name]``.
+    adds a pass on (1 - R) * X whose p_t the metrics read as ``removal_p[name]``. ``budget``: run the
+    insertion and deletion passes at its budgets (:func:`audiobench.metrics.budget.budget_curves`).
     """
     b = x.shape[0]
     removals = removals or {}
@@ -112,6 +118,8 @@ def compute_inputs(
     m = MetricInputs(x, mask, scores_orig, scores[:b], scores[b : 2 * b], target, output_kind, threshold, labels,
                      interpreter_scores=interpreter_scores, n_parts=n_parts, ground_truth=ground_truth)
     m.removal_p = {name: m.target_p(scores[(2 + i) * b : (3 + i) * b]) for i, name in enumerate(removals)}
+    if budget is not None:
+        m.budget = budget_curves(forward, x, mask, m.target, m.p_orig, m.decided, output_kind, threshold, budget, max_rows)
     return m
 
 
@@ -161,6 +169,8 @@ class Metric:
             return "the dataset has no ground truth (no clean target signal per clip)"
         if "audio" in self.needs and (inputs.ground_truth is None or not inputs.ground_truth.listenable):
             return "the domain is not listenable"
+        if "budget" in self.needs and inputs.budget is None:
+            return "the budget passes were not run (no budget given to the engine)"
         return None
 
     def info(self) -> dict:

@@ -72,12 +72,18 @@ def test_unknown_cell_is_a_one_line_error(full_run, capsys: pytest.CaptureFixtur
     assert len(err) == 1 and "is not a cell of this suite" in err[0]
 
 
-def test_score_reproduces_the_runs_metrics_and_adds_new_ones(full_run, tmp_path: Path) -> None:
+def test_score_reproduces_the_runs_metrics_and_adds_new_ones(full_run, tmp_path: Path, capsys) -> None:
     _, full = full_run
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(full), str(copy)], check=True)
     before = load_run(copy)
-    assert main(["score", str(copy), "-q"]) == 0
+    stamp = {p.name: p.stat().st_mtime_ns for p in (copy / "cells").iterdir()}
+    assert main(["score", str(copy), "-q"]) == 0  # every metric is stored: nothing is recomputed or rewritten
+    assert "nothing recomputed" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in (copy / "cells").iterdir()} == stamp
+    assert main(["score", str(copy), "--replace", "-q"]) == 0
+    moved = capsys.readouterr().err
+    assert "ai: " in moved and "stored values moved" in moved
     again = load_run(copy)
     merged = before.merge(again, on=KEY, how="outer", suffixes=("_run", "_score"), indicator=True)
     assert (merged["_merge"] == "both").all()

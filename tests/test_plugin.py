@@ -21,9 +21,9 @@ def test_installed_plugin_package_adds_a_row(write_suite, tmp_path: Path) -> Non
     env = {**os.environ, "PYTHONPATH": str(target)}
 
     listed = subprocess.run([sys.executable, "-m", "audiobench", "list", "methods"], capture_output=True, text=True, env=env)
-    assert any(line.split()[0] == "energy" for line in listed.stdout.splitlines())
+    assert any(line.split()[0] == "energy_power" for line in listed.stdout.splitlines())
 
-    suite = write_suite({"methods": ["random", {"name": "energy", "power": 2.0}], "domains": ["mel"],
+    suite = write_suite({"methods": ["random", {"name": "energy_power", "power": 2.0}], "domains": ["mel"],
                          "contaminations": ["none"]})
     run = subprocess.run(
         [sys.executable, "-m", "audiobench", "run", str(suite), "-o", str(tmp_path / "run"), "--limit", "4", "-q"],
@@ -31,8 +31,8 @@ def test_installed_plugin_package_adds_a_row(write_suite, tmp_path: Path) -> Non
     )
     assert run.returncode == 0, run.stderr
     table = (tmp_path / "run" / "tables" / "main__synth__none.md").read_text()
-    assert "| Input energy" in table and "| Random" in table
+    assert "| Input energy^p" in table and "| Random" in table
 
     # without the package on the path the name is unknown, with a clear message
     bare = subprocess.run([sys.executable, "-m", "audiobench", "validate", str(suite)], capture_output=True, text=True)
-    assert bare.returncode == 1 and "unknown method 'energy'" in bare.stderr
+    assert bare.returncode == 1 and "unknown method 'energy_power'" in bare.stderr

@@ -64,7 +64,9 @@ def test_run_writes_store_manifest_tables_and_audio(tiny_run: Path) -> None:
     assert len(manifest["cells"]) == 16
 
     tables = sorted(p.name for p in (run / "tables").iterdir())
-    assert tables == [f"main__synth__{c}.{ext}" for c in ("mixture_3db", "none") for ext in ("csv", "md", "tex")]
+    conditions = ("mixture_3db", "none")
+    assert tables == sorted([f"main__synth__{c}.{ext}" for c in conditions for ext in ("csv", "md", "tex")]
+                            + [f"meta__synth__{c}.{ext}" for c in conditions for ext in ("csv", "md")])  # + which metric to trust
     md = (run / "tables" / "main__synth__none.md").read_text()
     assert "STFT→Mel" in md and "AI↑" in md and "COMP↓" in md and "accuracy" in md
     assert "nan" not in md.lower()

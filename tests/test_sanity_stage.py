@@ -87,7 +87,8 @@ def test_score_recomputes_localisation_from_kept_masks_and_keeps_the_sanity_reco
 
     _, run, first = sanity_run
     before = pd.read_parquet(run / "per_sample.parquet")
-    result = score_run(run, ["gt_mass", "gt_auc"], progress=False)
+    result = score_run(run, ["gt_mass", "gt_auc"], progress=False, replace=True)
+    assert set(result.changes) >= {"gt_mass", "gt_auc"} and result.changes["gt_auc"]["rows"] > 0
     after = pd.read_parquet(run / "per_sample.parquet")
     key = ["domain", "contamination", "row", "sample_id", "target", "metric"]
     both = before.merge(after, on=key, suffixes=("_run", "_score"))

@@ -162,6 +162,13 @@ def test_no_trained_component_saw_an_out_of_domain_block(write_suite, tmp_path: 
     captions = [text.splitlines()[0] for slug, text in result.tables.items() if slug.startswith("main")]
     assert any("mixture 3 dB (out-of-domain)" in c for c in captions), captions
     assert any("white noise 5 dB (in-domain)" in c for c in captions), captions
+    # the run's recorded suite is re-read as it was declared (train.augment, in_domain): score works on it
+    from audiobench.harness.scoring import score_run
+
+    before = list((tmp_path / "run" / "tables").glob("main__*.md"))
+    rescored = score_run(tmp_path / "run", ["ad"], progress=False)
+    assert rescored.manifest["contaminations"]["white_noise_5db"]["domain"] == "in-domain"
+    assert sorted(p.name for p in before) == sorted(f"{slug}.md" for slug in rescored.tables if slug.startswith("main"))
 
 
 def test_a_fit_key_does_not_depend_on_where_the_data_lies() -> None:

@@ -95,3 +95,19 @@ def test_intervals_do_not_depend_on_row_order():
     a = build_tables(df, INFO, spec)[0].ci
     b = build_tables(df.sample(frac=1.0, random_state=5), INFO, spec)[0].ci
     pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
+
+
+@pytest.mark.parametrize("where", ["per", "rows", "group"])
+def test_intervals_render_with_target_as_a_table_key(where):
+    """Issue 27: `target` is a key of the table and a pairing column of the bootstrap (it crashed with
+    'cannot reindex on an axis with duplicate labels' after every cell had run)."""
+    rng = np.random.default_rng(4)
+    df = pd.concat([_frame({"A": {"AI": rng.normal(size=20)}, "B": {"AI": rng.normal(size=20)}}).assign(target=t)
+                    for t in (0, 1)], ignore_index=True)
+    spec = {"per": TableSpec(ci="bootstrap95", rows="row", group="domain", per=["target"]),
+            "rows": TableSpec(ci="bootstrap95", rows="target", group="row"),
+            "group": TableSpec(ci="bootstrap95", rows="row", group="target")}[where]
+    tables = build_tables(df, INFO, spec)
+    assert tables and all("±" in to_markdown(t) for t in tables)
+    per_target = df[(df.row == "A") & (df.target == 1)].value
+    assert f"{per_target.mean():.2f} ±" in "".join(to_markdown(t) for t in tables)

@@ -4,6 +4,7 @@ and the nearest valid setting passes validation (and, for the clip-length bounda
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,52 @@ def test_zero_shot_prompt_templates_are_checked_at_validate(template, expected) 
         class_prompts(["tone"], template)
     assert template_problem("a {{literal}} {} sound") is None
     assert class_prompts(["chirp_up"], "a {{literal}} {} sound") == ["a {literal} chirp up sound"]
+
+
+@pytest.mark.slow
+def test_output_only_settings_do_not_move_a_number(write_suite, tmp_path: Path) -> None:
+    """../shared/cases/output-settings-change-numbers: audio.n, masks.precision and the metric list do
+    not change what the stochastic methods draw (Random, SmoothGrad), so their values stay."""
+    import pandas as pd
+
+    from audiobench.harness.runner import run_suite
+
+    base = {"domains": ["stft2mel"], "contaminations": ["none"],
+            "methods": ["saliency", {"name": "smoothgrad", "n_samples": 4}, "random"], "metrics": ["ai", "ad", "ff", "mm"],
+            "audio": {"n": 2}, "masks": {"precision": "log8"}}
+    variants = {"a": {}, "b": {"audio": {"n": 1}}, "c": {"masks": {"precision": "float32"}},
+                "d": {"metrics": ["ai", "ad", "ff", "mm", "ins_auc"]}}
+    values = {}
+    for name, change in variants.items():
+        path = write_suite({**base, **change}, name=f"{name}.yaml")
+        run_suite(path, tmp_path / name, limit=6, progress=False)
+        frame = pd.read_parquet(tmp_path / name / "per_sample.parquet")
+        frame = frame[frame.metric.isin(["ai", "ad", "ff", "mm"])]
+        values[name] = frame.set_index(["method", "sample_id", "target", "metric"]).value.sort_index()
+    assert set(values["a"].index.get_level_values("method")) == {"saliency", "smoothgrad", "random"}
+    for name in "bcd":
+        pd.testing.assert_series_equal(values[name], values["a"], check_exact=False, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_run_directory_holds_one_run(write_suite, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """../shared/cases/foreign-suite-same-dir and limit-run-replaces-full-results: another suite, or the
+    same suite on another selection of clips, is refused in one line before anything runs; --overwrite
+    starts over; the same run again resumes."""
+    small = {"methods": ["random"], "domains": ["mel"], "contaminations": ["none"], "metrics": ["ad"], "audio": {"n": 0}}
+    a = write_suite({**small, "name": "suite_a"}, name="a.yaml")
+    b = write_suite({**small, "name": "suite_b"}, name="b.yaml")
+    out = tmp_path / "run"
+    assert main(["run", str(a), "-o", str(out), "--limit", "3", "-q"]) == 0
+    table = (out / "tables" / "main__synth__none.md").read_text()
+    capsys.readouterr()
+    assert main(["run", str(b), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds suite 'suite_a' (1 cells)" in err[0] and "--overwrite" in err[0]
+    assert main(["run", str(a), "-o", str(out), "--limit", "2", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a run of 3 clips (--limit 3); this run evaluates 2 clips" in err[0]
+    assert (out / "tables" / "main__synth__none.md").read_text() == table  # nothing was replaced
+    assert main(["run", str(a), "-o", str(out), "--limit", "3", "-q"]) == 0  # the same run: resumed
+    assert main(["run", str(b), "-o", str(out), "--overwrite", "-q"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["suite"]["name"] == "suite_b"

@@ -372,8 +372,18 @@ _CACHE: OrderedDict[tuple[str, int], _Generated] = OrderedDict()
 _CACHE_SIZE = 2
 
 
-def _generate_all(params: SynthDataset.Params, sample_rate: int) -> _Generated:
-    key = (params.model_dump_json(), sample_rate)
+def synth_item(index: int, params: SynthDataset.Params, sample_rate: int) -> SynthItem:
+    """Item ``index`` of the dataset ``params`` describes (class ``index // clips_per_class``)."""
+    return generate_item(index, index // params.clips_per_class, params.seed, params.seconds, sample_rate,
+                         params.background_db)
+
+
+def _generate_all(
+    params: SynthDataset.Params, sample_rate: int,
+    item: Callable[[int, SynthDataset.Params, int], SynthItem] = synth_item,
+) -> _Generated:
+    """Every item of every class (cached in-process by parameters and rate); ``item`` makes one."""
+    key = (type(params).__qualname__ + params.model_dump_json(), sample_rate)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -383,10 +393,8 @@ def _generate_all(params: SynthDataset.Params, sample_rate: int) -> _Generated:
     targets = np.empty((n, n_clip), dtype=np.float32)
     bounds = np.empty((n, 2), dtype=np.int64)
     for i in range(n):
-        item = generate_item(
-            i, i // params.clips_per_class, params.seed, params.seconds, sample_rate, params.background_db
-        )
-        waveforms[i], targets[i], bounds[i] = item.waveform, item.target, (item.onset, item.offset)
+        one = item(i, params, sample_rate)
+        waveforms[i], targets[i], bounds[i] = one.waveform, one.target, (one.onset, one.offset)
     out = _Generated(waveforms, targets, bounds)
     _CACHE[key] = out
     while len(_CACHE) > _CACHE_SIZE:
@@ -451,7 +459,7 @@ class SynthDataset(Dataset):
         """Generate (or fetch from the in-process cache) ``split`` at ``sample_rate`` Hz."""
         self._check(split, sample_rate)
         sample_rate = int(sample_rate)
-        data = _generate_all(self.params, sample_rate)
+        data = self._generated(sample_rate)
         idx = split_indices(self.params, split)
         return ClipSet(
             waveforms=torch.from_numpy(data.waveforms[idx]),
@@ -465,8 +473,11 @@ class SynthDataset(Dataset):
     def event_bounds(self, split: str, sample_rate: int) -> torch.Tensor:
         """``[N, 2]`` int64 (onset, offset) sample positions of each clip's event, in ``load`` order."""
         self._check(split, sample_rate)
-        data = _generate_all(self.params, int(sample_rate))
+        data = self._generated(int(sample_rate))
         return torch.from_numpy(data.bounds[split_indices(self.params, split)])
+
+    def _generated(self, sample_rate: int) -> _Generated:
+        return _generate_all(self.params, sample_rate)
 
     def fingerprint(self) -> dict:
         return {**super().fingerprint(), "generator_version": GENERATOR_VERSION}

@@ -27,10 +27,14 @@ from audiobench.kernel.cache import stable_hash
 from audiobench.kernel.faults import kill_point
 from audiobench.methods.base import DomainModel, Explainer
 from audiobench.metrics.base import Metric
+from audiobench.metrics.budget import Budget
 from audiobench.store.audio import audio_name, method_folders, slug, write_wavs
 from audiobench.store.masks import StoredExplanations, concat, encoded_explanation
 from audiobench.store.run_dir import COLUMNS
 from audiobench.suite import ComponentSpec, Suite
+
+#: settings of the cells' shared hash that shape no explanation (what is scored, written or kept)
+OUTPUT_ONLY = ("metrics", "audio", "masks", "budget")
 
 CELL_CODE_VERSION = 2  # bump when evaluation changes what a cell stores (2: per-target rows, kept masks)
 
@@ -45,6 +49,9 @@ class Cell:
     hash: str
     id: str
     folder: str = ""  # the method's folder under audio/ and logs/, unique within the suite
+    # what the explanation depends on: the hash without the output-only settings (metrics, audio,
+    # masks, budget), so the seeds of stochastic methods do not move when a metric is added
+    explain_hash: str = ""
 
 
 @dataclass
@@ -74,8 +81,13 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
                     "code": CELL_CODE_VERSION,
                     **({"method_code": version} if version is not None else {}),  # absent: earlier hashes kept
                 })
+                explain = stable_hash({
+                    **{k: v for k, v in common.items() if k not in OUTPUT_ONLY},
+                    "domain": domain.resolved(), "contamination": contamination.resolved(), "method": method.resolved(),
+                    **({"method_code": version} if version is not None else {}),
+                })
                 cid = f"{domain.build().key()}__{contamination.build().key()}__{slug(method.label or method.name)}__{h[:10]}"
-                cells.append(Cell(domain, contamination, method, h, cid, folder))
+                cells.append(Cell(domain, contamination, method, h, cid, folder, explain))
     return cells
 
 
@@ -85,19 +97,21 @@ def explain_rows(device: torch.device) -> int:
 
 
 def batch_seed(cell_hash: str, batch: int) -> int:
-    """The seed of a cell's batch: a function of the cell's hash and the batch index only."""
+    """The seed of a cell's batch: a function of the cell's explanation hash (:attr:`Cell.explain_hash`)
+    and the batch index only."""
     return int(stable_hash([cell_hash, batch], 12), 16) % (2**31)
 
 
 def evaluate_cell(
     cell: Cell, explainer: Explainer, model: DomainModel, clips: ClipSet, metrics: list[Metric], targets: TargetParams,
     batch_size: int, device: torch.device, audio_dir: Path | None = None, audio_n: int = 0, progress: bool = True,
-    keep_precision: str | None = None,
+    keep_precision: str | None = None, budget: Budget | None = None,
 ) -> CellOutput:
     """Explain and score every clip of a cell in batches; write the interpretations of its first
     ``audio_n`` clips to ``audio_dir`` (listenable domains); return its rows and kept explanations.
     ``keep_precision``: encode each batch's kept masks at once at this ``masks.precision`` (log8: a
-    quarter of float32's memory; the written file is the same), instead of keeping float32 masks."""
+    quarter of float32's memory; the written file is the same), instead of keeping float32 masks.
+    ``budget``: the budgets and fill of the budget-matched metrics (their defaults when None)."""
     domain: Domain = model.domain
     classifier = model.classifier
     one_per_clip = targets.select == "decision" and classifier.output_kind != "sigmoid"
@@ -110,7 +124,8 @@ def evaluate_cell(
         rep = domain.represent(model.frontend, clips.waveforms[start:stop].to(device))
         truth = clip_truth(clips, slice(start, stop), domain, model.frontend, rep, metrics)
         res = evaluate_batch(explainer, model, rep, ids, clips.labels[start:stop], metrics, targets,
-                             batch_seed(cell.hash, b), max(explain_rows(device), batch_size), cell.id, truth)
+                             batch_seed(cell.explain_hash or cell.hash, b), max(explain_rows(device), batch_size), cell.id,
+                             truth, budget)
         results.append(res)
         if audio_ids and res.explanation is not None:
             write_audio(audio_dir, res, rep, ids, model, audio_ids, classifier.class_names, one_per_clip)

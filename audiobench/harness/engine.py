@@ -22,6 +22,7 @@ from audiobench.contracts.targets import TargetParams, select_targets
 from audiobench.data.base import Skip
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer
 from audiobench.metrics.base import Metric, MetricInputs, compute_inputs
+from audiobench.metrics.budget import Budget, curve_rows
 
 # rows stored besides the metrics, so any metric can be recomputed from the store
 AUX_METRICS = ("p_orig", "p_in", "p_out", "pred_orig", "pred_in", "y_true", "target_true")
@@ -43,17 +44,20 @@ class BatchResult:
 def score_rows(
     model: DomainModel, x: torch.Tensor, explanation: Explanation, scores_orig: torch.Tensor, target: torch.Tensor,
     metrics: list[Metric], labels: torch.Tensor | None, targets: TargetParams, max_rows: int,
-    truth: GroundTruth | None = None,
+    truth: GroundTruth | None = None, budget: Budget | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str], MetricInputs]:
     """Every metric on (clip, target) rows whose masks are given; returns values, the metrics that do
     not apply (with why) and the shared inputs. Removal passes run only when a metric needs them;
-    ``truth``: the rows' ground truth (:mod:`audiobench.contracts.groundtruth`), where the dataset has it."""
+    ``truth``: the rows' ground truth (:mod:`audiobench.contracts.groundtruth`), where the dataset has it;
+    ``budget``: the insertion/deletion budgets, run when a metric needs them (their curves are stored
+    as ``p_ins@K`` / ``p_del@K`` rows)."""
     wants_removals = any("removals" in m.needs for m in metrics)
+    wants_budget = any("budget" in m.needs for m in metrics)
     inputs = compute_inputs(
         model, x, explanation.mask, scores_orig, target, model.classifier.output_kind, targets.threshold, labels,
         removals=explanation.removals if wants_removals else None,
         interpreter_scores=explanation.interpreter_scores, n_parts=explanation.n_parts, max_rows=max_rows,
-        ground_truth=truth,
+        ground_truth=truth, budget=(budget or Budget()) if wants_budget else None,
     )
     values, not_applicable = {}, {}
     for m in metrics:
@@ -63,6 +67,8 @@ def score_rows(
         else:
             not_applicable[m.name] = reason
     values.update(aux_rows(inputs, labels))
+    if inputs.budget is not None:
+        values.update(curve_rows(inputs.budget))
     return values, not_applicable, inputs
 
 
@@ -83,7 +89,7 @@ def aux_rows(inputs: MetricInputs, labels: torch.Tensor | None) -> dict[str, tor
 def evaluate_batch(
     explainer: Explainer, model: DomainModel, rep: Representation, sample_ids: list[str], labels: torch.Tensor,
     metrics: list[Metric], targets: TargetParams, seed: int, max_rows: int, where: str = "",
-    truth: GroundTruth | None = None,
+    truth: GroundTruth | None = None, budget: Budget | None = None,
 ) -> BatchResult:
     """Explain and score one batch of clips (representation ``rep`` [B, 1, T, F]) for its targets;
     ``truth``: the clips' ground truth (one row per clip), for the metrics that need it."""
@@ -112,7 +118,7 @@ def evaluate_batch(
     row_labels = labels.to(rows.device)[rows[keep]] if labels is not None else None
     values, not_applicable, _ = score_rows(
         model, x[keep], kept, scores_orig[rows[keep]], target[keep], metrics, row_labels, targets, max_rows,
-        None if truth is None else truth.subset(rows[keep]),
+        None if truth is None else truth.subset(rows[keep]), budget,
     )
     arrays = {k: v.detach().double().cpu().numpy() for k, v in values.items()}
     return BatchResult([ids[i] for i in keep.tolist()], target[keep].cpu().numpy(), arrays, to_cpu(kept), skips,

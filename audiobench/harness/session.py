@@ -9,6 +9,7 @@ with the same rows as the full run.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from audiobench.kernel.cache import stable_hash
 from audiobench.kernel.errors import AudiobenchError, did_you_mean
 from audiobench.kernel.malloc import tune_allocator
 from audiobench.methods.base import DomainModel, Explainer, FitContext
+from audiobench.metrics.budget import Budget
 from audiobench.models.training import TrainedClassifier, classifier_hash, get_classifier
 from audiobench.store.audio import interpretation_dir, write_wavs
 from audiobench.store.masks import write_masks
@@ -50,6 +52,9 @@ class RunResult:
     manifest: dict[str, Any]
     tables: dict[str, str] = field(default_factory=dict)
     complete: bool = True
+    # audiobench score --replace: per recomputed metric, stored rows compared, how many moved, max / mean |change|
+    changes: dict[str, dict[str, float]] = field(default_factory=dict)
+    computed: list[str] = field(default_factory=list)  # audiobench score: the metrics it computed (none: nothing to do)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -139,6 +144,29 @@ def data_identity(resolved: dict[str, Any]) -> dict[str, Any]:
     return {**resolved, "params": {k: v for k, v in params.items() if k != "root"}}
 
 
+def check_owner(store: RunStore, name: str, limit: int | None) -> None:
+    """Refuse a run directory that holds another run: another suite (its manifest's name), or the same
+    suite on another selection of clips (another ``limit``), which would replace its results. Raises
+    :class:`AudiobenchError` in one line naming the remedy (another ``-o``, or ``--overwrite``)."""
+    path = store.root / "manifest.json"
+    if not path.exists():
+        return
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise AudiobenchError(f"{path} is not readable JSON: use another -o, or --overwrite to start over") from None
+    held_name = (held.get("suite") or {}).get("name")
+    cells = len(held.get("cells", []))
+    if held_name is not None and held_name != name:
+        raise AudiobenchError(f"{store.root} holds suite '{held_name}' ({cells} cells); use another -o, or --overwrite "
+                              "to replace it")
+    if held.get("limit") != limit:
+        def what(n: int | None) -> str:
+            return "every clip of the split" if n is None else f"{n} clips (--limit {n})"
+        raise AudiobenchError(f"{store.root} holds a run of {what(held.get('limit'))}; this run evaluates "
+                              f"{what(limit)}: use -o DIR, or --overwrite")
+
+
 def _load(
     suite: Suite | str | Path, output: str | Path | None, limit: int | None, device: str, overwrite: bool,
 ) -> tuple[Suite, RunStore, torch.device, Frontend, Any, dict[str, ClipSet], list[Skip], int | None]:
@@ -150,6 +178,8 @@ def _load(
     store = RunStore(output or Path("results") / suite.name)
     if overwrite:
         store.clear()
+    else:
+        check_owner(store, suite.name, limit)
     frontend = Frontend(suite.frontend).to(dev)
     sr = suite.frontend.sample_rate
     dataset = suite.dataset.build()
@@ -179,6 +209,8 @@ def _cells(
     }
     if suite.targets.model_dump() != type(suite.targets)().model_dump():  # the default keeps existing cells' hashes
         common["targets"] = suite.targets.model_dump(mode="json")
+    if suite.uses_budget():  # only where it shapes a number: other suites' cell ids stay
+        common["budget"] = suite.budget.model_dump(mode="json")
     return evaluated, selection, common, expand_cells(suite, common)
 
 
@@ -231,7 +263,7 @@ def _run_cell(session: Session, cell: Cell) -> dict[str, Any]:
     out = evaluate_cell(
         cell, explainer, session.model(cell), clips, metrics, cell.method.targets or suite.targets, suite.batch_size, session.device,
         audio_dir(session, cell, ckey) if suite.audio.n else None, suite.audio.n, session.progress,
-        keep_precision=suite.masks.precision,
+        keep_precision=suite.masks.precision, budget=Budget.of(suite.budget, suite.seed),
     )
     seconds = time.perf_counter() - t0
     meta = {

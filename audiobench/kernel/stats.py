@@ -93,3 +93,21 @@ def average_ranks(x: torch.Tensor) -> torch.Tensor:
     last = torch.zeros((b, n), dtype=torch.long, device=x.device).scatter_reduce(1, gid, pos, "amax")
     avg = ((first + last).double() / 2 + 1).gather(1, gid)
     return torch.empty_like(avg).scatter_(1, order, avg)
+
+
+def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b between rankings ``a`` and ``b`` [..., n] along the last axis, batched over the
+    leading axes (broadcast): (C - D) / sqrt((n0 - n1)(n0 - n2)), n0 the pairs, n1 / n2 the pairs tied
+    in a / b (Kendall 1945; equals ``scipy.stats.kendalltau``, its oracle in the tests). NaN where
+    either side is constant. NaN entries of a or b leave their pairs out."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    sa = np.sign(a[..., :, None] - a[..., None, :])
+    sb = np.sign(b[..., :, None] - b[..., None, :])
+    sa, sb = np.nan_to_num(sa, nan=0.0), np.nan_to_num(sb, nan=0.0)
+    valid = ~(np.isnan(a[..., :, None] - a[..., None, :]) | np.isnan(b[..., :, None] - b[..., None, :]))
+    sa, sb = sa * valid, sb * valid
+    concordance = (sa * sb).sum(axis=(-1, -2)) / 2
+    untied_a = np.abs(sa).sum(axis=(-1, -2)) / 2
+    untied_b = np.abs(sb).sum(axis=(-1, -2)) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((untied_a > 0) & (untied_b > 0), concordance / np.sqrt(untied_a * untied_b), np.nan)

@@ -14,29 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-def _pyplot():  # noqa: ANN202
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, stem: Path, dpi: int = 80) -> list[Path]:  # noqa: ANN001
-    """Write ``fig`` as ``<stem>.png`` (at ``dpi``) and ``<stem>.pdf``; close it; return the paths."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})  # no timestamp: same bytes per run
-    _pyplot().close(fig)
-    return paths
+from audiobench.kernel.figures import pyplot, save
 
 
 def plot_clip(spec: np.ndarray, maps: dict[str, np.ndarray], title: str, stem: Path, dpi: int = 80) -> list[Path]:
     """A clip's representation ``spec`` [T, F] and each method's map [T, F] (values in [0, 1], one scale)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = 1 + len(maps)
     fig, axes = plt.subplots(1, n, figsize=(1.7 * n + 0.6, 2.4), squeeze=False)
     axes = axes[0]
@@ -60,7 +43,7 @@ def plot_clip(spec: np.ndarray, maps: dict[str, np.ndarray], title: str, stem: P
 def plot_randomisation(summary: pd.DataFrame, stem: Path, title: str = "", dpi: int = 80) -> list[Path]:
     """``summary`` rows (row, step, layer, metric, mean, low, high): one panel per metric, similarity vs
     the number of randomised layer groups (x labels: the group randomised last), one line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     metrics = [m for m in ("ssim", "spearman") if m in set(summary["metric"])]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -82,7 +65,7 @@ def plot_randomisation(summary: pd.DataFrame, stem: Path, title: str = "", dpi: 
 
 def plot_roar(summary: pd.DataFrame, stem: Path, baseline: str, title: str = "", dpi: int = 80) -> list[Path]:
     """``summary`` rows (row, fraction, mean, sd): accuracy vs % removed, one line per method, ``baseline`` dashed."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     for row, line in summary.groupby("row", sort=False):
         line = line.sort_values("fraction")

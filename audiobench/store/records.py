@@ -48,6 +48,7 @@ class SuiteRecord(_Record):
     methods: list[ComponentRecord] = Field(default_factory=list)
     audio: dict[str, Any] = Field(default_factory=dict)
     sanity: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None  # the budget-matched metrics' budgets and fill, where they were computed
 
     def method_folders(self) -> dict[str, str]:
         """Row label -> the method's audio folder (:func:`audiobench.store.audio.method_folders`)."""

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from audiobench.contracts.frontend import FrontendParams
 from audiobench.contracts.registry import REGISTRIES, load_plugin_file
 from audiobench.contracts.table_spec import TableSpec
 from audiobench.contracts.targets import TargetParams
 from audiobench.kernel.errors import AudiobenchError, SuiteError, did_you_mean
+from audiobench.metrics.budget import BudgetParams
 from audiobench.suite.crossref import (
     check_method_layers,
     check_sigmoid_only_targets,
@@ -268,21 +269,9 @@ def parse_suite(
     except ValidationError as exc:
         errors.add_validation(("audio",), exc)
 
-    masks = MaskParams()
-    masks_raw = mapping_section(data.get("masks"), ("masks",), errors)
-    if masks_raw is not None:
-        try:
-            masks = MaskParams(**masks_raw)
-        except ValidationError as exc:
-            errors.add_validation(("masks",), exc)
-
-    executor = ExecutorParams()
-    executor_raw = mapping_section(data.get("executor"), ("executor",), errors)
-    if executor_raw is not None:
-        try:
-            executor = ExecutorParams(**executor_raw)
-        except ValidationError as exc:
-            errors.add_validation(("executor",), exc)
+    masks = _section_params(data, "masks", MaskParams, errors)
+    executor = _section_params(data, "executor", ExecutorParams, errors)
+    budget = _section_params(data, "budget", BudgetParams, errors)
 
     targets = parse_targets(data.get("targets"), ("targets",), errors) or TargetParams()
     augment = parse_train_section(data.get("train"), errors, _parse_entry)
@@ -314,8 +303,22 @@ def parse_suite(
         limit=top.limit, batch_size=top.batch_size, model=model, train=train, domains=domains,
         contaminations=contaminations, methods=methods, metrics=list(metrics), tables=tables,
         audio=audio, targets=targets, masks=masks, plugins=plugins, description=top.description,
-        executor=executor, sanity=sanity, augment=augment,
+        executor=executor, sanity=sanity, augment=augment, budget=budget,
     )
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def _section_params(data: dict, key: str, cls: type[P], errors: LocatedErrors) -> P:
+    """The top-level mapping ``key`` as ``cls`` (its defaults when absent or invalid; errors recorded at ``key``)."""
+    raw = mapping_section(data.get(key), (key,), errors)
+    if raw is not None:
+        try:
+            return cls(**raw)
+        except ValidationError as exc:
+            errors.add_validation((key,), exc)
+    return cls()
 
 
 def _parse_sanity(

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from audiobench.contracts.component import Component, NoBoolNumbers, Params
 from audiobench.contracts.frontend import FrontendParams
-from audiobench.contracts.registry import REGISTRIES
+from audiobench.contracts.registry import METRICS, REGISTRIES
 from audiobench.contracts.table_spec import TableSpec
 from audiobench.contracts.targets import TargetParams
+from audiobench.metrics.budget import BudgetParams
 from audiobench.suite.sanity import SanityParams
 
 DEFAULT_METRICS = ("ai", "ad", "ag", "ff", "fid_in", "sps", "comp")
@@ -41,6 +42,7 @@ TOP_LEVEL_KEYS = {
     "plugins": "local Python files registering methods/metrics/datasets",
     "executor": "where cells run: {name: local|submitit|ray, workers, partition, time_min, gpus_per_task, ...}",
     "sanity": "sanity stages after the cells: {randomisation: {...}, roar: {...}, plots: {...}}",
+    "budget": "budget-matched faithfulness (ins_auc, del_auc, ad_at_10, ...): {fractions: [0.01, ..., 1.0], fill: zero|mean|noise}",
 }
 
 
@@ -176,6 +178,11 @@ class Suite:
     executor: ExecutorParams = field(default_factory=ExecutorParams)  # not in resolved(): it shapes no number
     sanity: SanityParams | None = None
     augment: list[ComponentSpec] = field(default_factory=list)  # train.augment: conditions trained components see
+    budget: BudgetParams = field(default_factory=BudgetParams)  # the budget-matched metrics' budgets and fill
+
+    def uses_budget(self) -> bool:
+        """Whether a metric of the suite needs the budget passes (then ``budget`` shapes its numbers)."""
+        return any(name in METRICS and "budget" in METRICS.get(name).needs for name in self.metrics)
 
     def resolved(self) -> dict[str, Any]:
         """The suite with every default filled in: what the manifest records and cells hash."""
@@ -190,7 +197,8 @@ class Suite:
             "batch_size": self.batch_size,
             "model": {**self.model.resolved(), "train": self.train.model_dump(mode="json")},
             "domains": [d.resolved() for d in self.domains],
-            "contaminations": [c.resolved() for c in self.contaminations],
+            # in_domain is a label (not in the cells' hashes) but re-reading the suite needs it
+            "contaminations": [{**c.resolved(), **({"in_domain": True} if c.in_domain else {})} for c in self.contaminations],
             "methods": [m.resolved() for m in self.methods],
             "metrics": list(self.metrics),
             "tables": [t.model_dump(mode="json") for t in self.tables],
@@ -200,4 +208,7 @@ class Suite:
             "plugins": [str(p) for p in self.plugins],
             **({"sanity": self.sanity.model_dump(mode="json")} if self.sanity is not None else {}),
             **({"train": {"augment": [c.resolved() for c in self.augment]}} if self.augment else {}),
+            # only where it acts or was set: the resolved suites (and hashes) of earlier runs stay the same
+            **({"budget": self.budget.model_dump(mode="json")}
+               if self.uses_budget() or self.budget != BudgetParams() else {}),
         }

@@ -101,7 +101,7 @@ def build_tables(
     sub = sub.assign(value=pd.to_numeric(sub["value"], errors="coerce"))
     samples = None
     if spec.ci != "none":  # the per-sample rows, keys as strings, for intervals and paired tests
-        pair_cols = [c for c in PAIR_COLUMNS if c in df.columns]
+        pair_cols = [c for c in PAIR_COLUMNS if c in df.columns and c not in keys]  # target may be a key too
         samples = df.loc[df["metric"].isin(metrics), [*keys, *pair_cols, "metric", "value"]]
         samples = samples.assign(value=pd.to_numeric(samples["value"], errors="coerce"),
                                  **{c: _as_str(samples[c]) for c in keys})

@@ -129,6 +129,7 @@ _LATEX_MATH = {
     "°": r"^\circ",
     "µ": r"\mu",
     "∞": r"\infty",
+    "⊙": r"\odot",
 }
 _GREEK_LOWER = (
     "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi o pi rho varsigma sigma tau "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.store.records import Manifest, read_manifest
 from audiobench.tables.aggregate import Table, TableSpec, _show, build_tables
@@ -14,7 +16,55 @@ from audiobench.tables.render import to_csv, to_latex, to_markdown, write_tables
 SEEN_SPLITS = {"train": "trained on", "valid": "were selected on"}
 
 
-def _run_caption(manifest: Manifest) -> Callable[[dict[str, str]], str]:
+#: model-free maps (:mod:`audiobench.methods.control`); a method that does not beat them is named in the caption
+CONTROLS = ("energy", "random", "ones", "zeros")
+#: the budget-matched metric the caption compares methods with the controls by (both curves in one number)
+MATCHED = "ins_del"
+#: tables showing one of these say how the budgets were run (budget.fill)
+BUDGET_COLUMNS = {"ins_auc", "del_auc", "ins_del", "ad_at_10", "ai_at_10", "ff_at_10", "fid_in_at_10", "ad_at_mean",
+                  "ai_at_mean", "ff_at_mean", "fid_in_at_mean"}
+FILL_WORDS = {"zero": "zero (the papers' M⊙X)", "mean": "the clip's mean level", "noise": "noise at the clip's level"}
+#: tables showing one of these get the controls' caption line
+FAITHFULNESS = {"ai", "ad", "ag", "ff", "fid_in", "ins_auc", "del_auc", "ins_del", "ad_at_10", "ai_at_10", "ff_at_10",
+                "fid_in_at_10", "ad_at_mean", "ai_at_mean", "ff_at_mean", "fid_in_at_mean"}
+
+
+def control_notes(frame: pd.DataFrame, manifest: Manifest, key: dict[str, str]) -> list[str]:
+    """Per domain of the table ``key``: the methods whose mean insertion-minus-deletion area (a matched
+    budget) is not above that of the ``energy`` map, and of ``random``. Empty when the run has no
+    ``ins_del`` rows or neither control."""
+    sub = frame[frame.metric == MATCHED]
+    for col, value in key.items():
+        if col in sub.columns:
+            sub = sub[sub[col] == value]
+    if sub.empty:
+        return []
+    means = sub.groupby(["domain", "method", "row"], sort=False).value.mean()
+    out = []
+    for domain, per in means.groupby(level="domain", sort=False):
+        per = per.droplevel("domain")
+        methods = per[~per.index.get_level_values("method").isin(CONTROLS)]
+        for control in ("energy", "random"):
+            if control not in per.index.get_level_values("method"):
+                continue
+            rows = per.xs(control, level="method")
+            bar, shown = rows.max(), rows.idxmax()
+            behind = [row for (_, row), v in methods.items() if v <= bar]
+            where = manifest.display_name("domain", domain)
+            if behind:
+                out.append(f"{where}: not above {shown} at a matched budget (mean Ins.-Del. {bar:.3f}): " + ", ".join(behind))
+            else:
+                out.append(f"{where}: every method is above {shown} at a matched budget (mean Ins.-Del. {bar:.3f})")
+    return out
+
+
+def _run_caption(manifest: Manifest, frame: pd.DataFrame | None = None,
+                 spec: TableSpec | None = None) -> Callable[[dict[str, str]], str]:
+    """The caption of a table of the run: its block, the accuracies, notes of its cells, and (for a
+    table of faithfulness metrics) the methods that do not beat the controls at a matched budget."""
+    compares = frame is not None and (spec is None or not spec.metrics or bool(set(spec.metrics) & FAITHFULNESS))
+    budgeted = spec is not None and bool(set(spec.metrics or ()) & BUDGET_COLUMNS)
+
     display = manifest.display
     acc = manifest.accuracy
     model = manifest.model_name
@@ -39,7 +89,13 @@ def _run_caption(manifest: Manifest) -> Callable[[dict[str, str]], str]:
         if split in SEEN_SPLITS:  # train/evaluate separation: the clips themselves were seen
             bits.append(f"clips of the {split} split, which trained components {SEEN_SPLITS[split]}")
         text = f"{text}. " + ", ".join(bits) + "." if bits else text
-        return text + "".join(f" {note}." for note in _notes(manifest, key))
+        notes = _notes(manifest, key) + (control_notes(frame, manifest, key) if compares else [])
+        if budgeted and manifest.suite.budget:
+            b = manifest.suite.budget
+            notes.insert(0, f"Budget-matched columns: each map's bins ranked (ties in a seeded order) and kept or removed "
+                            f"at {', '.join(f'{100 * k:g}' for k in b.get('fractions', []))} % of the bins; a removed "
+                            f"bin is set to {FILL_WORDS.get(b.get('fill', 'zero'), b.get('fill'))}")
+        return text + "".join(f" {note}." for note in notes)
 
     return caption
 
@@ -67,7 +123,7 @@ def run_tables(run_dir: str | Path) -> list[Table]:
     tables: list[Table] = []
     for raw in manifest.suite.tables:
         tables += build_tables(frame, manifest.metric_info(), TableSpec(**raw), manifest.order,
-                               manifest.display, _run_caption(manifest))
+                               manifest.display, _run_caption(manifest, frame, TableSpec(**raw)))
     return tables
 
 
@@ -83,4 +139,12 @@ def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) 
     tables = run_tables(run_dir)
     if write:
         write_tables(tables, Path(run_dir) / "tables")
+        from audiobench.store.run_dir import load_run
+        from audiobench.tables.curves import plot_curves
+        from audiobench.tables.meta import write_trust
+
+        frame, manifest = load_run(run_dir), read_manifest(run_dir)
+        plot_curves(frame, manifest, Path(run_dir) / "plots")
+        write_trust(frame, manifest.metric_info(), manifest.display, Path(run_dir) / "tables",
+                    manifest.suite.dataset.name if manifest.suite.dataset is not None else "dataset", manifest.seed or 0)
     return {t.slug(): renderers[fmt or "markdown"](t) for t in tables}

@@ -9,9 +9,10 @@ from audiobench.api import ExplainContext, Explainer, ExplainerParams
 
 
 class InputEnergy(Explainer):
-    """The representation's own energy as the map: a model-agnostic baseline."""
+    """The representation's own energy raised to ``power`` as the map: a model-agnostic baseline
+    (audiobench's built-in control ``energy`` is the domain's linear magnitude)."""
 
-    display_name = "Input energy"
+    display_name = "Input energy^p"
     needs_gradients = False
 
     class Params(ExplainerParams):
