@@ -293,3 +293,24 @@ def test_the_meta_evaluation_reads_agreement_and_stability():
     assert noisy.stability < 0.8 and noisy.stability_lo < noisy.stability < noisy.stability_hi
     lower_better = metric_trust(_trust_frame(-1.0, 0.0), {"ff": {"higher_is_better": False}, "gt_auc": {}}).iloc[0]
     assert lower_better.vs_truth == 1.0  # the direction is applied before ranking
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "similarity"])
+def test_budget_curves_follow_the_output_kind(kind):
+    """Sigmoid: p_t is the label's own sigmoid and "kept" means p_t > threshold; similarity: softmax over prompts."""
+    model = Linear().eval()
+    x, a = _batch()
+    scores = model(x)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    probs = scores.sigmoid() if kind == "sigmoid" else scores.softmax(1)
+    p = probs.gather(1, target[:, None]).squeeze(1)
+    decided = p > 0.5 if kind == "sigmoid" else probs.argmax(1) == target
+    curves = budget_curves(model, x, a, target, p, decided, kind, 0.5, Budget((0.5,), "zero", 0))
+    j = curves.at(0.5)
+    rank = ranks(a, 0).view_as(x)
+    kept_in = torch.where(rank < share_count(0.5, N), x, torch.zeros_like(x))
+    s_in = model(kept_in)
+    p_in = (s_in.sigmoid() if kind == "sigmoid" else s_in.softmax(1)).gather(1, target[:, None]).squeeze(1)
+    torch.testing.assert_close(curves.ins[:, j], p_in)
+    expected_kept = p_in > 0.5 if kind == "sigmoid" else s_in.argmax(1) == target
+    assert torch.equal(curves.ins_kept[:, j], expected_kept)
