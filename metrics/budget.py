@@ -48,6 +48,13 @@ class BudgetParams(Params):
     fill: Literal["zero", "mean", "noise"] = Field(
         "zero", description="what a removed bin becomes: zero (the papers'), the clip's mean level, noise at the clip's level")
 
+    @field_validator("fractions", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: object) -> object:
+        if isinstance(v, list) and any(isinstance(f, bool) for f in v):
+            raise ValueError(f"budgets are numbers, not booleans: {v}")
+        return v
+
     @field_validator("fractions")
     @classmethod
     def _increasing(cls, v: list[float]) -> list[float]:

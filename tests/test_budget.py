@@ -314,3 +314,12 @@ def test_budget_curves_follow_the_output_kind(kind):
     torch.testing.assert_close(curves.ins[:, j], p_in)
     expected_kept = p_in > 0.5 if kind == "sigmoid" else s_in.argmax(1) == target
     assert torch.equal(curves.ins_kept[:, j], expected_kept)
+
+
+def test_a_budget_section_that_acts_on_nothing_or_holds_booleans_is_refused(write_suite):
+    from audiobench.suite import SuiteErrors, load_suite
+
+    with pytest.raises(SuiteErrors, match="no metric of the suite uses it"):
+        load_suite(write_suite({"metrics": ["ai", "ad"], "budget": {"fill": "mean"}}))
+    with pytest.raises(SuiteErrors, match="not booleans"):
+        load_suite(write_suite({"metrics": ["ins_auc"], "budget": {"fractions": [0.5, True]}}))

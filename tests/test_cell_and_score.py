@@ -85,6 +85,9 @@ def test_score_reproduces_the_runs_metrics_and_adds_new_ones(full_run, tmp_path:
     moved = capsys.readouterr().err
     assert "ai: " in moved and "stored values moved" in moved
     again = load_run(copy)
+    # the stored probabilities were recomputed with the metrics: the rows agree with each other
+    wide = again.pivot_table(index=["domain", "contamination", "row", "sample_id", "target"], columns="metric", values="value")
+    np.testing.assert_array_equal(wide.ai.to_numpy(), 100.0 * (wide.p_in > wide.p_orig + 1e-6).to_numpy())
     merged = before.merge(again, on=KEY, how="outer", suffixes=("_run", "_score"), indicator=True)
     assert (merged["_merge"] == "both").all()
     np.testing.assert_allclose(merged.value_score, merged.value_run, rtol=0, atol=1e-6)
@@ -138,3 +141,10 @@ def test_log8_keeps_zeros_and_ones_exact_and_values_within_its_stated_error() ->
     assert rel <= 0.028
     assert np.array_equal(decode(encode(m, "float32"), "float32").numpy(), m.numpy())
     assert (decode(encode(m, "float16"), "float16") - m).abs().max() <= 4.9e-4
+
+
+def test_an_ambiguous_cell_prefix_names_its_matches(full_run, capsys: pytest.CaptureFixture) -> None:
+    suite, full = full_run
+    assert main(["run", str(suite), "--cell", "mel__", "-o", str(full), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cell mel__ matches" in err[0] and "mel__none__" in err[0] and "give more of the id" in err[0]

@@ -348,6 +348,9 @@ def test_a_run_directory_holds_one_run(write_suite, tmp_path: Path, capsys: pyte
     assert main(["run", str(a), "-o", str(out), "--limit", "2", "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds a run of 3 clips (--limit 3); this run evaluates 2 clips" in err[0]
+    assert main(["run", str(a), "-o", str(out), "--limit", "3", "--set", "seed=1", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a run with seed 0; this run has seed 1" in err[0]
     assert (out / "tables" / "main__synth__none.md").read_text() == table  # nothing was replaced
     assert main(["run", str(a), "-o", str(out), "--limit", "3", "-q"]) == 0  # the same run: resumed
     assert main(["run", str(b), "-o", str(out), "--overwrite", "-q"]) == 0

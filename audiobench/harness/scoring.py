@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from audiobench.contracts.registry import CONTAMINATIONS, METRICS
 from audiobench.harness.cells import clip_truth, explain_rows, with_cell_columns
-from audiobench.harness.engine import score_rows
+from audiobench.harness.engine import AUX_METRICS, score_rows
 from audiobench.harness.finish import finish
 from audiobench.harness.session import RunResult, Session, prepare
 from audiobench.kernel.errors import AudiobenchError, did_you_mean
@@ -120,8 +120,9 @@ def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, prog
         frame, meta = stored[cell.id]
         chosen = todo[cell.id]
         if chosen:
-            new, not_applicable = score_cell(session, cell, [METRICS.get(n) for n in chosen])
-            replaced = frame.metric.isin(chosen)
+            # --replace recomputes the stored probabilities too, so the rows agree with each other (AI with p_in)
+            new, not_applicable = score_cell(session, cell, [METRICS.get(n) for n in chosen], with_aux=replace)
+            replaced = frame.metric.isin(chosen) | (frame.metric.isin(AUX_METRICS) if replace else False)
             if new.metric.str.startswith(CURVE_PREFIXES).any():  # the budget curves were recomputed too
                 replaced |= frame.metric.str.startswith(CURVE_PREFIXES)
             for metric, c in _moved(frame[replaced], new).items():
@@ -143,8 +144,9 @@ def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, prog
 
 
 @torch.no_grad()
-def score_cell(session: Session, cell: Any, metrics: list) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The rows (sample_id, target, metric, value) of ``metrics`` for one stored cell, from its kept masks."""
+def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The rows (sample_id, target, metric, value) of ``metrics`` for one stored cell, from its kept masks
+    (and of the stored probabilities every metric is recomputed from, ``p_in`` etc., when ``with_aux``)."""
     stored = read_masks(session.store.masks_path(cell.id))
     clips = session.condition(cell)
     model = session.model(cell)
@@ -166,7 +168,8 @@ def score_cell(session: Session, cell: Any, metrics: list) -> tuple[pd.DataFrame
                                         session.suite.targets, max(explain_rows(device), step), truth,
                                         Budget.of(session.suite.budget, session.suite.seed))
         not_applicable.update(skipped)
-        for name in [m.name for m in metrics if m.name in values] + [k for k in values if k.startswith(CURVE_PREFIXES)]:
+        aux = [k for k in AUX_METRICS if k in values] if with_aux else []
+        for name in [m.name for m in metrics if m.name in values] + [k for k in values if k.startswith(CURVE_PREFIXES)] + aux:
             v = values[name].double().cpu().numpy()
             ok = v == v
             parts.append(pd.DataFrame({"sample_id": pd.Series(ids, dtype=object)[ok], "target": target.cpu().numpy()[ok],

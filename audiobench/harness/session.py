@@ -144,9 +144,9 @@ def data_identity(resolved: dict[str, Any]) -> dict[str, Any]:
     return {**resolved, "params": {k: v for k, v in params.items() if k != "root"}}
 
 
-def check_owner(store: RunStore, name: str, limit: int | None) -> None:
+def check_owner(store: RunStore, name: str, limit: int | None, seed: int | None = None) -> None:
     """Refuse a run directory that holds another run: another suite (its manifest's name), or the same
-    suite on another selection of clips (another ``limit``), which would replace its results. Raises
+    suite on another selection of clips (another ``limit`` or ``seed``), which would replace its results. Raises
     :class:`AudiobenchError` in one line naming the remedy (another ``-o``, or ``--overwrite``)."""
     path = store.root / "manifest.json"
     if not path.exists():
@@ -160,6 +160,9 @@ def check_owner(store: RunStore, name: str, limit: int | None) -> None:
     if held_name is not None and held_name != name:
         raise AudiobenchError(f"{store.root} holds suite '{held_name}' ({cells} cells); use another -o, or --overwrite "
                               "to replace it")
+    if seed is not None and held.get("seed") is not None and held["seed"] != seed:
+        raise AudiobenchError(f"{store.root} holds a run with seed {held['seed']}; this run has seed {seed} (other clips, "
+                              "other draws): use -o DIR, or --overwrite")
     if held.get("limit") != limit:
         def what(n: int | None) -> str:
             return "every clip of the split" if n is None else f"{n} clips (--limit {n})"
@@ -179,7 +182,7 @@ def _load(
     if overwrite:
         store.clear()
     else:
-        check_owner(store, suite.name, limit)
+        check_owner(store, suite.name, limit, suite.seed)
     frontend = Frontend(suite.frontend).to(dev)
     sr = suite.frontend.sample_rate
     dataset = suite.dataset.build()
@@ -287,6 +290,9 @@ def find_cell(session: Session, cell_id: str) -> Cell:
     ids = [c.id for c in session.cells]
     matches = [c for c in session.cells if c.id == cell_id] or [c for c in session.cells if c.id.startswith(cell_id)]
     if len(matches) != 1:
-        what = "matches several cells" if matches else "is not a cell of this suite"
-        raise AudiobenchError(f"--cell {cell_id} {what}{did_you_mean(cell_id, ids)}; `audiobench run SUITE --list-cells` lists them")
+        if matches:  # an ambiguous prefix: name the candidates (a few), not a guess
+            shown = ", ".join(c.id for c in matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+            raise AudiobenchError(f"--cell {cell_id} matches {len(matches)} cells ({shown}); give more of the id")
+        raise AudiobenchError(f"--cell {cell_id} is not a cell of this suite{did_you_mean(cell_id, ids)}; "
+                              "`audiobench run SUITE --list-cells` lists them")
     return matches[0]

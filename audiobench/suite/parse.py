@@ -272,6 +272,10 @@ def parse_suite(
     masks = _section_params(data, "masks", MaskParams, errors)
     executor = _section_params(data, "executor", ExecutorParams, errors)
     budget = _section_params(data, "budget", BudgetParams, errors)
+    if data.get("budget") is not None and not any(
+            isinstance(m, str) and m in metric_registry and "budget" in metric_registry.get(m).needs for m in metrics):
+        errors.add(("budget",), "budget: is set but no metric of the suite uses it (add ins_auc, del_auc, ins_del, "
+                                "ad_at_10, ... to metrics, or remove it)")
 
     targets = parse_targets(data.get("targets"), ("targets",), errors) or TargetParams()
     augment = parse_train_section(data.get("train"), errors, _parse_entry)

@@ -20,6 +20,7 @@ SEEN_SPLITS = {"train": "trained on", "valid": "were selected on"}
 CONTROLS = ("energy", "random", "ones", "zeros")
 #: the budget-matched metric the caption compares methods with the controls by (both curves in one number)
 MATCHED = "ins_del"
+TIE = 1e-6  # a mean within this of the control's is not above it
 #: tables showing one of these say how the budgets were run (budget.fill)
 BUDGET_COLUMNS = {"ins_auc", "del_auc", "ins_del", "ad_at_10", "ai_at_10", "ff_at_10", "fid_in_at_10", "ad_at_mean",
                   "ai_at_mean", "ff_at_mean", "fid_in_at_mean"}
@@ -49,7 +50,7 @@ def control_notes(frame: pd.DataFrame, manifest: Manifest, key: dict[str, str]) 
                 continue
             rows = per.xs(control, level="method")
             bar, shown = rows.max(), rows.idxmax()
-            behind = [row for (_, row), v in methods.items() if v <= bar]
+            behind = [row for (_, row), v in methods.items() if v <= bar + TIE]
             where = manifest.display_name("domain", domain)
             if behind:
                 out.append(f"{where}: not above {shown} at a matched budget (mean Ins.-Del. {bar:.3f}): " + ", ".join(behind))
@@ -63,7 +64,8 @@ def _run_caption(manifest: Manifest, frame: pd.DataFrame | None = None,
     """The caption of a table of the run: its block, the accuracies, notes of its cells, and (for a
     table of faithfulness metrics) the methods that do not beat the controls at a matched budget."""
     compares = frame is not None and (spec is None or not spec.metrics or bool(set(spec.metrics) & FAITHFULNESS))
-    budgeted = spec is not None and bool(set(spec.metrics or ()) & BUDGET_COLUMNS)
+    shown = set(spec.metrics or manifest.metrics) if spec is not None else set(manifest.metrics)  # none listed: all
+    budgeted = bool(shown & BUDGET_COLUMNS)
 
     display = manifest.display
     acc = manifest.accuracy
