@@ -227,7 +227,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from audiobench.report import build_report
 
-        print(build_report(args.run_dir))
+        try:
+            print(build_report(args.run_dir))
+        except OSError as exc:
+            raise AudiobenchError(f"cannot write the report under {args.run_dir}/report ({exc.strerror or exc}); "
+                                  "copy the run somewhere writable") from None
         return 0
     if args.command == "listen" and args.webmushra:
         from audiobench.listen.webmushra import export_webmushra
@@ -248,7 +252,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "table":
         from audiobench.tables import render_run
 
-        for text in render_run(args.run_dir, args.format).values():
+        try:
+            tables = render_run(args.run_dir, args.format)
+        except OSError as exc:  # a read-only run directory: print what was asked, say what was not saved
+            tables = render_run(args.run_dir, args.format, write=False)
+            print(f"audiobench: note: tables printed but not saved ({exc.strerror or exc}: {exc.filename or args.run_dir})",
+                  file=sys.stderr)
+        for text in tables.values():
             print(text)
         return 0
     if args.command == "run":

@@ -10,6 +10,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import urllib.parse
 from io import StringIO
 from pathlib import Path
 
@@ -531,3 +532,27 @@ def test_webmushra_export_holds_the_same_trials_escaped(run_dir: Path, tmp_path:
             assert path.startswith("configs/hostile_test/audio/")
             copied = tmp_path / "hostile_test" / "audio" / Path(path).name
             assert copied.read_bytes() == (run_dir / t.stimuli[stimulus]).read_bytes()
+
+
+def test_listener_names_are_normalised_and_every_api_error_is_json(run_dir: Path, server: str) -> None:
+    """../shared/cases/listen-listener-identity: "Zoë" typed precomposed or decomposed is one listener;
+    names with no visible character or with format / bidi control characters are refused; 405 and 413
+    answer in JSON like every other error."""
+    for bad in ("\u200b", "\u202eevil", "   ", "a\u200db"):
+        status, body = _post(server, {"listener": bad, "trial": "t001", "scores": [50]})
+        assert status == 400 and "listener must be" in body["error"], (bad, status, body)
+    nfc, nfd = "Zo\u00eb", "Zoe\u0308"
+    trial_ids, order_of = _orders(run_dir, nfc)
+    status, _ = _post(server, {"listener": nfc, "trial": trial_ids[0], "scores": [50] * len(order_of(trial_ids[0]))})
+    assert status == 200
+    host, port = server.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/api/test?listener=" + urllib.parse.quote(nfd))
+    listed = json.loads(conn.getresponse().read())
+    assert [t["done"] for t in listed["trials"] if t["id"] == trial_ids[0]] == [True]  # the same listener
+    conn.request("POST", "/api/test", body="{}", headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 405 and resp.getheader("Content-Type").startswith("application/json") and "error" in json.loads(resp.read())
+    conn.request("POST", "/api/rate", body="x" * 70_000, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 413 and resp.getheader("Content-Type").startswith("application/json") and "error" in json.loads(resp.read())

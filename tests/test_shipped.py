@@ -199,3 +199,29 @@ def test_an_outdated_shipped_copy_is_refreshed_and_a_local_entry_is_kept_with_a_
     assert shipped.restore(weights, meta) is False
     assert torch.equal(torch.load(weights)["w"], torch.zeros(2))  # kept
     assert "trained on this machine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("index, words", [("<<<<<<< HEAD\n{}", "is not valid JSON"), ('{"file": {}}', "has no 'files'"),
+                                          ("[1, 2]", "has no 'files'"), ('{"files": [1]}', "has no 'files' mapping")])
+def test_a_damaged_index_is_one_line_naming_it(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 index: str, words: str) -> None:
+    """../shared/cases/shipped-store-errors: a merge-conflicted or foreign index.json names itself."""
+    store = make_store(tmp_path / "store", "methods/toy/abc", {"w": torch.ones(1)}, {"history": []})
+    (store / shipped.INDEX).write_text(index)
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(store))
+    with pytest.raises(AudiobenchError, match=words) as err:
+        shipped.restore(cache / "methods/toy/abc.pt", cache / "methods/toy/abc.json")
+    assert str(store / shipped.INDEX) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_shipped_setting_that_names_nothing_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in AUDIOBENCH_SHIPPED (or an unmounted share) would retrain everything without a word."""
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(tmp_path / "goood"))
+    with pytest.raises(AudiobenchError, match="no such folder; unset it"):
+        shipped.stores()
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", str(tmp_path / "empty"))
+    with pytest.raises(AudiobenchError, match="no index.json in it"):
+        shipped.stores()
+    monkeypatch.setenv("AUDIOBENCH_SHIPPED", "off")
+    assert shipped.stores() == []

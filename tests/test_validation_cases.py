@@ -355,3 +355,92 @@ def test_a_run_directory_holds_one_run(write_suite, tmp_path: Path, capsys: pyte
     assert main(["run", str(a), "-o", str(out), "--limit", "3", "-q"]) == 0  # the same run: resumed
     assert main(["run", str(b), "-o", str(out), "--overwrite", "-q"]) == 0
     assert json.loads((out / "manifest.json").read_text())["suite"]["name"] == "suite_b"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["truncated", "empty", "precision", "ids", "shape", "range"])
+def test_damaged_kept_masks_are_one_line_and_never_scored(kind, write_suite, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """../shared/cases/corrupt-kept-masks: a damaged masks file gives one line naming the file and the
+    remedy, for score and report; the run's results are left as they were."""
+    path = write_suite({"methods": ["saliency"], "domains": ["mel"], "contaminations": ["none"], "metrics": ["ai", "mm"],
+                        "audio": {"n": 0}})
+    run = tmp_path / "run"
+    assert main(["run", str(path), "-o", str(run), "--limit", "4", "-q"]) == 0
+    cell = json.loads((run / "manifest.json").read_text())["cells"][0]["id"]
+    masks = run / "masks" / f"{cell}.npz"
+    if kind == "truncated":
+        masks.write_bytes(masks.read_bytes()[: masks.stat().st_size // 2])
+    elif kind == "empty":
+        masks.write_bytes(b"")
+    else:
+        z = dict(np.load(masks))
+        if kind == "precision":  # says float16, holds log8 codes
+            z["precision"] = np.array("float16")
+        elif kind == "ids":
+            z["sample_id"] = np.array([s.replace("synth-000", "synth-009") for s in z["sample_id"]])
+        elif kind == "shape":
+            z["mask"] = z["mask"][:, :, :10]
+        elif kind == "range":
+            z["precision"], z["mask"] = np.array("float32"), (z["mask"].astype(np.float32) + 2.0)
+        np.savez_compressed(masks, **z)
+    before = (run / "per_sample.parquet").read_bytes()
+    capsys.readouterr()
+    assert main(["score", str(run), "--replace", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(masks.name) in err[0] and ("--cell" in err[0]), err
+    assert (run / "per_sample.parquet").read_bytes() == before
+    if kind in ("truncated", "empty", "precision", "range"):  # report reads the masks file too
+        assert main(["report", str(run)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "damaged" in err[0], err
+
+
+@pytest.mark.slow
+def test_a_read_only_run_directory_still_prints_and_fails_in_one_line(write_suite, tmp_path: Path, monkeypatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """../shared/cases/readonly-run-dir (simulated: tests run as root, where chmod does not stop writes):
+    table prints its tables and says they were not saved; report is one line; a WAL listening database
+    that cannot be opened read-only is read as an immutable file."""
+    import errno
+    import sqlite3
+
+    import audiobench.listen.mos as mos
+    import audiobench.tables.run as table_run
+
+    path = write_suite({"methods": ["random"], "domains": ["mel"], "contaminations": ["none"], "metrics": ["ai", "ad"],
+                        "audio": {"n": 0}})
+    run = tmp_path / "run"
+    assert main(["run", str(path), "-o", str(run), "--limit", "4", "-q"]) == 0
+    capsys.readouterr()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(run / "tables" / "main__synth__none.md"))
+
+    monkeypatch.setattr(table_run, "write_tables", read_only)
+    assert main(["table", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert "| Random" in out and err.strip().splitlines() == [
+        f"audiobench: note: tables printed but not saved (Read-only file system: {run / 'tables' / 'main__synth__none.md'})"]
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(["report", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the report" in err[0] and "Read-only file system" in err[0]
+    monkeypatch.undo()
+
+    db = run / "listening.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE ratings (listener TEXT, score REAL)")
+    conn.execute("INSERT INTO ratings VALUES ('a', 80)")
+    conn.commit()
+    conn.close()  # the finished test: checkpointed, still in WAL mode
+    real_connect = sqlite3.connect
+
+    def no_shm(database, *args, **kwargs):  # what mode=ro does on a read-only directory holding a WAL database
+        if "mode=ro" in str(database):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(mos.sqlite3, "connect", no_shm)
+    assert mos.load_ratings(run).to_dict("records") == [{"listener": "a", "score": 80.0}]

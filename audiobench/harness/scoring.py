@@ -147,10 +147,15 @@ def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, prog
 def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
     """The rows (sample_id, target, metric, value) of ``metrics`` for one stored cell, from its kept masks
     (and of the stored probabilities every metric is recomputed from, ``p_in`` etc., when ``with_aux``)."""
-    stored = read_masks(session.store.masks_path(cell.id))
+    path = session.store.masks_path(cell.id)
+    stored = read_masks(path)
     clips = session.condition(cell)
     model = session.model(cell)
     position = {sid: i for i, sid in enumerate(clips.sample_ids)}
+    foreign = [sid for sid in stored.sample_ids if sid not in position]
+    if foreign:
+        raise AudiobenchError(f"stored masks {path} name {len(foreign)} clip(s) this run did not evaluate (e.g. "
+                              f"{foreign[0]}): re-run the cell with audiobench run SUITE -o {session.store.root} --cell {cell.id}")
     step, device = session.suite.batch_size, session.device
     parts, not_applicable = [], {}
     for start in range(0, len(stored.sample_ids), step):
@@ -161,6 +166,10 @@ def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = Fals
         x = rep.x
         truth = clip_truth(clips, clip_idx, model.domain, model.frontend, rep, metrics)
         e = stored.explanation.subset(idx)
+        if e.mask.shape[1:] != x.shape[1:]:
+            raise AudiobenchError(f"stored masks {path} are shaped {tuple(e.mask.shape[1:])}, the cell's representation "
+                                  f"{tuple(x.shape[1:])}: re-run the cell with audiobench run SUITE -o {session.store.root} "
+                                  f"--cell {cell.id}")
         e.mask = e.mask.to(device, x.dtype)
         e.removals = {k: v.to(device, x.dtype) for k, v in e.removals.items()}
         target = torch.as_tensor(stored.targets[idx.numpy()], device=device)

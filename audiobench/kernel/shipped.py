@@ -60,12 +60,27 @@ def stores() -> list[Path]:
     root = Path(setting) if setting else REPO_ARTIFACTS
     if (root / INDEX).is_file():
         return [root]
-    return sorted(p.parent for p in root.glob(f"*/{INDEX}")) if root.is_dir() else []
+    found = sorted(p.parent for p in root.glob(f"*/{INDEX}")) if root.is_dir() else []
+    if setting and not found:  # a typo or an unmounted share would otherwise retrain everything, silently
+        what = "no such folder" if not root.is_dir() else f"no {INDEX} in it or in its sub-folders"
+        raise AudiobenchError(f"AUDIOBENCH_SHIPPED={setting}: {what}; unset it to use the repository's artifacts/, "
+                              "or set it to off to train from scratch")
+    return found
 
 
 def read_index(store: Path) -> dict[str, str]:
-    """The store's relative path -> sha256."""
-    return json.loads((store / INDEX).read_text())["files"]
+    """The store's relative path -> sha256. Raises :class:`AudiobenchError` (one line naming the file)
+    when the index is not valid JSON or lists no files."""
+    path = store / INDEX
+    try:
+        files = json.loads(path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = "has no 'files'" if isinstance(exc, (KeyError, TypeError)) else "is not valid JSON (a merge conflict?)"
+        raise AudiobenchError(f"shipped store {path} {why}: restore it (git checkout) or set AUDIOBENCH_SHIPPED=off") from None
+    if not isinstance(files, dict):
+        raise AudiobenchError(f"shipped store {path} has no 'files' mapping: restore it (git checkout) or set "
+                              "AUDIOBENCH_SHIPPED=off")
+    return files
 
 
 def _relative(path: Path) -> str:

@@ -33,8 +33,17 @@ def load_ratings(run_dir: str | Path) -> pd.DataFrame:
     db = Path(run_dir) / "listening.sqlite"
     if not db.exists():
         raise AudiobenchError(f"no listening test results in {run_dir} (run `audiobench listen {run_dir}` first)")
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return pd.read_sql_query("SELECT * FROM ratings", conn)
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return pd.read_sql_query("SELECT * FROM ratings", conn)
+    except (sqlite3.Error, pd.errors.DatabaseError):
+        # a WAL database in a read-only directory cannot create its -shm file: read the file as it is
+        # (immutable: no locking, no journal), which is what a finished, copied test is
+        try:
+            with sqlite3.connect(f"file:{db}?immutable=1", uri=True) as conn:
+                return pd.read_sql_query("SELECT * FROM ratings", conn)
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise AudiobenchError(f"cannot read the listening test results {db}: {exc}") from None
 
 
 def screen(ratings: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

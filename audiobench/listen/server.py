@@ -27,10 +27,12 @@ import json
 import re
 import sqlite3
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, jsonify, request, send_file
+from werkzeug.exceptions import HTTPException
 
 from audiobench.listen.trials import INSTRUCTIONS, Trial, load_trials, trial_order
 
@@ -97,10 +99,25 @@ def init_db(db: Path, trials: list[Trial]) -> None:
         conn.close()
 
 
+def listener_name(value: Any) -> str | None:
+    """The listener's key: the name NFC-normalised and stripped (so one person typing "Zoë" either way
+    is one listener); None when it is not a name of 1 to 64 printable characters with a visible one,
+    free of control and format characters (Unicode Cc, Cf: zero-width spaces, bidi overrides)."""
+    if not isinstance(value, str):
+        return None
+    name = unicodedata.normalize("NFC", value).strip()
+    if not LISTENER.match(name or "\x00") or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        return None
+    if not any(not c.isspace() for c in name):
+        return None
+    return name
+
+
 def _listener(value: Any) -> str:
-    if not isinstance(value, str) or not LISTENER.match(value.strip() or "\x00"):
+    name = listener_name(value)
+    if name is None:
         raise BadRequest(400, "listener must be a name of 1 to 64 printable characters")
-    return value.strip()
+    return name
 
 
 def create_app(run_dir: str | Path) -> Flask:
@@ -120,6 +137,10 @@ def create_app(run_dir: str | Path) -> Flask:
     @app.errorhandler(404)
     def _missing(exc: Exception):  # noqa: ANN202
         return jsonify(error="not found"), 404
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # noqa: ANN202  (405, 413, ...: JSON as every other error of the API)
+        return jsonify(error=exc.description or exc.name), exc.code
 
     @app.before_request
     def _local_only() -> None:  # a page of another site resolving its name to 127.0.0.1 (DNS rebinding) is refused
@@ -217,8 +238,9 @@ def serve(run_dir: str | Path, port: int = 8765, listener: str | None = None) ->
 
     if not 0 <= port <= 65535:
         raise AudiobenchError(f"--port must be from 0 to 65535, got {port}")
-    if listener is not None and not LISTENER.match(listener.strip() or "\x00"):
+    if listener is not None and listener_name(listener) is None:
         raise AudiobenchError("--listener must be a name of 1 to 64 printable characters")
+    listener = listener_name(listener) if listener is not None else None
     app = create_app(run_dir)
     try:
         server = make_server("127.0.0.1", port, app, threaded=True)

@@ -27,6 +27,7 @@ Arrays (``precision`` names the encoding of every mask array):
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,16 +158,40 @@ def write_masks(path: Path, stored: StoredExplanations, precision: str = "log8")
     atomic_write_bytes(path, buf.getvalue())
 
 
+#: the dtype each precision is stored as
+STORED_DTYPES = {"log8": np.uint8, "float16": np.float16, "float32": np.float32}
+
+
+def _damaged(path: Path, why: str) -> AudiobenchError:
+    return AudiobenchError(f"stored masks {path} are damaged ({why}): re-run the cell with "
+                           f"audiobench run SUITE -o {path.parent.parent} --cell {path.stem}, or --overwrite")
+
+
 def read_masks(path: Path) -> StoredExplanations:
-    """A cell's stored explanations. Raises :class:`AudiobenchError` when the file is missing or unreadable."""
+    """A cell's stored explanations, checked: the arrays it needs are there, stored as their precision
+    says, with one row per (sample, target) and values finite and in [0, 1]. Raises
+    :class:`AudiobenchError` (one line naming the file and the remedy) when the file is missing,
+    unreadable (truncated, empty, not an archive) or inconsistent; a damaged file is never scored."""
     if not path.exists():
         raise AudiobenchError(f"no stored masks at {path}: the run predates kept explanations, or the cell did not run")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise AudiobenchError(f"cannot read stored masks {path}: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _damaged(path, f"unreadable: {type(exc).__name__}") from None
+    missing = [k for k in ("precision", "mask", "sample_id", "target") if k not in data]
+    if missing:
+        raise _damaged(path, f"no {', '.join(missing)}")
     precision = str(data["precision"])
+    if precision not in STORED_DTYPES:
+        raise _damaged(path, f"unknown precision {precision!r}")
+    arrays = {k: v for k, v in data.items() if k == "mask" or k == "part_mask" or k.startswith("removal__")}
+    for k, v in arrays.items():
+        if v.dtype != STORED_DTYPES[precision]:
+            raise _damaged(path, f"{k} is stored as {v.dtype}, not as its precision {precision} says")
+    n = len(data["sample_id"])
+    if len(data["target"]) != n or data["mask"].shape[0] != n or data["mask"].ndim != 4:
+        raise _damaged(path, f"{n} sample ids, {len(data['target'])} targets and masks shaped {data['mask'].shape}")
     parts = None
     if "part_row" in data:
         parts = MaskParts(torch.from_numpy(data["part_row"]), [str(n) for n in data["part_name"]],
@@ -178,4 +203,7 @@ def read_masks(path: Path) -> StoredExplanations:
         interpreter_scores=torch.from_numpy(data["interpreter_scores"]) if "interpreter_scores" in data else None,
         n_parts=torch.from_numpy(data["n_parts"]) if "n_parts" in data else None,
     )
+    for name, m in [("mask", explanation.mask), *explanation.removals.items()]:
+        if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or bool((m > 1).any()):
+            raise _damaged(path, f"{name} has values outside [0, 1]")
     return StoredExplanations([str(s) for s in data["sample_id"]], data["target"], explanation, precision)
