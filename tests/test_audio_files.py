@@ -238,3 +238,31 @@ def test_near_silent_clips_of_any_dataset_are_skipped() -> None:
     assert kept.sample_ids == ["a"]
     assert [(s.sample_id, s.reason.split(" (")[0]) for s in kept.skips] == [
         ("b", "near-silent clip"), ("c", "silent clip"), ("d", "non-finite samples")]
+
+
+def test_every_class_gets_its_own_interpretation_file_whatever_its_name():
+    """../shared/cases/class-slug-audio-collision: classes whose slugs coincide (``Dog`` / ``dog``) or
+    vanish (``狗``, ``猫``) still name distinct files; ordinary names keep their plain slug."""
+    from audiobench.store.audio import audio_name
+
+    for classes in (["狗", "猫", "鸟"], ["Dog", "dog", "cat"], ["a b", "a-b", "A_B"]):
+        names = {audio_name("clip", t, classes, one_per_clip=False) for t in range(len(classes))}
+        assert len(names) == len(classes), (classes, names)
+    assert [audio_name("c1", t, ["chirp_up", "tone"], False) for t in (0, 1)] == ["c1__chirp-up", "c1__tone"]
+    assert audio_name("c1", 1, ["Dog", "dog", "cat"], False) == audio_name("c1", 1, ["Dog", "dog", "cat"], False)  # stable
+    assert audio_name("c1", 2, ["Dog", "dog", "cat"], False) == "c1__cat"
+    assert audio_name("c1", 0, ["x"], True) == "c1"
+
+
+def test_an_mp3_without_audio_frames_is_skipped_with_a_true_reason(tmp_path):
+    """../shared/cases/fake-mp3: libsndfile says "does not exist or is not a regular file (possibly a
+    pipe?)" for an existing file it cannot decode; the skip reason says what is true."""
+    from audiobench.data.audio import UnusableAudio, read_audio
+
+    fake = tmp_path / "fake.mp3"
+    fake.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 200)
+    with pytest.raises(UnusableAudio) as err:
+        read_audio(fake)
+    reason = str(err.value)
+    assert reason.startswith("unreadable file (") and "MP3" in reason
+    assert not any(w in reason for w in ("does not exist", "regular file", "pipe")), reason

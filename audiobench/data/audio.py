@@ -59,6 +59,10 @@ class Item:
     origin: str = ""  # where the item is listed, e.g. "line 32" of a metadata CSV (in error messages)
 
 
+#: libsndfile's message for a file it cannot open, whatever the reason; the caller has checked that the
+#: file exists and is regular, so it is replaced by what is true: the content cannot be decoded
+_MISLEADING = re.compile(r"does not exist|not a regular file|pipe", re.IGNORECASE)
+
 def _streaming_wav(path: Path) -> tuple[np.ndarray, int] | None:
     """A RIFF/WAVE file whose data chunk declares 0 or 0xFFFFFFFF bytes (a streaming writer that never
     went back to fill in the size): its samples are everything after the chunk header. Integer PCM
@@ -127,6 +131,9 @@ def read_audio(path: str | Path, seconds: float | None = None) -> tuple[np.ndarr
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
         text = str(exc).replace(f"'{path}'", "").replace(str(path), "").replace("Error opening :", "").strip(" :")
+        if _MISLEADING.search(text):  # libsndfile's generic text for any file it cannot decode: the file is here
+            kind = path.suffix.lower().lstrip(".").upper() or "audio"
+            text = f"not a decodable {kind} file: libsndfile found no audio it can read"
         raise UnusableAudio(f"unreadable file ({text or type(exc).__name__})") from None
     if data.shape[0] == 0:
         streamed = _streaming_wav(path)

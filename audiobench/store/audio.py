@@ -13,12 +13,14 @@ Layout::
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from audiobench.kernel.cache import stable_hash
 from audiobench.store.ids import safe_child
 
 
@@ -47,10 +49,19 @@ def interpretation_dir(condition_dir: Path, domain_key: str, listenable: list[st
     return condition_dir if not listenable or domain_key == listenable[0] else condition_dir / domain_key
 
 
+@lru_cache(maxsize=64)
+def class_parts(class_names: tuple[str, ...]) -> tuple[str, ...]:
+    """A file-name part per class, unique per class: its slug, with ``-<hash>`` of the name when the
+    slug is shared with another class (``Dog`` / ``dog``) or when nothing of the name survives (``狗``)."""
+    slugs = [slug(n) for n in class_names]
+    return tuple(s if slugs.count(s) == 1 and re.search(r"[A-Za-z0-9]", n) else f"{s}-{stable_hash(n, 8)}"
+                 for s, n in zip(slugs, class_names, strict=True))
+
+
 def audio_name(sample_id: str, target: int, class_names: list[str], one_per_clip: bool) -> str:
     """The file stem of a (clip, target) row's interpretation: the clip's id, with the target's class
-    when a clip can have several targets."""
-    return sample_id if one_per_clip else f"{sample_id}__{slug(class_names[target])}"
+    (:func:`class_parts`: one file per class, whatever the names) when a clip can have several targets."""
+    return sample_id if one_per_clip else f"{sample_id}__{class_parts(tuple(class_names))[target]}"
 
 
 def write_wavs(folder: Path, ids: list[str], audio: np.ndarray, sample_rate: int) -> None:
