@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import sys
 import time
 import unicodedata
 from pathlib import Path
@@ -242,6 +243,9 @@ def serve(run_dir: str | Path, port: int = 8765, listener: str | None = None) ->
         raise AudiobenchError("--listener must be a name of 1 to 64 printable characters")
     listener = listener_name(listener) if listener is not None else None
     app = create_app(run_dir)
+    import werkzeug.serving
+
+    werkzeug.serving._log_add_style = sys.stderr.isatty()  # request-log colours on a terminal only, never in a log file
     try:
         server = make_server("127.0.0.1", port, app, threaded=True)
     except OSError as exc:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+from tqdm.auto import tqdm
 
 from audiobench.report.images import IMAGE_SIZE, MASK_CMAP, SPEC_CMAP, colorbar_png, to_grid, write_pngs
 from audiobench.store.records import Manifest, read_manifest
@@ -218,7 +219,8 @@ def build_report(run_dir: str | Path) -> Path:
         specs = _spectrograms(run, manifest, domain, condition, out)
         cells = {c.row: (i, c) for i, c in enumerate(manifest.cells) if (c.domain, c.contamination) == (domain, condition)}
         per_method: dict[str, tuple[dict[tuple[str, int], int], np.ndarray, list[str], dict[int, list[str]]]] = {}
-        for row, (folder_index, cell) in cells.items():  # the index: short image paths keep the page's data small
+        bar = tqdm(cells.items(), desc=f"report {domain} | {condition}", unit="cell", leave=False, disable=None)
+        for row, (folder_index, cell) in bar:  # the index: short image paths keep the page's data small
             path = run / "masks" / f"{cell.id}.npz"
             if not path.exists():
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,11 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
              "data": session.common["dataset"], "clips": session.common["clips"], "code": SANITY_CODE_VERSION}
     results: dict[str, dict[tuple[float, int], float]] = {}
     notes, seconds = [], {}
+    if session.limit is not None:  # --limit is a quick look at the evaluated clips; ROAR's retraining is not limited
+        notes.append(f"--limit {session.limit} limits the evaluated clips only: ROAR retrains on all {len(train)} "
+                     "training clips at every removal share and seed")
+        if progress:
+            print(f"audiobench: note: {notes[-1]}", file=sys.stderr)
     for label in [RANDOM_REMOVAL, *labels]:
         t0 = time.perf_counter()
         h = stable_hash({**ident, "cell": None if label == RANDOM_REMOVAL else cells[label].hash})
