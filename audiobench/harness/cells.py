@@ -23,6 +23,7 @@ from audiobench.contracts.groundtruth import GroundTruth, batch_truth
 from audiobench.contracts.targets import TargetParams
 from audiobench.data.base import ClipSet, Skip
 from audiobench.harness.engine import BatchResult, evaluate_batch
+from audiobench.kernel.batching import rows_per_pass
 from audiobench.kernel.cache import stable_hash
 from audiobench.kernel.faults import kill_point
 from audiobench.methods.base import DomainModel, Explainer
@@ -92,8 +93,8 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
 
 
 def explain_rows(device: torch.device) -> int:
-    """Rows per forward pass inside an explainer: ~64 is fastest on a CPU (cache-sized), GPUs want more."""
-    return 64 if device.type == "cpu" else 1024
+    """Rows per forward pass inside an explainer (:func:`audiobench.kernel.batching.rows_per_pass`)."""
+    return rows_per_pass(device)
 
 
 def batch_seed(cell_hash: str, batch: int) -> int:

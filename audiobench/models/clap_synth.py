@@ -33,6 +33,7 @@ from audiobench.contracts.registry import MODELS
 from audiobench.data.base import ClipSet
 from audiobench.data.captions import all_training_phrases, captions
 from audiobench.data.contaminations import peak_normalise
+from audiobench.kernel.batching import chunked
 from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.shipped import restore
@@ -239,7 +240,7 @@ class ClapSynthSpec(ModelSpec):
 
         @torch.no_grad()
         def validate() -> dict[str, float]:
-            a = torch.cat([model.audio_embedding(frontend.logmel(valid_wave[i : i + 64])) for i in range(0, len(valid_wave), 64)])
+            a = chunked(lambda w: model.audio_embedding(frontend.logmel(w)), valid_wave)
             t = model.embed_text(valid_text)
             # retrieval: is the clip's own caption's class the most similar among the classes' captions?
             return {"valid_loss": float(clap_loss(a, t, model.logit_scale))}

@@ -15,6 +15,7 @@ from audiobench.contracts.domains import Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import peak_normalise, with_augmentation
+from audiobench.kernel.batching import CPU_ROWS
 from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
@@ -39,7 +40,7 @@ class TrainedClassifier:
     info: dict[str, Any]  # hash, accuracies, history, seconds, cached
 
 
-def _features(frontend: Frontend, clips: ClipSet, device: torch.device, batch: int = 64) -> torch.Tensor:
+def _features(frontend: Frontend, clips: ClipSet, device: torch.device, batch: int = CPU_ROWS) -> torch.Tensor:
     clips = peak_normalise(clips.subset(slice(None)))
     with torch.no_grad():
         parts = [frontend.logmel(clips.waveforms[i : i + batch].to(device)) for i in range(0, len(clips), batch)]

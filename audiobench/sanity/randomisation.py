@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiobench.kernel.batching import CPU_ROWS
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer
 from audiobench.models.base import AudioClassifier
 from audiobench.sanity.similarity import spearman, ssim
@@ -118,7 +119,7 @@ class CascadeResult:
 
 def cascading_randomisation(
     explainer: Explainer, model: DomainModel, x: torch.Tensor, target: torch.Tensor, seed: int = 0,
-    batch_size: int = 16, max_rows: int = 64, keep_masks: bool = False,
+    batch_size: int = 16, max_rows: int = CPU_ROWS, keep_masks: bool = False,
 ) -> CascadeResult:
     """Explain rows ``x`` [N, 1, T, F] for ``target`` [N] with the trained model, then after each step of
     the cascade (:func:`layer_groups`, re-initialised with ``seed``); compare each step's masks with step 0's."""

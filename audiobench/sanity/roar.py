@@ -20,6 +20,7 @@ import torch
 
 from audiobench.contracts.domains import Domain
 from audiobench.contracts.frontend import Frontend
+from audiobench.kernel.batching import CPU_ROWS
 from audiobench.models.base import AudioClassifier
 from audiobench.models.training import accuracy
 
@@ -49,7 +50,7 @@ def removal_mask(scores: torch.Tensor | None, fraction: float, seed: int, shape:
 
 
 def _network_inputs(clf: AudioClassifier, domain: Domain, frontend: Frontend, x: torch.Tensor, device: torch.device,
-                    batch: int = 64) -> torch.Tensor:
+                    batch: int = CPU_ROWS) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([clf.network_input(domain, frontend, x[i:i + batch].to(device)) for i in range(0, len(x), batch)])
 

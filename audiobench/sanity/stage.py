@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from audiobench.contracts.targets import select_targets
 from audiobench.data.contaminations import peak_normalise
 from audiobench.harness.cells import Cell, explain_rows
+from audiobench.kernel.batching import chunked
 from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.stats import bootstrap_ci
@@ -50,7 +51,7 @@ def find_cell(session: Any, domain: str, contamination: str, label: str) -> Cell
 def _decisions(session: Any, model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The (clip row, target) pairs the suite explains for representations ``x`` (its ``targets:``)."""
     with torch.no_grad():
-        scores = torch.cat([model(x[i:i + 64]) for i in range(0, len(x), 64)])
+        scores = chunked(model, x)
     clf = model.classifier
     return select_targets(scores, clf.output_kind, session.suite.targets, clf.class_names)
 
@@ -176,7 +177,7 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
 
     def represent(wave: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.cat([domain.represent(frontend, wave[i:i + 64].to(device)).x for i in range(0, len(wave), 64)])
+            return chunked(lambda w: domain.represent(frontend, w.to(device)).x, wave)
 
     x_train, y_train = represent(train.waveforms), train.labels
     test = session.condition(any_cell)
