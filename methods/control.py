@@ -7,6 +7,9 @@ import torch
 from audiobench.contracts.registry import METHODS
 from audiobench.methods.base import ExplainContext, Explainer
 
+#: the registered controls: maps that carry nothing about the model (tables compare every method with them)
+CONTROLS = ("random", "energy", "ones", "zeros")
+
 
 class ModelFree(Explainer):
     """A control: a map computed without the model (no gradients, never negative)."""

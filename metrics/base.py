@@ -16,8 +16,9 @@ import torch
 
 from audiobench.contracts.groundtruth import GroundTruth
 from audiobench.contracts.registry import METRICS
+from audiobench.kernel.batching import chunked
 from audiobench.metrics.budget import Budget, BudgetCurves, budget_curves
-from audiobench.models.base import OUTPUT_KINDS, OutputKind, probabilities
+from audiobench.models.base import OUTPUT_KINDS, OutputKind, is_decision, probabilities
 
 # what a metric reads: the mask; the model's outputs on X, M*X and (1-M)*X; the engine's removal
 # passes (``Explanation.removals``); an interpreter's own scores; a part count; ground truth (the clean
@@ -73,9 +74,7 @@ class MetricInputs:
 
     def is_decision(self, p_target: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
         """[B] bool: the target is the decision (``sigmoid``: p_t > threshold; otherwise t = argmax)."""
-        if self.output_kind == "sigmoid":
-            return p_target > self.threshold
-        return top == self.target
+        return is_decision(p_target, top, self.target, self.output_kind, self.threshold)
 
     def target_p(self, scores: torch.Tensor) -> torch.Tensor:
         """p_t of each row's target for scores [B, C] of another input."""
@@ -111,8 +110,7 @@ def compute_inputs(
     parts = [mask * x, (1 - mask) * x] + [(1 - r) * x for r in removals.values()]
     parts += [x] if scores_orig is None else []
     batch = torch.cat(parts)
-    step = max_rows or len(batch)
-    scores = torch.cat([forward(batch[i : i + step]) for i in range(0, len(batch), step)])
+    scores = chunked(forward, batch, max_rows or len(batch))
     if scores_orig is None:
         scores_orig = scores[-b:]
     m = MetricInputs(x, mask, scores_orig, scores[:b], scores[b : 2 * b], target, output_kind, threshold, labels,

@@ -33,7 +33,8 @@ import torch
 from pydantic import Field, field_validator
 
 from audiobench.contracts.component import Params
-from audiobench.models.base import OutputKind, probabilities
+from audiobench.kernel.batching import chunked
+from audiobench.models.base import OutputKind, is_decision, probabilities
 
 DEFAULT_BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 FIXED_BUDGET = 0.1  # AD/AI/FF/Fid-In @10 %
@@ -167,9 +168,8 @@ def budget_curves(
     mask = mask.expand_as(x)
     n = mask[0].numel()
     rank = ranks(mask, budget.seed).to(torch.int32).view_as(x)
-    fill = fill_values(x, budget.fill, budget.seed)
-    if budget.fill == "zero":
-        fill = torch.zeros((), dtype=x.dtype, device=x.device)  # a scalar: no fill tensor to read
+    # zero: a scalar, no fill tensor to build or read
+    fill = torch.zeros((), dtype=x.dtype, device=x.device) if budget.fill == "zero" else fill_values(x, budget.fill, budget.seed)
     top = torch.empty(x.shape, dtype=torch.bool, device=x.device)
     points = budget.points()
     inner = [k for k in points if 0 < k < 1]
@@ -177,9 +177,9 @@ def budget_curves(
     # each task is B inputs: (counts [B] of bins kept (insertion) or removed (deletion), insertion?)
     tasks = [(share_count(k, n).expand(b), ins) for k in inner for ins in (True, False)]
     tasks += [(torch.zeros(b, dtype=torch.long), True)]  # the fill alone
-    tasks += [(share_count(own_share, n), True), (share_count(own_share, n), False)]
+    own = share_count(own_share, n)
+    tasks += [(own, True), (own, False)]
     per_pass = max(1, (max_rows or b * len(tasks)) // b)
-    step = max_rows or b * per_pass
     p_t, kept = [], []
     for i in range(0, len(tasks), per_pass):
         group = tasks[i : i + per_pass]
@@ -188,11 +188,10 @@ def budget_curves(
             torch.lt(rank, counts.to(device=x.device, dtype=rank.dtype).view(-1, 1, 1, 1), out=top)
             out = inputs[g * b : (g + 1) * b]
             torch.where(top, x, fill, out=out) if ins else torch.where(top, fill, x, out=out)
-        scores = torch.cat([forward(inputs[r : r + step]) for r in range(0, len(inputs), step)])
-        probs = probabilities(scores, output_kind)
+        probs = probabilities(chunked(forward, inputs, max_rows or len(inputs)), output_kind)
         t = target.repeat(len(group))
         p = probs.gather(1, t.view(-1, 1)).squeeze(1)
-        is_t = p > threshold if output_kind == "sigmoid" else probs.argmax(dim=1) == t
+        is_t = is_decision(p, probs.argmax(dim=1), t, output_kind, threshold)
         p_t += list(p.view(len(group), b))
         kept += list(is_t.view(len(group), b))
     j = 2 * len(inner)

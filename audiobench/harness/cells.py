@@ -70,23 +70,17 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
     """Every (domain, contamination, method) of the suite, in table order."""
     cells = []
     folders = method_folders(suite.methods)
+    shaping = {k: v for k, v in common.items() if k not in OUTPUT_ONLY}
     for contamination in suite.contaminations:
         for domain in suite.domains:
             for method, folder in zip(suite.methods, folders, strict=True):
                 version = getattr(method.cls(), "code_version", None)
-                h = stable_hash({
-                    **common,
-                    "domain": domain.resolved(),
-                    "contamination": contamination.resolved(),
-                    "method": method.resolved(),
-                    "code": CELL_CODE_VERSION,
-                    **({"method_code": version} if version is not None else {}),  # absent: earlier hashes kept
-                })
-                explain = stable_hash({
-                    **{k: v for k, v in common.items() if k not in OUTPUT_ONLY},
+                this = {
                     "domain": domain.resolved(), "contamination": contamination.resolved(), "method": method.resolved(),
-                    **({"method_code": version} if version is not None else {}),
-                })
+                    **({"method_code": version} if version is not None else {}),  # absent: earlier hashes kept
+                }
+                h = stable_hash({**common, **this, "code": CELL_CODE_VERSION})
+                explain = stable_hash({**shaping, **this})
                 cid = f"{domain.build().key()}__{contamination.build().key()}__{slug(method.label or method.name)}__{h[:10]}"
                 cells.append(Cell(domain, contamination, method, h, cid, folder, explain))
     return cells

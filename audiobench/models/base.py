@@ -45,6 +45,15 @@ def probabilities(scores: torch.Tensor, output_kind: OutputKind) -> torch.Tensor
     raise ValueError(f"unknown output kind {output_kind!r}; expected one of {', '.join(OUTPUT_KINDS)}")
 
 
+def is_decision(p_target: torch.Tensor, top: torch.Tensor, target: torch.Tensor, output_kind: OutputKind,
+                threshold: float) -> torch.Tensor:
+    """[B] bool: the target is the model's decision: ``sigmoid``, its probability ``p_target`` is above
+    ``threshold`` (the label is detected); otherwise it is the top class ``top`` (argmax)."""
+    if output_kind == "sigmoid":
+        return p_target > threshold
+    return top == target
+
+
 class AudioClassifier(nn.Module):
     """A classifier of audio the harness can explain and score.
 

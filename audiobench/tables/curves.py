@@ -13,10 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from audiobench.kernel.figures import pyplot, save
+from audiobench.methods.control import CONTROLS
 from audiobench.metrics.budget import CURVE_PREFIXES
 from audiobench.store.records import Manifest
-
-CONTROLS = ("energy", "random", "ones", "zeros")
 
 
 def curve_means(frame: pd.DataFrame) -> pd.DataFrame:

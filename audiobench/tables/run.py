@@ -16,24 +16,19 @@ from audiobench.tables.render import to_csv, to_latex, to_markdown, write_tables
 SEEN_SPLITS = {"train": "trained on", "valid": "were selected on"}
 
 
-#: model-free maps (:mod:`audiobench.methods.control`); a method that does not beat them is named in the caption
-CONTROLS = ("energy", "random", "ones", "zeros")
 #: the budget-matched metric the caption compares methods with the controls by (both curves in one number)
 MATCHED = "ins_del"
 TIE = 1e-6  # a mean within this of the control's is not above it
-#: tables showing one of these say how the budgets were run (budget.fill)
-BUDGET_COLUMNS = {"ins_auc", "del_auc", "ins_del", "ad_at_10", "ai_at_10", "ff_at_10", "fid_in_at_10", "ad_at_mean",
-                  "ai_at_mean", "ff_at_mean", "fid_in_at_mean"}
 FILL_WORDS = {"zero": "zero (the papers' M⊙X)", "mean": "the clip's mean level", "noise": "noise at the clip's level"}
-#: tables showing one of these get the controls' caption line
-FAITHFULNESS = {"ai", "ad", "ag", "ff", "fid_in", "ins_auc", "del_auc", "ins_del", "ad_at_10", "ai_at_10", "ff_at_10",
-                "fid_in_at_10", "ad_at_mean", "ai_at_mean", "ff_at_mean", "fid_in_at_mean"}
+#: tables showing one of these, or a budget-matched metric, get the controls' caption line
+PAPER_FAITHFULNESS = {"ai", "ad", "ag", "ff", "fid_in"}
 
 
 def control_notes(frame: pd.DataFrame, manifest: Manifest, key: dict[str, str]) -> list[str]:
     """Per domain of the table ``key``: the methods whose mean insertion-minus-deletion area (a matched
     budget) is not above that of the ``energy`` map, and of ``random``. Empty when the run has no
     ``ins_del`` rows or neither control."""
+    from audiobench.methods.control import CONTROLS  # here: importing the tables needs no torch
     sub = frame[frame.metric == MATCHED]
     for col, value in key.items():
         if col in sub.columns:
@@ -59,13 +54,14 @@ def control_notes(frame: pd.DataFrame, manifest: Manifest, key: dict[str, str]) 
     return out
 
 
-def _run_caption(manifest: Manifest, frame: pd.DataFrame | None = None,
-                 spec: TableSpec | None = None) -> Callable[[dict[str, str]], str]:
+def _run_caption(manifest: Manifest, frame: pd.DataFrame, spec: TableSpec) -> Callable[[dict[str, str]], str]:
     """The caption of a table of the run: its block, the accuracies, notes of its cells, and (for a
     table of faithfulness metrics) the methods that do not beat the controls at a matched budget."""
-    compares = frame is not None and (spec is None or not spec.metrics or bool(set(spec.metrics) & FAITHFULNESS))
-    shown = set(spec.metrics or manifest.metrics) if spec is not None else set(manifest.metrics)  # none listed: all
-    budgeted = bool(shown & BUDGET_COLUMNS)
+    from audiobench.metrics.faithfulness import BUDGET_METRICS  # here: importing the tables needs no torch
+
+    shown = set(spec.metrics or manifest.metrics)  # none listed: every metric of the run
+    budgeted = bool(shown & set(BUDGET_METRICS))
+    compares = budgeted or bool(shown & PAPER_FAITHFULNESS)
 
     display = manifest.display
     acc = manifest.accuracy
@@ -116,16 +112,22 @@ def _notes(manifest: Manifest, key: dict[str, str]) -> list[str]:
     return out
 
 
-def run_tables(run_dir: str | Path) -> list[Table]:
-    """Every table a finished run's suite lays out, built from its stored results only."""
+def _stored(run_dir: str | Path) -> tuple[Manifest, pd.DataFrame]:
+    """A finished run's typed manifest and long rows (read once for tables, curves and the meta table)."""
     from audiobench.store.run_dir import load_run
 
-    manifest = read_manifest(run_dir)
-    frame = load_run(run_dir).rename(columns={"label": "row"})  # runs before schema 2 called it label
+    return read_manifest(run_dir), load_run(run_dir).rename(columns={"label": "row"})  # before schema 2: label
+
+
+def run_tables(run_dir: str | Path, stored: tuple[Manifest, pd.DataFrame] | None = None) -> list[Table]:
+    """Every table a finished run's suite lays out, built from its stored results only (``stored``:
+    its manifest and rows when already read)."""
+    manifest, frame = stored or _stored(run_dir)
     tables: list[Table] = []
     for raw in manifest.suite.tables:
-        tables += build_tables(frame, manifest.metric_info(), TableSpec(**raw), manifest.order,
-                               manifest.display, _run_caption(manifest, frame, TableSpec(**raw)))
+        spec = TableSpec(**raw)
+        tables += build_tables(frame, manifest.metric_info(), spec, manifest.order, manifest.display,
+                               _run_caption(manifest, frame, spec))
     return tables
 
 
@@ -138,14 +140,13 @@ def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) 
     renderers = {"markdown": to_markdown, "latex": to_latex, "csv": to_csv}
     if (fmt or "markdown") not in renderers:
         raise AudiobenchError(f"unknown table format '{fmt}' (known: {', '.join(renderers)})")
-    tables = run_tables(run_dir)
+    manifest, frame = stored = _stored(run_dir)
+    tables = run_tables(run_dir, stored)
     if write:
         write_tables(tables, Path(run_dir) / "tables")
-        from audiobench.store.run_dir import load_run
         from audiobench.tables.curves import plot_curves
         from audiobench.tables.meta import write_trust
 
-        frame, manifest = load_run(run_dir), read_manifest(run_dir)
         plot_curves(frame, manifest, Path(run_dir) / "plots")
         write_trust(frame, manifest.metric_info(), manifest.display, Path(run_dir) / "tables",
                     manifest.suite.dataset.name if manifest.suite.dataset is not None else "dataset", manifest.seed or 0)
