@@ -27,7 +27,7 @@ demo: $(STAMP)
 demo-zs: $(STAMP)  # the zero-shot track (LMAC-ZS) on the embedded data
 	$(BIN)/audiobench run suites/synth_zs.yaml
 
-demo-planted: $(STAMP)  # a known answer: every method against a planted cue (issue 22), under a minute
+demo-planted: $(STAMP)  # a known answer: every method against a planted cue, and which metric to trust (issue 22), about 3 minutes
 	$(BIN)/audiobench run suites/planted.yaml
 
 demo-esc10: $(STAMP)  # the L-MAC protocol on real audio: ESC-10 (make demo-esc10 ESC10=/data/ESC-10)

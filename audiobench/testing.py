@@ -50,7 +50,10 @@ def check_method(
 ) -> list[str]:
     """Check the method registered as ``name`` against the explainer contract; returns the rules checked.
 
-    A deterministic method (``deterministic``; by default, one whose mask does not change with the
+    Another seed may change the explanation (mask or removals) only when the class declares
+    ``stochastic = True`` (the meta-consistency stage re-explains only those over seeds; a declared
+    one may still ignore the seed on some inputs, as L2I when every non-relevant component is drawn). A
+    deterministic method (``deterministic``; by default, one whose mask does not change with the
     seed) must also give a batch equal to its rows explained one at a time. Raises ``AssertionError``
     naming the first broken rule.
     """
@@ -93,6 +96,10 @@ def check_method(
         if e.parts is not None:
             _check(bool(((e.parts.rows >= 0) & (e.parts.rows < x.shape[0])).all()), name, where + "parts name rows out of range")
             _check(len(e.parts.names) == len(e.parts.rows) == e.parts.masks.shape[0], name, where + "parts are ragged")
+        same = torch.equal(e.mask, other.mask) and e.removals.keys() == other.removals.keys() and all(
+            torch.equal(v, other.removals[k]) for k, v in e.removals.items())
+        _check(same or cls.stochastic, name, where + "another seed gave another explanation, but the class does "
+               "not declare stochastic = True")
         if deterministic if deterministic is not None else torch.equal(e.mask, other.mask):
             rows = torch.cat([explain(slice(i, i + 1), 1).mask for i in range(x.shape[0])])
             _check(torch.allclose(rows, e.mask, atol=atol, rtol=1e-3), name,

@@ -190,6 +190,9 @@ class Explainer(Component):
     needs_gradients: ClassVar[bool] = True
     signed_maps: ClassVar[bool] = True  # raw maps can be negative: nonneg none is refused
     trainable: ClassVar[bool] = False
+    # its explanation draws from ExplainContext.seed (noise samples, random maps or removals): another
+    # seed gives other values; a deterministic method's masks and scores do not depend on the seed
+    stochastic: ClassVar[bool] = False
     # a method whose code changes its masks (a trained method's training) sets a version: it enters
     # the hash of its cells, so a stored cell of an older version is recomputed, not resumed
     code_version: ClassVar[int | None] = None

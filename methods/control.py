@@ -23,6 +23,7 @@ class RandomMap(ModelFree):
     """Uniform random map, seeded per batch: the floor any real method should beat."""
 
     display_name = "Random"
+    stochastic = True
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         return torch.rand(x.shape, generator=ctx.generator(x.device), device=x.device, dtype=x.dtype)

@@ -37,6 +37,7 @@ class SmoothGrad(Explainer):
     """
 
     display_name = "SmoothGrad"
+    stochastic = True
 
     class Params(ExplainerParams):
         n_samples: int = Field(50, ge=1, description="noisy copies per clip (Smilkov et al. 2017 sec. 3 and the recipe: 50)")
@@ -101,6 +102,7 @@ class GradientShap(Explainer):
     """SHAP values by expected gradients from a zero baseline (Captum GradientShap; Lundberg & Lee, 2017)."""
 
     display_name = "SHAP"
+    stochastic = True
 
     class Params(ExplainerParams):
         n_samples: int = Field(20, ge=1, description="random points between baseline and input")

@@ -225,6 +225,7 @@ class L2I(Explainer):
     trainable = True
     needs_gradients = False
     signed_maps = False
+    stochastic = True  # its random-removal control draws from the seed; the mask does not
 
     def __init__(self, params: Any = None):
         super().__init__(params)

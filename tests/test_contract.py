@@ -52,6 +52,21 @@ def test_contract_catches_batch_dependence_and_out_of_range_masks() -> None:
         check_method("contract_negative")
 
 
+def test_contract_checks_the_stochastic_declaration() -> None:
+    class Undeclared(Explainer):
+        """Draws from the seed without saying so: meta-consistency's seed study would skip it."""
+
+        signed_maps = False
+
+        def explain(self, x, target, ctx):
+            return Explanation(torch.rand(x.shape, generator=ctx.generator(x.device)))
+
+    METHODS.add("contract_undeclared", Undeclared)
+    with pytest.raises(AssertionError, match="does not declare stochastic = True"):
+        check_method("contract_undeclared")
+    assert {n for n in METHODS.builtin_names() if METHODS.get(n).stochastic} == {"random", "smoothgrad", "shap", "l2i"}
+
+
 def test_registry_names_components_and_refuses_the_wrong_kind() -> None:
     class Named(Explainer):
         name = "other_name"

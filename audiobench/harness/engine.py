@@ -86,6 +86,20 @@ def aux_rows(inputs: MetricInputs, labels: torch.Tensor | None) -> dict[str, tor
     return out
 
 
+def explain_batch(
+    explainer: Explainer, model: DomainModel, x: torch.Tensor, target: torch.Tensor, seed: int, max_rows: int,
+) -> Explanation:
+    """The method's explanation of rows ``x`` [B, 1, T, F] for classes ``target`` [B], its random draws
+    seeded by ``seed`` (the global generator and :meth:`ExplainContext.generator`); Captum's warnings
+    about inputs without gradients and ReLU hooks, expected here, are silenced."""
+    ctx = ExplainContext(model=model, seed=seed, max_rows=max_rows)
+    torch.manual_seed(seed)
+    with torch.set_grad_enabled(explainer.needs_gradients), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
+        warnings.filterwarnings("ignore", message=r"Setting backward hooks on ReLU activations")
+        return explainer.explain(x, target, ctx)
+
+
 def evaluate_batch(
     explainer: Explainer, model: DomainModel, rep: Representation, sample_ids: list[str], labels: torch.Tensor,
     metrics: list[Metric], targets: TargetParams, seed: int, max_rows: int, where: str = "",
@@ -99,12 +113,7 @@ def evaluate_batch(
     skips = [Skip(sid, f"no label above the threshold {targets.threshold:g}", where)
              for i, sid in enumerate(sample_ids) if not bool((rows == i).any())]
     x = rep.x[rows]
-    ctx = ExplainContext(model=model, seed=seed, max_rows=max_rows)
-    torch.manual_seed(seed)
-    with torch.set_grad_enabled(explainer.needs_gradients), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
-        warnings.filterwarnings("ignore", message=r"Setting backward hooks on ReLU activations")
-        explanation = explainer.explain(x, target, ctx)
+    explanation = explain_batch(explainer, model, x, target, seed, max_rows)
     ids = [sample_ids[i] for i in rows.tolist()]
     finite = torch.isfinite(explanation.mask).flatten(1).all(dim=1)
     skips += [Skip(ids[i], "non-finite map (NaN or Inf)", where) for i in (~finite).nonzero().flatten().tolist()]

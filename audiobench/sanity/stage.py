@@ -10,7 +10,6 @@ the rest. Summaries are written as tables (``tables/sanity_randomisation.md|csv`
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import time
@@ -22,13 +21,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from audiobench.contracts.targets import select_targets
 from audiobench.data.contaminations import peak_normalise
 from audiobench.harness.cells import Cell, explain_rows
 from audiobench.kernel.batching import chunked
-from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, stable_hash
+from audiobench.kernel.cache import atomic_write_json, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.stats import bootstrap_ci
+from audiobench.sanity.common import SANITY_CODE_VERSION, decisions, find_cell, write_parquet
 from audiobench.sanity.plots import plot_clip, plot_randomisation, plot_roar
 from audiobench.sanity.randomisation import cascading_randomisation, explain_all
 from audiobench.sanity.roar import roar_curve
@@ -36,30 +35,7 @@ from audiobench.store.audio import slug
 from audiobench.store.masks import read_masks
 from audiobench.suite.sanity import PlotParams, RandomisationParams, RoarParams, roar_model
 
-SANITY_CODE_VERSION = 1  # bump when a stage changes what it stores
 RANDOM_REMOVAL = "Random removal"
-
-
-def find_cell(session: Any, domain: str, contamination: str, label: str) -> Cell:
-    """The session's cell of (domain, contamination key, method row label). Raises :class:`AudiobenchError`."""
-    for c in session.cells:
-        if c.domain.build().key() == domain and c.contamination.build().key() == contamination and c.method.label == label:
-            return c
-    raise AudiobenchError(f"sanity: no cell ({domain}, {contamination}, {label}) in this suite")
-
-
-def _decisions(session: Any, model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (clip row, target) pairs the suite explains for representations ``x`` (its ``targets:``)."""
-    with torch.no_grad():
-        scores = chunked(model, x)
-    clf = model.classifier
-    return select_targets(scores, clf.output_kind, session.suite.targets, clf.class_names)
-
-
-def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _summary_ci(values: pd.Series) -> pd.Series:
@@ -89,7 +65,7 @@ def randomisation_stage(session: Any, p: RandomisationParams, progress: bool = T
         model = session.model(cell)
         explainer = session.explainer(cell)[0]
         x = model.domain.represent(model.frontend, clips.waveforms.to(device)).x
-        rows, target = _decisions(session, model, x)
+        rows, target = decisions(session, model, x)
         res = cascading_randomisation(explainer, model, x[rows], target, p.seed, suite.batch_size, explain_rows(device))
         ids = [clips.sample_ids[i] for i in rows.tolist()]
         parts = []
@@ -98,7 +74,7 @@ def randomisation_stage(session: Any, p: RandomisationParams, progress: bool = T
                 parts.append(pd.DataFrame({"row": label, "step": s, "layer": layer, "sample_id": ids,
                                            "target": target.cpu().numpy(), "metric": metric, "value": values[s]}))
         frame = pd.concat(parts, ignore_index=True)
-        _write_parquet(path, frame)
+        write_parquet(path, frame)
         frames.append(frame)
         seconds[label] = round(time.perf_counter() - t0, 2)
     per_sample = pd.concat(frames, ignore_index=True)
@@ -139,7 +115,7 @@ def _explain_split(session: Any, cell: Cell, x: torch.Tensor) -> torch.Tensor:
     """Per clip: the mask [N, 1, T, F] of the method for the suite's targets (several targets: their maximum)."""
     model = session.model(cell)
     explainer = session.explainer(cell)[0]
-    rows, target = _decisions(session, model, x)
+    rows, target = decisions(session, model, x)
     bs = session.suite.batch_size
     seeds = [int(stable_hash([cell.hash, "roar", b], 8), 16) % (2**31) for b in range((len(rows) + bs - 1) // bs)]
     masks = explain_all(explainer, model, x[rows], target, seeds, bs, explain_rows(session.device))
@@ -309,7 +285,8 @@ def plots_stage(session: Any, p: PlotParams, done: dict[str, Any]) -> list[str]:
 
 
 def run_sanity(session: Any) -> dict[str, Any]:
-    """Every stage of the suite's ``sanity:`` section, in order (randomisation, ROAR, plots); returns the
+    """Every stage of the suite's ``sanity:`` section, in order (randomisation, ROAR, meta-consistency,
+    plots); returns the
     manifest record (summaries as lists of rows)."""
     s = session.suite.sanity
     out: dict[str, Any] = {}
@@ -320,6 +297,10 @@ def run_sanity(session: Any) -> dict[str, Any]:
         out["randomisation"] = randomisation_stage(session, s.randomisation, session.progress)
     if s.roar is not None:
         out["roar"] = roar_stage(session, s.roar, session.progress)
+    if s.meta_consistency is not None:
+        from audiobench.sanity.meta_stage import meta_consistency_stage
+
+        out["meta_consistency"] = meta_consistency_stage(session, s.meta_consistency, session.progress)
     if s.plots is not None:
         out["plots"] = plots_stage(session, s.plots, out)
     for stage in ("randomisation", "roar"):

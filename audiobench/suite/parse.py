@@ -280,7 +280,8 @@ def parse_suite(
     targets = parse_targets(data.get("targets"), ("targets",), errors) or TargetParams()
     augment = parse_train_section(data.get("train"), errors, _parse_entry)
 
-    sanity = _parse_sanity(data, errors, domains, contaminations, methods, model)
+    sanity = _parse_sanity(data, errors, domains, contaminations, methods, model,
+                           [m for m in metrics if isinstance(m, str)])
 
     # combinations: a method restricted to some domains
     for i, m in enumerate(methods):
@@ -327,7 +328,7 @@ def _section_params(data: dict, key: str, cls: type[P], errors: LocatedErrors) -
 
 def _parse_sanity(
     data: dict, errors: LocatedErrors, domains: list[ComponentSpec], contaminations: list[ComponentSpec],
-    methods: list[ComponentSpec], model_spec: ComponentSpec | None = None,
+    methods: list[ComponentSpec], model_spec: ComponentSpec | None = None, metric_names: list[str] | None = None,
 ) -> SanityParams | None:
     """The ``sanity:`` section, its domains, contaminations and method labels checked against the suite's."""
     raw = mapping_section(data.get("sanity"), ("sanity",), errors)
@@ -340,7 +341,7 @@ def _parse_sanity(
         return None
     labels = [m.label for m in methods]
     keys = [c.build().key() for c in contaminations]
-    for stage in ("randomisation", "roar"):
+    for stage in ("randomisation", "roar", "meta_consistency"):
         params = getattr(sanity, stage)
         if params is None:
             continue
@@ -350,7 +351,7 @@ def _parse_sanity(
                        f"({', '.join(domain_keys)})")
         cont = getattr(params, "contamination", "none")
         if cont not in keys:
-            errors.add(("sanity", stage) + (("contamination",) if stage == "randomisation" else ()),
+            errors.add(("sanity", stage) + (("contamination",) if stage != "roar" else ()),
                        f"{stage} needs the condition '{cont}' among the suite's contaminations ({', '.join(keys)})")
         if stage == "roar" and params.model:
             try:
@@ -361,6 +362,17 @@ def _parse_sanity(
             if label not in labels:
                 errors.add(("sanity", stage, "methods", i),
                            f"'{label}' is not a method row of this suite{did_you_mean(label, labels)}")
+    meta, metric_names = sanity.meta_consistency, metric_names or []
+    if meta is not None:
+        if meta.methods is None and len(labels) < 2:
+            errors.add(("sanity", "meta_consistency"), "meta-consistency compares rankings of methods: the suite has one")
+        for i, name in enumerate(meta.metrics or []):
+            if name not in metric_names:
+                errors.add(("sanity", "meta_consistency", "metrics", i),
+                           f"'{name}' is not a metric of this suite{did_you_mean(name, metric_names)}")
+            elif name in REGISTRIES["metrics"] and REGISTRIES["metrics"].get(name).higher_is_better is None:
+                errors.add(("sanity", "meta_consistency", "metrics", i),
+                           f"'{name}' has no direction (better is neither higher nor lower): it cannot be meta-evaluated")
     return sanity
 
 

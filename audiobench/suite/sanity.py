@@ -4,6 +4,7 @@
 sanity:
   randomisation: {domain: stft2mel, contamination: none, methods: [Saliency, L-MAC], clips: 20}
   roar: {domain: mel, methods: [Saliency, GradCAM, L-MAC], fractions: [0.2, 0.4, 0.6, 0.8], seeds: 3, epochs: 8}
+  meta_consistency: {domain: stft2mel, clips: 20, perturbations: 3, seeds: 3}
   plots: {clips: 3}
 ```
 
@@ -53,6 +54,36 @@ class RoarParams(Params):
         return sorted(set(value))
 
 
+class MetaConsistencyParams(Params):
+    """Noise resilience and adversary reactivity of every metric (MetaQuantus;
+    :mod:`audiobench.sanity.meta_consistency`), and the stability of each metric's ranking of the
+    methods over seeds of the stochastic ones."""
+
+    domain: str | None = Field(None, description="masking domain (default: the suite's first)")
+    contamination: str = Field("none", description="the condition whose clips are explained (a contamination key)")
+    methods: list[str] | None = Field(None, description="row labels of the methods compared (default: every method); "
+                                      "at least two")
+    metrics: list[str] | None = Field(None, description="metrics meta-evaluated (default: the suite's metrics that "
+                                      "have a direction)")
+    clips: int = Field(20, ge=3, description="the first N evaluated clips of that condition")
+    perturbations: int = Field(3, ge=1, description="perturbations K per test (each explains every method again)")
+    model_minor: float = Field(0.001, gt=0, description="std of the minor multiplicative weight noise N(1, std²) "
+                               "(MetaQuantus's model resilience test)")
+    model_disruptive: float = Field(2.0, gt=0, description="std of the disruptive weight noise (its adversary test)")
+    input_minor_db: float = Field(60.0, description="SNR (dB) of the white noise added to the waveform, minor test")
+    input_disruptive_db: float = Field(-10.0, description="SNR (dB) of the noise of the disruptive input test")
+    seeds: int = Field(3, ge=1, description="seeds 0..N-1 of the stochastic methods; the ranking's Kendall tau "
+                       "between seed 0 and each other seed is reported (1: no seed study)")
+    seed: int = Field(0, ge=0, description="seed of the perturbations")
+
+    @field_validator("methods")
+    @classmethod
+    def _two(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(value) < 2:
+            raise ValueError("meta-consistency compares rankings of methods: name at least two")
+        return value
+
+
 class PlotParams(Params):
     """Figures (matplotlib, PNG and PDF under ``RUN_DIR/plots``)."""
 
@@ -65,6 +96,7 @@ class SanityParams(Params):
 
     randomisation: RandomisationParams | None = None
     roar: RoarParams | None = None
+    meta_consistency: MetaConsistencyParams | None = None
     plots: PlotParams | None = None
 
 
