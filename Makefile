@@ -29,6 +29,8 @@ demo-zs: $(STAMP)  # the zero-shot track (LMAC-ZS) on the embedded data
 
 demo-planted: $(STAMP)  # a known answer: every method against a planted cue, and which metric to trust (issue 22), about 3 minutes
 	$(BIN)/audiobench run suites/planted.yaml
+	$(BIN)/audiobench run suites/planted_handbuilt.yaml
+	$(BIN)/audiobench run suites/planted_control.yaml
 
 demo-esc10: $(STAMP)  # the L-MAC protocol on real audio: ESC-10 (make demo-esc10 ESC10=/data/ESC-10)
 	$(BIN)/audiobench run suites/esc10.yaml --set dataset.root=$(abspath $(ESC10))

@@ -193,6 +193,9 @@ class Explainer(Component):
     # its explanation draws from ExplainContext.seed (noise samples, random maps or removals): another
     # seed gives other values; a deterministic method's masks and scores do not depend on the seed
     stochastic: ClassVar[bool] = False
+    # reads the model's closed-form attribution (the ``exact`` row): validate requires a model spec with
+    # ``knows_exact_attribution``
+    needs_exact_attribution: ClassVar[bool] = False
     # a method whose code changes its masks (a trained method's training) sets a version: it enters
     # the hash of its cells, so a stored cell of an older version is recomputed, not resumed
     code_version: ClassVar[int | None] = None

@@ -46,6 +46,11 @@ class _Cam(Explainer):
         raise NotImplementedError
 
     def to_domain_grid(self, cam: torch.Tensor, x: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        """The map on the block's grid [B, 1, T', F'] -> the domain's grid: resized to the mel grid and
+        spread onto the domain's (CNN14 blocks are mel-resolution); a block already on the domain's grid
+        (a model that reads it, e.g. ``band_energy``) is taken as it is."""
+        if cam.shape[-2:] == x.shape[-2:]:
+            return cam
         n_mels = ctx.frontend.params.n_mels
         mode = self.params.interpolate
         up = torch.nn.functional.interpolate(

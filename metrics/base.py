@@ -24,8 +24,10 @@ from audiobench.models.base import OUTPUT_KINDS, OutputKind, is_decision, probab
 # passes (``Explanation.removals``); an interpreter's own scores; a part count; ground truth (the clean
 # target and contaminant of each clip, :mod:`audiobench.contracts.groundtruth`); a listenable domain (``audio``)
 # the budget passes (insertion and deletion of each map's top bins, :mod:`audiobench.metrics.budget`)
-Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio", "budget"]
-NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio", "budget")
+# the model's closed-form attribution of each row (``exact``: hand-built models, :mod:`audiobench.models.handbuilt`)
+Needs = Literal["mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio", "budget", "exact"]
+NEEDS: tuple[str, ...] = ("mask", "outputs", "removals", "interpreter", "parts", "ground_truth", "audio", "budget",
+                          "exact")
 
 
 @dataclass
@@ -38,6 +40,7 @@ class MetricInputs:
     p_t > ``threshold`` for ``sigmoid``); ``kept`` [B] bool: t is still the decision on M*X.
     ``removal_p``: name -> p_t((1 - R) * X) for each removal mask R of the explanation.
     ``budget``: the insertion and deletion curves of the rows' maps, when a metric needs them.
+    ``exact``: the model's exact attribution of each row's target (hand-built models), when a metric needs it.
     """
 
     x: torch.Tensor
@@ -54,6 +57,7 @@ class MetricInputs:
     n_parts: torch.Tensor | None = None
     ground_truth: GroundTruth | None = None  # the rows' ideal mask and signals, where the dataset knows them
     budget: BudgetCurves | None = None
+    exact: torch.Tensor | None = None  # [B, 1, T, F]: the model's exact attribution of each row's target, if known
 
     def __post_init__(self) -> None:
         if self.output_kind not in OUTPUT_KINDS:
@@ -169,6 +173,8 @@ class Metric:
             return "the domain is not listenable"
         if "budget" in self.needs and inputs.budget is None:
             return "the budget passes were not run (no budget given to the engine)"
+        if "exact" in self.needs and inputs.exact is None:
+            return "the model has no exact attribution (only hand-built models such as band_energy know theirs)"
         return None
 
     def info(self) -> dict:

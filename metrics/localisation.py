@@ -13,6 +13,11 @@ An audio precedent: Bolaños et al. 2025 compare faithfulness with an event-time
   SDR (Le Roux et al. 2019, "SDR - half-baked or well done?") of the listenable interpretation
   ISTFT(M ⊙ |X| e^{j∠X}) against the clean target and against the contaminant (zero-mean signals).
   NaN when the reference is silent.
+* ``exact_overlap`` ↑ (hand-built models only, :mod:`audiobench.models.handbuilt`): sum_i min(p_i, q_i)
+  of the map and of the model's own exact attribution (its closed-form Shapley values, absolute),
+  each normalised to sum 1: one minus their total variation distance, the share of the map's mass
+  that sits where the known answer puts it (1: the same distribution; 0: disjoint supports). The
+  known answer of a model rather than of the data. NaN where either is zero everywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ def mass_fraction(mask: torch.Tensor, ideal: torch.Tensor) -> torch.Tensor:
     total = m.sum(dim=1)
     out = (m * i).sum(dim=1) / torch.where(total > 0, total, torch.ones_like(total))
     return torch.where(total > 0, out, torch.full_like(out, float("nan")))
+
+
+def distribution_overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_i min(a_i / sum a, b_i / sum b) per row of non-negative maps ``a``, ``b`` [B, ...] -> [B] float64:
+    1 minus the total variation distance of the two normalised maps. NaN where a row sums to 0."""
+    x, y = a.flatten(1).double(), b.flatten(1).double().to(a.device)
+    sx, sy = x.sum(dim=1, keepdim=True), y.sum(dim=1, keepdim=True)
+    ok = (sx > 0) & (sy > 0)
+    out = torch.minimum(x / torch.where(ok, sx, 1.0), y / torch.where(ok, sy, 1.0)).sum(dim=1)
+    return torch.where(ok.squeeze(1), out, torch.full_like(out, float("nan")))
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -107,3 +122,10 @@ def sisdr_target(m: MetricInputs) -> torch.Tensor:
 def sisdr_contaminant(m: MetricInputs) -> torch.Tensor:
     """SI-SDR (dB) of the listenable interpretation against the contaminant (lower: less of it kept)."""
     return si_sdr(_listened(m), m.ground_truth.contaminant)  # type: ignore[union-attr]
+
+
+@register_metric("exact_overlap", "Overlap with exact", True, needs=("mask", "exact"),
+                 undefined="the map or the exact attribution is zero on every bin")
+def exact_overlap(m: MetricInputs) -> torch.Tensor:
+    """The share of the map's mass where the model's exact attribution puts it: 1 − total variation (hand-built models)."""
+    return distribution_overlap(m.mask, m.exact.abs())  # type: ignore[union-attr]

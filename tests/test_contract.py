@@ -16,13 +16,14 @@ SMALL = {"smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 4},
          "lmac": {"epochs": 1, "hidden": 8, "augment_prob": 0.0},
          "l2i": {"epochs": 1, "k": 4, "nmf_iter": 5, "channels": 8, "blocks": 2, "augment_prob": 0.0}}
 # check_method builds a softmax CNN14: methods that explain only other output kinds (lmac_zs: zero-shot
-# models) are checked by their own tests (tests/test_zeroshot.py)
-SOFTMAX_METHODS = [n for n in METHODS.builtin_names() if METHODS.get(n).output_kinds in (None,) or
-                   "softmax" in (METHODS.get(n).output_kinds or ())]
+# models) are checked by their own tests (tests/test_zeroshot.py), and `exact`, which reads a hand-built
+# model's closed-form attribution, by tests/test_handbuilt.py
+SOFTMAX_METHODS = [n for n in METHODS.builtin_names() if (METHODS.get(n).output_kinds in (None,) or
+                   "softmax" in (METHODS.get(n).output_kinds or ())) and not METHODS.get(n).needs_exact_attribution]
 
 
 def test_every_builtin_method_but_the_zero_shot_ones_is_checked() -> None:
-    assert set(METHODS.builtin_names()) - set(SOFTMAX_METHODS) == {"lmac_zs"}
+    assert set(METHODS.builtin_names()) - set(SOFTMAX_METHODS) == {"lmac_zs", "exact"}
 
 
 @pytest.mark.parametrize("name", SOFTMAX_METHODS)

@@ -31,6 +31,17 @@ def test_the_cue_class_carries_a_twin_event_and_the_cue_is_its_target():
     assert torch.equal(clips.waveforms[~cue], synth.waveforms[~cue]) and torch.equal(control.waveforms[~cue], synth.waveforms[~cue])
 
 
+def test_cue_test_plants_the_cue_in_the_test_split_only():
+    """The control's data: train and valid clips of the cue class are the uncued ones, test clips the cued ones."""
+    for split in ("train", "valid", "test"):
+        control, uncued, cued = _load(split, cue="test"), _load(split, cue=False), _load(split)
+        same = cued if split == "test" else uncued
+        assert torch.equal(control.waveforms, same.waveforms)
+        assert torch.equal(control.targets, same.targets)
+    with pytest.raises(Exception, match="cue"):
+        DATASETS.get("planted")({**SMALL, "cue": "train"})
+
+
 def test_test_classes_keep_only_those_clips_of_the_test_split():
     test = _load("test", test_classes=[0])
     assert set(test.labels.tolist()) == {0} and len(test) == 6

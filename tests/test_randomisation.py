@@ -15,12 +15,13 @@ from torch import nn
 from audiobench.contracts.domains import Mel
 from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.contracts.registry import METHODS, MODELS, load_plugin_file
+from audiobench.kernel.stats import spearman
 from audiobench.methods.base import DomainModel, ExplainContext
 from audiobench.methods.gradients import Saliency
 from audiobench.models.base import AudioClassifier
 from audiobench.models.cnn14 import Cnn14Spec
 from audiobench.sanity.randomisation import cascading_randomisation, layer_groups
-from audiobench.sanity.similarity import spearman, ssim
+from audiobench.sanity.similarity import ssim
 
 PLUGINS = Path(__file__).parent / "plugins"
 

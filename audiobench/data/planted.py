@@ -8,13 +8,17 @@ A classifier trained on it can tell the two classes apart by the cue alone. For 
 how much of it lies on the cue's bins, and the event is part of the contaminant. Every other class is
 the synthetic dataset's (target: its event).
 
-``cue: false`` gives the same clips without the cue (the control: the cue class's clips are then
-twin events, their target the event), so a model trained with the cue can be shown to rely on it
-(its accuracy on the cue class falls to chance or below without it) and a model trained without it
-gives the maps of a classifier that cannot know the cue.
+``cue: false`` gives the same clips without the cue (the cue class's clips are then twin events,
+their target the event), so a model trained with the cue can be shown to rely on it (its accuracy on
+the cue class falls to chance or below without it). ``cue: test`` plants it in the test split only:
+a model trained on the other splits never saw it, so its maps of the (cued) test clips are those of a
+classifier that cannot use the cue (the control of ``suites/planted_control.yaml``): a method that
+still points at the cue explains the input, not the model.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,7 +26,15 @@ from pydantic import Field, model_validator
 
 from audiobench.contracts.registry import DATASETS
 from audiobench.data.base import ClipSet
-from audiobench.data.synth import PEAK, SynthDataset, SynthItem, _generate_all, _Generated, generate_item
+from audiobench.data.synth import (
+    PEAK,
+    SynthDataset,
+    SynthItem,
+    _generate_all,
+    _Generated,
+    generate_item,
+    split_counts,
+)
 from audiobench.kernel.errors import AudiobenchError
 
 GENERATOR_VERSION = 1
@@ -34,7 +46,9 @@ def planted_item(index: int, params: PlantedDataset.Params, sample_rate: int) ->
     if label != params.cue_class:
         return generate_item(index, label, params.seed, params.seconds, sample_rate, params.background_db)
     base = generate_item(index, params.twin_class, params.seed, params.seconds, sample_rate, params.background_db)
-    if not params.cue:
+    n_train, n_valid, _ = split_counts(params.clips_per_class, params.splits)
+    in_test = index % params.clips_per_class >= n_train + n_valid
+    if not params.cue or (params.cue == "test" and not in_test):
         return SynthItem(base.waveform, base.target, label, base.onset, base.offset)
     rng = np.random.default_rng([params.seed, index, 1])  # the cue's own draws: the event is the same with or without it
     n_clip = len(base.waveform)
@@ -60,7 +74,9 @@ class PlantedDataset(SynthDataset):
     class Params(SynthDataset.Params):
         cue_class: int = Field(0, ge=0, description="the class whose clips carry the cue (and a twin-class event)")
         twin_class: int = Field(1, ge=0, description="the class whose kind of event the cue class's clips carry")
-        cue: bool = Field(True, description="add the cue (false: the control, the same clips without it)")
+        cue: bool | Literal["test"] = Field(True, description="add the cue (false: the same clips without it; "
+                                            "test: only to the test split's clips, so a model trained on the others "
+                                            "never saw it: the control)")
         cue_hz: float = Field(3000.0, gt=0, description="frequency of the cue's tone burst, Hz")
         cue_seconds: float = Field(0.1, gt=0, description="length of the burst, seconds")
         cue_db: float = Field(-6.0, description="the burst's RMS relative to the event's RMS, dB")

@@ -50,15 +50,20 @@ def score_rows(
     not apply (with why) and the shared inputs. Removal passes run only when a metric needs them;
     ``truth``: the rows' ground truth (:mod:`audiobench.contracts.groundtruth`), where the dataset has it;
     ``budget``: the insertion/deletion budgets, run when a metric needs them (their curves are stored
-    as ``p_ins@K`` / ``p_del@K`` rows)."""
+    as ``p_ins@K`` / ``p_del@K`` rows); the model's exact attribution is computed when a metric needs it."""
     wants_removals = any("removals" in m.needs for m in metrics)
     wants_budget = any("budget" in m.needs for m in metrics)
+    exact = None
+    if any("exact" in m.needs for m in metrics):
+        with torch.no_grad():
+            exact = model.classifier.exact_attribution(model.domain, model.frontend, x, target)
     inputs = compute_inputs(
         model, x, explanation.mask, scores_orig, target, model.classifier.output_kind, targets.threshold, labels,
         removals=explanation.removals if wants_removals else None,
         interpreter_scores=explanation.interpreter_scores, n_parts=explanation.n_parts, max_rows=max_rows,
         ground_truth=truth, budget=(budget or Budget()) if wants_budget else None,
     )
+    inputs.exact = exact
     values, not_applicable = {}, {}
     for m in metrics:
         reason = m.applies(inputs)

@@ -111,3 +111,17 @@ def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     untied_b = np.abs(sb).sum(axis=(-1, -2)) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((untied_a > 0) & (untied_b > 0), concordance / np.sqrt(untied_a * untied_b), np.nan)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation per sample over every bin of ``a``, ``b`` [B, ...] -> [B] float64
+    (NaN where a map is constant)."""
+    import torch
+
+    ra = average_ranks(a.detach().flatten(1).double().cpu())
+    rb = average_ranks(b.detach().flatten(1).double().cpu())
+    ra = ra - ra.mean(dim=1, keepdim=True)
+    rb = rb - rb.mean(dim=1, keepdim=True)
+    den = torch.sqrt((ra * ra).sum(dim=1) * (rb * rb).sum(dim=1))
+    r = (ra * rb).sum(dim=1) / den.clamp_min(1e-300)
+    return torch.where(den > 0, r, torch.full_like(r, float("nan")))

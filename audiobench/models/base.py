@@ -129,6 +129,13 @@ class AudioClassifier(nn.Module):
         """Network input -> scores [B, C] (logits, or scaled cosine similarities)."""
         return self.head(self.features(inp)[-1])
 
+    def exact_attribution(self, domain: Domain, frontend: Frontend, x: torch.Tensor,
+                          target: torch.Tensor) -> torch.Tensor | None:
+        """The exact attribution [B, 1, T, F] of each row's ``target`` score to the bins of representations
+        ``x`` [B, 1, T, F], where the model knows it in closed form (hand-built models,
+        :mod:`audiobench.models.handbuilt`); None, the default, for every learned model."""
+        return None
+
     # -- output -----------------------------------------------------------------------------
     def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores [B, C] -> probabilities [B, C] by :attr:`output_kind`."""
@@ -144,6 +151,9 @@ class ModelSpec(Component):
 
     trainable: ClassVar[bool] = True
     output_kind: ClassVar[OutputKind] = "softmax"
+    # the classifier it builds returns its exact attribution (AudioClassifier.exact_attribution): hand-built
+    # models whose attribution is known in closed form; validate allows the ``exact`` row only with these
+    knows_exact_attribution: ClassVar[bool] = False
 
     def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
         """The network for ``class_names``, reading ``n_mels`` mel bands at ``sample_rate`` Hz."""

@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from audiobench.kernel.batching import CPU_ROWS
+from audiobench.kernel.stats import spearman
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer
 from audiobench.models.base import AudioClassifier
-from audiobench.sanity.similarity import spearman, ssim
+from audiobench.sanity.similarity import ssim
 
 
 @dataclass

@@ -4,15 +4,14 @@
   computes it by default: a 7x7 uniform window, K1 = 0.01, K2 = 0.03, sample (N - 1) covariances,
   averaged over the windows that fit inside the map; ``data_range`` per sample as Quantus 0.6's
   ``similarity_func.ssim`` sets it (max - min over both maps). Tested against skimage.
-* :func:`spearman`: Pearson correlation of the per-sample average ranks (as ``scipy.stats.spearmanr``).
+* :func:`spearman` (:mod:`audiobench.kernel.stats`): Pearson correlation of the per-sample average ranks
+  (as ``scipy.stats.spearmanr``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from audiobench.kernel.stats import average_ranks
 
 WIN = 7
 K1, K2 = 0.01, 0.03
@@ -45,15 +44,3 @@ def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = WIN) -> torch.Tensor:
     vxy = cov_norm * (mean(a * b) - ux * uy)
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.flatten(1).mean(dim=1)
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation per sample over every bin of ``a``, ``b`` [B, ...] -> [B] float64
-    (NaN where a map is constant)."""
-    ra = average_ranks(a.detach().flatten(1).double().cpu())
-    rb = average_ranks(b.detach().flatten(1).double().cpu())
-    ra = ra - ra.mean(dim=1, keepdim=True)
-    rb = rb - rb.mean(dim=1, keepdim=True)
-    den = torch.sqrt((ra * ra).sum(dim=1) * (rb * rb).sum(dim=1))
-    r = (ra * rb).sum(dim=1) / den.clamp_min(1e-300)
-    return torch.where(den > 0, r, torch.full_like(r, float("nan")))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audiobench.contracts.registry import METRICS
 from audiobench.contracts.table_spec import TableSpec
 from audiobench.contracts.targets import class_indices
 from audiobench.kernel.errors import AudiobenchError, did_you_mean
@@ -77,6 +78,10 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}")
+    for spec, path in zip(methods, paths, strict=True):
+        if getattr(spec.cls(), "needs_exact_attribution", False) and not getattr(model.cls(), "knows_exact_attribution", False):
+            errors.add(path, f"method '{spec.name}' needs a model that knows its exact attribution (a hand-built one such "
+                             f"as band_energy); model '{model.name}' does not")
     arch = classifier_depth(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
@@ -175,3 +180,15 @@ def check_sigmoid_only_targets(errors: LocatedErrors, model: Any, targets: Any, 
             errors.add(path, f"targets.{' and '.join(set_here)} {verb} to sigmoid (multi-label) models only; "
                        f"'{model.name}' is a {kind} model (to explain several classes per clip: select: all, "
                        "or select: classes)")
+
+
+def check_known_answer_metrics(errors: LocatedErrors, model: ComponentSpec | None, metrics: list[Any]) -> None:
+    """Report, at its line, each metric that reads the model's exact attribution (``needs`` ``exact``)
+    when the model does not know it (its spec's ``knows_exact_attribution``)."""
+    if model is None or getattr(model.cls(), "knows_exact_attribution", False):
+        return
+    for i, name in enumerate(metrics):
+        if isinstance(name, str) and name in METRICS and "exact" in METRICS.get(name).needs:
+            errors.add(("metrics", i), f"metric '{name}' needs a model that knows its exact attribution (a hand-built "
+                                       f"one such as band_energy); model '{model.name}' does not")
+

@@ -16,6 +16,7 @@ from audiobench.contracts.targets import TargetParams
 from audiobench.kernel.errors import AudiobenchError, SuiteError, did_you_mean
 from audiobench.metrics.budget import BudgetParams
 from audiobench.suite.crossref import (
+    check_known_answer_metrics,
     check_method_layers,
     check_sigmoid_only_targets,
     check_tables,
@@ -299,6 +300,7 @@ def parse_suite(
                      augment_given=bool(isinstance(data.get("train"), dict) and data["train"].get("augment")))
     check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
     check_method_layers(errors, model, methods, method_paths)
+    check_known_answer_metrics(errors, model, metrics)
 
     if errors.items:
         raise SuiteErrors(errors.items)

@@ -6,16 +6,17 @@ and controls) that have a value on every (clip, target) of the block:
 * **Stability**: Kendall's tau-b between the rows' ranking by the metric's mean on all clips and on
   ``n_boot`` bootstrap resamples of the clips (seeded): its mean and 2.5-97.5 % interval. Near 1: the
   ranking does not depend on which clips were drawn; low: it is noise.
-* **Agreement with the known answer** where the data has one (the ``truth`` metric, by default
-  ``gt_auc``: how well the map ranks the target event's own bins; :mod:`audiobench.metrics.localisation`):
+* **Agreement with the known answer** where the run has one (the ``truth`` metric: ``exact_overlap``, the
+  map's rank correlation with a hand-built model's exact attribution, where the run has it; otherwise
+  ``gt_auc``, how well the map ranks the target event's own bins; :mod:`audiobench.metrics.localisation`):
   tau-b between the ranking by the metric (its direction applied) and the ranking by the truth
   metric, on all clips and on the same resamples. A faithfulness metric need not agree with
   localisation (a model may rely on context), so read it as "does this metric rank methods as the
   place of the sound does", not as a verdict.
 
-What is not here yet (issue 22): stability over seeds of stochastic methods (one seed is stored),
-and MetaQuantus's noise resilience and adversary reactivity (both need new explanations).
-Kendall's tau-b: :func:`audiobench.kernel.stats.kendall_tau_b`.
+Stability over seeds of the stochastic methods, and MetaQuantus's noise resilience and adversary
+reactivity, need new explanations: the ``sanity.meta_consistency`` stage
+(:mod:`audiobench.sanity.meta_stage`). Kendall's tau-b: :func:`audiobench.kernel.stats.kendall_tau_b`.
 """
 
 from __future__ import annotations
@@ -126,18 +127,25 @@ def trust_markdown(trust: pd.DataFrame, condition: str, display: Mapping[str, Ma
     return caption + "\n\n" + "\n".join(lines) + "\n"
 
 
+def known_answer(frame: pd.DataFrame) -> str:
+    """The truth metric of a run: the model's own exact attribution (``exact_overlap``, hand-built models)
+    where the run has it, else the data's ideal mask (``gt_auc``)."""
+    return "exact_overlap" if "exact_overlap" in set(frame.metric) else TRUTH
+
+
 def write_trust(frame: pd.DataFrame, metric_info: Mapping[str, Mapping], display: Mapping[str, Mapping[str, str]],
                 folder: Path, dataset: str, seed: int = 0) -> list[Path]:
     """Write ``meta__<dataset>__<condition>.md`` and ``.csv`` per condition under ``folder``; returns the
     paths (none when no metric ranks enough rows)."""
-    trust = metric_trust(frame, metric_info, seed=seed)
+    truth = known_answer(frame)
+    trust = metric_trust(frame, metric_info, truth=truth, seed=seed)
     if trust.empty:
         return []
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for condition in dict.fromkeys(trust.contamination):
         stem = folder / f"meta__{dataset}__{condition}"
-        stem.with_suffix(".md").write_text(trust_markdown(trust, condition, display, metric_info), encoding="utf-8")
+        stem.with_suffix(".md").write_text(trust_markdown(trust, condition, display, metric_info, truth), encoding="utf-8")
         trust[trust.contamination == condition].round(6).to_csv(stem.with_suffix(".csv"), index=False)
         paths += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
     return paths
