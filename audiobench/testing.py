@@ -1,8 +1,11 @@
-"""A contract test a plugin author runs on their own method, like ``captum.testing``::
+"""Contract tests a plugin author runs on their own method or model, like ``captum.testing``::
 
-    from audiobench.testing import check_method
+    from audiobench.testing import check_method, check_model
     check_method("my_method")                      # raises AssertionError naming the broken rule
     check_method("my_method", params={"k": 3})
+    check_model("my_model", params={"checkpoint": "weights.pt"})
+
+``check_model`` (the model contract) is documented on the function.
 
 It builds a tiny CNN14 and a batch of tones, then checks, in both masking domains, what the harness
 relies on: the method is registered under its name, its parameters validate, ``explain`` returns an
@@ -28,6 +31,7 @@ from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
+from audiobench.models.base import ModelSpec
 from audiobench.models.cnn14 import Cnn14
 
 
@@ -105,4 +109,103 @@ def check_method(
             _check(torch.allclose(rows, e.mask, atol=atol, rtol=1e-3), name,
                    where + "a batch differs from its rows explained one at a time (rows must not depend on batch-mates)")
         checked.append(f"explain[{domain.key()}]")
+    return checked
+
+
+def _model_rule(ok: bool, name: str, rule: str) -> None:
+    if not ok:
+        raise AssertionError(f"model '{name}': {rule}")
+
+
+def check_model(
+    name: str | ModelSpec, params: dict[str, Any] | None = None, frontend: FrontendParams | None = None,
+    n_classes: int = 3, atol: float = 1e-4, constant_ok: bool = False,
+) -> list[str]:
+    """Check the model registered as ``name`` (or a :class:`ModelSpec` instance) against the model contract;
+    returns the rules checked. The twin of :func:`check_method`, for a plugin author's model.
+
+    The model is built for ``n_classes`` classes (``c0``, ``c1``, ...) on ``frontend`` (default: a small
+    16 kHz front end with the settings the spec requires, :meth:`ModelSpec.required_frontend`) and fed a
+    batch of tones in every masking domain. Rules: the front end is the one the model reads; the
+    network is an :class:`AudioClassifier` with a known output kind; scores are [B, C] and finite;
+    probabilities follow the output kind (softmax and similarity rows sum to 1, sigmoid values in
+    [0, 1]); every class's score varies with the input and has a non-zero gradient to it (a constant
+    class, e.g. the two-class wrapper ``[0, s]``, or a detached input gives all-zero maps); a batch's
+    scores equal its rows scored one at a time (no batch statistics); two passes agree; the blocks'
+    outputs exist, one per block, with the declared channels. ``constant_ok``: classes may score a
+    constant (a hand-built model whose other classes are fixed, e.g. ``band_energy``: their exact
+    attribution is zero); at least one class must still vary and have a gradient. Raises
+    ``AssertionError`` naming the first broken rule.
+    """
+    from audiobench.contracts.registry import MODELS
+    from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec
+
+    spec = name if isinstance(name, ModelSpec) else MODELS.get(name)(params or {})
+    label = spec.name or type(spec).__name__
+    required = spec.required_frontend()
+    small = {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32}
+    if frontend is None:
+        frontend = FrontendParams(**{**small, **required})
+    for key, want in required.items():
+        got = getattr(frontend, key)
+        _model_rule(got == want or (isinstance(want, float | int) and got is not None and float(got) == float(want)),
+                    label, f"front end: frontend.{key} is {got!r}, the model reads {want!r}")
+    fe = Frontend(frontend)
+    names = [f"c{i}" for i in range(n_classes)]
+    torch.manual_seed(0)
+    clf = spec.build(names, frontend.n_mels, frontend.sample_rate)
+    _model_rule(isinstance(clf, AudioClassifier), label, f"build returned {type(clf).__name__}, not an AudioClassifier")
+    _model_rule(clf.output_kind in OUTPUT_KINDS, label, f"output kind {clf.output_kind!r} is not one of {OUTPUT_KINDS}")
+    clf = clf.eval()
+    checked = ["front end", "built"]
+    clips = _tones(6, n_classes, frontend.sample_rate)
+    for domain in (Stft2Mel(), Stft2Mel({"operator": "log1p"}), Mel()):
+        where = f"[{domain.key()}] "
+        model = DomainModel(clf, domain, fe).eval()
+        x = domain.represent(fe, clips.waveforms).x
+        with torch.no_grad():
+            scores, again = model(x), model(x)
+        _model_rule(scores.shape == (len(x), n_classes), label,
+                    where + f"scores are {tuple(scores.shape)}, not [batch, classes] = {(len(x), n_classes)}")
+        _model_rule(bool(torch.isfinite(scores).all()), label, where + "scores have NaN or Inf values")
+        _model_rule(torch.equal(scores, again), label, where + "two passes over the same batch disagree (dropout in eval mode?)")
+        p = model.probabilities(scores)
+        if clf.output_kind == "sigmoid":
+            _model_rule(bool(((p >= 0) & (p <= 1)).all()), label, where + "sigmoid probabilities outside [0, 1]")
+        else:
+            _model_rule(torch.allclose(p.sum(dim=1), torch.ones(len(p)), atol=1e-5), label,
+                        where + f"{clf.output_kind} probabilities do not sum to 1 per row")
+        constant = [names[c] for c in range(n_classes) if bool((scores[:, c] == scores[0, c]).all())]
+        if constant_ok and len(constant) < n_classes:
+            constant = []
+        _model_rule(not constant, label, where + f"class(es) {', '.join(constant)} score the same for every input: a "
+                    "method explaining them gets all-zero maps (a two-class wrapper [0, s]? use the sigmoid output kind)")
+        with torch.no_grad():
+            rows = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+        _model_rule(torch.allclose(rows, scores, atol=atol, rtol=1e-3), label,
+                    where + "a batch's scores differ from its rows scored one at a time (batch statistics in eval mode?)")
+        xg = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = model(xg)
+            weights = torch.arange(1, len(x) + 1, dtype=out.dtype)  # distinct: a sum over rows can cancel
+            dead = [] if out.requires_grad else list(names)
+            for c in range(n_classes if out.requires_grad else 0):
+                (g,) = torch.autograd.grad((out[:, c] * weights).sum(), xg, retain_graph=True, allow_unused=True)
+                if g is None or not bool((g != 0).any()):
+                    dead.append(names[c])
+        if constant_ok and len(dead) < n_classes:
+            dead = []
+        _model_rule(not dead, label, where + f"class(es) {', '.join(dead)} have no gradient to the input (a detached "
+                    "input, or a score that does not depend on it): gradient methods would give all-zero maps")
+        with torch.no_grad():
+            feats = model.features(x)
+        blocks, channels, block_names = clf.blocks(), clf.block_channels(), clf.block_names()
+        _model_rule(len(feats) == len(blocks) == len(channels) == len(block_names), label,
+                    where + f"{len(feats)} feature maps for {len(blocks)} blocks, {len(channels)} channel counts and "
+                    f"{len(block_names)} block names")
+        _model_rule(len(set(block_names)) == len(block_names), label, "block names are not unique")
+        for f, ch, bn in zip(feats, channels, block_names, strict=True):
+            _model_rule(f.dim() >= 3 and f.shape[0] == len(x) and f.shape[1] == ch, label,
+                        where + f"block {bn} returns {tuple(f.shape)}, declared {ch} channels ([B, C, ...])")
+        checked.append(f"scores[{domain.key()}]")
     return checked

@@ -364,3 +364,26 @@ def test_esc50_zs_suite_runs_end_to_end_on_a_tiny_clap_and_compares_with_the_pap
     for label in ("GradCam", "GradCam++", "SmoothGrad", "IG", "LMAC-ZS (CT)"):
         ours = next(i for i, ln in enumerate(lines) if f"| {label} " in ln and "| ours" in ln)
         assert "| paper" in lines[ours + 1] and "| —" not in lines[ours + 1].split("| paper")[1][:12], lines[ours + 1]
+
+
+def test_msclap_passes_the_model_contract_and_declares_clap_front_end(files: dict, tmp_path: Path) -> None:
+    import yaml
+
+    from audiobench.suite import SuiteErrors, load_suite
+    from audiobench.testing import check_model
+
+    spec = MsClapSpec({"checkpoint": files["ckpt"], "text_model": files["bert"]})
+    assert FrontendParams(**spec.required_frontend()) == CLAP_FRONT
+    assert check_model(spec, n_classes=4)[-1] == "scores[mel]"  # built on CLAP's front end
+    with pytest.raises(AssertionError, match="front end: frontend.sample_rate is 16000, the model reads 44100"):
+        check_model(spec, frontend=FrontendParams())
+    # validate: a suite that leaves the front end out takes CLAP's; one that sets it otherwise is refused at that line
+    suite = {"name": "zs", "dataset": {"name": "synth", "classes": 3, "clips_per_class": 10, "seconds": 0.5},
+             "model": {"name": "msclap", "checkpoint": str(files["ckpt"]), "text_model": str(files["bert"])},
+             "methods": ["saliency"], "metrics": ["ai"]}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    assert load_suite(path).frontend == CLAP_FRONT
+    path.write_text(yaml.safe_dump({**suite, "frontend": {"sample_rate": 16000, "n_mels": 64}}, sort_keys=False))
+    with pytest.raises(SuiteErrors, match=r"suite\.yaml:\d+: frontend\.sample_rate is 16000, but model 'msclap' reads 44100"):
+        load_suite(path)

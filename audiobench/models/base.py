@@ -188,6 +188,12 @@ class ModelSpec(Component):
         training or loading anything; ``None`` for specs that do not override :meth:`train_model`."""
         return None
 
+    def required_frontend(self) -> dict[str, Any]:
+        """The front-end settings the model reads (``FrontendParams`` keys -> values): ``validate`` refuses a
+        suite that sets one of them otherwise, at its ``frontend`` line, and fills in those it leaves out;
+        ``check_model`` builds the model on them. ``{}`` (the default): any front end."""
+        return {}
+
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
         """Problems found without building (missing files, bad settings, a checkpoint that does not fit
         ``n_mels`` mel bands or ``n_classes`` classes, where known), one line each."""

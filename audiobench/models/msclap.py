@@ -70,6 +70,9 @@ CLAP_URL = "https://zenodo.org/record/8378278 (CLAP_weights_2022.pth; also https
 BERT_URL = ("https://huggingface.co/google-bert/bert-base-uncased (config.json, vocab.txt, tokenizer_config.json; "
             "the weights are not needed)")
 SAMPLE_RATE = 44100  # config_2022.yml: sampling_rate
+#: the front end CLAP 2022 reads (config_2022.yml and torchlibrosa's defaults): what the spec declares
+CLAP_FRONTEND = {"sample_rate": SAMPLE_RATE, "n_fft": 1024, "win_length": 1024, "hop_length": 320, "window": "hann",
+                 "n_mels": 64, "f_min": 50.0, "f_max": 14000.0, "mel_scale": "slaney", "mel_norm": "slaney", "mel_power": 2}
 AMIN = 1e-10  # torchlibrosa power_to_db
 # msclap key prefix -> our prefix (a key maps by its longest matching prefix)
 PREFIXES: dict[str, str] = {
@@ -310,6 +313,10 @@ class MsClapSpec(ModelSpec):
         prompts: dict[str, str] = Field(default_factory=dict, description="class name -> phrase, overriding the name's words")
         text_len: int = Field(100, ge=8, le=512, description="tokens per prompt, padded (config_2022.yml: text_len)")
         text_batch: int = Field(32, ge=1, description="prompts embedded at once")
+
+    def required_frontend(self) -> dict[str, Any]:
+        """CLAP 2022's front end (config_2022.yml; torchlibrosa's power mel on slaney filters)."""
+        return dict(CLAP_FRONTEND)
 
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
         """Missing or unusable files (checkpoint, BERT folder) and settings, one line each, with where to get them."""

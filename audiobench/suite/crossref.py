@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audiobench.contracts.frontend import FrontendParams
 from audiobench.contracts.registry import METRICS
 from audiobench.contracts.table_spec import TableSpec
 from audiobench.contracts.targets import class_indices
@@ -191,4 +192,33 @@ def check_known_answer_metrics(errors: LocatedErrors, model: ComponentSpec | Non
         if isinstance(name, str) and name in METRICS and "exact" in METRICS.get(name).needs:
             errors.add(("metrics", i), f"metric '{name}' needs a model that knows its exact attribution (a hand-built "
                                        f"one such as band_energy); model '{model.name}' does not")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return float(a) == float(b)
+    return a == b
+
+
+def model_frontend(model: ComponentSpec, frontend: FrontendParams, raw: dict[str, Any] | None, ok: bool,
+                   errors: LocatedErrors) -> tuple[FrontendParams, bool]:
+    """The suite's front end checked against what the model reads (``ModelSpec.required_frontend``): a key
+    the suite sets otherwise is an error at its ``frontend`` line; keys it leaves out take the model's.
+    Returns the front end to use and whether it is valid (``ok`` as given when the model requires nothing)."""
+    try:
+        required = model.build().required_frontend()
+    except Exception:  # noqa: BLE001  a spec that cannot be built is reported where it is parsed
+        return frontend, ok
+    if not required or (raw is not None and not ok):
+        return frontend, ok
+    given = raw or {}
+    clash = False
+    for key, want in required.items():
+        if key in given and not _same(given[key], want):
+            clash = True
+            errors.add(("frontend", key), f"frontend.{key} is {given[key]!r}, but model '{model.name}' reads {want!r} "
+                                          "(leave it out to take the model's)")
+    if clash:
+        return frontend, False
+    return FrontendParams(**{**required, **given}), True
 

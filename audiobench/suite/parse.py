@@ -22,6 +22,7 @@ from audiobench.suite.crossref import (
     check_tables,
     check_target_classes,
     mapping_section,
+    model_frontend,
     table_entry,
 )
 from audiobench.suite.geometry import check_geometry
@@ -211,6 +212,8 @@ def parse_suite(
         except ValidationError as exc:
             errors.add_validation(("model", "train"), exc)
     model = _parse_entry("models", model_raw, ("model",), errors)
+    if model is not None:
+        frontend, frontend_ok = model_frontend(model, frontend, frontend_raw, frontend_ok, errors)
 
     def entries(key: str, kind: str, default: list[Any]) -> list[ComponentSpec]:
         raw = _as_list(data.get(key), key, errors, default)
