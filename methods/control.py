@@ -31,8 +31,9 @@ class RandomMap(ModelFree):
 
 @METHODS.register("energy")
 class EnergyMap(ModelFree):
-    """The input's own magnitude as the map (the domain's linear magnitude, divided by its per-clip
-    maximum): no model involved. A method that does not beat it at a matched budget says no more
+    """The input's own magnitude as the map, no model involved.
+
+    The domain's linear magnitude, divided by its per-clip maximum. A method that does not beat it at a matched budget says no more
     about the model than where the sound is loud."""
 
     display_name = "Energy"
@@ -43,8 +44,9 @@ class EnergyMap(ModelFree):
 
 @METHODS.register("ones")
 class OnesMap(ModelFree):
-    """The full mask (M = 1): every mask metric at its "explain nothing away" end. Its bins tie, so
-    the budget metrics rank them in the seeded random order (:mod:`audiobench.metrics.budget`)."""
+    """The full mask (M = 1): every mask metric at its "explain nothing away" end.
+
+    Its bins tie, so the budget metrics rank them in the seeded random order (:mod:`audiobench.metrics.budget`)."""
 
     display_name = "Ones"
 

@@ -11,10 +11,11 @@ from audiobench.methods.base import ExplainContext, Explainer
 
 @METHODS.register("exact")
 class ExactAttribution(Explainer):
-    """The model's exact attribution of each row's target score (:meth:`AudioClassifier.exact_attribution`),
-    for hand-built models that know theirs in closed form (``band_energy``): the known answer every
-    other row is compared with. ``validate`` refuses it for a model whose spec does not declare
-    ``exact_attribution = True``."""
+    """The known answer as a row: a hand-built model's own exact attribution (band_energy only).
+
+    :meth:`AudioClassifier.exact_attribution`, for hand-built models that know theirs in closed form:
+    every other row is compared with it. ``validate`` refuses it for a model whose spec does not
+    declare ``knows_exact_attribution = True``."""
 
     display_name = "Exact (known)"
     needs_gradients = False

@@ -93,3 +93,17 @@ def test_check_model_catches_a_wrong_front_end() -> None:
     assert check_model(spec) == RULES  # built on the front end it declares
     with pytest.raises(AssertionError, match=r"front end: frontend.sample_rate is 16000, the model reads 22050"):
         check_model(spec, frontend=FrontendParams(n_mels=40))
+
+
+def test_validate_refuses_roar_for_a_model_that_cannot_be_retrained(tmp_path) -> None:
+    import yaml
+    from conftest import TINY_SUITE
+
+    from audiobench.suite import SuiteErrors, load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({**TINY_SUITE, "model": {"name": "band_energy"}, "methods": ["saliency", "random"],
+                                    "sanity": {"roar": {"fractions": [0.5], "seeds": 1}}}, sort_keys=False))
+    with pytest.raises(SuiteErrors, match=r"suite\.yaml:\d+: sanity.roar retrains the classifier, but model 'band_energy' "
+                                          "is not trainable"):
+        load_suite(path)

@@ -162,3 +162,28 @@ def test_validate_refuses_the_exact_metric_for_a_learned_model(tmp_path) -> None
     path.write_text(yaml.safe_dump({**TINY_SUITE, "metrics": ["ai", "exact_overlap"]}, sort_keys=False))
     with pytest.raises(SuiteErrors, match=r"suite\.yaml:\d+: metric 'exact_overlap' needs a model that knows"):
         load_suite(path)
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ({"band_class": 3}, r"model.band_class: 3 is not a class of a 3-class dataset"),
+    ({"twin_class": 0}, "band_class and twin_class must differ"),
+])
+def test_validate_refuses_band_energy_settings_that_cannot_work(tmp_path, model, message) -> None:
+    from audiobench.suite import SuiteErrors, load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({**TINY_SUITE, "model": {"name": "band_energy", **model},
+                                    "methods": ["saliency", "exact"]}, sort_keys=False))
+    with pytest.raises(SuiteErrors, match=message):
+        load_suite(path)
+
+
+def test_a_band_without_bins_is_one_line() -> None:
+    from audiobench.kernel.errors import AudiobenchError
+
+    domain = Stft2Mel()
+    model = _model(domain)
+    model.classifier.band_hz = (9000.0, 10000.0)  # above the 8 kHz Nyquist frequency
+    with pytest.raises(AudiobenchError, match=r"band_hz \[9000.0, 10000.0\] holds no bin of the stft2mel grid"):
+        model(domain.represent(model.frontend, _clips()).x)
+

@@ -164,6 +164,10 @@ def test_stage_writes_the_table_and_resumes(tmp_path) -> None:
     ({"metrics": ["gt_auc"]}, "'gt_auc' is not a metric of this suite"),
     ({"methods": ["Saliency"]}, "at least two"),
     ({"contamination": "mixture_3db"}, "meta_consistency needs the condition 'mixture_3db'"),
+    ({"methods": ["Random", "Random"]}, "at least two different ones"),
+    ({"methods": ["Random", "Saliency", "Random"]}, "a method is named twice"),
+    ({"model_minor": 3.0, "model_disruptive": 0.001}, r"model_minor \(3\) must be below model_disruptive"),
+    ({"input_minor_db": -20, "input_disruptive_db": 60}, "the minor noise is the quieter one"),
 ])
 def test_validate_refuses_a_bad_section(tmp_path, section, message) -> None:
     from audiobench.suite import SuiteErrors, load_suite
@@ -172,3 +176,31 @@ def test_validate_refuses_a_bad_section(tmp_path, section, message) -> None:
     path.write_text(yaml.safe_dump({**TINY_SUITE, **META, "sanity": {"meta_consistency": section}}, sort_keys=False))
     with pytest.raises(SuiteErrors, match=message):
         load_suite(path)
+
+
+def test_validate_refuses_a_suite_without_a_metric_to_meta_evaluate(tmp_path) -> None:
+    from audiobench.suite import SuiteErrors, load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({**TINY_SUITE, **META, "metrics": ["mm"]}, sort_keys=False))
+    with pytest.raises(SuiteErrors, match="no metric of the suite has a direction"):
+        load_suite(path)
+
+
+@pytest.mark.slow
+def test_a_model_without_weights_has_no_model_test(tmp_path) -> None:
+    """The hand-built model has nothing to perturb: its model columns are left out (—), not scored perfect."""
+    from audiobench.harness.runner import run_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({**TINY_SUITE, "contaminations": ["none"], "model": {"name": "band_energy"},
+                                    "methods": ["saliency", "random"], "metrics": ["ff", "ins_del"],
+                                    "sanity": {"meta_consistency": {"clips": 4, "perturbations": 1, "seeds": 1}}},
+                                   sort_keys=False))
+    rec = run_suite(path, tmp_path / "run", progress=False).manifest["sanity"]["meta_consistency"]
+    assert set(rec["decisions"]) == {"input minor", "input disruptive"}
+    summary = pd.DataFrame(rec["summary"])
+    assert summary["model MC"].isna().all() and summary["input IEC_NR"].notna().all()
+    assert len(list((tmp_path / "run" / "sanity" / "meta_consistency").glob("*.parquet"))) == 1 + 2
+    assert "The model has no weights" in (tmp_path / "run" / "tables" / "meta_consistency.md").read_text()
+

@@ -38,8 +38,9 @@ def test_cue_test_plants_the_cue_in_the_test_split_only():
         same = cued if split == "test" else uncued
         assert torch.equal(control.waveforms, same.waveforms)
         assert torch.equal(control.targets, same.targets)
-    with pytest.raises(Exception, match="cue"):
-        DATASETS.get("planted")({**SMALL, "cue": "train"})
+    for bad in ("train", 1, "maybe"):  # one line, not one per member of the union; 1 is not a boolean here
+        with pytest.raises(Exception, match=r"cue is true, false or test, not"):
+            DATASETS.get("planted")({**SMALL, "cue": bad})
 
 
 def test_test_classes_keep_only_those_clips_of_the_test_split():

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from audiobench.contracts.registry import DATASETS
 from audiobench.data.base import ClipSet
@@ -82,6 +82,13 @@ class PlantedDataset(SynthDataset):
         cue_db: float = Field(-6.0, description="the burst's RMS relative to the event's RMS, dB")
         test_classes: list[int] | None = Field(
             None, description="evaluate only these classes' test clips (e.g. [0]: the cue class); train and valid keep every class")
+
+        @field_validator("cue", mode="before")
+        @classmethod
+        def _cue(cls, value: object) -> object:
+            if isinstance(value, bool) or value == "test":
+                return value
+            raise ValueError(f"cue is true, false or test, not {value!r}")
 
         @model_validator(mode="after")
         def _check_classes(self) -> PlantedDataset.Params:

@@ -26,11 +26,22 @@ def cache_dir() -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: once, at import, before any thread)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run directory is shared as any file would be
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         kill_point("atomic_write")

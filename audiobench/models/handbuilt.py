@@ -22,13 +22,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from audiobench.contracts.component import Params
 from audiobench.contracts.domains import Domain
 from audiobench.contracts.frontend import Frontend
 from audiobench.contracts.registry import MODELS
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.base import AudioClassifier, ModelSpec
 
 
@@ -72,7 +73,12 @@ class BandEnergy(AudioClassifier):
     def weights(self, domain: Domain, frontend: Frontend, n_bins: int) -> torch.Tensor:
         """[F] float: 1 for the grid's bins inside ``band_hz``, 0 elsewhere."""
         f = grid_frequencies(domain, frontend, n_bins)
-        return ((f >= self.band_hz[0]) & (f <= self.band_hz[1])).float()
+        w = ((f >= self.band_hz[0]) & (f <= self.band_hz[1])).float()
+        if not bool(w.any()):
+            raise AudiobenchError(f"band_energy: band_hz {list(self.band_hz)} holds no bin of the {domain.key()} grid "
+                                  f"(bins {float(f[0]):g}-{float(f[-1]):g} Hz, about {float(f[1] - f[0]):g} Hz apart on the "
+                                  "linear grid): widen it or move it below the Nyquist frequency")
+        return w
 
     def network_input(self, domain: Domain, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
         self.band.weights = self.weights(domain, frontend, x.shape[-1]).to(x.device)
@@ -108,8 +114,9 @@ class BandEnergy(AudioClassifier):
 
 @MODELS.register("band_energy")
 class BandEnergySpec(ModelSpec):
-    """Hand-built: one class scored by the energy in a frequency band, the others constant; its exact
-    attribution is known (:mod:`audiobench.models.handbuilt`). Nothing to train."""
+    """Hand-built, nothing to train: one class scored by the energy in a frequency band, the others constant.
+
+    Its exact attribution is known in closed form (:mod:`audiobench.models.handbuilt`)."""
 
     display_name = "Band energy (hand-built)"
     trainable = False
@@ -129,6 +136,18 @@ class BandEnergySpec(ModelSpec):
             if not 0 <= value[0] < value[1]:
                 raise ValueError(f"band_hz needs 0 <= low < high, not {list(value)}")
             return value
+
+        @model_validator(mode="after")
+        def _two_classes(self) -> BandEnergySpec.Params:
+            if self.band_class == self.twin_class:
+                raise ValueError("band_class and twin_class must differ")
+            return self
+
+    def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
+        """Class indices beyond the dataset's classes, one line each (``validate`` prints them at the model)."""
+        p = self.params
+        return [f"model.{key}: {getattr(p, key)} is not a class of a {n_classes}-class dataset"
+                for key in ("band_class", "twin_class") if n_classes is not None and getattr(p, key) >= n_classes]
 
     def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> BandEnergy:
         p = self.params

@@ -54,10 +54,10 @@ KINDS = ("model", "input")
 DECIDED = "__decided"  # the stored rows' pseudo-metric: the target is the (perturbed) model's decision
 
 
-def _settings(p: MetaConsistencyParams) -> list[tuple[str, str, int]]:
-    """(kind, level, index): the seeds, then K draws of each perturbation."""
+def _settings(p: MetaConsistencyParams, kinds: tuple[str, ...] = KINDS) -> list[tuple[str, str, int]]:
+    """(kind, level, index): the seeds, then K draws of each perturbation of ``kinds``."""
     out = [("seed", "", s) for s in range(p.seeds)]
-    out += [(kind, level, k) for kind in KINDS for level in ("minor", "disruptive") for k in range(p.perturbations)]
+    out += [(kind, level, k) for kind in kinds for level in ("minor", "disruptive") for k in range(p.perturbations)]
     return out
 
 
@@ -89,7 +89,9 @@ def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: boo
              "code": SANITY_CODE_VERSION}
     frames: dict[tuple[str, str, int], pd.DataFrame] = {}
     seconds = 0.0
-    settings = _settings(p)
+    # a model without weights (hand-built) has nothing to perturb: its model test is left out, not scored as perfect
+    kinds = KINDS if any(t.numel() for t in model.classifier.parameters()) else ("input",)
+    settings = _settings(p, kinds)
     bar = tqdm(settings, desc="meta-consistency", unit="setting", leave=False, disable=not progress)
     for kind, level, k in bar:
         h = stable_hash({**ident, "setting": [kind, level, k]})
@@ -113,8 +115,8 @@ def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: boo
         frames[(kind, level, k)] = frame
         seconds += time.perf_counter() - t0
     bar.close()
-    summary, counts = _summarise(frames, p, labels, names, len(rows))
-    _write_table(summary, counts, root / "tables", domain_key, p, len(rows), labels)
+    summary, counts = _summarise(frames, p, labels, names, len(rows), kinds)
+    _write_table(summary, counts, root / "tables", domain_key, p, len(rows), labels, kinds)
     return {"params": p.model_dump(mode="json"), "domain": domain_key, "rows": int(len(rows)),
             "methods": labels, "metrics": names, "decisions": counts, "seconds": round(seconds, 2),
             "summary": json_records(summary)}
@@ -182,12 +184,12 @@ def _decided(frame: pd.DataFrame, n: int) -> np.ndarray:
 
 
 def _summarise(frames: dict, p: MetaConsistencyParams, labels: list[str], names: list[str],
-               n: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+               n: int, kinds: tuple[str, ...] = KINDS) -> tuple[pd.DataFrame, dict[str, Any]]:
     base = frames[("seed", "", 0)]
     decided0 = _decided(base, n)
     K = p.perturbations
     flags = {(kind, level): np.stack([_decided(frames[(kind, level, k)], n) == decided0 for k in range(K)])
-             for kind in KINDS for level in ("minor", "disruptive")}
+             for kind in kinds for level in ("minor", "disruptive")}
     counts = {f"{kind} {level}": {"kept": round(float(flags[(kind, level)].mean()), 4)} for kind, level in flags}
     records = []
     for name in names:
@@ -203,6 +205,9 @@ def _summarise(frames: dict, p: MetaConsistencyParams, labels: list[str], names:
             return _matrix(frames[(kind, level, k)], name, labels, n)[use]
 
         for kind in KINDS:
+            if kind not in kinds:
+                rec.update({f"{kind} {crit}": float("nan") for crit in CRITERIA})
+                continue
             scores = PerturbationScores(
                 q=q,
                 minor=np.stack([at(kind, "minor", k) for k in range(K)]),
@@ -210,7 +215,7 @@ def _summarise(frames: dict, p: MetaConsistencyParams, labels: list[str], names:
                 kept=flags[(kind, "minor")], changed=~flags[(kind, "disruptive")])
             for crit, value in meta_consistency(scores, higher).items():
                 rec[f"{kind} {crit}"] = value
-        rec["MC"] = float(np.mean([rec[f"{kind} MC"] for kind in KINDS]))
+        rec["MC"] = float(np.mean([rec[f"{kind} MC"] for kind in kinds]))
         taus = []
         for s in range(1, p.seeds):
             a, b = np.nanmean(q, axis=1), np.nanmean(at("seed", "", s), axis=1)
@@ -222,7 +227,7 @@ def _summarise(frames: dict, p: MetaConsistencyParams, labels: list[str], names:
 
 
 def _write_table(summary: pd.DataFrame, counts: dict[str, Any], out: Path, domain: str, p: MetaConsistencyParams,
-                 n_rows: int, labels: list[str]) -> None:
+                 n_rows: int, labels: list[str], kinds: tuple[str, ...] = KINDS) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out / "meta_consistency.csv", index=False, lineterminator="\n", float_format="%.6g")
     shown = pd.DataFrame({"Metric": [f"{METRICS.get(m).display} {'↑' if h else '↓'}"
@@ -245,7 +250,9 @@ def _write_table(summary: pd.DataFrame, counts: dict[str, Any], out: Path, domai
         "made worse (by the metric's direction); MC: their mean; 1 is ideal for all. "
         + (f"τ seeds: Kendall τ between the methods' ranking at seed 0 and at seeds 1..{p.seeds - 1} of the "
            "stochastic methods (mean, min). " if p.seeds > 1 else "")
-        + f"{kept}. —: no rows for that criterion." + "".join(
+        + f"{kept}. —: no rows for that criterion."
+        + ("" if "model" in kinds else " The model has no weights: no model perturbation (its columns are —, MC is "
+           "the input test's).") + "".join(
             f" {METRICS.get(m).display} is undefined on every row for {len(labels) - k} method(s): ranked among {k}."
             for m, k in zip(summary.metric, summary.methods, strict=True) if k < len(labels)))
     (out / "meta_consistency.md").write_text(caption + "\n\n" + shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True) + "\n",

@@ -63,7 +63,7 @@ class RunStore:
 
     def clear(self) -> None:
         """Remove everything a run writes (``--overwrite``)."""
-        for name in ("cells", "tables", "audio", "masks", "status"):
+        for name in ("cells", "tables", "audio", "masks", "status", "sanity", "plots"):
             shutil.rmtree(self.root / name, ignore_errors=True)
         for name in ("per_sample.parquet", "manifest.json"):
             (self.root / name).unlink(missing_ok=True)

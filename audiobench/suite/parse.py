@@ -358,6 +358,9 @@ def _parse_sanity(
         if cont not in keys:
             errors.add(("sanity", stage) + (("contamination",) if stage != "roar" else ()),
                        f"{stage} needs the condition '{cont}' among the suite's contaminations ({', '.join(keys)})")
+        if stage == "roar" and model_spec is not None and not getattr(model_spec.cls(), "trainable", True):
+            errors.add(("sanity", "roar"), f"sanity.roar retrains the classifier, but model '{model_spec.name}' is not "
+                                           "trainable (it is used as built): remove roar or use a trainable model")
         if stage == "roar" and params.model:
             try:
                 roar_model(model_spec, params) if model_spec is not None else None
@@ -371,6 +374,11 @@ def _parse_sanity(
     if meta is not None:
         if meta.methods is None and len(labels) < 2:
             errors.add(("sanity", "meta_consistency"), "meta-consistency compares rankings of methods: the suite has one")
+        directed = [n for n in metric_names if n in REGISTRIES["metrics"] and
+                    REGISTRIES["metrics"].get(n).higher_is_better is not None]
+        if meta.metrics is None and not directed:
+            errors.add(("sanity", "meta_consistency"), "no metric of the suite has a direction (better is higher or "
+                       "lower) to meta-evaluate: add one (ai, ad, ff, ins_del, ...) to metrics")
         for i, name in enumerate(meta.metrics or []):
             if name not in metric_names:
                 errors.add(("sanity", "meta_consistency", "metrics", i),

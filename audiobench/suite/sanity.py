@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from audiobench.contracts.component import Params
 
@@ -79,9 +79,20 @@ class MetaConsistencyParams(Params):
     @field_validator("methods")
     @classmethod
     def _two(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(value) < 2:
-            raise ValueError("meta-consistency compares rankings of methods: name at least two")
+        if value is not None and len(set(value)) < 2:
+            raise ValueError("meta-consistency compares rankings of methods: name at least two different ones")
+        if value is not None and len(set(value)) < len(value):
+            raise ValueError("a method is named twice")
         return value
+
+    @model_validator(mode="after")
+    def _minor_below_disruptive(self) -> MetaConsistencyParams:
+        if self.model_minor >= self.model_disruptive:
+            raise ValueError(f"model_minor ({self.model_minor:g}) must be below model_disruptive ({self.model_disruptive:g})")
+        if self.input_minor_db <= self.input_disruptive_db:
+            raise ValueError(f"input_minor_db ({self.input_minor_db:g} dB SNR) must be above input_disruptive_db "
+                             f"({self.input_disruptive_db:g}): the minor noise is the quieter one")
+        return self
 
 
 class PlotParams(Params):
