@@ -46,6 +46,20 @@ def test_list_verbose_shows_each_parameter_with_its_default(capsys) -> None:
     assert "finetune = None" in out
 
 
+def test_list_models_verbose_says_what_each_model_reads_and_how_it_trains(capsys) -> None:
+    assert main(["list", "models", "--verbose"]) == 0
+    out = capsys.readouterr().out.splitlines()
+
+    def block(name: str) -> str:
+        start = next(i for i, line in enumerate(out) if line.startswith(name + " "))
+        return "\n".join(out[start : start + 3])
+
+    assert "output kind: softmax; trained: yes (model.train)" in block("cnn14") and "front end: any" in block("cnn14")
+    assert "output kind: similarity; trained: yes, its own way" in block("clap_synth")
+    assert "trained: no (used as built)" in block("msclap") and "sample_rate 44100" in block("msclap")
+    assert "knows its exact attribution" in block("band_energy")
+
+
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path, write_suite) -> None:
     missing = cli("run", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1

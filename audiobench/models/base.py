@@ -188,6 +188,23 @@ class ModelSpec(Component):
         training or loading anything; ``None`` for specs that do not override :meth:`train_model`."""
         return None
 
+    @classmethod
+    def details(cls) -> list[str]:
+        """What ``audiobench list models --verbose`` prints above the parameters: the output kind, whether
+        and how it is trained, the front end it requires (from default parameters) and whether it knows its
+        exact attribution."""
+        try:
+            frontend = cls().required_frontend()
+        except Exception:  # noqa: BLE001  a spec that needs parameters to say it
+            frontend = None
+        fe = ("any (the suite's)" if frontend == {} else "set by its parameters" if frontend is None
+              else ", ".join(f"{k} {v}" for k, v in frontend.items()))
+        trained = ("no (used as built)" if not cls.trainable else "yes, its own way" if cls.train_model is not
+                   ModelSpec.train_model else "yes (model.train)")
+        return [f"output kind: {cls.output_kind}; trained: {trained}"
+                + ("; knows its exact attribution" if cls.knows_exact_attribution else ""),
+                f"front end: {fe}"]
+
     def required_frontend(self) -> dict[str, Any]:
         """The front-end settings the model reads (``FrontendParams`` keys -> values): ``validate`` refuses a
         suite that sets one of them otherwise, at its ``frontend`` line, and fills in those it leaves out;
