@@ -157,6 +157,15 @@ def test_stage_writes_the_table_and_resumes(tmp_path) -> None:
     again = run_suite(path, tmp_path / "run", progress=False)
     assert {p: p.stat().st_mtime_ns for p in stored} == mtimes
     assert json.dumps(again.manifest["sanity"]["meta_consistency"]["summary"]) == json.dumps(rec["summary"])
+    # status says when the stage after the cells did not finish (the manifest is written before it runs)
+    from audiobench.store.status import run_status
+
+    assert run_status(tmp_path / "run").stages_pending == []
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    del manifest["sanity"]
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    lines = run_status(tmp_path / "run").lines()
+    assert lines[1].startswith("not finished: the sanity stage(s) after the cells") and "re-run the suite" in lines[1]
 
 
 @pytest.mark.parametrize(("section", "message"), [

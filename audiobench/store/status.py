@@ -98,6 +98,7 @@ class RunStatus:
     cells: dict[str, str]
     details: dict[str, dict[str, Any]] = field(default_factory=dict)  # running / failed: the marker's content
     finished: bool = False  # per_sample.parquet and manifest.json are written and cover every cell
+    stages_pending: list[str] = field(default_factory=list)  # after-cell stages the suite asks for, not recorded yet
 
     def count(self, state: str) -> int:
         return sum(s == state for s in self.cells.values())
@@ -110,6 +111,9 @@ class RunStatus:
         n = len(self.cells)
         out = [f"{self.root}: suite {self.suite}, {n} cells: " + ", ".join(f"{self.count(s)} {s}" for s in STATES)
                + ("; results and tables written" if self.finished else "")]
+        if self.finished and self.stages_pending:
+            out.append(f"not finished: the {', '.join(self.stages_pending)} stage(s) after the cells (interrupted or "
+                       "failed); re-run the suite to resume them")
         for cid in self.ids("failed"):
             d = self.details[cid]
             out.append(f"failed   {cid}  ({d.get('executor')} on {d.get('host')}, pid {d.get('pid')}): {d.get('error')}")
@@ -156,4 +160,11 @@ def run_status(root: str | Path) -> RunStatus:
         else:
             cells[cid] = "missing"
     finished = (root / "manifest.json").exists() and all(s == "done" for s in cells.values())
-    return RunStatus(root, plan["suite"], cells, details, finished)
+    pending: list[str] = []
+    if finished:  # the manifest is written once before the after-cell stages and again with their records
+        manifest = json.loads((root / "manifest.json").read_text())
+        sanity = (manifest.get("suite") or {}).get("sanity") or {}
+        if any(sanity.get(k) is not None for k in ("randomisation", "roar", "meta_consistency", "plots")) \
+                and "sanity" not in manifest:
+            pending.append("sanity")
+    return RunStatus(root, plan["suite"], cells, details, finished, pending)
