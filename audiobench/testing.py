@@ -28,11 +28,12 @@ import torch
 from audiobench.contracts.domains import Mel, Stft2Mel
 from audiobench.contracts.explanation import Explanation
 from audiobench.contracts.frontend import Frontend, FrontendParams
-from audiobench.contracts.registry import METHODS
+from audiobench.contracts.registry import METHODS, MODELS
 from audiobench.data.base import ClipSet
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
-from audiobench.models.base import ModelSpec
+from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec
 from audiobench.models.cnn14 import Cnn14
+from audiobench.suite.crossref import same_setting
 
 
 def _tones(n: int, classes: int, sample_rate: int = 16000, seconds: float = 0.5) -> ClipSet:
@@ -43,9 +44,9 @@ def _tones(n: int, classes: int, sample_rate: int = 16000, seconds: float = 0.5)
     return ClipSet(wave, labels, [f"tone{i}" for i in range(n)], [f"c{i}" for i in range(classes)], sample_rate)
 
 
-def _check(ok: bool, name: str, rule: str) -> None:
+def _check(ok: bool, name: str, rule: str, kind: str = "method") -> None:
     if not ok:
-        raise AssertionError(f"method '{name}': {rule}")
+        raise AssertionError(f"{kind} '{name}': {rule}")
 
 
 def check_method(
@@ -112,11 +113,6 @@ def check_method(
     return checked
 
 
-def _model_rule(ok: bool, name: str, rule: str) -> None:
-    if not ok:
-        raise AssertionError(f"model '{name}': {rule}")
-
-
 def check_model(
     name: str | ModelSpec, params: dict[str, Any] | None = None, frontend: FrontendParams | None = None,
     n_classes: int = 3, atol: float = 1e-4, constant_ok: bool = False,
@@ -137,25 +133,25 @@ def check_model(
     attribution is zero); at least one class must still vary and have a gradient. Raises
     ``AssertionError`` naming the first broken rule.
     """
-    from audiobench.contracts.registry import MODELS
-    from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec
-
     spec = name if isinstance(name, ModelSpec) else MODELS.get(name)(params or {})
     label = spec.name or type(spec).__name__
+
+    def rule(ok: bool, text: str) -> None:
+        _check(ok, label, text, "model")
+
     required = spec.required_frontend()
     small = {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32}
     if frontend is None:
         frontend = FrontendParams(**{**small, **required})
     for key, want in required.items():
         got = getattr(frontend, key)
-        _model_rule(got == want or (isinstance(want, float | int) and got is not None and float(got) == float(want)),
-                    label, f"front end: frontend.{key} is {got!r}, the model reads {want!r}")
+        rule(same_setting(got, want), f"front end: frontend.{key} is {got!r}, the model reads {want!r}")
     fe = Frontend(frontend)
     names = [f"c{i}" for i in range(n_classes)]
     torch.manual_seed(0)
     clf = spec.build(names, frontend.n_mels, frontend.sample_rate)
-    _model_rule(isinstance(clf, AudioClassifier), label, f"build returned {type(clf).__name__}, not an AudioClassifier")
-    _model_rule(clf.output_kind in OUTPUT_KINDS, label, f"output kind {clf.output_kind!r} is not one of {OUTPUT_KINDS}")
+    rule(isinstance(clf, AudioClassifier), f"build returned {type(clf).__name__}, not an AudioClassifier")
+    rule(clf.output_kind in OUTPUT_KINDS, f"output kind {clf.output_kind!r} is not one of {OUTPUT_KINDS}")
     clf = clf.eval()
     checked = ["front end", "built"]
     clips = _tones(6, n_classes, frontend.sample_rate)
@@ -165,25 +161,25 @@ def check_model(
         x = domain.represent(fe, clips.waveforms).x
         with torch.no_grad():
             scores, again = model(x), model(x)
-        _model_rule(scores.shape == (len(x), n_classes), label,
-                    where + f"scores are {tuple(scores.shape)}, not [batch, classes] = {(len(x), n_classes)}")
-        _model_rule(bool(torch.isfinite(scores).all()), label, where + "scores have NaN or Inf values")
-        _model_rule(torch.equal(scores, again), label, where + "two passes over the same batch disagree (dropout in eval mode?)")
+        rule(scores.shape == (len(x), n_classes),
+             where + f"scores are {tuple(scores.shape)}, not [batch, classes] = {(len(x), n_classes)}")
+        rule(bool(torch.isfinite(scores).all()), where + "scores have NaN or Inf values")
+        rule(torch.equal(scores, again), where + "two passes over the same batch disagree (dropout in eval mode?)")
         p = model.probabilities(scores)
         if clf.output_kind == "sigmoid":
-            _model_rule(bool(((p >= 0) & (p <= 1)).all()), label, where + "sigmoid probabilities outside [0, 1]")
+            rule(bool(((p >= 0) & (p <= 1)).all()), where + "sigmoid probabilities outside [0, 1]")
         else:
-            _model_rule(torch.allclose(p.sum(dim=1), torch.ones(len(p)), atol=1e-5), label,
-                        where + f"{clf.output_kind} probabilities do not sum to 1 per row")
+            rule(torch.allclose(p.sum(dim=1), torch.ones(len(p)), atol=1e-5),
+                 where + f"{clf.output_kind} probabilities do not sum to 1 per row")
         constant = [names[c] for c in range(n_classes) if bool((scores[:, c] == scores[0, c]).all())]
         if constant_ok and len(constant) < n_classes:
             constant = []
-        _model_rule(not constant, label, where + f"class(es) {', '.join(constant)} score the same for every input: a "
-                    "method explaining them gets all-zero maps (a two-class wrapper [0, s]? use the sigmoid output kind)")
+        rule(not constant, where + f"class(es) {', '.join(constant)} score the same for every input: a "
+             "method explaining them gets all-zero maps (a two-class wrapper [0, s]? use the sigmoid output kind)")
         with torch.no_grad():
             rows = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
-        _model_rule(torch.allclose(rows, scores, atol=atol, rtol=1e-3), label,
-                    where + "a batch's scores differ from its rows scored one at a time (batch statistics in eval mode?)")
+        rule(torch.allclose(rows, scores, atol=atol, rtol=1e-3),
+             where + "a batch's scores differ from its rows scored one at a time (batch statistics in eval mode?)")
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             out = model(xg)
@@ -195,17 +191,17 @@ def check_model(
                     dead.append(names[c])
         if constant_ok and len(dead) < n_classes:
             dead = []
-        _model_rule(not dead, label, where + f"class(es) {', '.join(dead)} have no gradient to the input (a detached "
-                    "input, or a score that does not depend on it): gradient methods would give all-zero maps")
+        rule(not dead, where + f"class(es) {', '.join(dead)} have no gradient to the input (a detached "
+             "input, or a score that does not depend on it): gradient methods would give all-zero maps")
         with torch.no_grad():
             feats = model.features(x)
         blocks, channels, block_names = clf.blocks(), clf.block_channels(), clf.block_names()
-        _model_rule(len(feats) == len(blocks) == len(channels) == len(block_names), label,
-                    where + f"{len(feats)} feature maps for {len(blocks)} blocks, {len(channels)} channel counts and "
-                    f"{len(block_names)} block names")
-        _model_rule(len(set(block_names)) == len(block_names), label, "block names are not unique")
+        rule(len(feats) == len(blocks) == len(channels) == len(block_names),
+             where + f"{len(feats)} feature maps for {len(blocks)} blocks, {len(channels)} channel counts and "
+             f"{len(block_names)} block names")
+        rule(len(set(block_names)) == len(block_names), "block names are not unique")
         for f, ch, bn in zip(feats, channels, block_names, strict=True):
-            _model_rule(f.dim() >= 3 and f.shape[0] == len(x) and f.shape[1] == ch, label,
-                        where + f"block {bn} returns {tuple(f.shape)}, declared {ch} channels ([B, C, ...])")
+            rule(f.dim() >= 3 and f.shape[0] == len(x) and f.shape[1] == ch,
+                 where + f"block {bn} returns {tuple(f.shape)}, declared {ch} channels ([B, C, ...])")
         checked.append(f"scores[{domain.key()}]")
     return checked

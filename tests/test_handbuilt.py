@@ -85,17 +85,24 @@ def test_the_band_decides_the_class() -> None:
     assert with_cue.tolist() == [0] * 6 and without.tolist() == [1] * 6
 
 
-@pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.key())
-def test_the_exact_row_has_the_best_insertion_and_deletion_areas(domain) -> None:
+def _maps(domain, names: tuple[str, ...]) -> tuple[DomainModel, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """The hand-built model on ``domain``, the clips' representations, their target (the band class) and
+    each named method's masks of them (default parameters, seed 0)."""
     model = _model(domain)
     x = domain.represent(model.frontend, _clips()).x
     target = torch.zeros(len(x), dtype=torch.long)
     ctx = ExplainContext(model, seed=0)
+    with torch.enable_grad():
+        masks = {name: METHODS.get(name)().explain(x, target, ctx).mask.detach() for name in names}
+    return model, x, target, masks
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.key())
+def test_the_exact_row_has_the_best_insertion_and_deletion_areas(domain) -> None:
+    model, x, target, masks = _maps(domain, ("exact", "energy", "random", "ones", "saliency"))
     budget = Budget(tuple(k / 20 for k in range(1, 20)))
     areas = {}
-    for name in ("exact", "energy", "random", "ones", "saliency"):
-        with torch.enable_grad():
-            mask = METHODS.get(name)().explain(x, target, ctx).mask.detach()
+    for name, mask in masks.items():
         inputs = compute_inputs(model, x, mask, target=target, budget=budget)
         areas[name] = {m: float(METRICS.get(m)(inputs).mean()) for m in ("ins_auc", "del_auc", "ins_del")}
     for other in ("energy", "random", "ones", "saliency"):
@@ -132,16 +139,11 @@ def test_exact_overlap_scores_the_known_answer(domain) -> None:
     from audiobench.contracts.targets import TargetParams
     from audiobench.harness.engine import score_rows
 
-    model = _model(domain)
-    x = domain.represent(model.frontend, _clips()).x
-    target = torch.zeros(len(x), dtype=torch.long)
-    ctx = ExplainContext(model, seed=0)
+    model, x, target, masks = _maps(domain, ("integrated_gradients", "saliency", "energy"))
     with torch.no_grad():
         scores = model(x)
     got = {}
-    for name in ("integrated_gradients", "saliency", "energy"):
-        with torch.enable_grad():
-            mask = METHODS.get(name)().explain(x, target, ctx).mask.detach()
+    for name, mask in masks.items():
         values, skipped, _ = score_rows(model, x, Explanation(mask), scores, target, [METRICS.get("exact_overlap")],
                                         None, TargetParams(), 64)
         assert not skipped

@@ -67,11 +67,12 @@ def _level(p: MetaConsistencyParams, kind: str, level: str) -> float:
 
 
 def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every setting and return the manifest record (``summary``: one row per metric)."""
+    """Run (or resume) every setting and return the manifest record (``summary``: a frame, one row per metric;
+    :func:`audiobench.sanity.stage.run_sanity` turns it into JSON rows with the other stages')."""
     suite, root, device = session.suite, session.store.root, session.device
     domain_key = p.domain or suite.domains[0].build().key()
     labels = p.methods or [m.label for m in suite.methods]
-    names = p.metrics or [n for n in suite.metrics if METRICS.get(n).higher_is_better is not None]
+    names = p.chosen_metrics(suite.metrics)
     metrics = [METRICS.get(n) for n in names]
     cells = [find_cell(session, domain_key, p.contamination, label) for label in labels]
     clips = session.condition(cells[0]).subset(slice(0, p.clips))
@@ -119,13 +120,7 @@ def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: boo
     _write_table(summary, counts, root / "tables", domain_key, p, len(rows), labels, kinds)
     return {"params": p.model_dump(mode="json"), "domain": domain_key, "rows": int(len(rows)),
             "methods": labels, "metrics": names, "decisions": counts, "seconds": round(seconds, 2),
-            "summary": json_records(summary)}
-
-
-def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with NaN as None (JSON has no NaN)."""
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
-            for r in frame.to_dict(orient="records")]
+            "summary": summary}
 
 
 @torch.no_grad()

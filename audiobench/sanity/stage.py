@@ -303,7 +303,7 @@ def run_sanity(session: Any) -> dict[str, Any]:
         out["meta_consistency"] = meta_consistency_stage(session, s.meta_consistency, session.progress)
     if s.plots is not None:
         out["plots"] = plots_stage(session, s.plots, out)
-    for stage in ("randomisation", "roar"):
+    for stage in ("randomisation", "roar", "meta_consistency"):
         if stage in out:
             out[stage]["summary"] = json.loads(out[stage]["summary"].to_json(orient="records"))
     out["seconds"] = round(time.perf_counter() - t0, 2)

@@ -79,10 +79,6 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}")
-    for spec, path in zip(methods, paths, strict=True):
-        if getattr(spec.cls(), "needs_exact_attribution", False) and not getattr(model.cls(), "knows_exact_attribution", False):
-            errors.add(path, f"method '{spec.name}' needs a model that knows its exact attribution (a hand-built one such "
-                             f"as band_energy); model '{model.name}' does not")
     arch = classifier_depth(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
@@ -183,18 +179,24 @@ def check_sigmoid_only_targets(errors: LocatedErrors, model: Any, targets: Any, 
                        "or select: classes)")
 
 
-def check_known_answer_metrics(errors: LocatedErrors, model: ComponentSpec | None, metrics: list[Any]) -> None:
-    """Report, at its line, each metric that reads the model's exact attribution (``needs`` ``exact``)
-    when the model does not know it (its spec's ``knows_exact_attribution``)."""
+def check_known_answer(errors: LocatedErrors, model: ComponentSpec | None, methods: list[ComponentSpec],
+                       paths: list[KeyPath], metrics: list[Any]) -> None:
+    """Report, at its line, each method (``needs_exact_attribution``) and metric (``needs`` ``exact``) that
+    reads the model's exact attribution when the model does not know it (its spec's
+    ``knows_exact_attribution``). ``paths[i]`` is the key path of ``methods[i]``."""
     if model is None or getattr(model.cls(), "knows_exact_attribution", False):
         return
-    for i, name in enumerate(metrics):
-        if isinstance(name, str) and name in METRICS and "exact" in METRICS.get(name).needs:
-            errors.add(("metrics", i), f"metric '{name}' needs a model that knows its exact attribution (a hand-built "
-                                       f"one such as band_energy); model '{model.name}' does not")
+    readers = [(path, "method", spec.name) for spec, path in zip(methods, paths, strict=True)
+               if getattr(spec.cls(), "needs_exact_attribution", False)]
+    readers += [(("metrics", i), "metric", name) for i, name in enumerate(metrics)
+                if isinstance(name, str) and name in METRICS and "exact" in METRICS.get(name).needs]
+    for path, kind, name in readers:
+        errors.add(path, f"{kind} '{name}' needs a model that knows its exact attribution (a hand-built one such as "
+                         f"band_energy); model '{model.name}' does not")
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_setting(a: Any, b: Any) -> bool:
+    """Whether two settings are equal, numbers compared as numbers (YAML's 14000 is 14000.0)."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
         return float(a) == float(b)
     return a == b
@@ -214,7 +216,7 @@ def model_frontend(model: ComponentSpec, frontend: FrontendParams, raw: dict[str
     given = raw or {}
     clash = False
     for key, want in required.items():
-        if key in given and not _same(given[key], want):
+        if key in given and not same_setting(given[key], want):
             clash = True
             errors.add(("frontend", key), f"frontend.{key} is {given[key]!r}, but model '{model.name}' reads {want!r} "
                                           "(leave it out to take the model's)")

@@ -16,7 +16,7 @@ from audiobench.contracts.targets import TargetParams
 from audiobench.kernel.errors import AudiobenchError, SuiteError, did_you_mean
 from audiobench.metrics.budget import BudgetParams
 from audiobench.suite.crossref import (
-    check_known_answer_metrics,
+    check_known_answer,
     check_method_layers,
     check_sigmoid_only_targets,
     check_tables,
@@ -303,7 +303,7 @@ def parse_suite(
                      augment_given=bool(isinstance(data.get("train"), dict) and data["train"].get("augment")))
     check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
     check_method_layers(errors, model, methods, method_paths)
-    check_known_answer_metrics(errors, model, metrics)
+    check_known_answer(errors, model, methods, method_paths, metrics)
 
     if errors.items:
         raise SuiteErrors(errors.items)
@@ -374,9 +374,7 @@ def _parse_sanity(
     if meta is not None:
         if meta.methods is None and len(labels) < 2:
             errors.add(("sanity", "meta_consistency"), "meta-consistency compares rankings of methods: the suite has one")
-        directed = [n for n in metric_names if n in REGISTRIES["metrics"] and
-                    REGISTRIES["metrics"].get(n).higher_is_better is not None]
-        if meta.metrics is None and not directed:
+        if not meta.chosen_metrics(metric_names):
             errors.add(("sanity", "meta_consistency"), "no metric of the suite has a direction (better is higher or "
                        "lower) to meta-evaluate: add one (ai, ad, ff, ins_del, ...) to metrics")
         for i, name in enumerate(meta.metrics or []):

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from audiobench.contracts.component import Params
+from audiobench.contracts.registry import METRICS
 
 
 class RandomisationParams(Params):
@@ -75,6 +76,13 @@ class MetaConsistencyParams(Params):
     seeds: int = Field(3, ge=1, description="seeds 0..N-1 of the stochastic methods; the ranking's Kendall tau "
                        "between seed 0 and each other seed is reported (1: no seed study)")
     seed: int = Field(0, ge=0, description="seed of the perturbations")
+
+    def chosen_metrics(self, suite_metrics: list[str]) -> list[str]:
+        """The metrics meta-evaluated: ``metrics``, or else those of ``suite_metrics`` that have a direction
+        (unknown names are left out: validate reports them where they are listed)."""
+        if self.metrics is not None:
+            return list(self.metrics)
+        return [n for n in suite_metrics if n in METRICS and METRICS.get(n).higher_is_better is not None]
 
     @field_validator("methods")
     @classmethod
