@@ -6,7 +6,7 @@ import types
 import typing
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, ValidationInfo, field_validator, model_serializer
 
 
 def _flat_types(annotation: Any) -> set[Any]:
@@ -34,6 +34,21 @@ class Params(NoBoolNumbers):
     and are finite (``inf`` and ``nan`` are refused: an infinite loss weight trained to NaN silently)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    #: Fields added after results and artefacts were committed. At their default value they are left
+    #: out of every dump (``model_dump``, nested dumps, JSON), hence out of the suite's resolved form,
+    #: the cell hashes and the fit keys: the earlier behaviour is the default, so the earlier keys, the
+    #: committed runs and the shipped fits stay valid. Set to another value, a field is dumped as usual.
+    added_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if self.added_fields and isinstance(out, dict):
+            for name in self.added_fields & out.keys():
+                if getattr(self, name) == type(self).model_fields[name].get_default(call_default_factory=True):
+                    del out[name]
+        return out
 
 
 class Component:
