@@ -1,6 +1,6 @@
 """audiobench's speed and memory benchmark: one entry, six measurements, ratios within one run.
 
-    python -m benchmarks [--device cpu|cuda] [--quick] [--only 1,2,3,4,5,6,7] [--output benchmarks/results.md]
+    python -m benchmarks [--device cpu|cuda] [--quick] [--only 1,2,3,4,5,6,7,8] [--output benchmarks/results.md]
 
 On the same synthetic clips and the quickstart's classifier architecture (CNN14, width 8, depth 4,
 2 s clips, the stft2mel domain), it measures:
@@ -18,7 +18,10 @@ On the same synthetic clips and the quickstart's classifier architecture (CNN14,
 6. the quickstart's wall time, cold (empty cache: the shipped artefacts are used) with 1 and 2
    workers, and warm (every cell stored: only the join);
 7. the budget-matched family (insertion and deletion at the default budgets, the fill-only input and
-   each row's own mask mean) against its floor: that many batched forward passes of N clips.
+   each row's own mask mean) against its floor: that many batched forward passes of N clips;
+8. the perturbation methods (occlusion: time windows, frequency bands, patches; LIME and Kernel SHAP
+   on segments and NMF parts) against their floor: as many rows (clips x perturbations, plus the
+   unperturbed clips for occlusion) in full batched forward passes.
 
 Absolute times depend on the machine; the ratios are measured in one run and are comparable. The
 targets (on a 2-core CPU) are printed beside each ratio. Results go to ``--output`` with a
@@ -238,6 +241,49 @@ def budget_vs_floor(b: Bench, maps: str = "continuous") -> dict[str, Any]:
     t_family, t_floor = timed_pair(family, floor, b.dev)
     return {"maps": maps, "clips": len(b.x), "passes": passes, "family_s": t_family, "floor_s": t_floor,
             "ratio": t_family / t_floor, "target": "<= 1.3"}
+
+
+# 8 ---------------------------------------------------------------------------------------------
+PERTURBATION_ROWS = {  # the quickstart's perturbation rows
+    "occlusion (time)": ("occlusion", {"shape": "time", "window": 8}),
+    "occlusion (frequency)": ("occlusion", {"shape": "frequency", "band": 32}),
+    "occlusion (patch)": ("occlusion", {"shape": "patch", "window": 16, "band": 64}),
+    "lime (time)": ("lime", {"components": "time", "window": 16, "n_samples": 200}),
+    "kernel_shap (patch)": ("kernel_shap", {"components": "patch", "window": 32, "band": 128, "n_samples": 200}),
+    "lime (nmf)": ("lime", {"components": "nmf", "n_components": 8, "n_samples": 200}),
+}
+
+
+def _perturbations(method: Any, t: int, f: int) -> int:
+    """Model evaluations per clip besides the unperturbed one: windows (occlusion) or samples (LIME, Kernel SHAP)."""
+    return int(method.windows(t, f).shape[0]) if hasattr(method, "windows") else int(method.params.n_samples)
+
+
+def perturbation_vs_floor(b: Bench, label: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A perturbation method explaining N clips against its floor: its rows (N x perturbations + N
+    unperturbed) pushed through the model in full passes of ``max_rows``, nothing else."""
+    from audiobench.contracts.registry import METHODS
+
+    method = METHODS.get(name)(params)
+    perturbations = _perturbations(method, b.x.shape[-2], b.x.shape[-1])
+    rows = len(b.x) * (perturbations + (0 if hasattr(method, "draw") else 1))  # a surrogate's first sample is the clip
+    step = b.max_rows
+    block = b.x[:step].repeat(math.ceil(step / len(b.x[:step])), 1, 1, 1)[:step]
+    ctx = b.ctx()
+
+    def explain() -> None:
+        method.explain(b.x, b.target, ctx).mask.cpu()
+
+    def floor() -> None:
+        with torch.no_grad():
+            for i in range(0, rows, step):
+                b.model(block[: min(step, rows - i)])
+
+    explain()
+    floor()
+    t_method, t_floor = timed_pair(explain, floor, b.dev, repeat=3)
+    return {"method": label, "clips": len(b.x), "perturbations": perturbations, "rows_per_pass": step,
+            "method_s": t_method, "floor_s": t_floor, "ratio": t_method / t_floor, "target": "<= 1.3"}
 
 
 # 2 ---------------------------------------------------------------------------------------------
@@ -481,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes): N=20 clips, masks 10/100, memory 20/200")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="which measurements, e.g. 1,2,3 (4b: only the rows-per-pass profile of 4)")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="which measurements, e.g. 1,2,3 (4b: only the rows-per-pass profile of 4)")
     ap.add_argument("--methods", help="comma-separated methods for 3 and 4 (default: every built-in)")
     ap.add_argument("--quickstart-limit", type=int, help="6: evaluate only N clips of the quickstart (default: all 100)")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results.md"), help="Markdown report (- : none)")
@@ -515,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         r7 = [budget_vs_floor(b, maps) for maps in ("continuous", "relu")]
         sections.append(("7. Budget-matched faithfulness vs its floor (as many batched forward passes)",
                          table(r7, ["maps", "clips", "passes", "family_s", "floor_s", "ratio", "target"])))
+    if 8 in only:
+        r8 = [perturbation_vs_floor(b, label, name, params) for label, (name, params) in PERTURBATION_ROWS.items()]
+        sections.append(("8. Perturbation methods vs their floor (their rows in full batched forward passes)",
+                         table(r8, ["method", "clips", "perturbations", "rows_per_pass", "method_s", "floor_s", "ratio",
+                                    "target"])))
     if 2 in only and importlib.util.find_spec("quantus") is None:
         sections.append(("2. SPS + COMP vs Quantus", "not measured: quantus is not installed (pip install quantus==0.6.0)"))
     elif 2 in only:

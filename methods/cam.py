@@ -1,13 +1,23 @@
 """Class-activation maps on a conv block of the classifier: GradCAM, GradCAM++, Guided GradCAM.
 
-Maps are computed on the block's grid, upsampled to the classifier's (time, mel) input grid and,
-in the ``stft2mel`` domain, spread onto linear-frequency bins through the mel filterbank, so a
-map always lines up with the frequencies the classifier actually saw.
+Maps are computed on the block's grid and brought to the domain's grid by ``mel_to_linear``:
+
+* ``filterbank`` (default): upsampled (``interpolate``) to the classifier's (time, mel) input grid
+  and, in the ``stft2mel`` domain, spread onto linear-frequency bins through the mel filterbank
+  (:meth:`Frontend.mel_to_linear`), so a map lines up with the frequencies the classifier saw.
+* ``stretch``: interpolated (``interpolate``) straight from the block's grid to the domain's
+  (time, frequency) grid, as the SpeechBrain recipe does (``gradient_based.py``, ``gradcam``:
+  ``LayerAttribution.interpolate(attr, X.shape[-2:])``) and Captum's ``GuidedGradCam``: the block's
+  F' mel-resolution bands are stretched evenly over the F linear-frequency bins (513 at n_fft 1024),
+  band i over bins i F / F' to (i + 1) F / F', evenly in Hz rather than where its mel filters lie.
+  With ``interpolate: nearest`` and ``nonneg: abs`` it is the recipe's GradCAM.
+
+In the ``mel`` domain the two are the same map, bit for bit: the domain's grid is the mel grid.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from captum import attr
@@ -20,9 +30,16 @@ from audiobench.methods.blocks import layer_index
 
 
 class CamParams(ExplainerParams):
+    added_fields: ClassVar[frozenset[str]] = frozenset({"mel_to_linear"})
+
     nonneg: Literal["abs", "relu", "none"] = "relu"
     layer: str | int = Field("last", description="conv block: 'last', 'conv_block3', or a 1-based index")
     interpolate: Literal["bilinear", "nearest"] = Field("bilinear", description="upsampling to the input grid")
+    mel_to_linear: Literal["filterbank", "stretch"] = Field(
+        "filterbank", description="how a mel-resolution map reaches the stft2mel grid: filterbank (upsample to "
+        "(T, n_mels), then spread by the mel filterbank's transpose) or stretch (interpolate straight to (T, "
+        "n_freq): the SpeechBrain recipe's gradient_based.py and Captum GuidedGradCam); the same in the mel domain"
+    )
 
 
 class _Cam(Explainer):
@@ -46,17 +63,20 @@ class _Cam(Explainer):
         raise NotImplementedError
 
     def to_domain_grid(self, cam: torch.Tensor, x: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
-        """The map on the block's grid [B, 1, T', F'] -> the domain's grid: resized to the mel grid and
-        spread onto the domain's (CNN14 blocks are mel-resolution); a block already on the domain's grid
-        (a model that reads it, e.g. ``band_energy``) is taken as it is."""
+        """The map on the block's grid [B, 1, T', F'] -> the domain's grid [B, 1, T, F] (``x``'s).
+
+        ``mel_to_linear: filterbank``: resized (``interpolate``) to the mel grid (T, n_mels) and spread onto
+        the domain's (CNN14 blocks are mel-resolution); ``stretch``: resized straight to (T, F), the
+        recipe's ``LayerAttribution.interpolate(attr, X.shape[-2:])``. A block already on the domain's
+        grid (a model that reads it, e.g. ``band_energy``) is taken as it is."""
         if cam.shape[-2:] == x.shape[-2:]:
             return cam
-        n_mels = ctx.frontend.params.n_mels
         mode = self.params.interpolate
+        size = (x.shape[2], x.shape[3] if self.params.mel_to_linear == "stretch" else ctx.frontend.params.n_mels)
         up = torch.nn.functional.interpolate(
-            cam, size=(x.shape[2], n_mels), mode=mode, **({"align_corners": False} if mode == "bilinear" else {})
+            cam, size=size, mode=mode, **({"align_corners": False} if mode == "bilinear" else {})
         )
-        return ctx.domain.from_mel_grid(ctx.frontend, up)
+        return up if self.params.mel_to_linear == "stretch" else ctx.domain.from_mel_grid(ctx.frontend, up)
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """The map made non-negative on the block's grid (``nonneg``: relu, as the papers, or abs), then upsampled."""

@@ -1,14 +1,30 @@
 """L2I: Listen to Interpret (Parekh et al., NeurIPS 2022; journal version sec. III-IV).
 
 An interpreter reads the classifier's hidden blocks and expresses its decision through a frozen,
-pre-learnt non-negative dictionary W [F, K] (sparse NMF on the training split's representation):
+pre-learnt non-negative dictionary W [F, K] (sparse NMF on the training split's representation; every
+training clip, or with ``max_per_class`` at most that many per class drawn with the suite's seed, as the
+journal's App. A.1 draws 700 positive clips per class for SONYC-UST):
 
-* Psi: the last ``blocks`` block outputs -> time activations H [K, T] >= 0 (T: the domain's frames);
+* Psi: the last ``blocks`` block outputs -> time activations H [K, T] >= 0 (T: the domain's frames),
+  by 1-D convolutions over time (``psi: conv1d``, the default, :class:`Psi`) or by 2-D convolutions
+  that reduce frequency and raise the time resolution stage by stage (``psi: conv2d``, the journal's
+  sec. III-D, :class:`Psi2d`);
 * Theta: attention pooling over time, z = H a (a = softmax over frames of a learnt score), then a
   linear layer without bias to class logits, so logit_c = sum_k z_k theta[c, k] exactly;
-* loss (classifier frozen): alpha * mean (X - W H)^2 + beta * mean |H| + CE(Theta(H), softmax f(X)),
-  squared error and L1 averaged over elements as the reference recipe does (alpha, beta keep the
-  paper's scale); the cross-entropy is against the classifier's probabilities (soft labels).
+* loss (classifier frozen), by ``loss_reduction`` (:func:`l2i_loss`; B clips, C classes, F x T grid, K
+  components; CE = -sum_c softmax(f(X))_c log softmax(Theta(H))_c, against the classifier's
+  probabilities, soft labels):
+
+  - ``ours`` (the default): alpha * mean (X - W H)^2 + beta * mean |H| + mean_B CE: the squared error
+    and the L1 averaged over elements as the recipe does, but the cross-entropy summed over classes;
+    this balance is neither source's (fidelity weighs C times more than in the recipe, and far more
+    than in the paper, whose reconstruction and L1 terms are sums);
+  - ``recipe``: the same, with the recipe's fidelity mean_{B x C} of softmax(f)_c (-log Theta_c) = CE / C
+    (SpeechBrain ``recipes/ESC50/interpret/train_l2i.py``, ``compute_objectives``);
+  - ``paper``: the journal's eq. 4 per clip, L_FID + alpha ||X - W H||_2^2 + beta ||H||_1 with the norms
+    summed over the F x T (resp. K x T) entries and CE summed over classes (eqs. 1, 3), averaged over the
+    batch (the eq. 4 sum over the training set, up to the factor B that Adam does not see).
+
   The epoch with the lowest logged ``valid_loss`` (the same loss on the clean valid split) is kept.
   As in the paper, W is learnt on clean clips; the interpreter too unless ``augment_prob`` > 0 (a
   share of its training clips then come from the suite's contaminations). The fit is cached without
@@ -34,7 +50,12 @@ domain's grid (:meth:`Domain.log_magnitude`), whatever the masking operator:
 
 For L2I's own evaluation (``audiobench.metrics.l2i``) the :class:`Explanation` carries Theta's
 scores, |L|, and two removals the metric engine scores: the relevant components (X - X_L =
-(1 - M_L) X) and as many randomly chosen non-relevant components (the paper's random baseline).
+(1 - M_L) X) and randomly chosen non-relevant components (the paper's random baseline). How many
+and which are non-relevant: by default each clip's own |L| at the row's ``rt`` (``random_count:
+per_sample``, ``random_rt`` unset), a better-matched control than the paper's; the journal's (sec. IV-C,
+Table V) is ``random_count: mean, random_rt: 0.1``: every clip loses mean |L| (rounded) components drawn
+outside its own L, both at the threshold 0.1, the mean taken over the clean valid split (the test clips
+are seen one batch at a time) for the classifier's predicted classes (:meth:`L2I.mean_relevant_count`).
 Everything is batched over the clips.
 """
 
@@ -43,11 +64,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -58,7 +80,13 @@ from audiobench.contracts.explanation import Explanation, MaskParts
 from audiobench.contracts.registry import METHODS
 from audiobench.kernel.cache import atomic_write_bytes, stable_hash
 from audiobench.kernel.fitting import TermMeans, fit_epochs
-from audiobench.kernel.nmf import as_columns, learn_class_dictionaries, learn_dictionary, pool_frames
+from audiobench.kernel.nmf import (
+    as_columns,
+    cap_per_class,
+    learn_class_dictionaries,
+    learn_dictionary,
+    pool_frames,
+)
 from audiobench.methods.base import (
     DomainModel,
     ExplainContext,
@@ -73,12 +101,16 @@ from audiobench.models.base import AudioClassifier
 
 L2I_CODE_VERSION = 1  # bump when training changes the interpreter
 NMF_CODE_VERSION = 1  # bump when dictionary learning changes W
-INTERPRETATION_ONLY = ("rt", "nonneg", "normalize")  # parameters that do not shape the fit
+INTERPRETATION_ONLY = ("rt", "nonneg", "normalize", "random_count", "random_rt")  # parameters that do not shape the fit
 MASK_EPS = 1e-8
 _FEATURE_CACHE_BYTES = 1 << 30  # keep the training set's classifier features in memory below this
 
 
 class L2IParams(ExplainerParams):
+    # added after committed results: at their default left out of every dump (cell hashes, fit keys unchanged)
+    added_fields: ClassVar[frozenset[str]] = frozenset(
+        {"loss_reduction", "psi", "random_count", "random_rt", "max_per_class"})
+
     nonneg: Literal["abs", "relu", "none"] = "none"  # the soft mask is already in [0, 1]
     normalize: Literal["max", "none"] = "none"
     rt: float = Field(0.2, ge=0, lt=1, description="relevance threshold: components with r_k > rt are the interpretation")
@@ -92,17 +124,36 @@ class L2IParams(ExplainerParams):
     sparsity: float = Field(1.0, ge=0, description="L1 weight on H in the sparse NMF")
     nmf_iter: int = Field(200, ge=1, description="multiplicative-update iterations")
     frame_chunk: int = Field(5, ge=1, description="training frames averaged in chunks of this many")
+    max_per_class: int | None = Field(
+        None, ge=1, description="at most this many training clips per class, drawn with the suite's seed, enter the "
+        "NMF's X_train (None: every clip); the L2I journal's App. A.1 draws 700 positive clips per class (SONYC-UST)")
     # interpreter
     blocks: int | list[int] = Field(3, description="the N deepest classifier blocks, or a list of 1-based indices")
     channels: int | None = Field(None, ge=1, description="Psi's width; None: the smallest channel count of the blocks (as the reference)")
+    psi: Literal["conv1d", "conv2d"] = Field(
+        "conv1d", description="Psi's convolutions: conv1d (ours: frequency folded into channels, 1-D over time) or "
+        "conv2d (the L2I journal's sec. III-D: 2-D convolutions that decrease frequency and increase time resolution; "
+        "the recipe's CNN14PSI_stft_2d)")
     alpha: float = Field(10.0, ge=0, description="weight of the reconstruction term")
     beta: float = Field(0.8, ge=0, description="weight of the L1 term on H")
+    loss_reduction: Literal["ours", "recipe", "paper"] = Field(
+        "ours", description="how the loss terms are reduced: ours (means for reconstruction and L1, CE summed over "
+        "classes), recipe (train_l2i.py: the same with CE averaged over classes, CE / C), paper (the L2I journal's eq. 4: "
+        "squared error summed over F x T, L1 summed over K x T, CE summed over classes, per clip)")
     epochs: int = Field(35, ge=1)
     lr: float = Field(2e-4, gt=0, description="Adam learning rate")
     batch_size: int = Field(16, ge=1)
     augment_prob: float = Field(
         0.0, ge=0, le=1, description="share of training clips taken from the suite's contaminations (the paper: 0, clean only)"
     )
+    # the random baseline (interpretation only)
+    random_count: Literal["per_sample", "mean"] = Field(
+        "per_sample", description="how many non-relevant components the random baseline removes: each clip's own |L| "
+        "(ours), or round(mean |L|) over the clean valid split for every clip (the L2I journal's sec. IV-C: 'the same "
+        "number of components that are present in L on average')")
+    random_rt: float | None = Field(
+        None, ge=0, lt=1, description="the threshold at which the random baseline's L (its count and the components it "
+        "excludes) is taken; None: the row's rt; the L2I journal's Table V: 0.1")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,14 +161,15 @@ class L2IParams(ExplainerParams):
 
 
 class Psi(nn.Module):
-    """Block outputs [B, C_i, T_i, F_i] -> activations H [B, K, T] >= 0.
+    """Block outputs [B, C_i, T_i, F_i] -> activations H [B, K, T] >= 0 (``psi: conv1d``, the default).
 
     Frequency is folded into channels (each block becomes a [C_i * F_i, T_i] sequence) and projected
     to ``channels`` by a learnt linear map per block (the paper's "decrease resolution on the
     frequency axis", in one step); the blocks are resampled to the finest of their frame rates,
     mixed by a 1-D convolution over time, interpolated to the T frames of the domain and refined by
     two more 1-D convolutions to K non-negative activations (ReLU). Working in 1-D over time keeps
-    the interpreter cheap next to the classifier.
+    the interpreter cheap next to the classifier. This is a departure from the journal (sec. III-D),
+    whose Psi is 2-D: :class:`Psi2d` (``psi: conv2d``).
     """
 
     def __init__(self, in_dims: list[tuple[int, int]], k: int, channels: int):
@@ -137,6 +189,74 @@ class Psi(nn.Module):
         h = self.mix(torch.cat(xs, dim=1))
         h = F.interpolate(h, size=n_frames, mode="linear", align_corners=False)
         return F.relu(self.out(h))
+
+
+class Psi2d(nn.Module):
+    """Block outputs [B, C_i, T_i, F_i] -> activations H [B, K, T] >= 0 by 2-D convolutions (``psi: conv2d``).
+
+    The L2I journal, sec. III-D: the block maps are "first appropriately transformed to ensure same width
+    and height dimensions", then processed by "convolutional (with ReLU activation) and resampling
+    layers" that "continuously decrease resolution on the frequency axis and increase resolution [on] the
+    time axis to T frames"; the output's feature-map axis is the K components. Here: each block is
+    projected to ``channels`` by a 1x1 convolution and resampled (bilinear) to the finest time steps
+    T_s and frequency bins F_s of the blocks; a 3x3 convolution mixes them; then ``stages`` stages each
+    resample time up (a geometric schedule from T_s to T, the last stage landing on T exactly) and apply
+    a 3x3 convolution of frequency stride 2 (stride 1 once frequency is 1) + batch norm + ReLU; a 1x1
+    convolution maps the channels to K, the frequency left (1 bin when ``stages`` >= log2 F_s) is
+    averaged, and a ReLU makes H >= 0.
+
+    The recipe's ``CNN14PSI_stft_2d`` (SpeechBrain ``lobes/models/Cnn14.py``) is 2-D too, with transposed
+    convolutions whose kernels and strides are fixed for CNN14's four last blocks on its 16 kHz / 80-mel
+    input (and it averages frequency at the end rather than reducing it); this module is the paper's
+    description for any block choice and grid, not a copy of those layers.
+
+    ``in_dims``: (C_i, F_i) of each block; ``stages``: the number of resampling stages (at least 1).
+    """
+
+    def __init__(self, in_dims: list[tuple[int, int]], k: int, channels: int, stages: int):
+        super().__init__()
+        if stages < 1:
+            raise ValueError(f"Psi2d needs at least one stage, not {stages}")
+        self.proj = nn.ModuleList(nn.Conv2d(c, channels, 1) for c, _ in in_dims)
+        self.mix = nn.Sequential(
+            nn.Conv2d(channels * len(in_dims), channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU()
+        )
+        f = max(f for _, f in in_dims)
+        layers = []
+        for _ in range(stages):
+            layers.append(nn.Sequential(nn.Conv2d(channels, channels, 3, stride=(1, 2 if f > 1 else 1), padding=1),
+                                        nn.BatchNorm2d(channels), nn.ReLU()))
+            f = (f + 1) // 2
+        self.stages = nn.ModuleList(layers)
+        self.out = nn.Conv2d(channels, k, 1)
+
+    @staticmethod
+    def schedule(steps: int, n_frames: int, stages: int) -> list[int]:
+        """Time steps after each stage: geometric from ``steps`` to ``n_frames`` (the last is ``n_frames``)."""
+        ratio = n_frames / steps
+        return [max(1, round(steps * ratio ** ((j + 1) / stages))) for j in range(stages - 1)] + [n_frames]
+
+    def forward(self, feats: list[torch.Tensor], n_frames: int) -> torch.Tensor:
+        steps = max(f.shape[2] for f in feats)
+        bins = max(f.shape[3] for f in feats)
+        xs = []
+        for proj, f in zip(self.proj, feats, strict=True):
+            h = proj(f)  # [B, channels, T_i, F_i]
+            xs.append(h if h.shape[2:] == (steps, bins) else
+                      F.interpolate(h, size=(steps, bins), mode="bilinear", align_corners=False))
+        h = self.mix(torch.cat(xs, dim=1))  # [B, channels, T_s, F_s]
+        for stage, t in zip(self.stages, self.schedule(steps, n_frames, len(self.stages)), strict=True):
+            h = stage(F.interpolate(h, size=(t, h.shape[3]), mode="bilinear", align_corners=False))
+        return F.relu(self.out(h).mean(dim=3))  # [B, K, T]
+
+
+def psi2d_stages(steps: int, bins: int, n_frames: int) -> int:
+    """Stages of :class:`Psi2d` for blocks of ``steps`` time steps and ``bins`` frequency bins (the finest)
+    under ``n_frames`` frames: enough to bring frequency to 1 bin (ceil log2 F_s halvings) and to double
+    time about as often as the classifier halved it (round log2 (T / T_s)), at least 1."""
+    halvings = math.ceil(math.log2(bins)) if bins > 1 else 0
+    doublings = round(math.log2(n_frames / steps)) if n_frames > steps else 0
+    return max(1, halvings, doublings)
 
 
 class Theta(nn.Module):
@@ -178,14 +298,62 @@ def component_mask(W: torch.Tensor, H: torch.Tensor, selected: torch.Tensor, eps
     return (part / (reconstruct(W, H) + eps)).clamp(0, 1).unsqueeze(1)
 
 
-def random_nonrelevant(selected: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per sample, as many components as ``selected`` holds, drawn uniformly among the others
-    (all of the others when there are fewer): the paper's random baseline. [B, K] bool."""
-    n = selected.sum(dim=1, keepdim=True)
+def random_nonrelevant(
+    selected: torch.Tensor, generator: torch.Generator | None = None, count: int | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per sample, ``count`` components drawn uniformly among those not ``selected`` [B, K] (all of them
+    when there are fewer): the paper's random baseline. [B, K] bool.
+
+    ``count``: None (default) = as many as the sample's own ``selected`` holds; an int = that many for
+    every sample (the journal's "the same number of components that are present in L on average",
+    sec. IV-C); a [B] tensor = per sample. Raises ``ValueError`` for a negative count.
+    """
+    if count is None:
+        n = selected.sum(dim=1, keepdim=True)
+    else:
+        n = torch.as_tensor(count, device=selected.device).reshape(-1, 1).expand(selected.shape[0], 1)
+        if bool((n < 0).any()):
+            raise ValueError(f"the random baseline cannot remove a negative number of components ({count})")
     u = torch.rand(selected.shape, generator=generator, device="cpu" if generator is None else generator.device)
     u = u.to(selected.device).masked_fill(selected, 2.0)  # relevant ones rank last
     rank = u.argsort(dim=1).argsort(dim=1)
     return (rank < n) & ~selected
+
+
+def l2i_loss(
+    W: torch.Tensor,
+    H: torch.Tensor,
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    probs: torch.Tensor,
+    alpha: float,
+    beta: float,
+    reduction: str = "ours",
+) -> dict[str, torch.Tensor]:
+    """The interpreter's loss and its terms (the total is ``loss``; ``recon``, ``l1``, ``fid_ce`` unweighted).
+
+    ``W`` [F, K] dictionary, ``H`` [B, K, T] activations, ``x`` [B, T, F] the factorised representation
+    (log-magnitude), ``logits`` [B, C] Theta's output, ``probs`` [B, C] the classifier's probabilities.
+    With e = W H - X and CE_b = -sum_c probs[b, c] log softmax(logits)[b, c]:
+
+    * ``ours``: recon = mean e^2 (over B x T x F), l1 = mean |H| (over B x K x T), fid = mean_b CE_b;
+    * ``recipe``: recon and l1 as ours, fid = mean over B x C of probs * (-log softmax) = mean_b CE_b / C
+      (SpeechBrain ``recipes/ESC50/interpret/train_l2i.py``, ``compute_objectives``);
+    * ``paper``: recon = mean_b sum_{t,f} e^2, l1 = mean_b sum_{k,t} |H|, fid = mean_b CE_b: the L2I journal's
+      eq. 4, L_FID + alpha ||X - WH||_2^2 + beta ||H||_1 (eqs. 1 and 3), per clip, averaged over the batch.
+
+    loss = alpha * recon + beta * l1 + fid. Raises ``ValueError`` for another ``reduction``.
+    """
+    if reduction not in ("ours", "recipe", "paper"):
+        raise ValueError(f"loss_reduction must be ours, recipe or paper, not {reduction!r}")
+    ce = -(probs * logits.log_softmax(dim=1)).sum(dim=1)  # [B]
+    if reduction == "paper":
+        recon = (reconstruct(W, H) - x).square().sum(dim=(1, 2)).mean()
+        l1, fid = H.abs().sum(dim=(1, 2)).mean(), ce.mean()
+    else:  # the same operations as before the parameter existed (ours: bit for bit)
+        recon, l1 = F.mse_loss(reconstruct(W, H), x), H.abs().mean()
+        fid = ce.mean() / probs.shape[1] if reduction == "recipe" else ce.mean()
+    return {"loss": alpha * recon + beta * l1 + fid, "recon": recon, "l1": l1, "fid_ce": fid}
 
 
 @dataclass
@@ -204,16 +372,19 @@ class Interpretation:
 # the method
 
 
-def _block_dims(clf: AudioClassifier, model: DomainModel, block_idx: list[int]) -> list[tuple[int, int]]:
-    """(channels, frequency bins) of the chosen block outputs, from a silent probe through the model."""
+def _block_shapes(clf: AudioClassifier, model: DomainModel, block_idx: list[int]) -> tuple[list[tuple[int, int, int]], int]:
+    """(channels, time steps, frequency bins) of the chosen block outputs and the probe's frames, from a
+    silent probe through the model."""
     frames = max(16, 2 ** (max(block_idx) + 1))
     wave = torch.zeros(1, frames * model.frontend.params.hop_length, device=next(clf.parameters()).device)
     was_training = clf.training
     clf.eval()
     with torch.no_grad():
-        feats = model.features(model.domain.represent(model.frontend, wave).x)
+        x = model.domain.represent(model.frontend, wave).x
+        feats = model.features(x)
     clf.train(was_training)
-    return [(feats[i - 1].shape[1], feats[i - 1].shape[3]) for i in block_idx]
+    return [(feats[i - 1].shape[1], feats[i - 1].shape[2], feats[i - 1].shape[3]) for i in block_idx], x.shape[2]
+
 
 
 @METHODS.register("l2i")
@@ -230,9 +401,11 @@ class L2I(Explainer):
     def __init__(self, params: Any = None):
         super().__init__(params)
         self.W: torch.Tensor | None = None
-        self.psi: Psi | None = None
+        self.psi: Psi | Psi2d | None = None
         self.theta: Theta | None = None
         self.block_idx: list[int] = []
+        # random_count: mean: the mean |L| the random baseline removes (set by fit, or by the caller)
+        self.mean_relevant: float | None = None
 
     def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
         """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it."""
@@ -257,17 +430,23 @@ class L2I(Explainer):
         p = self.params
         keys = ["dictionary", "sparsity", "nmf_iter", "frame_chunk"]
         keys += ["k_per_class", "k_noise"] if p.dictionary == "per_class" else ["k"]
+        keys += ["max_per_class"] if p.max_per_class is not None else []  # absent at its default: earlier keys kept
         return {k: getattr(p, k) for k in keys}
 
     # -- pieces -----------------------------------------------------------------------------
     def _classifier(self, model: DomainModel) -> AudioClassifier:
         return model.classifier
 
-    def _build(self, model: DomainModel, k: int, n_classes: int) -> tuple[Psi, Theta]:
+    def _build(self, model: DomainModel, k: int, n_classes: int) -> tuple[Psi | Psi2d, Theta]:
         clf = self._classifier(model)
         self.block_idx = classifier_blocks(self.params.blocks, clf.depth, self.name)
-        dims = _block_dims(clf, model, self.block_idx)
-        return Psi(dims, k, self.params.channels or min(c for c, _ in dims)), Theta(k, n_classes)
+        shapes, frames = _block_shapes(clf, model, self.block_idx)
+        dims = [(c, f) for c, _, f in shapes]
+        channels = self.params.channels or min(c for c, _ in dims)
+        if self.params.psi == "conv2d":
+            stages = psi2d_stages(max(t for _, t, _ in shapes), max(f for _, f in dims), frames)
+            return Psi2d(dims, k, channels, stages), Theta(k, n_classes)
+        return Psi(dims, k, channels), Theta(k, n_classes)
 
     @torch.no_grad()
     def _encode(self, model: DomainModel, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -287,7 +466,39 @@ class L2I(Explainer):
                      "n_classes": self.theta.fc.out_features}
             return state, info
 
-        return ctx.cached_fit(self.name, self.fit_key(ctx), train, lambda state: self._load(ctx.model, state))
+        info = ctx.cached_fit(self.name, self.fit_key(ctx), train, lambda state: self._load(ctx.model, state))
+        if self.params.random_count == "mean":  # the random baseline's count: an interpretation setting, not cached
+            self.mean_relevant = self.mean_relevant_count(ctx.model, ctx.valid.waveforms, ctx.max_rows)
+            info = {**info, "random_baseline": {"mean_relevant": round(self.mean_relevant, 4),
+                                                "removed": self.random_removed(), "rt": self._random_rt(),
+                                                "clips": len(ctx.valid.waveforms), "split": "valid"}}
+        return info
+
+    def random_removed(self) -> int:
+        """``random_count: mean``: the number of components the random baseline removes from every clip,
+        :attr:`mean_relevant` rounded half up. Raises ``RuntimeError`` when it is not set (before :meth:`fit`)."""
+        if self.mean_relevant is None:
+            raise RuntimeError("L2I random_count: mean needs the mean |L| over the valid clips, which fit computes")
+        return math.floor(self.mean_relevant + 0.5)
+
+    def _random_rt(self) -> float:
+        """The threshold of the random baseline's L: ``random_rt``, or the row's ``rt``."""
+        return self.params.rt if self.params.random_rt is None else self.params.random_rt
+
+    @torch.no_grad()
+    def mean_relevant_count(self, model: DomainModel, waves: torch.Tensor, max_rows: int = 64) -> float:
+        """Mean |L| at the random baseline's threshold over clips ``waves`` [N, S], each explained for the
+        classifier's predicted class: the count ``random_count: mean`` removes (journal sec. IV-C). Batched
+        by ``max_rows``; raises ``RuntimeError`` before :meth:`fit` and ``ValueError`` for no clips."""
+        if len(waves) == 0:
+            raise ValueError("the mean number of relevant components needs at least one clip")
+        device = next(self._classifier(model).parameters()).device
+        total = 0.0
+        for i in range(0, len(waves), max_rows):
+            x = model.domain.represent(model.frontend, waves[i : i + max_rows].to(device)).x
+            it = self.interpret(x, model(x).argmax(dim=1), model)
+            total += float((it.relevance > self._random_rt()).sum())
+        return total / len(waves)
 
     def _load(self, model: DomainModel, state: dict[str, Any]) -> None:
         W = state["W"]
@@ -311,11 +522,16 @@ class L2I(Explainer):
         gen = torch.Generator().manual_seed(ctx.seed)
         x = self._pooled(ctx, ctx.train.waveforms)  # [N, T // frame_chunk, F]
         with _cpu_threads(ctx.device, 1):  # many mid-sized ops per iteration: see _train
+            labels = ctx.train.labels.to(x.device)
+            # X_train's clips: every clip, or at most max_per_class per class (seeded, a draw of its own)
+            capped, lab = x, labels
+            if p.max_per_class is not None:
+                keep = cap_per_class(labels, p.max_per_class, torch.Generator().manual_seed(ctx.seed))
+                capped, lab = x[keep], labels[keep]
             if p.dictionary == "joint":
-                W, info = learn_dictionary(as_columns(x), p.k, n_iter=p.nmf_iter, sparsity=p.sparsity, generator=gen)
+                W, info = learn_dictionary(as_columns(capped), p.k, n_iter=p.nmf_iter, sparsity=p.sparsity, generator=gen)
             else:
-                labels = ctx.train.labels.to(x.device)
-                per_class = [as_columns(x[labels == c]) for c in labels.unique().tolist()]
+                per_class = [as_columns(capped[lab == c]) for c in labels.unique().tolist()]
                 noise, source = self._noise_columns(ctx, x)
                 W, info = learn_class_dictionaries(per_class, noise, p.k_per_class, p.k_noise, n_iter=p.nmf_iter,
                                                    sparsity=p.sparsity, generator=gen)
@@ -387,11 +603,8 @@ class L2I(Explainer):
         p = self.params
         H = self.psi(feats, x.shape[1])
         logits = self.theta(H)
-        recon = F.mse_loss(reconstruct(W, H), x)
-        l1 = H.abs().mean()
-        fid = -(probs * logits.log_softmax(dim=1)).sum(dim=1).mean()
-        return {"loss": p.alpha * recon + p.beta * l1 + fid, "recon": recon, "l1": l1, "fid_ce": fid,
-                "fidelity_top1": (logits.argmax(dim=1) == probs.argmax(dim=1)).float().mean()}
+        terms = l2i_loss(W, H, x, logits, probs, p.alpha, p.beta, p.loss_reduction)
+        return {**terms, "fidelity_top1": (logits.argmax(dim=1) == probs.argmax(dim=1)).float().mean()}
 
     def _versions(self, ctx: FitContext, clips) -> list[torch.Tensor]:
         """The clips, then (when ``augment_prob`` > 0) each of the suite's contaminations applied to them."""
@@ -424,15 +637,25 @@ class L2I(Explainer):
         selected = r > self.params.rt
         return Interpretation(H, z, self.theta.fc(z), r, selected, component_mask(W, H, selected))
 
+    def random_baseline(self, it: Interpretation, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The components the random baseline removes [B, K] bool: drawn outside each clip's L at the
+        baseline's threshold (``random_rt``, else ``rt``), as many as that L holds (``random_count:
+        per_sample``) or :meth:`random_removed` for every clip (``mean``: the mean |L| that :meth:`fit` sets,
+        rounded; a ``RuntimeError`` before)."""
+        excluded = it.selected if self.params.random_rt is None else it.relevance > self.params.random_rt
+        if self.params.random_count == "per_sample":
+            return random_nonrelevant(excluded, generator)
+        return random_nonrelevant(excluded, generator, self.random_removed())
+
     def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> Explanation:
         """The soft mask of the relevant components, each relevant component as a named part
         (``component<k>``: the soft mask (w_k h_k) / (W H + eps), written as audio in ``stft2mel``),
         and for L2I's own metrics: Theta's scores, the number of relevant components, and two removals
-        the engine scores, the ``relevant`` components and the ``random`` baseline of as many
-        non-relevant ones (the paper's FF and its control)."""
+        the engine scores, the ``relevant`` components and the ``random`` baseline of non-relevant
+        ones (the paper's FF and its control; how many and which: :meth:`random_baseline`)."""
         it = self.interpret(x, target, ctx.model)
         with torch.no_grad():
-            rand = component_mask(self.W, it.H, random_nonrelevant(it.selected, ctx.generator("cpu")))
+            rand = component_mask(self.W, it.H, self.random_baseline(it, ctx.generator("cpu")))
             rows, comps = it.selected.nonzero(as_tuple=True)  # every (row, relevant component) pair at once
             onehot = F.one_hot(comps, it.selected.shape[1]).bool()
             digits = len(str(it.selected.shape[1] - 1))

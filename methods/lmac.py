@@ -6,7 +6,10 @@ grid. Its logit map is computed at the classifier's (time, mel) resolution; for 
 spread onto the linear STFT bins through the mel filterbank before the sigmoid, so the mask lives
 on the STFT grid (listenable) and every linear bin is masked like the mel bands that cover it.
 (A learned layer on the 513-bin grid costs more than the rest of the decoder and sees no
-information the classifier's latents do not carry.)
+information the classifier's latents do not carry.) ``head: linear`` adds that layer: a learned per-frame
+Linear(n_mels -> the domain's bins) in place of the fixed spreading, initialised to it (bias 0), so the
+mask ends on the STFT grid as the recipe's ``CNN14PSI_stft`` (transposed convolutions to 513 bins) and the
+paper's fig. 1 / sec. 2.2 decoder do, with linear bins under one mel band free to differ.
 
 Training (classifier frozen, y_hat = argmax f(X), the classifier's own decision)::
 
@@ -18,89 +21,93 @@ explains well, X the clean representation (before augmentation; X_in the input).
 
     regulariser (default, the paper's):  lambda_g |M*X_in - X|^2 / |X|^2 on gated items, lambda_l1 mean|M| on all
     bce (the recipe's default):           lambda_g BCE(M, oracle) on gated items, lambda_l1 mean|M| on the others
+    squared (the recipe's non-binary):    lambda_g mean (M*X_in - X)^2 on gated items, lambda_l1 mean|M| on the others
 
 (oracle: X >= ``oracle_threshold`` x its max). The gate is the recipe's (``crosscortype: dotp``):
 cos(X, M1*X_in) >= CCT. The paper's text compares M1 with the binarised X, which cannot pass here: M1
 covers most of the grid, the oracle a few %, so cos(M1, oracle) ~ sqrt(oracle share) (quickstart: no
-training clip above 0.6; ``tools/ft_gate.py``). A fit records the gated share per epoch and the
-similarity quantiles at the start; :meth:`LMAC.fit_notes` flags a row whose gate passed < 1 %.
+training clip above 0.6; ``tools/ft_gate.py``). ``gate_mask`` says which mask the gate reads: ``frozen``
+(default) the stage-1 decoder's, the paper's "mask after the initial stage"; ``current`` the decoder being
+fine-tuned, as the recipe's ``compute_objectives`` does (its ``xhat``, so the gated set moves during
+fine-tuning). A fit records the gated share per epoch and the similarity quantiles at the start;
+:meth:`LMAC.fit_notes` flags a row whose gate passed < 1 %.
+
+Options that select the recipe's (``recipes/ESC50/interpret/train_lmac.py``, ``hparams/lmac_cnn14.yaml``) or
+the paper's form where the default departs from it:
+
+* ``l1_reduction``: ``mean`` (default) is lambda_l1 x the batch's mean |M|; ``batch_sum`` is the recipe's
+  ``(xhat.abs().mean() * reg_w_l1 * ~gate).sum()``: the batch-wide mean times the number of items the L1 term
+  applies to (the batch size in stage 1, the un-gated items in fine-tuning for ``bce`` / ``squared``, every
+  item for ``regulariser``), i.e. B x stronger at batch size B.
+* ``lr_schedule``: ``constant`` (default) or ``plateau``, the recipe's SpeechBrain ``ReduceLROnPlateau``
+  (``plateau_factor`` 0.5, ``plateau_patience`` 3, ``plateau_start_epoch`` 100 = ``dont_halve_until_epoch``)
+  on minus the validation input fidelity (``plateau_monitor: fid_in``, as ``interpreter_brain.py`` passes it)
+  or on ``valid_total``; see :class:`audiobench.kernel.fitting.PlateauLR`. Each stage runs a fresh schedule
+  (the recipe fine-tunes in a new run). Each epoch's record logs its ``lr``.
+* ``head``: ``filterbank`` (default, the fixed spreading above) or ``linear`` (learned, see above).
+* ``binarize``: a threshold in (0, 1); at explanation time the mask becomes (M >= threshold) in {0, 1}, the
+  paper's "binary mask" (abstract, sec. 2, eq. 2). Training is unchanged (a continuous mask trains), so
+  it does not enter the fit's cache key.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from audiobench.contracts.component import Params
 from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import with_augmentation
-from audiobench.kernel.fitting import TermMeans, fit_epochs
+from audiobench.kernel.fitting import PlateauLR, TermMeans, fit_epochs
 from audiobench.methods.base import (
     DomainModel,
     ExplainContext,
     Explainer,
-    ExplainerParams,
     FitContext,
     classifier_blocks,
 )
 from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.lmac_objective import (
+    FinetuneParams,
+    LmacParams,
+    binary_mask,
+    cct_gate,
+    finetune_loss,
+    gate_similarity,
+    masking_loss,
+    similarity_summary,
+)
 
 LMAC_CODE_VERSION = 1  # bump when training changes the weights (stage 1: enters every key)
 # fine-tuning's own (its key only: shipped stage-1 weights stay valid). 2: gate cos(X, M1*X_in), guidance forms
 LMAC_FT_CODE_VERSION = 2
-GATE_QUANTILES = (0, 10, 50, 90, 100)  # % : the similarity quantiles a fine-tuning fit records
-
-
-class FinetuneParams(Params):
-    """The fine-tuning stage for audio quality (paper sec. 2.1; see the module docstring)."""
-
-    lambda_g: float = Field(..., gt=0, description="weight of the guidance term on gated items")
-    guidance: Literal["regulariser", "bce"] = Field(
-        "regulariser", description="regulariser: the paper's |M*X_in - X|^2 / |X|^2, L1 on every item; "
-        "bce: the recipe's BCE(M, oracle), L1 on the ungated items only",
-    )
-    cct: float = Field(0.6, ge=-1, le=1, description="gate: cos(clean X, stage-1 mask * input) >= cct")
-    epochs: int = Field(4, ge=1)
-    oracle_threshold: float = Field(0.35, gt=0, lt=1, description="oracle (bce) = clean X >= this x its max")
-
-
-class LmacParams(ExplainerParams):
-    nonneg: Literal["abs", "relu", "none"] = "none"  # the decoder's sigmoid is already a mask in [0, 1]
-    normalize: Literal["max", "none"] = "none"  # the continuous mask is used as is, as in the recipe
-    blocks: int | list[int] = Field(4, description="the N deepest classifier blocks, or a list of 1-based indices")
-    hidden: int = Field(32, ge=2, description="decoder channels")
-    lambda_in: float = Field(4.0, ge=0)
-    lambda_out: float = Field(0.2, ge=0)
-    lambda_l1: float = Field(0.4, ge=0)
-    lambda_tv: float = Field(0.0, ge=0)
-    out_cap: Literal["log_classes"] | None = Field(
-        None, description="cap CE_out at log(classes): reward an uninformative masked-out input, not a wrong one"
-    )
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    weight_decay: float = Field(2e-6, ge=0)
-    batch_size: int = Field(16, ge=1)
-    augment_prob: float = Field(0.5, ge=0, le=1, description="share of training clips taken from the suite's train.augment conditions")
-    finetune: FinetuneParams | None = None
 
 
 # ----------------------------------------------------------------------------------------------
 # the decoder
 
 
-class LmacDecoder(nn.Module):
-    """Deepest block first; each shallower block added after upsampling; sigmoid mask at the end."""
+def grid_map(model: DomainModel) -> torch.Tensor:
+    """The domain's fixed spreading of a (time, mel) map onto its grid, as a matrix [n_mels, F]: where a
+    learned head (``head: linear``) starts (the filterbank spreading on ``stft2mel``, the identity on ``mel``)."""
+    eye = torch.eye(model.frontend.params.n_mels, device=model.frontend.mel_fb.device)
+    return model.domain.from_mel_grid(model.frontend, eye).detach().cpu().float()
 
-    def __init__(self, channels: list[int], hidden: int):
+
+class LmacDecoder(nn.Module):
+    """Deepest block first; each shallower block added after upsampling; sigmoid mask at the end.
+
+    ``grid_map`` [n_mels, F] (``head: linear``): a learned per-frame ``Linear(n_mels, F)`` initialised to
+    this map (weight = its transpose, bias 0) replaces the caller's fixed ``to_domain`` spreading.
+    """
+
+    def __init__(self, channels: list[int], hidden: int, grid_map: torch.Tensor | None = None):
         super().__init__()
         self.proj = nn.ModuleList(nn.Conv2d(c, hidden, 1) for c in channels)
         self.up = nn.ModuleList(nn.ConvTranspose2d(hidden, hidden, 2, stride=2) for _ in channels[1:])
@@ -110,6 +117,12 @@ class LmacDecoder(nn.Module):
         )
         # wide layers stay at the shallowest block's resolution; one logit map reaches the full grid
         self.head = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+        self.grid: nn.Linear | None = None
+        if grid_map is not None:
+            self.grid = nn.Linear(*grid_map.shape)
+            with torch.no_grad():
+                self.grid.weight.copy_(grid_map.T)
+                self.grid.bias.zero_()
 
     @staticmethod
     def _upsample(up: nn.Module, h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -120,92 +133,14 @@ class LmacDecoder(nn.Module):
         return h
 
     def forward(self, feats: list[torch.Tensor], mel_size: tuple[int, int], to_domain) -> torch.Tensor:
-        """``feats`` deepest first; ``to_domain`` maps the mel grid [..., n_mels] to the domain's grid."""
+        """``feats`` deepest first; ``to_domain`` maps the mel grid [..., n_mels] to the domain's grid
+        (the learned ``grid`` layer does instead, when the decoder has one). Returns [B, 1, T, F] in (0, 1)."""
         h = self.proj[0](feats[0])
         for i, skip in enumerate(feats[1:], start=1):
             h = self._upsample(self.up[i - 1], h, tuple(skip.shape[-2:]))
             h = self.refine[i - 1](h + self.proj[i](skip))
         logits = F.interpolate(self.head(h), size=mel_size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(to_domain(logits))
-
-
-# ----------------------------------------------------------------------------------------------
-# losses
-
-
-def masking_loss(
-    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, p: LmacParams
-) -> dict[str, torch.Tensor]:
-    """The L-MAC objective's terms per batch (``total`` is what is minimised)."""
-    logits = model(torch.cat([mask * x, (1 - mask) * x]))
-    b = x.shape[0]
-    l_in = F.cross_entropy(logits[:b], y_hat)
-    l_out = F.cross_entropy(logits[b:], y_hat, reduction="none")
-    if p.out_cap == "log_classes":  # beyond log C the classifier is confidently wrong, not uninformed
-        l_out = l_out.clamp_max(math.log(logits.shape[-1]))
-    l_out = l_out.mean()
-    l1 = mask.abs().mean()
-    tv = (mask.diff(dim=-1).abs().mean() + mask.diff(dim=-2).abs().mean()) if p.lambda_tv else mask.new_zeros(())
-    total = p.lambda_in * l_in - p.lambda_out * l_out + p.lambda_l1 * l1 + p.lambda_tv * tv
-    return {"total": total, "in": l_in, "out": l_out, "l1": l1, "tv": tv}
-
-
-def oracle_mask(clean_x: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Binarised clean spectrogram: 1 where the clean representation is >= threshold x its per-sample max."""
-    peak = clean_x.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
-    return (clean_x >= threshold * peak).to(clean_x.dtype)
-
-
-def gate_similarity(stage1_mask: torch.Tensor, x: torch.Tensor, clean_x: torch.Tensor) -> torch.Tensor:
-    """[B] cos(X, M1 * X_in) per sample, the recipe's ``crosscor`` (``dotp``): 1 for a constant mask on a
-    clean input, lower where the mask keeps what the clean clip lacks (noise) or drops what it has."""
-    return F.cosine_similarity((stage1_mask * x).flatten(1), clean_x.flatten(1), dim=1)
-
-
-def cct_gate(similarity: torch.Tensor, cct: float) -> torch.Tensor:
-    """[B] bool: the items whose :func:`gate_similarity` reaches the threshold (the recipe's ``>=``)."""
-    return similarity >= cct
-
-
-def guidance_term(mask: torch.Tensor, x: torch.Tensor, clean_x: torch.Tensor, ft: FinetuneParams) -> torch.Tensor:
-    """[B] each sample's guidance, a mean over its N = T x F elements (lambda_g means the same on any grid).
-
-    ``regulariser``: mean_ij (M X_in - X)^2 / mean_ij X^2 = ||M * X_in - X||_2^2 / ||X||_2^2, the paper's
-    ||M(h) * X - X|| (sec. 2.1, R after eq. 2), which names no norm; the recipe computes the mean square
-    (``guidelosstype`` not ``binary``). Over the clip's mean X^2 (a constant per clip) it is also scale-free:
-    one lambda_g for |STFT|, log1p|STFT| or log-mel at any level (0 for M * X_in = X, 1 for M = 0 on a
-    clean input). ``bce``: mean_ij BCE(M, oracle), the recipe's default (``guidelosstype: binary``).
-    """
-    if ft.guidance == "regulariser":
-        energy = clean_x.pow(2).flatten(1).mean(dim=1).clamp_min(torch.finfo(clean_x.dtype).tiny)
-        return (mask * x - clean_x).pow(2).flatten(1).mean(dim=1) / energy
-    oracle = oracle_mask(clean_x, ft.oracle_threshold)
-    return F.binary_cross_entropy(mask, oracle, reduction="none").flatten(1).mean(dim=1)
-
-
-def finetune_loss(
-    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, clean_x: torch.Tensor,
-    gate: torch.Tensor, p: LmacParams,
-) -> dict[str, torch.Tensor]:
-    """Masking terms, plus lambda_g x the guidance on gated samples and the L1 term (every sample
-    for ``regulariser``, the ungated ones for ``bce``); ``clean_x`` is the clean representation."""
-    ft = p.finetune
-    assert ft is not None
-    terms = masking_loss(model, x, mask, y_hat, p.model_copy(update={"lambda_l1": 0.0}))
-    g = gate.to(mask.dtype)
-    n = max(1, mask.shape[0])
-    guidance = (g * guidance_term(mask, x, clean_x, ft)).sum() / n
-    l1 = mask.abs().flatten(1).mean(dim=1)
-    sparsity = (l1 if ft.guidance == "regulariser" else (1 - g) * l1).sum() / n
-    total = terms["total"] + ft.lambda_g * guidance + p.lambda_l1 * sparsity
-    return {**terms, "total": total, "guidance": guidance, "l1": sparsity, "gated": g.mean()}
-
-
-def similarity_summary(similarity: torch.Tensor, cct: float) -> dict[str, float]:
-    """Quantiles ``q0`` ... ``q100`` (:data:`GATE_QUANTILES`) of gate similarities and the share passed."""
-    v = similarity.detach().double().cpu()
-    return {f"q{q}": round(float(v.quantile(q / 100)), 4) for q in GATE_QUANTILES} | {
-        "passed": round(float(cct_gate(v, cct).double().mean()), 4)}
+        return torch.sigmoid(self.grid(logits) if self.grid is not None else to_domain(logits))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,12 +170,25 @@ class LMAC(Explainer):
         return [("blocks", problem)] if problem else []
 
     def row_label(self) -> str:
-        ft = self.params.finetune
+        ft, p = self.params.finetune, self.params
+        binary = (", learned head" if p.head == "linear" else "") + (f", binary {p.binarize:g}" if p.binarize is not None else "")
         if ft is None:
-            return "L-MAC"
+            return "L-MAC" + binary
         label = f"L-MAC, FT, λg={ft.lambda_g:g}"
         label += f", CCT {ft.cct:g}" if ft.cct != FinetuneParams.model_fields["cct"].default else ""
-        return label + (", BCE" if ft.guidance == "bce" else "")  # the recipe's form; the paper's is the default
+        label += {"regulariser": "", "bce": ", BCE", "squared": ", squared"}[ft.guidance]  # the recipe's forms
+        return label + (", current gate" if ft.gate_mask == "current" else "") + binary
+
+    def check_params(self) -> list[tuple[str, str]]:
+        """(parameter, problem) pairs ``validate`` reports: a plateau schedule that cannot lower the lr
+        within the stage-1 ``epochs`` (its first cut follows epoch start + patience + 1)."""
+        p = self.params
+        first_cut = p.plateau_start_epoch + p.plateau_patience + 1
+        if p.lr_schedule == "plateau" and p.epochs <= first_cut:
+            return [("lr_schedule", f"plateau cannot lower the lr within epochs {p.epochs}: the first cut follows "
+                                    f"epoch {first_cut} (plateau_start_epoch {p.plateau_start_epoch} + "
+                                    f"plateau_patience {p.plateau_patience} + 1); raise epochs or lower plateau_start_epoch")]
+        return []
 
     def fit_notes(self, info: dict[str, Any]) -> list[str]:
         """A fine-tuned row whose gate passed < 1 % of the training items is the base L-MAC trained
@@ -260,7 +208,7 @@ class LMAC(Explainer):
             blocks = min(blocks, clf.depth)
         self.block_idx = sorted(classifier_blocks(blocks, clf.depth, self.name), reverse=True)  # deepest first
         channels = [clf.block_channels()[i - 1] for i in self.block_idx]
-        return LmacDecoder(channels, self.params.hidden)
+        return LmacDecoder(channels, self.params.hidden, grid_map(model) if self.params.head == "linear" else None)
 
     def _mask(self, decoder: LmacDecoder, model: DomainModel, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -270,7 +218,7 @@ class LMAC(Explainer):
         return decoder(chosen, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
 
     def _base_params(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json", exclude={"finetune", "nonneg", "normalize"})
+        return self.params.model_dump(mode="json", exclude={"finetune", "nonneg", "normalize", "binarize"})
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
@@ -306,6 +254,11 @@ class LMAC(Explainer):
         train = _Versions(with_augmentation(ctx.train, ctx.augment, ctx.seed))
         valid = with_augmentation(ctx.valid, ctx.augment, ctx.seed)
         opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        schedule = None
+        if p.lr_schedule == "plateau":  # the recipe's ReduceLROnPlateau, fresh for each stage
+            monitor, mode = ("valid_fid_in", "max") if p.plateau_monitor == "fid_in" else ("valid_total", "min")
+            schedule = PlateauLR([opt], monitor, mode, factor=p.plateau_factor, patience=p.plateau_patience,
+                                 start_epoch=p.plateau_start_epoch)
         n = len(ctx.train)
         start_info = self._gate_at_start(ctx, frozen, train) if finetuning else {}
 
@@ -327,7 +280,7 @@ class LMAC(Explainer):
         info = fit_epochs(
             [decoder], p.finetune.epochs if finetuning else p.epochs, train_epoch,
             lambda: self._validate(ctx, decoder, frozen, valid), "valid_total", log_path,
-            desc=f"{self.row_label()} [{ctx.model.domain.key()}]", progress=ctx.progress,
+            desc=f"{self.row_label()} [{ctx.model.domain.key()}]", progress=ctx.progress, schedule=schedule,
         )
         if finetuning:  # what the gate let through, per epoch: a row nothing was guided on must show it
             start_info |= {"gated_per_epoch": {s: [round(h[f"{s}_gated"], 4) for h in info["history"]]
@@ -348,10 +301,13 @@ class LMAC(Explainer):
             sims = [gate_similarity(self._mask(frozen, model, x := rep(train.waves[k, i : i + r])), x,
                                     rep(train.clean[k, i : i + r])) for i in range(0, train.waves.shape[1], r)]
             out[name] = similarity_summary(torch.cat(sims), ft.cct)
-        return {"gate": {"similarity": "cos(X, M1*X_in)", "cct": ft.cct, "at_start": out}}
+        similarity = "cos(X, M1*X_in)" if ft.gate_mask == "frozen" else "cos(X, M*X_in), M the decoder being fine-tuned"
+        return {"gate": {"similarity": similarity, "cct": ft.cct, "at_start": out}}
 
     def _batch_terms(self, ctx, decoder, frozen, sets: _Versions, idx, which) -> dict[str, torch.Tensor]:
-        """Loss terms for the clips ``idx``, clip i taken from version ``which[i]`` (0 = clean)."""
+        """Loss terms for the clips ``idx``, clip i taken from version ``which[i]`` (0 = clean). In
+        fine-tuning the gate reads the frozen stage-1 mask, or (``gate_mask: current``) the mask of the
+        decoder being trained, the one the loss is computed on (detached: the gate is a 0/1 weight)."""
         wave = sets.waves[which, idx].to(ctx.device)
         model, domain = ctx.model, ctx.model.domain
         x = domain.represent(model.frontend, wave).x
@@ -360,19 +316,23 @@ class LMAC(Explainer):
         mask = self._mask(decoder, model, x)
         if frozen is None:
             return masking_loss(model, x, mask, y_hat, self.params)
+        ft = self.params.finetune
         with torch.no_grad():
             clean = domain.represent(model.frontend, sets.clean[which, idx].to(ctx.device)).x
-            gate = cct_gate(gate_similarity(self._mask(frozen, model, x), x, clean), self.params.finetune.cct)
+            gating = mask.detach() if ft.gate_mask == "current" else self._mask(frozen, model, x)
+            gate = cct_gate(gate_similarity(gating, x, clean), ft.cct)
         return finetune_loss(model, x, mask, y_hat, clean, gate, self.params)
 
     @torch.no_grad()
     def _validate(self, ctx, decoder, frozen, versions: list[ClipSet]) -> dict[str, float]:
         means = TermMeans()
         sets = _Versions(versions)
+        # a batch-summed L1 depends on the batch size: validate in training-sized batches (the recipe's loaders)
+        step = self.params.batch_size if self.params.l1_reduction == "batch_sum" else 64
         for k, clips in enumerate(versions):
             idx = torch.arange(len(clips))
-            for i in range(0, len(clips), 64):
-                chunk = idx[i : i + 64]
+            for i in range(0, len(clips), step):
+                chunk = idx[i : i + step]
                 means.add(self._batch_terms(ctx, decoder, frozen, sets, chunk, torch.full_like(chunk, k)), len(chunk))
         return means.means("valid_")
 
@@ -382,7 +342,8 @@ class LMAC(Explainer):
             raise RuntimeError("L-MAC must be fitted before it explains (the runner calls fit)")
         self.decoder.to(x.device).eval()
         with torch.no_grad():
-            return self._mask(self.decoder, ctx.model, x)
+            mask = self._mask(self.decoder, ctx.model, x)
+        return binary_mask(mask, self.params.binarize) if self.params.binarize is not None else mask
 
 
 class _Versions:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -60,7 +60,7 @@ from audiobench.methods.base import (
     classifier_blocks,
 )
 from audiobench.methods.blocks import blocks_problem
-from audiobench.methods.lmac import LmacDecoder, _Versions
+from audiobench.methods.lmac import LmacDecoder, _Versions, grid_map
 from audiobench.models.zeroshot import ZeroShotClassifier
 
 #: A caption source: (clip indices [B], generator) -> one caption per clip.
@@ -92,6 +92,12 @@ class LmacZsParams(ExplainerParams):
                                "on its validation clips (the paper's '(CT)' rows) instead of the suite's training "
                                "clips with captions generated from their class names; used clean")
     clotho_seconds: float = Field(10.0, gt=0, le=60, description="Clotho clips are centre-cropped / zero-padded to this length")
+    head: Literal["filterbank", "linear"] = Field(
+        "filterbank", description="filterbank: the mask's logits at the mel resolution, spread onto the domain's grid; "
+        "linear: a learned per-frame Linear(n_mels -> the domain's bins) initialised to that spreading, a decoder "
+        "output on the STFT grid (as L-MAC's head: linear)")
+
+    added_fields: ClassVar[frozenset[str]] = frozenset({"head"})
 
 
 class TextCrossAttention(nn.Module):
@@ -120,10 +126,10 @@ class ZsDecoder(nn.Module):
     module docstring)."""
 
     def __init__(self, channels: list[int], hidden: int, text_dim: int, gate: bool = False,
-                 conditioning: str = "cross_attention"):
+                 conditioning: str = "cross_attention", grid: torch.Tensor | None = None):
         super().__init__()
         self.gate = nn.Parameter(torch.zeros(2)) if gate else None  # log slope, offset of the similarity gate
-        self.body = LmacDecoder(channels, hidden)
+        self.body = LmacDecoder(channels, hidden, grid)  # grid [n_mels, F]: a learned head starting from it
         self.conditioning = conditioning
         if conditioning == "film":
             self.film = nn.ModuleList(nn.Linear(text_dim + 1, 2 * hidden) for _ in channels)
@@ -155,7 +161,7 @@ class ZsDecoder(nn.Module):
             h = b._upsample(b.up[i - 1], h, tuple(skip.shape[-2:]))
             h = self._mod(i, b.refine[i - 1](h + b.proj[i](skip)), t)
         logits = F.interpolate(b.head(h), size=mel_size, mode="bilinear", align_corners=False)
-        logits = to_domain(logits)
+        logits = b.grid(logits) if b.grid is not None else to_domain(logits)
         if self.gate is not None and match is not None:  # increasing in t . a: slope exp(.) > 0
             logits = logits + (self.gate[0].exp() * (match - self.gate[1]))[:, :, None, None]
         return torch.sigmoid(logits)
@@ -265,11 +271,12 @@ class LMACZS(Explainer):
         self.block_idx = sorted(classifier_blocks(min(self.params.blocks, clf.depth), clf.depth, self.name), reverse=True)
         dim = clf.prompt_embeddings().shape[-1]
         return ZsDecoder([clf.block_channels()[i - 1] for i in self.block_idx], self.params.hidden, dim, self.params.gate,
-                         self.params.conditioning)
+                         self.params.conditioning, grid_map(model) if self.params.head == "linear" else None)
 
     def row_label(self) -> str:
         """"LMAC-ZS" for the paper's decoder; its departures named, e.g. "LMAC-ZS (FiLM + gate)"."""
-        parts = (["FiLM"] if self.params.conditioning == "film" else []) + (["gate"] if self.params.gate else [])
+        parts = ((["FiLM"] if self.params.conditioning == "film" else []) + (["gate"] if self.params.gate else [])
+                 + (["learned head"] if self.params.head == "linear" else []))
         return self.display_name + (f" ({' + '.join(parts)})" if parts else "")
 
     def masks(self, decoder: ZsDecoder, model: DomainModel, x: torch.Tensor, text: torch.Tensor,

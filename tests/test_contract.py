@@ -12,7 +12,7 @@ from audiobench.methods.base import Explainer
 from audiobench.testing import check_method
 
 # small settings so every method runs in about a second (trainable ones fit on a few tones)
-SMALL = {"smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 4}, "shap": {"n_samples": 4},
+SMALL = {"smoothgrad": {"n_samples": 4}, "lime": {"n_samples": 12}, "kernel_shap": {"n_samples": 12}, "integrated_gradients": {"n_steps": 4}, "shap": {"n_samples": 4},
          "lmac": {"epochs": 1, "hidden": 8, "augment_prob": 0.0},
          "l2i": {"epochs": 1, "k": 4, "nmf_iter": 5, "channels": 8, "blocks": 2, "augment_prob": 0.0}}
 # check_method builds a softmax CNN14: methods that explain only other output kinds (lmac_zs: zero-shot
@@ -65,7 +65,7 @@ def test_contract_checks_the_stochastic_declaration() -> None:
     METHODS.add("contract_undeclared", Undeclared)
     with pytest.raises(AssertionError, match="does not declare stochastic = True"):
         check_method("contract_undeclared")
-    assert {n for n in METHODS.builtin_names() if METHODS.get(n).stochastic} == {"random", "smoothgrad", "shap", "l2i"}
+    assert {n for n in METHODS.builtin_names() if METHODS.get(n).stochastic} == {"random", "smoothgrad", "shap", "l2i", "lime", "kernel_shap"}
 
 
 def test_registry_names_components_and_refuses_the_wrong_kind() -> None:

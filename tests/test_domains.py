@@ -104,11 +104,23 @@ def test_mel_domain_is_the_classifier_input(frontend: Frontend, noise: torch.Ten
     assert torch.equal(domain.from_mel_grid(frontend, grid), grid)
 
 
-def test_mel_domain_is_not_listenable(frontend: Frontend, noise: torch.Tensor) -> None:
-    domain = Mel()
+@pytest.mark.parametrize("grid", ["log1p", "db"])
+def test_mel_domain_is_not_listenable(frontend: Frontend, noise: torch.Tensor, grid: str) -> None:
+    domain = Mel({"grid": grid})
     rep = domain.represent(frontend, noise)
     with pytest.raises(NotImplementedError):
         domain.to_audio(frontend, torch.ones_like(rep.x), rep)
+
+
+def test_mel_db_grid_is_the_db_of_the_mel_and_keeps_mel_maps(frontend: Frontend, noise: torch.Tensor) -> None:
+    """``grid: db`` (CLAP's feature, tests/test_domain_departures.py): 10 log10 of the mel, floored at -100 dB."""
+    domain = Mel({"grid": "db"})
+    rep = domain.represent(frontend, noise)
+    mel = torch.expm1(frontend.logmel(noise))
+    torch.testing.assert_close(rep.x, 10 * torch.log10(mel.clamp_min(1e-10)), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(domain.log_magnitude(rep.x), frontend.logmel(noise), rtol=1e-5, atol=1e-5)
+    grid = torch.rand(2, 1, 7, 80)
+    assert torch.equal(domain.from_mel_grid(frontend, grid), grid)
 
 
 # --------------------------------------------------------------------------- mel <-> linear

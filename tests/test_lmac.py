@@ -15,7 +15,8 @@ from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import Mixture
 from audiobench.methods import lmac as lmac_module
 from audiobench.methods.base import DomainModel, ExplainContext, FitContext
-from audiobench.methods.lmac import LMAC, LmacParams, masking_loss, oracle_mask
+from audiobench.methods.lmac import LMAC
+from audiobench.methods.lmac_objective import LmacParams, masking_loss, oracle_mask
 from audiobench.models.base import AudioClassifier
 from audiobench.models.cnn14 import Cnn14
 from audiobench.suite import load_suite

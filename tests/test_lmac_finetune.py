@@ -13,8 +13,8 @@ from audiobench.contracts.registry import METHODS
 from audiobench.harness.runner import run_suite
 from audiobench.methods import lmac as lmac_module
 from audiobench.methods.base import DomainModel
-from audiobench.methods.lmac import (
-    LMAC,
+from audiobench.methods.lmac import LMAC
+from audiobench.methods.lmac_objective import (
     FinetuneParams,
     LmacParams,
     cct_gate,

@@ -48,6 +48,9 @@ def test_operator_parameter_keys_and_titles() -> None:
     assert [d.title() for d in variants] == ["STFT→Mel", "STFT→Mel (log1p)", "STFT→Mel", "Mel"]
     with pytest.raises(ValueError):
         Stft2Mel({"operator": "log"})
+    # the LMAC-ZS paper's log power-STFT (sec. 3.2): its own key and title (tests/test_domain_departures.py)
+    log_power = Stft2Mel({"operator": "log1p_power"})
+    assert (log_power.key(), log_power.title()) == ("stft2mel_log1p_power", "STFT→Mel (log1p power)")
 
 
 # --------------------------------------------------------------------------- (a) known answers
@@ -84,7 +87,7 @@ def test_log1p_operator_is_the_recipes_formula(frontend: Frontend) -> None:
     torch.testing.assert_close(domain.to_logmel(frontend, rep.x), frontend.logmel(wave), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("operator", ["linear", "log1p"])
+@pytest.mark.parametrize("operator", ["linear", "log1p", "log1p_power"])
 def test_negative_grid_values_are_a_zero_magnitude(operator: str) -> None:
     frontend = Frontend()
     domain = Stft2Mel({"operator": operator})

@@ -383,3 +383,24 @@ def test_tradeoff_tool_reports_bad_suites_in_one_line(tmp_path: Path, capsys: py
     assert capsys.readouterr().err.strip() == f"lmac_zs_tradeoff: error: suite file not found: {tmp_path / 'absent.yaml'}"
     assert tool.main([str(_suite(tmp_path, methods=["random"]))]) == 1
     assert capsys.readouterr().err.strip().endswith("has no lmac_zs method")
+
+
+def test_lmac_zs_learned_head_starts_as_the_spreading_and_is_its_own_row(trained) -> None:
+    """``head: linear``: a per-frame Linear(n_mels -> bins) initialised to the domain's spreading; with the
+    other weights equal, the masks at the start are the filterbank decoder's; the fit key and label differ."""
+    result, frontend, splits = trained
+    domain = DOMAINS.get("stft2mel")()
+    model = DomainModel(result.model, domain, frontend).eval()
+    base, learned = LMACZS({"hidden": 8}), LMACZS({"hidden": 8, "head": "linear"})
+    torch.manual_seed(0)
+    d_base = base._build(model).eval()
+    d_learned = learned._build(model).eval()
+    assert d_base.body.grid is None and d_learned.body.grid.weight.shape == (frontend.params.n_fft // 2 + 1,
+                                                                            frontend.params.n_mels)
+    d_learned.load_state_dict(d_base.state_dict(), strict=False)  # every weight but the head's
+    x = domain.represent(frontend, splits["test"].waveforms[:3]).x
+    t = result.model.prompt_embeddings()[:3]
+    with torch.no_grad():
+        torch.testing.assert_close(learned.masks(d_learned, model, x, t), base.masks(d_base, model, x, t))
+    assert learned.row_label() == "LMAC-ZS (learned head)" and base.row_label() == "LMAC-ZS"
+    assert "head" not in base.params.model_dump() and learned.params.model_dump()["head"] == "linear"

@@ -11,7 +11,7 @@ and the clean target X, in four forms:
   audiobench used before ``LMAC_FT_CODE_VERSION`` 2;
 - ``cos(X, M*X)``: cosine of the clean representation and the masked input, what the SpeechBrain
   recipe computes (``crosscor``, ``crosscortype: dotp``) and the gate audiobench uses
-  (:func:`audiobench.methods.lmac.gate_similarity`);
+  (:func:`audiobench.methods.lmac_objective.gate_similarity`);
 - ``pearson(M, bin X)`` and ``pearson(X, M*X)``: the same with the means removed (the recipe's
   ``crosscortype: conv``, whose template covers the whole spectrogram);
 
@@ -36,7 +36,8 @@ from torch.nn import functional as F
 from audiobench.data.contaminations import NoContamination, with_augmentation
 from audiobench.harness.session import prepare
 from audiobench.methods.base import FitContext
-from audiobench.methods.lmac import LMAC, gate_similarity, oracle_mask
+from audiobench.methods.lmac import LMAC
+from audiobench.methods.lmac_objective import gate_similarity, oracle_mask
 
 QUANTILES = (0.0, 0.1, 0.5, 0.9, 1.0)
 

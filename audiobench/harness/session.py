@@ -128,8 +128,9 @@ class Session:
                 log_dir=self.store.root / "logs" / cell.folder / cell.domain.build().key(),
                 progress=self.progress, max_rows=explain_rows(self.device),
             ))
-            # what it trained on: the clean training splits (ids in the manifest's ``training``) and these conditions
-            info = {**info, "trained_on": {"clips": ["train", "valid"], "augment": [c.key() for c in augment]}}
+            # what it trained on: the clean training splits (ids in the manifest's ``training``) and these conditions,
+            # unless the fit says it read less (a SHAP background: the train split only)
+            info = {"trained_on": {"clips": ["train", "valid"], "augment": [c.key() for c in augment]}, **info}
         self.fitted[cell.id] = (explainer, info, time.perf_counter() - t0)
         return self.fitted[cell.id]
 

@@ -17,7 +17,8 @@ H H^T), never as an F x N reconstruction, so one iteration costs about 2 F K N +
 
 ``fixed`` leading columns of W are held (e.g. shared noise components) while the rest are learnt.
 Zero-padded columns of V (``valid`` mask) do not influence the result, so matrices of different
-widths are factorised together.
+widths are factorised together. :func:`cap_per_class` draws the training clips of X_train when a class
+has more than a cap (the L2I journal's App. A.1: 700 random positive clips per class).
 """
 
 from __future__ import annotations
@@ -150,6 +151,32 @@ def as_columns(frames: torch.Tensor) -> torch.Tensor:
 def chunk_frames(x: torch.Tensor, chunk: int) -> torch.Tensor:
     """Frames [N, T, F] -> columns [F, N * (T // chunk)], runs of ``chunk`` frames averaged."""
     return as_columns(pool_frames(x, chunk))
+
+
+def cap_per_class(labels: torch.Tensor, max_per_class: int | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices (ascending) of at most ``max_per_class`` clips of each class, drawn uniformly without
+    replacement from ``generator``; a class with fewer clips keeps all of them. ``None`` keeps every clip
+    (and draws nothing from ``generator``).
+
+    ``labels`` [N] (integer class indices) -> LongTensor [M] of positions in 0..N-1. The L2I journal
+    (App. A.1, SONYC-UST) builds X_train from "700 positively-labeled samples" drawn per class; the
+    draw is batched: one uniform key per clip, sorted within class, the first ``max_per_class`` kept.
+    Raises ``ValueError`` for a cap below 1 or labels that are not one-dimensional.
+    """
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be one-dimensional [N], not of shape {tuple(labels.shape)}")
+    n = labels.shape[0]
+    if max_per_class is None:
+        return torch.arange(n, device=labels.device)
+    if max_per_class < 1:
+        raise ValueError(f"max_per_class must be at least 1, not {max_per_class}")
+    u = torch.rand(n, generator=generator, dtype=torch.float64, device="cpu").to(labels.device)
+    lab = labels.long()
+    order = (lab.to(torch.float64) * 2 + u).argsort()  # class first, then a random key in [0, 1) within it
+    sorted_lab = lab[order]
+    first = torch.searchsorted(sorted_lab, sorted_lab, right=False)  # where each clip's class starts
+    rank = torch.arange(n, device=labels.device) - first
+    return order[rank < max_per_class].sort().values
 
 
 def learn_dictionary(

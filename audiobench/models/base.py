@@ -76,7 +76,10 @@ class AudioClassifier(nn.Module):
         """A (masked) representation on ``domain``'s grid [B, 1, T, F] -> what the network reads.
 
         The default is the log1p-mel spectrogram the representation corresponds to
-        (``domain.to_logmel``), the input of the CNN14 family.
+        (``domain.to_logmel``), the input of the CNN14 family. A model that reads another scale of it
+        may convert it here or inside the network: CNN14 with ``input_scale: db`` does so in its first
+        step (:meth:`~audiobench.models.cnn14.Cnn14.scaled_input`), so the harness's training, which
+        feeds the log1p-mel directly, reads the same; either way the mask acts on ``x`` before.
         """
         return domain.to_logmel(frontend, x)
 

@@ -5,11 +5,15 @@ projects into a shared space of ``dim`` dimensions, a small word encoder
 (:mod:`audiobench.models.text`) projecting into the same space, and a learned temperature. It is
 trained with CLAP's symmetric cross-entropy (LMAC-ZS paper eq. 2) on the dataset's training clips
 paired with generated captions (:mod:`audiobench.data.captions`: names, pitch, motion, rhythm,
-loudness; mixtures captioned with both events). Each batch holds one clip of every class (in-batch
-negatives are never the same event). Silence (an all-zero input, what an empty mask leaves) rides in
-every batch and is pulled to score each caption as the batch's unrelated clips do
+loudness; mixtures captioned with both events). By default (``batching: one_per_class``) each batch
+holds one clip of every class (in-batch negatives are never the same event); ``batching: random`` draws
+plain shuffled batches of ``model.train.batch_size`` clips, as CLAP trains (Elizalde et al. 2023; LMAC-ZS
+sec. 2.1, eq. 2: a batch of N (text, audio) pairs, every other pair a negative whatever its class), so a
+batch may hold two clips of one class (see :func:`epoch_batches`). Silence (an all-zero input, what
+an empty mask leaves) rides in every batch and is pulled to score each caption as the batch's unrelated clips do
 (:func:`silence_anchor_loss`), so that "no evidence" and "evidence of another event" look alike to a
-prompt, as in real CLAP. The evaluation prompts (``template``, default "this is the
+prompt, as in real CLAP (with ``batching: random`` the batch's other clips may include clips of the
+caption's own class). The evaluation prompts (``template``, default "this is the
 sound of {}") use a template no training caption uses. Deterministic from the seed; cached (and
 shipped) like the classifier.
 """
@@ -20,7 +24,8 @@ import io
 import json
 import math
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -35,6 +40,7 @@ from audiobench.data.captions import all_training_phrases, captions
 from audiobench.data.contaminations import peak_normalise
 from audiobench.kernel.batching import chunked
 from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.shipped import restore
 from audiobench.models.base import ModelSpec
@@ -44,6 +50,40 @@ from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts, templa
 
 CLAP_SYNTH_CODE_VERSION = 1  # bump when training changes the weights
 MAX_LOGIT_SCALE = 100.0  # CLAP clamps 1 / temperature at 100
+Batching = Literal["one_per_class", "random"]
+BATCHINGS: tuple[Batching, ...] = ("one_per_class", "random")
+
+
+def epoch_batches(labels: torch.Tensor, n_classes: int, batching: Batching, batch_size: int,
+                  gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """One epoch's training batches: indices into ``labels`` [N] (class ids in 0..``n_classes``-1), drawn
+    from ``gen`` lazily, a batch at a time (the caller draws from ``gen`` between batches).
+
+    * ``one_per_class``: each batch holds one clip of every class present, in random order; an epoch
+      has as many batches as the smallest class has clips (the larger classes' surplus is left out,
+      a fresh draw each epoch). ``batch_size`` is not read.
+    * ``random``: a random permutation of all N clips cut into batches of ``batch_size`` (CLAP's
+      plain shuffled batches); a trailing batch of fewer than 2 clips is left out (the contrastive
+      loss needs two). Raises :class:`AudiobenchError` when ``batch_size`` < 2.
+    """
+    if batching == "one_per_class":
+        by_class = [torch.nonzero(labels == c).flatten() for c in range(n_classes)]
+        by_class = [ix for ix in by_class if len(ix)]
+        steps = min(len(ix) for ix in by_class)
+        cols = torch.stack([ix[torch.randperm(len(ix), generator=gen)[:steps]] for ix in by_class], dim=1)
+        for step in torch.randperm(steps, generator=gen).tolist():
+            yield cols[step][torch.randperm(cols.shape[1], generator=gen)]
+    elif batching == "random":
+        if batch_size < 2:
+            raise AudiobenchError(f"model.batching random needs model.train.batch_size >= 2 (contrastive pairs), "
+                                  f"got {batch_size}")
+        order = torch.randperm(len(labels), generator=gen)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) >= 2:
+                yield idx
+    else:
+        raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}")
 
 
 class SynthClap(ZeroShotClassifier):
@@ -120,6 +160,11 @@ class ClapSynthSpec(ModelSpec):
         silence_anchor: float = Field(1.0, ge=0, description="weight of a term giving silence (an all-zero input: what "
                                       "an empty mask leaves) each caption's mean similarity to the batch's other clips: "
                                       "no evidence scores like unrelated audio")
+        batching: Batching = Field(
+            "one_per_class", description="one_per_class: each training batch holds one clip of every class; "
+            "random: plain shuffled batches of model.train.batch_size clips, as CLAP (Elizalde et al. 2023; "
+            "LMAC-ZS sec. 2.1, eq. 2), so two clips of a class can meet in a batch")
+        added_fields: ClassVar[frozenset[str]] = frozenset({"batching"})
 
     def trained_conditions(self, train_params: Any) -> list[tuple[tuple[str, ...], str]]:
         """Mixtures (``model.train.mixture_prob``) and, with ``faint_prob``, white noise at -3 to 3 dB."""
@@ -197,23 +242,20 @@ class ClapSynthSpec(ModelSpec):
         wave = peak_normalise(train.subset(slice(None))).waveforms.to(device)
         labels = train.labels
         opt = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
-        by_class = [torch.nonzero(labels == c).flatten() for c in range(len(classes))]
-        by_class = [ix for ix in by_class if len(ix)]
-        steps = min(len(ix) for ix in by_class)
         valid_wave = peak_normalise(valid.subset(slice(None))).waveforms.to(device)
         vgen = torch.Generator().manual_seed(seed + 1)
         valid_text = captions(classes, valid.labels, vgen)
 
         def train_epoch() -> dict[str, float]:
             means = TermMeans()
-            cols = torch.stack([ix[torch.randperm(len(ix), generator=gen)[:steps]] for ix in by_class], dim=1)
-            for step in torch.randperm(steps, generator=gen).tolist():
-                idx = cols[step][torch.randperm(cols.shape[1], generator=gen)]
+            for idx in epoch_batches(labels, len(classes), p.batching, tp.batch_size, gen):
                 x, lab = wave[idx.to(device)], labels[idx]
                 n = len(idx)
                 mixed = torch.rand(n, generator=gen) < tp.mixture_prob
                 shift = 1 + int(torch.randint(max(1, n - 1), (1,), generator=gen))
                 partner = torch.roll(torch.arange(n), shift)
+                if p.batching == "random":  # a partner of another class only (one_per_class: always the case)
+                    mixed &= lab[partner] != lab
                 snr = tp.mixture_snr_db[0] + (tp.mixture_snr_db[1] - tp.mixture_snr_db[0]) * torch.rand(n, generator=gen)
                 x = mix_rows(x, x[partner.to(device)], snr.to(device), mixed.to(device))
                 faint = torch.rand(n, generator=gen) < p.faint_prob

@@ -35,8 +35,11 @@ BERT sizes come from the folder's ``config.json``.
 Audio path. msclap's CNN14 reads a 44.1 kHz waveform (5 s; shorter clips are tiled, longer ones
 cropped at random) and computes ``10 log10(max(|STFT|^2 @ melW, 1e-10))`` (torchlibrosa,
 ``power_to_db`` with ref 1, no top_db), then ``bn0`` and the conv blocks. Here the network reads
-the harness's masked representation: :meth:`MsClap.network_input` takes the log1p-mel the domain
-stands for and returns ``10 log10(max(expm1(.), 1e-10))``. That is CLAP's input exactly when the
+the harness's masked representation: :meth:`MsClap.network_input` takes the dB mel the domain
+stands for (:meth:`Domain.to_db_mel`): ``10 log10(max(expm1(.), 1e-10))`` of the log1p-mel of the
+``stft2mel`` grids and of the default ``mel`` grid, so there the mask multiplies the log1p-mel (or
+the STFT), not CLAP's feature; the grid itself under ``mel{grid: db}``, whose mask multiplies CLAP's
+dB log-mel directly (the LMAC-ZS paper's Mel masking, sec. 3.2). That is CLAP's input exactly when the
 suite's front end is CLAP's: 44.1 kHz, ``n_fft``/``win_length`` 1024, hop 320, ``window: hann``,
 64 mel bands from 50 to 14000 Hz, ``mel_scale: slaney``, ``mel_norm: slaney``, ``mel_power: 2``
 (the front end's filterbank must then equal the checkpoint's ``melW``; a mismatch is an error at
@@ -204,13 +207,14 @@ class MsClap(ZeroShotClassifier):
     def network_input(self, domain: Domain, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
         """A (masked) representation [B, 1, T, F] -> CLAP's dB log-mel ``10 log10(max(mel, 1e-10))`` [B, 1, T, 64].
 
-        ``mel`` = ``expm1`` of the log1p-mel the domain stands for: CLAP's ``|STFT|^2 @ melW`` when
-        the front end is CLAP's (module docstring). Raises :class:`AudiobenchError` (one line) when
-        the front end's filterbank is not the checkpoint's ``melW`` or it reads magnitudes.
+        :meth:`Domain.to_db_mel`: ``mel`` = ``expm1`` of the log1p-mel the domain stands for (CLAP's
+        ``|STFT|^2 @ melW`` when the front end is CLAP's, module docstring), or, on ``mel{grid: db}``,
+        the masked grid itself (the mask multiplies CLAP's own feature, LMAC-ZS sec. 3.2). Raises
+        :class:`AudiobenchError` (one line) when the front end's filterbank is not the checkpoint's
+        ``melW`` or it reads magnitudes.
         """
         self._check_frontend(frontend)
-        mel = torch.expm1(domain.to_logmel(frontend, x)).clamp_min(AMIN)
-        return 10.0 * torch.log10(mel)
+        return domain.to_db_mel(frontend, x)
 
     def _check_frontend(self, frontend: Frontend) -> None:
         if self._frontend_checked == id(frontend):

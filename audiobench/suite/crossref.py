@@ -195,6 +195,17 @@ def check_known_answer(errors: LocatedErrors, model: ComponentSpec | None, metho
                          f"band_energy); model '{model.name}' does not")
 
 
+def check_domain_models(errors: LocatedErrors, model: ComponentSpec | None, domains: list[ComponentSpec]) -> None:
+    """A domain that cannot serve the suite's model (:meth:`Domain.model_problem`, e.g. ``mel{grid: db}``
+    with ``band_energy``), reported at the domain's line."""
+    if model is None:
+        return
+    for i, d in enumerate(domains):
+        problem = d.build().model_problem(model.cls())
+        if problem:
+            errors.add(("domains", i), problem)
+
+
 def same_setting(a: Any, b: Any) -> bool:
     """Whether two settings are equal, numbers compared as numbers (YAML's 14000 is 14000.0)."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):

@@ -16,6 +16,7 @@ from audiobench.contracts.targets import TargetParams
 from audiobench.kernel.errors import AudiobenchError, SuiteError, did_you_mean
 from audiobench.metrics.budget import BudgetParams
 from audiobench.suite.crossref import (
+    check_domain_models,
     check_known_answer,
     check_method_layers,
     check_sigmoid_only_targets,
@@ -293,6 +294,7 @@ def parse_suite(
         for d in domains:
             if allowed is not None and d.name not in allowed:
                 errors.add(("methods", i), f"method '{m.name}' does not support domain '{d.name}' (supports: {', '.join(allowed)})")
+    check_domain_models(errors, model, domains)
 
     resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods,
                   **{"train.augment": augment})
