@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError, RunStopped
 
 DESCRIPTION = """\
 Benchmark interpretability methods for audio classifiers.
@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         "Print one name per line with a one-line description, including plugins."))
     ls.add_argument("kind", choices=LIST_KINDS)
     ls.add_argument("-v", "--verbose", action="store_true", help="also each component's parameters (name = default: meaning) and each dataset's URL, citation and licence")
+    ls.add_argument("--plugins", nargs="+", metavar="FILE", default=[], help=(
+        "also what these plugin files register: a .py plugin file, or a suite whose plugins: list is read"))
 
     t = sub.add_parser("table", help="re-render the tables of a finished run", description=(
         "Render the tables of RUN_DIR from its stored results only (per_sample.parquet and "
@@ -182,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines() or ["error"]:
             print(f"audiobench: error: {line}" if ":" not in line.split(" ")[0] else line, file=sys.stderr)
         return 1
+    except RunStopped as exc:  # SIGTERM while workers ran: they are stopped
+        print(f"audiobench: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("audiobench: interrupted; completed cells are kept, run again to resume", file=sys.stderr)
         return 130
@@ -202,8 +207,10 @@ def _parameters(obj: object) -> list[str]:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "list":
-        from audiobench.contracts.registry import REGISTRIES
+        from audiobench.contracts.registry import REGISTRIES, load_plugin_file, plugin_files
 
+        for path in plugin_files(args.plugins):
+            load_plugin_file(path)
         for name, obj in REGISTRIES[args.kind].items():
             print(f"{name:<22} {_describe(args.kind, obj)}")
             if args.verbose and hasattr(obj, "details"):

@@ -131,7 +131,9 @@ def check_model(
     outputs exist, one per block, with the declared channels. ``constant_ok``: classes may score a
     constant (a hand-built model whose other classes are fixed, e.g. ``band_energy``: their exact
     attribution is zero); at least one class must still vary and have a gradient. Raises
-    ``AssertionError`` naming the first broken rule.
+    ``AssertionError`` naming the first broken rule. A domain the model cannot read (``validate`` refuses
+    it: the mel domain for a model of input kind ``linear``) is left out; a :attr:`~AudioClassifier.detector`
+    is checked with ``n_classes=2``.
     """
     spec = name if isinstance(name, ModelSpec) else MODELS.get(name)(params or {})
     label = spec.name or type(spec).__name__
@@ -152,11 +154,17 @@ def check_model(
     clf = spec.build(names, frontend.n_mels, frontend.sample_rate)
     rule(isinstance(clf, AudioClassifier), f"build returned {type(clf).__name__}, not an AudioClassifier")
     rule(clf.output_kind in OUTPUT_KINDS, f"output kind {clf.output_kind!r} is not one of {OUTPUT_KINDS}")
+    rule(clf.input_kind == spec.input_kind, f"the spec declares input kind {spec.input_kind!r}, the network it builds "
+                                            f"{clf.input_kind!r} (validate reads the spec's)")
+    rule(not clf.detector or n_classes == 2, f"a detector has two classes (absent, present), not {n_classes}: "
+                                             "check it with n_classes=2")
     clf = clf.eval()
     checked = ["front end", "built"]
     clips = _tones(6, n_classes, frontend.sample_rate)
     for domain in (Stft2Mel(), Stft2Mel({"operator": "log1p"}), Mel()):
         where = f"[{domain.key()}] "
+        if domain.model_problem(type(spec)) is not None:  # refused at validate (a linear-magnitude model in mel)
+            continue
         model = DomainModel(clf, domain, fe).eval()
         x = domain.represent(fe, clips.waveforms).x
         with torch.no_grad():

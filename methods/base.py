@@ -204,11 +204,24 @@ class Explainer(Component):
 
     def __init__(self, params: Params | dict[str, Any] | None = None):
         super().__init__(params)
+        self.run_notes: list[str] = []  # facts a reader of this row's tables must know (see note)
         if getattr(self.params, "nonneg", None) == "none" and self.signed_maps:
             raise AudiobenchError(
                 f"{self.name}: nonneg none would pass signed maps (values below 0) to the metrics as masks; "
                 "use abs or relu"
             )
+
+    def note(self, text: str) -> None:
+        """Record, once, a fact about this row's maps that a reader must know (a 1-D block's maps have no
+        frequency structure); the cell keeps it and the table's caption prints it."""
+        if text not in self.run_notes:
+            self.run_notes.append(text)
+
+    def note_flat_blocks(self, feats: list[torch.Tensor], what: str) -> None:
+        """:meth:`note` when every block in ``feats`` [B, C, T', F'] has F' = 1 (a model of 1-D blocks):
+        ``what`` (maps, masks) read from them are constant over frequency."""
+        if feats and all(f.shape[-1] == 1 for f in feats):
+            self.note(f"its {what} come from 1-D blocks (no frequency axis, [B, C, T, 1]): they vary over time only")
 
     def row_label(self) -> str:
         """The table row's default label for these parameters (a suite's ``label:`` overrides it)."""

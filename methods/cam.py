@@ -71,6 +71,8 @@ class _Cam(Explainer):
         grid (a model that reads it, e.g. ``band_energy``) is taken as it is."""
         if cam.shape[-2:] == x.shape[-2:]:
             return cam
+        if x.shape[-1] > 1:  # a block without a frequency axis: the upsampled map is constant over it
+            self.note_flat_blocks([cam], "maps")
         mode = self.params.interpolate
         size = (x.shape[2], x.shape[3] if self.params.mel_to_linear == "stretch" else ctx.frontend.params.n_mels)
         up = torch.nn.functional.interpolate(

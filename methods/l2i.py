@@ -394,6 +394,7 @@ class L2I(Explainer):
     display_name = "L2I"
     Params = L2IParams
     trainable = True
+    output_kinds = ("softmax",)  # its fit trains with softmax cross-entropy (a sigmoid or zero-shot model: refused at validate)
     needs_gradients = False
     signed_maps = False
     stochastic = True  # its random-removal control draws from the seed; the mask does not

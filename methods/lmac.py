@@ -154,6 +154,7 @@ class LMAC(Explainer):
     display_name = "L-MAC"
     Params = LmacParams
     trainable = True
+    output_kinds = ("softmax",)  # its fit trains with softmax cross-entropy (a sigmoid or zero-shot model: refused at validate)
     needs_gradients = False
     signed_maps = False
 
@@ -214,6 +215,7 @@ class LMAC(Explainer):
         with torch.no_grad():
             feats = model.features(x)
         chosen = [feats[i - 1] for i in self.block_idx]
+        self.note_flat_blocks(chosen, "masks")
         mel_size = (x.shape[-2], model.frontend.params.n_mels)
         return decoder(chosen, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
 

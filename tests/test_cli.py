@@ -95,3 +95,23 @@ def test_run_then_table_in_every_format(write_suite, tmp_path: Path) -> None:
     assert list(frame.columns) == ["dataset", "contamination", "domain", "row", "ai", "ad", "ag", "ff", "fid_in",
                                    "sps", "comp", "mm", "n"]
     assert frame[["dataset", "contamination", "domain", "row", "n"]].values.tolist() == [["synth", "none", "mel", "Random", 4]]
+
+
+def test_list_shows_a_suites_plugin_models_with_plugins(tmp_path: Path) -> None:
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(
+        "from audiobench.contracts.registry import MODELS\n"
+        "from audiobench.models.cnn14 import Cnn14Spec\n\n\n"
+        "@MODELS.register('my_lab_cnn')\n"
+        "class MyLab(Cnn14Spec):\n"
+        "    \"\"\"Our lab's CNN.\"\"\"\n"
+    )
+    (tmp_path / "suites").mkdir()
+    suite = tmp_path / "suites" / "mine.yaml"
+    suite.write_text("name: mine\nplugins: [../mine.py]\n")  # relative to the suite's folder, as in a run
+    assert "my_lab_cnn" not in cli("list", "models").stdout
+    for source in (suite, plugin):
+        out = cli("list", "models", "--plugins", str(source))
+        assert out.returncode == 0 and "my_lab_cnn             Our lab's CNN." in out.stdout
+    missing = cli("list", "models", "--plugins", str(tmp_path / "none.py"))
+    assert missing.returncode == 1 and missing.stderr.strip() == f"--plugins: {tmp_path / 'none.py'} not found"

@@ -108,6 +108,23 @@ def test_unknown_target_class_is_a_located_error(tmp_path: Path, capsys: pytest.
     assert "suite.yaml:" in err and "classes" in err
 
 
+@pytest.mark.parametrize(("model", "kind"), [({"name": "band_sigmoid"}, "sigmoid"), ({"name": "band_prompts"}, "similarity")])
+def test_interpreters_trained_with_softmax_cross_entropy_are_refused_for_other_kinds(
+    tmp_path: Path, capsys: pytest.CaptureFixture, model: dict, kind: str,
+) -> None:
+    """L-MAC and L2I fit with softmax cross-entropy: a sigmoid or zero-shot model is refused at their lines."""
+    suite = _suite(tmp_path, model, {"name": "tones", "events": 1})
+    raw = yaml.safe_load(suite.read_text())
+    raw["methods"] = ["saliency", {"name": "lmac", "epochs": 1}, {"name": "l2i", "epochs": 1}]
+    suite.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(suite)]) == 1
+    err = capsys.readouterr().err
+    for name in ("lmac", "l2i"):
+        assert (f"method '{name}' explains softmax models, but model '{model['name']}' is {kind} "
+                "(its fit trains with softmax cross-entropy)") in err
+    assert "'saliency'" not in err
+
+
 def test_mel_domain_probability_matches_the_models_own_path() -> None:
     """The harness's route (domain -> network_input -> scores -> probabilities) equals the toy's formula."""
     e, _, toy = _by_hand("test", 2)
@@ -117,3 +134,31 @@ def test_mel_domain_probability_matches_the_models_own_path() -> None:
     x = Mel().represent(frontend, clips.waveforms / clips.waveforms.abs().amax(dim=1, keepdim=True)).x
     scores = model(model.network_input(Mel(), frontend, x))
     torch.testing.assert_close(model.probabilities(scores), torch.sigmoid(toy.GAIN * (e - toy.BIAS)), atol=1e-5, rtol=0)
+
+
+def test_accuracy_is_recorded_per_domain_and_the_caption_shows_it_where_domains_disagree() -> None:
+    """A model may read the unmasked clip differently in each domain (a linear-magnitude or waveform
+    model): the manifest keeps each domain's accuracy and the caption shows both where they differ."""
+    import pandas as pd
+
+    from audiobench.contracts.table_spec import TableSpec
+    from audiobench.store.manifest import accuracy_by_domain, evaluated_accuracy
+    from audiobench.store.records import read_manifest
+    from audiobench.tables.run import _run_caption
+
+    rows = []
+    for domain, preds in (("stft2mel", [0, 1, 1, 0]), ("mel", [0, 1, 0, 0])):
+        for i, (pred, true) in enumerate(zip(preds, [0, 1, 1, 1], strict=True)):
+            for metric, value in (("pred_orig", pred), ("y_true", true)):
+                rows.append({"domain": domain, "contamination": "none", "row": "Saliency", "sample_id": f"c{i}",
+                             "metric": metric, "value": float(value)})
+    frame = pd.DataFrame(rows)
+    assert accuracy_by_domain(frame) == {"stft2mel": {"none": 0.75}, "mel": {"none": 0.5}}
+    assert evaluated_accuracy(frame) == {"none": 0.75}  # the first domain's, as before
+    manifest = read_manifest(Path(__file__).resolve().parents[1] / "results" / "planted_handbuilt")
+    manifest.accuracy.evaluated = {"none": 0.75}
+    spec = TableSpec(name="t", metrics=["gt_mass"])
+    manifest.accuracy.by_domain = accuracy_by_domain(frame)
+    assert "on these clips STFT→Mel 75.0%, Mel 50.0%" in _run_caption(manifest, frame, spec)({"contamination": "none"})
+    manifest.accuracy.by_domain = {"stft2mel": {"none": 0.75}, "mel": {"none": 0.75}}
+    assert "75.0% on these clips" in _run_caption(manifest, frame, spec)({"contamination": "none"})

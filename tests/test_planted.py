@@ -81,7 +81,7 @@ def test_the_planted_classifier_relies_on_the_cue(write_suite, tmp_path):
 
     def accuracy(clips) -> float:
         with torch.no_grad():
-            return float((model(_features(frontend, clips, torch.device("cpu"))).argmax(-1) == clips.labels).float().mean())
+            return float((model(_features(frontend, clips, torch.device("cpu"), model)).argmax(-1) == clips.labels).float().mean())
 
     assert accuracy(with_cue) >= 0.75
     assert accuracy(without) <= 0.5

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from audiobench.contracts.component import Component, Params
 from audiobench.contracts.frontend import Frontend
 from audiobench.contracts.registry import DOMAINS
+from audiobench.kernel.errors import AudiobenchError
 
 #: torchlibrosa's ``power_to_db`` floor (``amin``, ref 1, no top_db): what CLAP 2022 / PANNs clamp mel energies at
 DB_AMIN = 1e-10
@@ -79,6 +80,13 @@ class Domain(Component):
         """A representation on this domain's grid -> the (linear) magnitudes its bins stand for, >= 0
         (|STFT| bins, or mel-band energies): what a spectrogram picture or a level threshold reads."""
         raise NotImplementedError
+
+    def linear_magnitude(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
+        """A (masked) representation -> the linear STFT magnitudes |X| [B, 1, T, n_fft/2 + 1] it stands
+        for: what a model of input kind ``linear`` reads. :class:`AudiobenchError` where the grid has no
+        STFT bins (the mel domain: its filterbank cannot be inverted)."""
+        raise AudiobenchError(f"domain {self.key()} has no linear STFT magnitudes to give a model that reads them "
+                              "(use stft2mel)")
 
     def log_magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """log1p of :meth:`magnitude`: the log-magnitude view of the grid (log1p|STFT|, or the log1p-mel),
@@ -182,6 +190,9 @@ class Stft2Mel(Domain):
             return torch.expm1(x).clamp_min(0)
         return _sqrt0(self._power(x))
 
+    def linear_magnitude(self, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
+        return self.magnitude(x)
+
     def log_magnitude(self, x: torch.Tensor) -> torch.Tensor:
         op = self.params.operator
         if op == "linear":
@@ -272,6 +283,10 @@ class Mel(Domain):
         return super().to_db_mel(frontend, x)
 
     def model_problem(self, model: Any) -> str | None:
+        if getattr(model, "input_kind", "logmel") == "linear":
+            name = getattr(model, "name", "") or type(model).__name__
+            return (f"domain mel cannot serve model '{name}': it reads the linear STFT magnitude, and the mel "
+                    "filterbank cannot be inverted (use stft2mel)")
         if self._db and getattr(model, "knows_exact_attribution", False):
             name = getattr(model, "name", "") or type(model).__name__
             return (f"domain mel with grid: db cannot serve model '{name}': its exact attribution takes a zero grid "

@@ -16,7 +16,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -179,6 +179,29 @@ REGISTRIES: dict[str, Registry] = {
     "domains": DOMAINS,
     "models": MODELS,
 }
+
+def plugin_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The plugin files behind ``paths``: a ``.py`` file is one; a suite (``.yaml``/``.yml``) names its
+    own under ``plugins:``, relative to the suite's folder. :class:`AudiobenchError` for a missing file or
+    a suite that is not YAML."""
+    import yaml
+
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise AudiobenchError(f"--plugins: {path} not found")
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            out.append(path)
+            continue
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise AudiobenchError(f"--plugins: {path} is not readable YAML ({str(exc).splitlines()[0]})") from None
+        listed = data.get("plugins") or [] if isinstance(data, dict) else []
+        out += [(path.parent / str(p)).resolve() for p in (listed if isinstance(listed, list) else [listed])]
+    return out
+
 
 def load_plugin_file(path: str | Path) -> None:
     """Import a local plugin file; its decorators register what it defines."""

@@ -16,7 +16,11 @@ executor, the in-process loop included, is a thin layer on that, driven by :func
 A cell that fails is reported with its id and error (its traceback in
 ``RUN_DIR/status/<cell>.failed.json``, :mod:`audiobench.store.status`); the others still run, and no
 table is written until it succeeds: re-run the suite (with any executor) to compute only what is
-missing, or the cell alone with ``audiobench run SUITE --cell ID``.
+missing, or the cell alone with ``audiobench run SUITE --cell ID``. A worker that dies (killed by the
+OOM killer, a crash in native code) or a job that dies is reported as such, its cells counted as
+``audiobench status`` shows them (:func:`unfinished_report`), never as failures of the cells. Stopping
+a ``--workers`` run (SIGTERM) stops its workers (:mod:`audiobench.harness.pool`). ``--executor ray
+--address`` with no cluster behind it is a one-line error within seconds (:func:`connect_ray`).
 
 Executors change where cells run, never what they compute: each cell's random draws come from its
 own hash. Results equal the sequential run's at the same number of torch threads per cell (and
@@ -25,11 +29,10 @@ differ in the last float bits otherwise, like any change of thread count).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,12 @@ from tqdm.auto import tqdm
 
 from audiobench.contracts.registry import load_plugin_file
 from audiobench.harness.finish import finish
+from audiobench.harness.pool import run_pool
+from audiobench.harness.ray_connect import RAY_CONNECT_ENV, connect_ray, env_set
 from audiobench.harness.session import RunResult, Session, find_cell, prepare, resolve_device, run_cell
+from audiobench.harness.unfinished import unfinished_report
 from audiobench.kernel.cache import cache_dir, stable_hash
-from audiobench.kernel.errors import AudiobenchError
+from audiobench.kernel.errors import AudiobenchError, error_line
 from audiobench.store.lock import cells_lock, run_lock
 from audiobench.store.run_dir import RunStore
 from audiobench.store.status import write_plan
@@ -115,7 +121,7 @@ def cell_group_task(job: Job, cell_ids: list[str], executor: str = "submitit", t
         try:
             cell_task(job, cid, executor, threads)
         except Exception as exc:
-            failures[cid] = _error_line(exc)
+            failures[cid] = error_line(exc)
     return failures
 
 
@@ -134,14 +140,6 @@ def finish_stage(job: Job, fresh: list[str], seconds: float, executor: dict[str,
     return finish(session, metas, time.perf_counter() - seconds, executor)
 
 
-def _error_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    # submitit and Ray wrap the worker's traceback: its last line is the error itself
-    last = lines[-1] if lines else type(exc).__name__
-    return last if ":" in last else f"{type(exc).__name__}: {last}"
-
-
 class _Sequential:
     """The cells one after the other in this process (the default). A failing cell stops the run
     with its own exception (recorded as failed in ``RUN_DIR/status``); ``only``: ``--cell ID``."""
@@ -150,6 +148,7 @@ class _Sequential:
 
     def __init__(self, progress: bool, only: str | None = None):
         self.progress, self.only = progress, only
+        self.incidents: list[str] = []
 
     def shared(self, job: Job) -> list[str]:
         return shared_stage(job, self.progress, self.only)
@@ -170,7 +169,8 @@ class _Sequential:
 
 
 class _Local:
-    """``workers`` processes on this machine (spawned), each with ``threads`` torch threads."""
+    """``workers`` processes on this machine (spawned), each with ``threads`` torch threads
+    (:mod:`audiobench.harness.pool`: a stop stops them, a dead worker is reported as such)."""
 
     name = "local"
 
@@ -178,26 +178,19 @@ class _Local:
         self.params, self.progress = params, progress
         total = torch.get_num_threads()
         self.threads = params.threads or max(1, total // params.workers)
+        self.incidents: list[str] = []
 
     def shared(self, job: Job) -> list[str]:
         return shared_stage(job, self.progress)  # here: the session is reused by finish
 
     def cells(self, job: Job, ids: list[str]) -> dict[str, str]:
-        failures: dict[str, str] = {}
         if not ids:
-            return failures
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
-        with cf.ProcessPoolExecutor(min(self.params.workers, len(ids)), mp_context=ctx) as pool:
-            futures = {pool.submit(cell_task, job, cid, "local", self.threads): cid for cid in ids}
-            try:
-                for fut in tqdm(cf.as_completed(futures), total=len(futures), desc=job.suite.name, unit="cell",
-                                disable=not self.progress):
-                    if fut.exception() is not None:
-                        failures[futures[fut]] = _error_line(fut.exception())  # type: ignore[arg-type]
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-        return failures
+            return {}
+        task = partial(cell_task, job, executor="local", threads=self.threads)
+        out = run_pool(task, ids, self.params.workers, error_line, desc=job.suite.name, progress=self.progress,
+                       stop_note=f" (audiobench status {job.root} lists the interrupted cells)")
+        self.incidents = out.incidents
+        return out.failures
 
     def finish(self, job: Job, fresh: list[str], seconds: float) -> Any:
         return finish_stage(job, fresh, seconds, self.params.model_dump(mode="json"))
@@ -235,6 +228,7 @@ class _Submitit:
             kw["slurm_additional_parameters"] = dict(params.slurm)
         self.executor.update_parameters(**kw)
         self.slurm = self.executor.cluster == "slurm"
+        self.incidents: list[str] = []
 
     def shared(self, job: Job) -> list[str]:
         return self.executor.submit(shared_stage, job).result()
@@ -265,9 +259,9 @@ class _Submitit:
     def _wait(group: list[str], j: Any, failures: dict[str, str]) -> None:
         try:
             failures.update(j.result())
-        except Exception as exc:  # the job itself died (time limit, memory): every cell it had
+        except Exception as exc:  # the job died (time limit, memory): its cells (the report leaves out those stored)
             for cid in group:
-                failures[cid] = f"{_error_line(exc)} (job {j.job_id}, logs {j.paths.stderr})"
+                failures[cid] = f"{error_line(exc)} (job {j.job_id}, logs {j.paths.stderr})"
 
     def finish(self, job: Job, fresh: list[str], seconds: float) -> Any:
         return self.executor.submit(finish_stage, job, fresh, seconds, self.params.model_dump(mode="json")).result()
@@ -283,15 +277,18 @@ class _Ray:
     name = "ray"
 
     def __init__(self, params: ExecutorParams, progress: bool):
-        try:
-            import ray
-        except ImportError as exc:
-            raise AudiobenchError("--executor ray needs the ray package: pip install ray") from exc
-        self.ray, self.params, self.progress = ray, params, progress
-        self.started = False
-        if not ray.is_initialized():
-            ray.init(address=params.address, include_dashboard=False, log_to_driver=False)
-            self.started = True
+        target = os.environ.get("RAY_ADDRESS") or params.address  # Ray's own precedence
+        with env_set(RAY_CONNECT_ENV if target not in (None, "", "local") else {}):  # Ray reads them on import
+            try:
+                import ray
+            except ImportError as exc:
+                raise AudiobenchError("--executor ray needs the ray package: pip install ray") from exc
+            self.ray, self.params, self.progress = ray, params, progress
+            self.incidents: list[str] = []
+            self.started = False
+            if not ray.is_initialized():
+                connect_ray(ray, params.address)
+                self.started = True
         opts: dict[str, Any] = {"num_cpus": params.cpus_per_task, "num_gpus": params.gpus_per_task, "max_retries": 0}
         if params.mem_gb is not None:
             opts["memory"] = int(params.mem_gb * 1e9)
@@ -316,7 +313,7 @@ class _Ray:
                     self.ray.get(ref)
                 except Exception as exc:  # ray.exceptions.RayTaskError wraps the cell's error
                     cause = getattr(exc, "cause", None)
-                    failures[refs[ref]] = _error_line(cause if isinstance(cause, BaseException) else exc)
+                    failures[refs[ref]] = error_line(cause if isinstance(cause, BaseException) else exc)
                 bar.update(1)
         bar.close()
         return failures
@@ -346,8 +343,10 @@ def run_with(
     stages) only when every cell is then stored, else the result has ``complete=False``.
     A suite run holds the run lock (a second one on ``root`` is refused); a ``cell`` run without
     ``overwrite`` holds only the cell writers' shared lock, so several may write one directory.
-    Raises :class:`AudiobenchError` listing every failed cell (id and error) of a parallel executor,
-    after the others are stored; the in-process loop raises the failing cell's own exception.
+    Raises :class:`AudiobenchError` when a parallel executor leaves cells unstored, after the others are
+    stored: each failed cell (id and error), each worker or job that died, and the counts of
+    :func:`unfinished_report`; the in-process loop raises the failing cell's own exception.
+    :class:`audiobench.kernel.errors.RunStopped`: SIGTERM stopped the ``local`` workers.
     """
     parallel = cell is None and params is not None and params.parallel
     root = Path(root).resolve() if parallel else Path(root)
@@ -369,11 +368,8 @@ def run_with(
         try:
             todo = backend.shared(job)
             failures = backend.cells(job, todo)
-            if failures:
-                lines = [f"{len(failures)} of {len(todo)} cell(s) failed on {backend.name} workers "
-                         f"(tracebacks in {root}/status/<cell>.failed.json; the others are stored):"]
-                lines += [f"  {cid}: {err}" for cid, err in failures.items()]
-                lines.append(f"  re-run the suite to compute only these, or one alone: audiobench run SUITE -o {root} --cell ID")
+            lines = unfinished_report(root, todo, failures, backend.incidents, backend.name)
+            if lines:
                 raise AudiobenchError("\n".join(lines))
             if cell is not None:
                 session = _session(job)

@@ -121,7 +121,7 @@ class Session:
                         "domain": cell.domain.resolved(), "frontend": self.common["frontend"]}
             if explainer.augments():  # what the fit may see is part of what it is (absent: earlier keys kept;
                 # fits cached before train.augment existed trained on the evaluated conditions and must not be reused)
-                identity["augment"] = [c.resolved() for c in suite.augment]
+                identity["augment"] = [c.identity() for c in suite.augment]  # a noise folder by its content
             info = explainer.fit(FitContext(
                 model=self.model(cell), train=self.splits["train"], valid=self.splits["valid"],
                 augment=augment, seed=suite.seed, device=self.device, identity=identity,
@@ -205,7 +205,7 @@ def _cells(
     """The evaluated clips, their selection record, what every cell's hash shares, and the cells."""
     evaluated, selection = select_clips(splits[suite.split], limit, suite.seed)  # stratified, seeded, recorded
     common = {
-        "dataset": suite.dataset.resolved(), "split": suite.split, "limit": limit, "n": len(evaluated),
+        "dataset": suite.dataset.identity(), "split": suite.split, "limit": limit, "n": len(evaluated),
         "classifier": classifier, "frontend": suite.frontend.model_dump(mode="json"),
         "metrics": suite.metrics, "batch_size": suite.batch_size, "seed": suite.seed,
         "audio": suite.audio.model_dump(),

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from audiobench.kernel.faults import kill_point
 
@@ -53,3 +53,41 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def path_content(path: str | Path) -> dict[str, Any]:
+    """What a path holds, independent of where it lies: a folder's every file as (relative path, size
+    in bytes) hashed (hidden files left out, the order sorted), a file's SHA-256, or ``{"missing": name}``.
+    A cell id hashes this instead of the path so that a checkout or a dataset moved to another machine
+    (``/work/shared`` here, ``/check/work/shared`` there) gives the same ids."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        rows = sorted(
+            (str(f.relative_to(p)), f.stat().st_size) for f in p.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )
+        return {"files": stable_hash(rows, 24)}
+    if p.is_file():
+        digest = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return {"sha256": digest.hexdigest()}
+    return {"missing": p.name}
+
+
+def is_path_type(annotation: Any) -> bool:
+    """Whether a parameter's type is a filesystem path (``Path``, ``Path | None``, ...)."""
+    return annotation is Path or any(is_path_type(a) for a in get_args(annotation))
+
+
+def content_dump(params: Any) -> dict[str, Any]:
+    """``params.model_dump(mode="json")`` (a pydantic model) with every path-typed field that is set
+    replaced by :func:`path_content`: the form hashed into cache keys and cell ids, so they follow what
+    a folder or file holds, not where it lies."""
+    out = params.model_dump(mode="json")
+    for key, field in type(params).model_fields.items():
+        value = getattr(params, key)
+        if value is not None and key in out and is_path_type(field.annotation):
+            out[key] = path_content(value)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
 
 
@@ -24,6 +25,16 @@ class SuiteError(AudiobenchError):
         return f"{where}: {self.message}"
 
 
+class RunStopped(BaseException):
+    """A run stopped by a signal (SIGTERM from ``kill``, ``timeout`` or a batch system) after it stopped its
+    workers; completed cells are kept. Not an :class:`Exception`, so no ``except Exception`` swallows it;
+    the CLI prints it on one line and exits with 128 + the signal's number, as a shell reports it."""
+
+    def __init__(self, signum: int, message: str = ""):
+        self.signum = signum
+        super().__init__(message or f"stopped by {signal.Signals(signum).name}")
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean X?)' hint, or the list of known names when nothing is close."""
     choices = sorted(choices)
@@ -31,3 +42,13 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f" (known: {', '.join(choices)})" if choices else ""
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an exception raised in a worker, a job or a library: the last line of its text
+    (submitit and Ray wrap the worker's traceback, whose last line is the error itself), prefixed by
+    the exception's type when that line does not name one."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    return last if ":" in last else f"{type(exc).__name__}: {last}"

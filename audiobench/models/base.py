@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from audiobench.contracts.component import Component
 from audiobench.kernel.errors import AudiobenchError
@@ -31,6 +32,35 @@ if TYPE_CHECKING:
 
 OutputKind = Literal["softmax", "sigmoid", "similarity"]
 OUTPUT_KINDS: tuple[OutputKind, ...] = ("softmax", "sigmoid", "similarity")
+# what the network reads of a (masked) representation by default (:meth:`AudioClassifier.network_input`)
+InputKind = Literal["logmel", "linear"]
+INPUT_KINDS: tuple[InputKind, ...] = ("logmel", "linear")
+FramePooling = Literal["mean", "max", "logmeanexp"]
+
+
+def pool_frames(scores: torch.Tensor, pooling: FramePooling) -> torch.Tensor:
+    """Per-frame scores [B, T', C] -> clip scores [B, C]: their ``mean``, ``max`` or ``logmeanexp``
+    (log of the mean of exp over frames: a smooth maximum, between the mean and the max)."""
+    if pooling == "mean":
+        return scores.mean(dim=1)
+    if pooling == "max":
+        return scores.amax(dim=1)
+    if pooling == "logmeanexp":
+        return torch.logsumexp(scores, dim=1) - torch.log(torch.tensor(float(scores.shape[1]), dtype=scores.dtype))
+    raise ValueError(f"unknown frame pooling {pooling!r}; expected mean, max or logmeanexp")
+
+
+def detector_scores(logit: torch.Tensor) -> torch.Tensor:
+    """A detector's one logit s [B] or [B, 1] -> two-class scores [B, 2] = [-s/2, s/2] (absent, present).
+
+    Under softmax they give p(present) = sigmoid(s) and p(absent) = 1 - sigmoid(s) exactly, and each class's
+    score has the gradient of +-s/2: explaining the absence explains -s. The natural wrapper [0, s] gives
+    the absent class a constant score, so every gradient method returns an all-zero map for it (the
+    zero-score trap ``check_model`` reports)."""
+    s = logit.reshape(logit.shape[0], -1)
+    if s.shape[1] != 1:
+        raise AudiobenchError(f"a detector returns one logit per clip (or per frame), not {s.shape[1]}")
+    return torch.cat([-s / 2, s / 2], dim=1)
 
 
 def probabilities(scores: torch.Tensor, output_kind: OutputKind) -> torch.Tensor:
@@ -43,6 +73,20 @@ def probabilities(scores: torch.Tensor, output_kind: OutputKind) -> torch.Tensor
     if output_kind == "sigmoid":
         return scores.sigmoid()
     raise ValueError(f"unknown output kind {output_kind!r}; expected one of {', '.join(OUTPUT_KINDS)}")
+
+
+def training_loss(scores: torch.Tensor, labels: torch.Tensor, output_kind: OutputKind) -> torch.Tensor:
+    """The loss a classifier of ``output_kind`` trains with, mean over the batch: scores [B, C], labels
+    [B] (class indices) or [B, C] (multi-hot). ``softmax`` and ``similarity``: cross-entropy over the
+    classes (for ``similarity``, the CLIP-style loss over the prompts' scaled similarities);
+    ``sigmoid``: binary cross-entropy per label (class indices become one-hot), as PANNs train on
+    AudioSet (Kong et al. 2020)."""
+    if output_kind == "sigmoid":
+        target = labels.float() if labels.dim() == 2 else F.one_hot(labels, scores.shape[-1]).float()
+        return F.binary_cross_entropy_with_logits(scores, target)
+    if labels.dim() == 2:
+        raise AudiobenchError(f"multi-hot labels need a sigmoid model; this one is {output_kind}")
+    return F.cross_entropy(scores, labels)
 
 
 def is_decision(p_target: torch.Tensor, top: torch.Tensor, target: torch.Tensor, output_kind: OutputKind,
@@ -64,6 +108,15 @@ class AudioClassifier(nn.Module):
     """
 
     output_kind: ClassVar[OutputKind] = "softmax"
+    # what the default network_input hands the network: the log1p-mel the representation stands for
+    # (``logmel``, CNN14) or the linear magnitude |X| of its STFT bins (``linear``: exact in stft2mel with the
+    # linear operator; ``validate`` refuses the mel domain, whose filterbank cannot be inverted)
+    input_kind: ClassVar[InputKind] = "logmel"
+    # scores per frame: head returns [B, T', C] (or [B, T', 1] for a detector), pooled to [B, C] by forward
+    frame_pooling: ClassVar[FramePooling | None] = None
+    # one logit per clip (a detector): head returns [B, 1]; forward gives the two classes (absent, present)
+    # the scores [-s/2, s/2] (:func:`detector_scores`), so softmax reads p(present) = sigmoid(s)
+    detector: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,12 +128,15 @@ class AudioClassifier(nn.Module):
     def network_input(self, domain: Domain, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
         """A (masked) representation on ``domain``'s grid [B, 1, T, F] -> what the network reads.
 
-        The default is the log1p-mel spectrogram the representation corresponds to
-        (``domain.to_logmel``), the input of the CNN14 family. A model that reads another scale of it
+        The default follows :attr:`input_kind`: the log1p-mel spectrogram the representation corresponds
+        to (``domain.to_logmel``), the input of the CNN14 family; or, for ``linear``, the magnitudes |X| of
+        the STFT bins (``domain.linear_magnitude``; the mel domain refuses). A model that reads another scale of it
         may convert it here or inside the network: CNN14 with ``input_scale: db`` does so in its first
         step (:meth:`~audiobench.models.cnn14.Cnn14.scaled_input`), so the harness's training, which
         feeds the log1p-mel directly, reads the same; either way the mask acts on ``x`` before.
         """
+        if self.input_kind == "linear":
+            return domain.linear_magnitude(frontend, x)
         return domain.to_logmel(frontend, x)
 
     # -- layers -----------------------------------------------------------------------------
@@ -129,8 +185,15 @@ class AudioClassifier(nn.Module):
         raise NotImplementedError
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        """Network input -> scores [B, C] (logits, or scaled cosine similarities)."""
-        return self.head(self.features(inp)[-1])
+        """Network input -> scores [B, C] (logits, or scaled cosine similarities). Per-frame scores
+        [B, T', C] are pooled by :attr:`frame_pooling`; a :attr:`detector`'s logit becomes (absent, present)."""
+        scores = self.head(self.features(inp)[-1])
+        if scores.dim() == 3:
+            if self.frame_pooling is None:
+                raise AudiobenchError(f"{type(self).__name__}.head returned per-frame scores {tuple(scores.shape)}; "
+                                      "set frame_pooling (mean, max or logmeanexp) to pool them")
+            scores = pool_frames(scores, self.frame_pooling)
+        return detector_scores(scores) if self.detector else scores
 
     def exact_attribution(self, domain: Domain, frontend: Frontend, x: torch.Tensor,
                           target: torch.Tensor) -> torch.Tensor | None:
@@ -154,6 +217,7 @@ class ModelSpec(Component):
 
     trainable: ClassVar[bool] = True
     output_kind: ClassVar[OutputKind] = "softmax"
+    input_kind: ClassVar[InputKind] = "logmel"  # as the classifier it builds (validate reads it from here)
     # the classifier it builds returns its exact attribution (AudioClassifier.exact_attribution): hand-built
     # models whose attribution is known in closed form; validate allows the ``exact`` row only with these
     knows_exact_attribution: ClassVar[bool] = False
@@ -204,7 +268,7 @@ class ModelSpec(Component):
               else ", ".join(f"{k} {v}" for k, v in frontend.items()))
         trained = ("no (used as built)" if not cls.trainable else "yes, its own way" if cls.train_model is not
                    ModelSpec.train_model else "yes (model.train)")
-        return [f"output kind: {cls.output_kind}; trained: {trained}"
+        return [f"input: {cls.input_kind}; output kind: {cls.output_kind}; trained: {trained}"
                 + ("; knows its exact attribution" if cls.knows_exact_attribution else ""),
                 f"front end: {fe}"]
 

@@ -11,16 +11,22 @@ from typing import Any
 
 import torch
 
-from audiobench.contracts.domains import Mel
+from audiobench.contracts.domains import Domain, Mel, Stft2Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import peak_normalise, with_augmentation
 from audiobench.kernel.batching import CPU_ROWS
-from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.kernel.cache import (
+    atomic_write_bytes,
+    atomic_write_json,
+    cache_dir,
+    content_dump,
+    stable_hash,
+)
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.shipped import restore
-from audiobench.models.base import AudioClassifier, ModelSpec
+from audiobench.models.base import AudioClassifier, ModelSpec, training_loss
 from audiobench.models.checkpoint import (
     checkpoint_shape,
     file_digest,
@@ -40,10 +46,12 @@ class TrainedClassifier:
     info: dict[str, Any]  # hash, accuracies, history, seconds, cached
 
 
-def _features(frontend: Frontend, clips: ClipSet, device: torch.device, batch: int = CPU_ROWS) -> torch.Tensor:
+def _features(frontend: Frontend, clips: ClipSet, device: torch.device, model: AudioClassifier,
+              batch: int = CPU_ROWS) -> torch.Tensor:
+    """The peak-normalised clips on the grid harness training reads for ``model`` (:func:`training_grid`)."""
     clips = peak_normalise(clips.subset(slice(None)))
     with torch.no_grad():
-        parts = [frontend.logmel(clips.waveforms[i : i + batch].to(device)) for i in range(0, len(clips), batch)]
+        parts = [training_grid(model, frontend, clips.waveforms[i : i + batch].to(device)) for i in range(0, len(clips), batch)]
     return torch.cat(parts)
 
 
@@ -86,6 +94,29 @@ def mix_rows(x: torch.Tensor, other: torch.Tensor, snr_db: torch.Tensor, chosen:
     return mixed / mixed.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+MEL = Mel()  # the grid harness training reads: the log1p-mel, which any model reads through network_input
+LINEAR = Stft2Mel()  # ... or, for a model of input kind ``linear``, the STFT magnitudes
+
+
+def training_domain(model: AudioClassifier) -> Domain:
+    """The domain whose unmasked grid harness training feeds ``model`` (through its ``network_input``):
+    the mel domain (log1p-mel) by default, STFT→Mel with the linear operator (|X|) for input kind ``linear``."""
+    return LINEAR if model.input_kind == "linear" else MEL
+
+
+def training_grid(model: AudioClassifier, frontend: Frontend, wave: torch.Tensor) -> torch.Tensor:
+    """Waveforms [B, L] -> the unmasked grid of :func:`training_domain` [B, 1, T, F]."""
+    return LINEAR.represent(frontend, wave).x if model.input_kind == "linear" else frontend.logmel(wave)
+
+
+def network_inputs(model: AudioClassifier, frontend: Frontend, grid: torch.Tensor, batch: int = CPU_ROWS) -> torch.Tensor:
+    """What ``model`` reads (:meth:`~audiobench.models.base.AudioClassifier.network_input`) of Mel-domain
+    grids [N, 1, T, n_mels], in batches, without gradients: [N, ...] as the model declares."""
+    with torch.no_grad():
+        domain = training_domain(model)
+        return torch.cat([model.network_input(domain, frontend, grid[i : i + batch]) for i in range(0, len(grid), batch)])
+
+
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, batch: int = 128) -> float:
     """Share of correct decisions on network inputs ``feats``: argmax == label for labels [N];
@@ -116,7 +147,7 @@ def classifier_key(
     if init is not None:
         identity["init"] = init
     if augment and getattr(train, "augment_prob", 0) > 0:  # absent otherwise: earlier keys kept
-        identity["augment"] = [{"name": c.name, **c.params.model_dump(mode="json")} for c in augment]
+        identity["augment"] = [{"name": c.name, **content_dump(c.params)} for c in augment]  # a noise folder by content
     return stable_hash(identity)
 
 
@@ -179,15 +210,17 @@ def train_classifier(
 
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    feats = {name: _features(frontend, clips, device) for name, clips in splits.items()}
+    grid = {name: _features(frontend, clips, device, model) for name, clips in splits.items()}  # training_domain's grid
+    feats = {name: network_inputs(model, frontend, g) for name, g in grid.items()}  # what the model reads of it
     labels = {name: clips.labels.to(device) for name, clips in splits.items()}
     train_wave = splits["train"].waveforms.to(device)
     aug_p = getattr(train_params, "augment_prob", 0.0) if augment else 0.0
     if aug_p > 0:  # log-mel of every (version, clip), computed once
         waves, _ = augmented_versions(splits["train"], augment, seed)
         with torch.no_grad():
-            versions = torch.stack([torch.cat([frontend.logmel(v[i : i + 64].to(device)) for i in range(0, len(v), 64)])
+            versions = torch.stack([torch.cat([training_grid(model, frontend, v[i : i + 64].to(device)) for i in range(0, len(v), 64)])
                                     for v in waves[1:]])
+    domain = training_domain(model)
     opt = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
     n = len(feats["train"])
 
@@ -200,9 +233,9 @@ def train_classifier(
                 with torch.no_grad():
                     wave = mix_batch(train_wave[idx], labels["train"][idx], train_params.mixture_prob,
                                      train_params.mixture_snr_db, gen)
-                    batch = frontend.logmel(wave)
+                    batch = training_grid(model, frontend, wave)
             else:
-                batch = feats["train"][idx]
+                batch = grid["train"][idx]
             if aug_p > 0:  # per clip: with probability augment_prob, one of the conditions' versions
                 use = torch.rand(len(idx), generator=gen) < aug_p
                 which = torch.randint(len(versions), (len(idx),), generator=gen)
@@ -210,7 +243,8 @@ def train_classifier(
                 batch = torch.where(use.to(device).view(-1, 1, 1, 1), chosen, batch)
             if train_params.mask_augment > 0:
                 batch = mask_batch(batch, train_params.mask_augment, gen)
-            loss = torch.nn.functional.cross_entropy(model(batch), labels["train"][idx])
+            # through the contract: the model's own reading of the (augmented) grid, its output kind's loss
+            loss = training_loss(model(model.network_input(domain, frontend, batch)), labels["train"][idx], model.output_kind)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -259,7 +293,7 @@ def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Front
     model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
     load_state(model, state, path)
     model.eval()
-    feats = _features(frontend, splits[evaluated], device)
+    feats = network_inputs(model, frontend, _features(frontend, splits[evaluated], device, model))
     digest = file_digest(path)
     side = read_sidecar(path)
     info = {
@@ -287,11 +321,7 @@ def built_classifier(
     classes = splits[evaluated].class_names
     torch.manual_seed(seed)
     model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device).eval()
-    clips = peak_normalise(splits[evaluated].subset(slice(None)))
-    with torch.no_grad():
-        inputs = torch.cat([
-            model.network_input(Mel(), frontend, frontend.logmel(clips.waveforms[i : i + 64].to(device))) for i in range(0, len(clips), 64)
-        ])
+    inputs = network_inputs(model, frontend, _features(frontend, splits[evaluated], device, model))
     info = {
         "hash": _built_hash(spec, classes, seed),
         "model": {"name": spec.name, **spec.params.model_dump(mode="json")},

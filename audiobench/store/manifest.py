@@ -51,12 +51,17 @@ def versions() -> dict[str, str]:
     }
 
 
-def evaluated_accuracy(frame: pd.DataFrame) -> dict[str, float]:
+def evaluated_accuracy(frame: pd.DataFrame, domain: str | None = None) -> dict[str, float]:
     """Per contamination, the classifier's accuracy on the evaluated clips, from the stored rows:
     single-label data, the share of clips whose top class is the true class; multi-label data, the
-    share of (clip, target) rows whose target is a true label (the precision of the decisions)."""
+    share of (clip, target) rows whose target is a true label (the precision of the decisions).
+    Read through ``domain`` (its unmasked representation: what the model reads of it), by default the
+    first domain of each contamination's rows (see :func:`accuracy_by_domain`)."""
     acc = {}
-    for ckey, part in frame[frame.metric.isin(["pred_orig", "y_true", "target_true"])].groupby("contamination", sort=False):
+    rows = frame[frame.metric.isin(["pred_orig", "y_true", "target_true"])]
+    if domain is not None:
+        rows = rows[rows.domain == domain]
+    for ckey, part in rows.groupby("contamination", sort=False):
         first = part[(part.row == part.row.iloc[0]) & (part.domain == part.domain.iloc[0])]
         if (first.metric == "y_true").any():
             wide = first.pivot_table(index="sample_id", columns="metric", values="value", aggfunc="first")
@@ -64,6 +69,14 @@ def evaluated_accuracy(frame: pd.DataFrame) -> dict[str, float]:
         else:
             acc[ckey] = float(first[first.metric == "target_true"].value.mean())
     return acc
+
+
+def accuracy_by_domain(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{domain: {contamination: accuracy}}``: the accuracy as each masking domain's unmasked
+    representation is read by the model. Equal across domains for a model reading the log-mel
+    (both domains give the same log-mel of an unmasked clip); a model that reads the linear
+    magnitude, the phase or the dB mel may decide otherwise in one of them."""
+    return {str(d): evaluated_accuracy(frame, str(d)) for d in frame.domain.unique()}
 
 
 def build_manifest(
@@ -91,7 +104,8 @@ def build_manifest(
         "classes": class_names,
         "output_kind": classifier.get("output_kind", "softmax"),
         "prompts": classifier.get("prompts"),  # zero-shot models: one text prompt per class
-        "accuracy": {"clean_test": classifier.get("accuracy", {}).get("test"), "evaluated": evaluated_accuracy(frame)},
+        "accuracy": {"clean_test": classifier.get("accuracy", {}).get("test"), "evaluated": evaluated_accuracy(frame),
+                     "by_domain": accuracy_by_domain(frame)},
         "metrics": {name: METRICS.get(name).info() for name in suite.metrics},
         "display": {
             "domain": {d.build().key(): d.build().title() for d in suite.domains},

@@ -85,6 +85,7 @@ class CellRecord(_Record):
 class Accuracy(_Record):
     clean_test: float | None = None  # the classifier's accuracy on its clean test split (training record)
     evaluated: dict[str, float] = Field(default_factory=dict)  # per contamination key, on the evaluated clips
+    by_domain: dict[str, dict[str, float]] = Field(default_factory=dict)  # per domain key, then as ``evaluated``
 
 
 class Selection(_Record):

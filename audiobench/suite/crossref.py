@@ -78,7 +78,8 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
         if kinds is not None and kind not in kinds:
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
-                             f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}")
+                             f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}"
+                             + (" (its fit trains with softmax cross-entropy)" if getattr(spec.cls(), "trainable", False) else ""))
     arch = classifier_depth(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()

@@ -14,6 +14,7 @@ from audiobench.contracts.frontend import FrontendParams
 from audiobench.contracts.registry import METRICS, REGISTRIES
 from audiobench.contracts.table_spec import TableSpec
 from audiobench.contracts.targets import TargetParams
+from audiobench.kernel.cache import content_dump
 from audiobench.metrics.budget import BudgetParams
 from audiobench.suite.sanity import SanityParams
 
@@ -148,6 +149,16 @@ class ComponentSpec:
         obj = self.build()
         if isinstance(getattr(obj, "params", None), BaseModel):
             out["params"] = obj.params.model_dump(mode="json")
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`resolved` with every path parameter (``root``, ``checkpoint``, ...) replaced by what it
+        holds (:func:`audiobench.kernel.cache.path_content`): what a cell's hash reads, so that cell ids do not
+        depend on where the data lies. The manifest keeps :meth:`resolved` (the paths, for the reader)."""
+        out = self.resolved()
+        params = getattr(self.build(), "params", None)
+        if isinstance(params, BaseModel):
+            out["params"] = content_dump(params)
         return out
 
 

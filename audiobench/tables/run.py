@@ -79,7 +79,12 @@ def _run_caption(manifest: Manifest, frame: pd.DataFrame, spec: TableSpec) -> Ca
             what = "zero-shot accuracy on clean test clips" if zero_shot else "clean test accuracy"
             bits.append(f"{model} {what} {100 * clean:.1f}%")
         if here is not None:
-            bits.append(f"{100 * here:.1f}% on these clips")
+            per = {d: v[key["contamination"]] for d, v in acc.by_domain.items() if key.get("contamination") in v}
+            if len({round(v, 6) for v in per.values()}) > 1:  # the model reads the domains differently
+                shown = ", ".join(f"{_show(display, 'domain', d)} {100 * v:.1f}%" for d, v in per.items())
+                bits.append(f"on these clips {shown}")
+            else:
+                bits.append(f"{100 * here:.1f}% on these clips")
         n = n_clips.get(key.get("contamination", ""))
         if n:
             bits.append(f"{n} clips")
