@@ -5,6 +5,7 @@ the mel domain is refused for it, and its 1-D blocks are stated in the captions.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,56 @@ def test_the_detector_runs_end_to_end_and_its_1d_blocks_are_stated(tmp_path: Pat
     assert "1-D blocks" not in notes["Saliency"]
     table = (tmp_path / "run" / "tables").glob("main__*.md")
     assert any("GradCAM (STFT→Mel): its maps come from 1-D blocks" in t.read_text() for t in table)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bring_your_model.py"
+
+
+def test_the_readme_example_is_the_example_file_and_at_most_30_lines() -> None:
+    code = EXAMPLE.read_text()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 30
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"```python\n{code}```" in readme  # the README shows the file as it is, so they cannot drift apart
+
+
+def test_the_readme_example_loads_its_weights_passes_check_model_and_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    load_plugin_file(EXAMPLE)
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    plugin = sys.modules[MODELS.get("tiny_cnn").__module__]
+    torch.save(plugin.TinyCnn(3).state_dict(), weights)  # "pretrained" weights of the plugin's network, 3 classes
+    assert "scores[mel]" in check_model("tiny_cnn", params={"checkpoint": str(weights)})  # every rule, every domain
+    suite = {
+        "name": "mine", "seed": 0, "plugins": [str(EXAMPLE)],
+        "dataset": {"name": "synth", "classes": 3, "clips_per_class": 6, "seconds": 0.5},
+        "frontend": {"sample_rate": 8000, "n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32},
+        "model": {"name": "tiny_cnn", "checkpoint": str(weights)},
+        "methods": ["saliency", {"name": "gradcam", "layer": "last"}], "metrics": ["ai", "ad"], "audio": {"n": 0},
+    }
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    assert main(["run", str(path), "-o", str(tmp_path / "run"), "-q"]) == 0
+    assert len(load_manifest(tmp_path / "run")["cells"]) == 4  # two methods x the two default domains
+    suite["model"]["checkpoint"] = str(tmp_path / "missing.pt")
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    capsys.readouterr()
+    assert main(["validate", str(path)]) == 1
+    assert f"model.checkpoint: {tmp_path / 'missing.pt'} not found" in capsys.readouterr().err
+
+
+def test_block_channels_default_reads_each_blocks_last_convolution() -> None:
+    from audiobench.kernel.errors import AudiobenchError
+    from audiobench.models.base import AudioClassifier
+
+    class Two(AudioClassifier):
+        def __init__(self, last: torch.nn.Module):
+            super().__init__()
+            self.a = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU())
+            self.b = last
+
+        def blocks(self) -> list[torch.nn.Module]:
+            return [self.a, self.b]
+
+    assert Two(torch.nn.Conv1d(6, 9, 1)).block_channels() == [6, 9]
+    with pytest.raises(AudiobenchError, match="block 2 holds no convolution to read its channels from; override"):
+        Two(torch.nn.LSTM(6, 8)).block_channels()

@@ -173,8 +173,18 @@ class AudioClassifier(nn.Module):
         )
 
     def block_channels(self) -> list[int]:
-        """Output channels of each block, shallowest first."""
-        raise NotImplementedError
+        """Output channels of each block, shallowest first. The default reads the ``out_channels`` of the
+        last convolution inside each block; a block that ends otherwise (an LSTM, a linear layer) needs an
+        override (``check_model`` compares these with the blocks' outputs). :class:`AudiobenchError` for a
+        block without a convolution."""
+        out = []
+        for i, block in enumerate(self.blocks()):
+            convs = [m for m in block.modules() if isinstance(getattr(m, "out_channels", None), int)]
+            if not convs:
+                raise AudiobenchError(f"{type(self).__name__}: block {i + 1} holds no convolution to read its channels "
+                                      "from; override block_channels()")
+            out.append(convs[-1].out_channels)
+        return out
 
     def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
         """Every block's output [B, C_i, T_i, F_i], shallowest first, for a network input."""
