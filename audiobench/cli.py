@@ -130,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     li.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     li.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0: any free port)")
     li.add_argument("--listener", metavar="NAME", help="open the page for this listener (otherwise the page asks)")
+    li.add_argument("--method", dest="methods", metavar="ROW", action="append", help=(
+        "rate only this row (its label in the tables, e.g. --method 'L-MAC, FT, λg=4'; repeat for more); the "
+        "hidden reference and the random anchor are always on the page"))
+    li.add_argument("--per-page", type=int, metavar="N", help=(
+        "at most N methods per page: each clip's rows are split over pages (MUSHRA: keep pages small, "
+        "ITU-R BS.1534 allows 12 conditions); default: every row on one page"))
     li.add_argument("--webmushra", metavar="DIR", help=(
         "write the same test as a webMUSHRA experiment instead (DIR/DIR.yaml and the WAVs in DIR/audio/; copy DIR "
         "into webMUSHRA's configs/) and exit"))
@@ -245,12 +251,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "listen" and args.webmushra:
         from audiobench.listen.webmushra import export_webmushra
 
-        print(export_webmushra(args.run_dir, args.webmushra))
+        print(export_webmushra(args.run_dir, args.webmushra, args.methods, args.per_page))
         return 0
     if args.command == "listen":
         from audiobench.listen.server import serve
 
-        serve(args.run_dir, args.port, args.listener)
+        serve(args.run_dir, args.port, args.listener, args.methods, args.per_page)
         return 0
     if args.command == "table" and args.compare:
         from audiobench.tables.compare import render_comparison

@@ -534,6 +534,19 @@ def test_webmushra_export_holds_the_same_trials_escaped(run_dir: Path, tmp_path:
             assert copied.read_bytes() == (run_dir / t.stimuli[stimulus]).read_bytes()
 
 
+def test_the_cli_chooses_the_rated_rows_and_the_page_size(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """--method (repeatable, labels with any character) and --per-page reach the exported experiment."""
+    assert main(["listen", str(run_dir), "--method", "GradCAM", "--method", "<i>Saliency</i>", "--per-page", "1",
+                 "--webmushra", str(tmp_path / "chosen")]) == 0
+    pages = yaml.safe_load((tmp_path / "chosen" / "chosen.yaml").read_text())["pages"][1:-1]
+    rated = [set(p["stimuli"]) - {"anchor"} for p in pages]
+    assert rated and all(len(r) == 1 for r in rated) and set().union(*rated) == {"GradCAM", "<i>Saliency</i>"}
+    assert all("anchor" in p["stimuli"] for p in pages)
+    capsys.readouterr()
+    assert main(["listen", str(run_dir), "--method", "LIME", "--webmushra", str(tmp_path / "x")]) == 1
+    assert "--method: no listenable interpretations of 'LIME' in this run" in capsys.readouterr().err
+
+
 def test_listener_names_are_normalised_and_every_api_error_is_json(run_dir: Path, server: str) -> None:
     """../shared/cases/listen-listener-identity: "Zoë" typed precomposed or decomposed is one listener;
     names with no visible character or with format / bidi control characters are refused; 405 and 413

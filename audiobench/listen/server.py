@@ -121,10 +121,11 @@ def _listener(value: Any) -> str:
     return name
 
 
-def create_app(run_dir: str | Path) -> Flask:
-    """The Flask app of ``run_dir``'s listening test (creates ``RUN_DIR/listening.sqlite``)."""
+def create_app(run_dir: str | Path, methods: list[str] | None = None, per_page: int | None = None) -> Flask:
+    """The Flask app of ``run_dir``'s listening test (creates ``RUN_DIR/listening.sqlite``); ``methods`` and
+    ``per_page`` choose the rows rated and how many share a page (:func:`~audiobench.listen.trials.select_stimuli`)."""
     run = Path(run_dir).resolve()
-    trials = load_trials(run)
+    trials = load_trials(run, methods, per_page)
     by_id = {t.id: t for t in trials}
     db = run / DB_NAME
     init_db(db, trials)
@@ -229,7 +230,8 @@ def create_app(run_dir: str | Path) -> Flask:
     return app
 
 
-def serve(run_dir: str | Path, port: int = 8765, listener: str | None = None) -> None:
+def serve(run_dir: str | Path, port: int = 8765, listener: str | None = None, methods: list[str] | None = None,
+          per_page: int | None = None) -> None:
     """Serve ``run_dir``'s listening test on http://127.0.0.1:PORT/ until interrupted (Ctrl-C)."""
     from urllib.parse import quote
 
@@ -242,7 +244,7 @@ def serve(run_dir: str | Path, port: int = 8765, listener: str | None = None) ->
     if listener is not None and listener_name(listener) is None:
         raise AudiobenchError("--listener must be a name of 1 to 64 printable characters")
     listener = listener_name(listener) if listener is not None else None
-    app = create_app(run_dir)
+    app = create_app(run_dir, methods, per_page)
     import werkzeug.serving
 
     werkzeug.serving._log_add_style = sys.stderr.isatty()  # request-log colours on a terminal only, never in a log file

@@ -54,9 +54,40 @@ def trial_order(trials: list[Trial], listener: str) -> list[Trial]:
     return out
 
 
-def load_trials(run_dir: str | Path) -> list[Trial]:
-    """The listening test of a finished run. Raises :class:`AudiobenchError` when the run kept no listenable
-    interpretations (no ``audio/`` of a listenable domain, or ``audio.n: 0``)."""
+def select_stimuli(trials: list[Trial], methods: list[str] | None = None, per_page: int | None = None) -> list[Trial]:
+    """The trials with only the method rows ``methods`` (row labels; the hidden reference and the anchor are
+    always kept), each clip's rows split over pages of at most ``per_page`` methods (MUSHRA pages stay small:
+    ITU-R BS.1534-3 asks for at most 12 conditions besides the reference and anchors). A trial whose
+    stimuli change gets its own id (``t001__<selection>p1``), so ratings of another selection in the same
+    database stay valid. Raises :class:`AudiobenchError` for a row the run has no interpretations of."""
+    if methods is None and per_page is None:
+        return trials
+    rows = list(dict.fromkeys(r for t in trials for r in t.stimuli if r not in (REFERENCE, ANCHOR)))
+    wanted = rows if methods is None else list(dict.fromkeys(methods))
+    unknown = [m for m in wanted if m not in rows]
+    if unknown:
+        raise AudiobenchError(f"--method: no listenable interpretations of {', '.join(map(repr, unknown))} in this run; "
+                              f"rows: {', '.join(map(repr, rows))}")
+    if per_page is not None and per_page < 1:
+        raise AudiobenchError(f"--per-page must be at least 1, got {per_page}")
+    size = per_page or len(wanted)
+    pages = [wanted[i : i + size] for i in range(0, len(wanted), size)]
+    tag = hashlib.sha256("\x00".join(wanted).encode()).hexdigest()[:6] + (f"x{size}" if len(pages) > 1 else "")
+    out = []
+    for t in trials:
+        for k, page in enumerate(pages, start=1):
+            keep = {n: w for n, w in t.stimuli.items() if n in (REFERENCE, ANCHOR) or n in page}
+            if len(keep) > 1:
+                out.append(Trial(f"{t.id}__{tag}p{k}", t.condition, t.condition_label, t.sample_id, t.predicted,
+                                 t.reference, keep))
+    return out
+
+
+def load_trials(run_dir: str | Path, methods: list[str] | None = None, per_page: int | None = None) -> list[Trial]:
+    """The listening test of a finished run, with only the method rows ``methods`` and at most ``per_page``
+    of them on a page (:func:`select_stimuli`; default: every row on one page). Raises
+    :class:`AudiobenchError` when the run kept no listenable interpretations (no ``audio/`` of a
+    listenable domain, or ``audio.n: 0``)."""
     import pandas as pd
 
     from audiobench.report.build import interpretation_name, is_listenable
@@ -105,4 +136,4 @@ def load_trials(run_dir: str | Path) -> list[Trial]:
             ))
     if not trials:
         raise AudiobenchError(f"{run}: the run kept no listenable interpretations (suite key audio.n is 0?)")
-    return trials
+    return select_stimuli(trials, methods, per_page)

@@ -18,17 +18,18 @@ import yaml
 from audiobench.listen.trials import INSTRUCTIONS, REFERENCE, load_trials
 
 
-def export_webmushra(run_dir: str | Path, folder: str | Path) -> Path:
+def export_webmushra(run_dir: str | Path, folder: str | Path, methods: list[str] | None = None,
+                     per_page: int | None = None) -> Path:
     """Write ``folder/<run>.yaml`` (webMUSHRA config) and ``folder/audio/`` (the trials' WAVs); returns the YAML path.
 
     Audio paths in the file are ``configs/<folder name>/audio/...``: copy ``folder`` into webMUSHRA's ``configs/``
     and open ``?config=<folder name>/<run>.yaml``. Raises :class:`audiobench.kernel.errors.AudiobenchError` when the run
-    has nothing to listen to.
+    has nothing to listen to. ``methods`` and ``per_page``: as :func:`~audiobench.listen.trials.select_stimuli`.
     """
     from audiobench.store.records import read_manifest
 
     run, out = Path(run_dir), Path(folder)
-    trials = load_trials(run)
+    trials = load_trials(run, methods, per_page)
     name = read_manifest(run).suite.name or run.name
     audio = out / "audio"
     audio.mkdir(parents=True, exist_ok=True)
