@@ -132,13 +132,19 @@ def _log(out: Path) -> str:
     return (out.parent / f"{out.name}.log").read_text()
 
 
+def _two_running(out: Path, proc: subprocess.Popen) -> dict[str, int]:
+    """{cell id: worker pid} once both workers run a (gated) cell; fails with the run's log otherwise."""
+    _wait_for(lambda: len(_running(out)) == 2 or proc.poll() is not None, START_S, "two cells running")
+    running = _running(out)
+    assert len(running) == 2, _log(out)[-3000:]
+    return running
+
+
 def test_sigterm_to_the_main_process_stops_its_workers(gated_suite: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     out, gate = tmp_path / "run", tmp_path / "gate"
     with _run_cli(gated_suite, out, gate, "--workers", "2") as proc:
-        _wait_for(lambda: len(_running(out)) == 2 or proc.poll() is not None, START_S, "two cells running")
-        running = _running(out)
-        assert len(running) == 2, _log(out)[-3000:]
+        running = _two_running(out, proc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 128 + signal.SIGTERM
         _wait_for(lambda: not any(_alive(pid) for pid in running.values()), 30, f"workers {running} gone")
@@ -158,9 +164,7 @@ def test_a_killed_worker_is_reported_and_the_other_cells_still_run(gated_suite: 
                                                                    capsys: pytest.CaptureFixture) -> None:
     out, gate = tmp_path / "run", tmp_path / "gate"
     with _run_cli(gated_suite, out, gate, "--workers", "2") as proc:
-        _wait_for(lambda: len(_running(out)) == 2 or proc.poll() is not None, START_S, "two cells running")
-        running = _running(out)
-        assert len(running) == 2, _log(out)[-3000:]
+        running = _two_running(out, proc)
         victim_cell, victim = sorted(running.items())[0]
         os.kill(victim, signal.SIGKILL)  # what the kernel's OOM killer does
         _wait_for(lambda: not _alive(victim), 30, "the killed worker reaped")
