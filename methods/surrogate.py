@@ -111,7 +111,7 @@ def perturbed_scores(model: object, x: torch.Tensor, target: torch.Tensor, regio
     ``model`` maps [N, 1, T, F] -> [N, C]. A copy is x * (z @ regions) + fill * (1 - z @ regions); at
     most ``max_rows`` copies per forward pass."""
     b, s, d = z.shape
-    flat_regions = regions.flatten(-2).expand(b, d, -1)  # [B, d, T*F]
+    flat_regions = regions.flatten(-2)  # [d, T*F] shared, or [B, d, T*F] per clip
     fill = fill.expand(b, *fill.shape[1:])
     rows = torch.arange(b * s, device=x.device)
     zf = z.reshape(b * s, d)
@@ -119,7 +119,13 @@ def perturbed_scores(model: object, x: torch.Tensor, target: torch.Tensor, regio
     for start in range(0, len(rows), max_rows):
         r = rows[start:start + max_rows]
         ci = r // s
-        keep = torch.bmm(zf[r][:, None], flat_regions[ci])[:, 0].view(len(r), 1, *x.shape[-2:])
+        if flat_regions.dim() == 2:  # one matrix product for the chunk; no copy of the regions per row
+            keep = (zf[r] @ flat_regions).view(len(r), 1, *x.shape[-2:])
+        else:  # per-clip regions: one product per clip the chunk spans (rows are clip-major: at most
+            # ceil(max_rows / S) + 1 clips), instead of a copy of the clip's regions for every row
+            zr, first = zf[r], int(ci[0])
+            keep = torch.cat([zr[ci == c] @ flat_regions[c] for c in range(first, int(ci[-1]) + 1)])
+            keep = keep.view(len(r), 1, *x.shape[-2:])
         copies = x[ci] * keep + fill[ci] * (1 - keep)
         out[start:start + len(r)] = model(copies).gather(1, target[ci].view(-1, 1))[:, 0]
     return out.view(b, s)
