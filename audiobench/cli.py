@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, metavar="N", help=(
         "evaluate a class-stratified sample of N clips drawn with the suite's seed (a quick look)"))
     r.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    r.add_argument("--overwrite", action="store_true", help="discard stored cells and recompute everything")
+    r.add_argument("--overwrite", action="store_true", help=(
+        "discard stored cells and recompute everything; with --cell, recompute that cell only (the others stay)"))
     r.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"], help="format printed at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     r.add_argument("--cell", metavar="ID", help=(

@@ -115,7 +115,7 @@ def check_method(
 
 def check_model(
     name: str | ModelSpec, params: dict[str, Any] | None = None, frontend: FrontendParams | None = None,
-    n_classes: int = 3, atol: float = 1e-4, constant_ok: bool = False,
+    n_classes: int | None = None, atol: float = 1e-4, constant_ok: bool = False,
 ) -> list[str]:
     """Check the model registered as ``name`` (or a :class:`ModelSpec` instance) against the model contract;
     returns the rules checked. The twin of :func:`check_method`, for a plugin author's model.
@@ -133,7 +133,7 @@ def check_model(
     attribution is zero); at least one class must still vary and have a gradient. Raises
     ``AssertionError`` naming the first broken rule. A domain the model cannot read (``validate`` refuses
     it: the mel domain for a model of input kind ``linear``) is left out; a :attr:`~AudioClassifier.detector`
-    is checked with ``n_classes=2``.
+    is checked with two classes (absent, present) unless ``n_classes`` says otherwise; others with 3 by default.
     """
     spec = name if isinstance(name, ModelSpec) else MODELS.get(name)(params or {})
     label = spec.name or type(spec).__name__
@@ -149,8 +149,12 @@ def check_model(
         got = getattr(frontend, key)
         rule(same_setting(got, want), f"front end: frontend.{key} is {got!r}, the model reads {want!r}")
     fe = Frontend(frontend)
-    names = [f"c{i}" for i in range(n_classes)]
     torch.manual_seed(0)
+    if n_classes is None:  # 3 classes, or 2 (absent, present) for a detector
+        probe = spec.build(["c0", "c1", "c2"], frontend.n_mels, frontend.sample_rate)
+        n_classes = 2 if getattr(probe, "detector", False) else 3
+        torch.manual_seed(0)
+    names = [f"c{i}" for i in range(n_classes)]
     clf = spec.build(names, frontend.n_mels, frontend.sample_rate)
     rule(isinstance(clf, AudioClassifier), f"build returned {type(clf).__name__}, not an AudioClassifier")
     rule(clf.output_kind in OUTPUT_KINDS, f"output kind {clf.output_kind!r} is not one of {OUTPUT_KINDS}")

@@ -41,7 +41,7 @@ def _suite(tmp_path: Path, domains: list[str]) -> Path:
 
 def test_the_detector_passes_check_model_and_explains_absence_without_the_zero_score_trap() -> None:
     load_plugin_file(PLUGIN)
-    rules = check_model("frame_detector", n_classes=2)
+    rules = check_model("frame_detector")  # a detector: checked with its two classes without being told
     assert "front end" in rules
     spec = MODELS.get("frame_detector")()
     fe = Frontend(FrontendParams(sample_rate=8000, hop_length=64, n_mels=32, **spec.required_frontend()))

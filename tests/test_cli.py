@@ -115,3 +115,11 @@ def test_list_shows_a_suites_plugin_models_with_plugins(tmp_path: Path) -> None:
         assert out.returncode == 0 and "my_lab_cnn             Our lab's CNN." in out.stdout
     missing = cli("list", "models", "--plugins", str(tmp_path / "none.py"))
     assert missing.returncode == 1 and missing.stderr.strip() == f"--plugins: {tmp_path / 'none.py'} not found"
+
+
+def test_a_plugin_on_an_old_import_path_is_pointed_at_audiobench_api(tmp_path: Path) -> None:
+    plugin = tmp_path / "old.py"
+    plugin.write_text("from audiobench.registry import METHODS\n")  # a path of an earlier layout
+    out = cli("list", "methods", "--plugins", str(plugin))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "No module named 'audiobench.registry'" in out.stderr and "from audiobench.api" in out.stderr

@@ -223,4 +223,8 @@ def load_plugin_file(path: str | Path) -> None:
         raise
     except Exception as exc:
         del sys.modules[mod_name]
-        raise AudiobenchError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from exc
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("audiobench."):
+            hint = ("; audiobench's modules move: import the plugin API (registries, bases, Params, ClipSet, ...) "
+                    "from audiobench.api, whose names stay put")
+        raise AudiobenchError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}{hint}") from exc

@@ -83,13 +83,16 @@ def _session(job: Job, progress: bool = False) -> Session:
     return _SESSIONS[key]
 
 
-def shared_stage(job: Job, progress: bool = False, only: str | None = None) -> list[str]:
+def shared_stage(job: Job, progress: bool = False, only: str | None = None, redo: bool = False) -> list[str]:
     """Data, classifier and every trainable method's fit (cached); writes the run's plan
     (``RUN_DIR/status/plan.json``) and returns the ids of the cells not stored yet, in table order
-    (``only``: just that cell, by id or unique prefix; an unknown id raises :class:`AudiobenchError`)."""
+    (``only``: just that cell, by id or unique prefix; an unknown id raises :class:`AudiobenchError`;
+    ``redo``: that cell is discarded first and computed again, the others kept)."""
     session = _session(job, progress)
     store = session.store
     write_plan(store.root, job.suite.name, session.cells)
+    if only and redo:
+        store.discard(find_cell(session, only).id)
     cells = [c for c in ([find_cell(session, only)] if only else session.cells) if not store.has(c.id)]
     for c in cells:  # fits before any cell, so workers only load them
         if c.method.cls().trainable:
@@ -146,12 +149,12 @@ class _Sequential:
 
     name = "sequential"
 
-    def __init__(self, progress: bool, only: str | None = None):
-        self.progress, self.only = progress, only
+    def __init__(self, progress: bool, only: str | None = None, redo: bool = False):
+        self.progress, self.only, self.redo = progress, only, redo
         self.incidents: list[str] = []
 
     def shared(self, job: Job) -> list[str]:
-        return shared_stage(job, self.progress, self.only)
+        return shared_stage(job, self.progress, self.only, self.redo)
 
     def cells(self, job: Job, ids: list[str]) -> dict[str, str]:
         session = _session(job)
@@ -339,7 +342,8 @@ def run_with(
     """Run ``suite`` into ``root``: shared stage, the missing cells, then :func:`finish_stage`.
 
     ``params``: the executor (None or not parallel: this process, in order). ``cell``: run only that
-    cell (its id or a unique prefix) in this process; the run is finished (results, tables, after-cell
+    cell (its id or a unique prefix) in this process (with ``overwrite``: that cell is computed again,
+    the other stored cells kept); the run is finished (results, tables, after-cell
     stages) only when every cell is then stored, else the result has ``complete=False``.
     A suite run holds the run lock (a second one on ``root`` is refused); a ``cell`` run without
     ``overwrite`` holds only the cell writers' shared lock, so several may write one directory.
@@ -352,12 +356,14 @@ def run_with(
     root = Path(root).resolve() if parallel else Path(root)
     t0 = time.perf_counter()
     job = Job(suite, str(root), limit, device, _job_env() if parallel else {})
-    lock = cells_lock(root) if cell is not None and not overwrite else run_lock(root, RunStore(root).clear if overwrite else None)
+    # --cell ID --overwrite recomputes that cell only (under the run lock); --overwrite alone starts over
+    whole = overwrite and cell is None
+    lock = cells_lock(root) if cell is not None and not overwrite else run_lock(root, RunStore(root).clear if whole else None)
     with lock:
         backend: Any
         if not parallel:
             resolve_device(device)
-            backend = _Sequential(progress, cell)
+            backend = _Sequential(progress, cell, redo=cell is not None and overwrite)
         elif params.name == "local":
             resolve_device(device)
             backend = _Local(params, progress)

@@ -104,6 +104,8 @@ def connect_ray(ray: Any, address: str | None) -> None:
     if where is None:
         raise error("not an address", form)
     why = _unreachable(*where)
+    if why is not None and not client and resolved != target:  # Ray connects 127.0.0.1 as the node's own address
+        why += f", the address Ray makes of {target!r}"
     if why is not None:
         raise error(why, "check the address ('ray start --head' prints it)", "start the cluster")
     try:

@@ -155,7 +155,7 @@ def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = Fals
     foreign = [sid for sid in stored.sample_ids if sid not in position]
     if foreign:
         raise AudiobenchError(f"stored masks {path} name {len(foreign)} clip(s) this run did not evaluate (e.g. "
-                              f"{foreign[0]}): re-run the cell with audiobench run SUITE -o {session.store.root} --cell {cell.id}")
+                              f"{foreign[0]}): compute the cell again with audiobench run SUITE -o {session.store.root} --cell {cell.id} --overwrite")
     step, device = session.suite.batch_size, session.device
     parts, not_applicable = [], {}
     for start in range(0, len(stored.sample_ids), step):
@@ -168,8 +168,8 @@ def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = Fals
         e = stored.explanation.subset(idx)
         if e.mask.shape[1:] != x.shape[1:]:
             raise AudiobenchError(f"stored masks {path} are shaped {tuple(e.mask.shape[1:])}, the cell's representation "
-                                  f"{tuple(x.shape[1:])}: re-run the cell with audiobench run SUITE -o {session.store.root} "
-                                  f"--cell {cell.id}")
+                                  f"{tuple(x.shape[1:])}: compute the cell again with audiobench run SUITE -o {session.store.root} "
+                                  f"--cell {cell.id} --overwrite")
         e.mask = e.mask.to(device, x.dtype)
         e.removals = {k: v.to(device, x.dtype) for k, v in e.removals.items()}
         target = torch.as_tensor(stored.targets[idx.numpy()], device=device)

@@ -163,8 +163,8 @@ STORED_DTYPES = {"log8": np.uint8, "float16": np.float16, "float32": np.float32}
 
 
 def _damaged(path: Path, why: str) -> AudiobenchError:
-    return AudiobenchError(f"stored masks {path} are damaged ({why}): re-run the cell with "
-                           f"audiobench run SUITE -o {path.parent.parent} --cell {path.stem}, or --overwrite")
+    return AudiobenchError(f"stored masks {path} are damaged ({why}): compute the cell again with "
+                           f"audiobench run SUITE -o {path.parent.parent} --cell {path.stem} --overwrite")
 
 
 def read_masks(path: Path) -> StoredExplanations:

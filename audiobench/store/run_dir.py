@@ -61,6 +61,12 @@ class RunStore:
         frame = pd.read_parquet(self.cells / f"{cell_id}.parquet")
         return frame, json.loads((self.cells / f"{cell_id}.json").read_text())
 
+    def discard(self, cell_id: str) -> None:
+        """Remove one stored cell (its rows, record and kept masks), so it is computed again
+        (``run --cell ID --overwrite``); the other cells and the run's results stay."""
+        for path in (self.cells / f"{cell_id}.json", self.cells / f"{cell_id}.parquet", self.masks_path(cell_id)):
+            path.unlink(missing_ok=True)
+
     def clear(self) -> None:
         """Remove everything a run writes (``--overwrite``)."""
         for name in ("cells", "tables", "audio", "masks", "status", "sanity", "plots"):
