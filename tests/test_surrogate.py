@@ -159,3 +159,35 @@ def test_nmf_parts_are_a_soft_partition_and_an_additive_model_on_them_is_recover
     on_low, on_high = (raw.abs() * sounding)[..., :6].sum(), (raw.abs() * sounding)[..., 6:].sum()
     assert float(on_low) > 50 * float(on_high)
     del frontend
+
+
+@pytest.mark.parametrize("per_clip", [False, True])
+def test_perturbed_scores_equal_the_copies_built_one_row_at_a_time(per_clip: bool) -> None:
+    """The batched copies (shared regions: one product per pass; per-clip NMF parts: one batched product
+    per clip a pass spans) are bit for bit the copies built row by row, as the committed rows were."""
+    from audiobench.methods.surrogate import perturbed_scores
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, target = torch.rand(5, 1, 40, 33), torch.tensor([0, 1, 2, 0, 1])
+    z, fill = torch.randint(0, 2, (5, 30, 6)).float(), torch.full((5, 1, 1, 1), 0.25)
+    if per_clip:
+        regions = torch.rand(5, 6, 40, 33)
+        regions = regions / regions.sum(1, keepdim=True)
+    else:
+        regions = torch.zeros(6, 40, 33)
+        for i in range(6):
+            regions[i, :, i * 6 : (i + 1) * 6] = 1
+    with torch.no_grad():
+        got = perturbed_scores(model, x, target, regions, z, fill, 16)  # passes of 16 rows straddle clips
+        copies = []
+        for b in range(5):
+            reg = (regions[b] if per_clip else regions).flatten(-2)
+            for s in range(30):
+                keep = torch.bmm(z[b, s][None, None], reg[None])[0, 0].view(1, 40, 33)
+                copies.append(x[b] * keep + fill[b] * (1 - keep))
+        copies = torch.stack(copies)  # the model sees the same passes of 16 rows
+        want = torch.cat([model(copies[i : i + 16]) for i in range(0, 150, 16)]).gather(
+            1, target.repeat_interleave(30)[:, None])[:, 0].view(5, 30)
+    assert torch.equal(got, want)
