@@ -301,7 +301,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         for text in render_run(result.run_dir, args.format, write=False).values():
             print(text)
             print()
-        print(f"results in {result.run_dir}/ (tables/, per_sample.parquet, manifest.json)", file=sys.stderr)
+        cells = result.manifest.get("cells", [])
+        resumed = sum(bool(c.get("resumed")) for c in cells)
+        done = ("nothing recomputed: every cell was stored" if cells and resumed == len(cells) else
+                f"{len(cells) - resumed} cell(s) computed, {resumed} stored already" if resumed else f"{len(cells)} cells computed")
+        print(f"results in {result.run_dir}/ (tables/, per_sample.parquet, manifest.json); {done}", file=sys.stderr)
         return 0
     if args.command == "status":
         import json

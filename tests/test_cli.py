@@ -123,3 +123,12 @@ def test_a_plugin_on_an_old_import_path_is_pointed_at_audiobench_api(tmp_path: P
     out = cli("list", "methods", "--plugins", str(plugin))
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "No module named 'audiobench.registry'" in out.stderr and "from audiobench.api" in out.stderr
+
+
+def test_a_rerun_says_nothing_was_recomputed(write_suite, tmp_path: Path) -> None:
+    suite = write_suite({"methods": ["random", "saliency"], "domains": ["mel"], "contaminations": ["none"],
+                         "metrics": ["ad"], "audio": {"n": 0}})
+    first = cli("run", str(suite), "-o", str(tmp_path / "run"), "--limit", "3", "-q")
+    assert first.returncode == 0 and "; 2 cells computed" in first.stderr
+    again = cli("run", str(suite), "-o", str(tmp_path / "run"), "--limit", "3", "-q")
+    assert again.returncode == 0 and "; nothing recomputed: every cell was stored" in again.stderr
