@@ -160,6 +160,9 @@ def check_model(
     rule(clf.output_kind in OUTPUT_KINDS, f"output kind {clf.output_kind!r} is not one of {OUTPUT_KINDS}")
     rule(clf.input_kind == spec.input_kind, f"the spec declares input kind {spec.input_kind!r}, the network it builds "
                                             f"{clf.input_kind!r} (validate reads the spec's)")
+    rule((clf.detector, clf.frame_pooling) == (spec.detector, spec.frame_pooling),
+         f"the spec declares detector {spec.detector} and frame_pooling {spec.frame_pooling!r}, the network it builds "
+         f"{clf.detector} and {clf.frame_pooling!r} (validate and list models read the spec's)")
     rule(not clf.detector or n_classes == 2, f"a detector has two classes (absent, present), not {n_classes}: "
                                              "check it with n_classes=2")
     clf = clf.eval()

@@ -129,3 +129,23 @@ def test_block_channels_default_reads_each_blocks_last_convolution() -> None:
     assert Two(torch.nn.Conv1d(6, 9, 1)).block_channels() == [6, 9]
     with pytest.raises(AudiobenchError, match="block 2 holds no convolution to read its channels from; override"):
         Two(torch.nn.LSTM(6, 8)).block_channels()
+
+
+def test_a_detector_is_declared_on_its_spec_validated_and_listed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """validate refuses a detector on data with other than two classes; list models says what it is;
+    check_model refuses a spec that does not declare what its network is."""
+    raw = yaml.safe_load(_suite(tmp_path, ["stft2mel"]).read_text())
+    raw["dataset"] = {"name": "synth", "classes": 3, "clips_per_class": 6, "seconds": 0.5}
+    (tmp_path / "three.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    capsys.readouterr()
+    assert main(["validate", str(tmp_path / "three.yaml")]) == 1
+    assert "model frame_detector is a detector (classes absent, present), but the dataset has 3 classes" in \
+        capsys.readouterr().err
+    assert main(["list", "models", "--verbose", "--plugins", str(PLUGIN)]) == 0
+    out = capsys.readouterr().out
+    assert "input: linear; output kind: softmax; trained: yes (model.train); a detector (classes absent, present); " \
+           "per-frame scores pooled by logmeanexp" in out
+    load_plugin_file(PLUGIN)
+    undeclared = type("Undeclared", (MODELS.get("frame_detector"),), {"detector": False, "frame_pooling": None})
+    with pytest.raises(AssertionError, match="the spec declares detector False and frame_pooling None, the network"):
+        check_model(undeclared())

@@ -228,6 +228,8 @@ class ModelSpec(Component):
     trainable: ClassVar[bool] = True
     output_kind: ClassVar[OutputKind] = "softmax"
     input_kind: ClassVar[InputKind] = "logmel"  # as the classifier it builds (validate reads it from here)
+    detector: ClassVar[bool] = False  # as the classifier it builds: validate then asks for two classes
+    frame_pooling: ClassVar[FramePooling | None] = None  # as the classifier it builds (list models shows it)
     # the classifier it builds returns its exact attribution (AudioClassifier.exact_attribution): hand-built
     # models whose attribution is known in closed form; validate allows the ``exact`` row only with these
     knows_exact_attribution: ClassVar[bool] = False
@@ -279,6 +281,8 @@ class ModelSpec(Component):
         trained = ("no (used as built)" if not cls.trainable else "yes, its own way" if cls.train_model is not
                    ModelSpec.train_model else "yes (model.train)")
         return [f"input: {cls.input_kind}; output kind: {cls.output_kind}; trained: {trained}"
+                + ("; a detector (classes absent, present)" if cls.detector else "")
+                + (f"; per-frame scores pooled by {cls.frame_pooling}" if cls.frame_pooling else "")
                 + ("; knows its exact attribution" if cls.knows_exact_attribution else ""),
                 f"front end: {fe}"]
 

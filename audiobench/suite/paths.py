@@ -54,6 +54,9 @@ def check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contamination
         built = model.build()
         n_classes = data.class_count() if data is not None and hasattr(data, "class_count") and not training else None
         found = built.check(n_mels=n_mels, n_classes=n_classes) if hasattr(built, "check") else []
+        if getattr(built, "detector", False) and n_classes not in (None, 2):
+            found.append(f"model {model.name} is a detector (classes absent, present), but the dataset has "
+                         f"{n_classes} classes")
         errors.items += [SuiteError(p, errors.file, model.line) for p in found]
     for c in contaminations:
         built = c.build()

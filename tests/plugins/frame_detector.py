@@ -76,7 +76,7 @@ class FrameDetector(AudioClassifier):
 class FrameDetectorSpec(ModelSpec):
     """Test-only detector on the linear STFT magnitude: 1-D blocks, per-frame logits pooled by log-mean-exp."""
 
-    input_kind = "linear"
+    input_kind, detector, frame_pooling = "linear", True, "logmeanexp"  # as the network it builds
 
     class Params(Params):
         n_fft: int = Field(256, description="its STFT size: the bins its first block spans")
