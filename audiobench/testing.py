@@ -132,7 +132,7 @@ def check_model(
     constant (a hand-built model whose other classes are fixed, e.g. ``band_energy``: their exact
     attribution is zero); at least one class must still vary and have a gradient. Raises
     ``AssertionError`` naming the first broken rule. A domain the model cannot read (``validate`` refuses
-    it: the mel domain for a model of input kind ``linear``) is left out; a :attr:`~AudioClassifier.detector`
+    it: the mel domain for a model of input kind ``linear``) is left out; a model whose spec declares it a ``detector``
     is checked with two classes (absent, present) unless ``n_classes`` says otherwise; others with 3 by default.
     """
     spec = name if isinstance(name, ModelSpec) else MODELS.get(name)(params or {})
@@ -150,10 +150,8 @@ def check_model(
         rule(same_setting(got, want), f"front end: frontend.{key} is {got!r}, the model reads {want!r}")
     fe = Frontend(frontend)
     torch.manual_seed(0)
-    if n_classes is None:  # 3 classes, or 2 (absent, present) for a detector
-        probe = spec.build(["c0", "c1", "c2"], frontend.n_mels, frontend.sample_rate)
-        n_classes = 2 if getattr(probe, "detector", False) else 3
-        torch.manual_seed(0)
+    if n_classes is None:  # 3 classes, or 2 (absent, present) for what the spec declares a detector
+        n_classes = 2 if spec.detector else 3
     names = [f"c{i}" for i in range(n_classes)]
     clf = spec.build(names, frontend.n_mels, frontend.sample_rate)
     rule(isinstance(clf, AudioClassifier), f"build returned {type(clf).__name__}, not an AudioClassifier")

@@ -55,6 +55,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def path_content(path: str | Path) -> dict[str, Any]:
     """What a path holds, independent of where it lies: a folder's every file as (relative path, size
     in bytes) hashed (hidden files left out, the order sorted), a file's SHA-256, or ``{"missing": name}``.
@@ -68,11 +77,7 @@ def path_content(path: str | Path) -> dict[str, Any]:
         )
         return {"files": stable_hash(rows, 24)}
     if p.is_file():
-        digest = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return {"sha256": digest.hexdigest()}
+        return {"sha256": sha256(p)}
     return {"missing": p.name}
 
 

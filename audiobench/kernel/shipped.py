@@ -21,7 +21,6 @@ copies of shipped artefacts already in the cache are dropped so that they are re
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -30,21 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, sha256
 from audiobench.kernel.errors import AudiobenchError
 
 INDEX = "index.json"
 REPO_ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"  # a checkout's; absent in an installed wheel
 OFF = {"off", "0", "no", "false", "none"}
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def enabled() -> bool:

@@ -34,7 +34,6 @@ OutputKind = Literal["softmax", "sigmoid", "similarity"]
 OUTPUT_KINDS: tuple[OutputKind, ...] = ("softmax", "sigmoid", "similarity")
 # what the network reads of a (masked) representation by default (:meth:`AudioClassifier.network_input`)
 InputKind = Literal["logmel", "linear"]
-INPUT_KINDS: tuple[InputKind, ...] = ("logmel", "linear")
 FramePooling = Literal["mean", "max", "logmeanexp"]
 
 

@@ -14,7 +14,6 @@ it is fine-tuned on the suite's dataset with ``audiobench train`` before it can 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import pickle
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json
+from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, sha256
 from audiobench.kernel.errors import AudiobenchError
 
 IGNORED_PREFIXES = ("spectrogram_extractor.", "logmel_extractor.")
@@ -213,11 +212,7 @@ def file_digest(path: str | Path) -> str:
     path = Path(path)
     key = _stat_key(path)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = sha256(path)
     return _DIGESTS[key]
 
 

@@ -203,7 +203,7 @@ class ClapSynthSpec(ModelSpec):
     ) -> Any:
         """Train (or load from the cache) the dual encoder; returns a ``TrainedClassifier`` whose
         ``info['accuracy'][evaluated]`` is the zero-shot accuracy with the evaluation prompts."""
-        from audiobench.models.training import TrainedClassifier, _features, accuracy, network_inputs
+        from audiobench.models.training import TrainedClassifier, accuracy, model_inputs
 
         classes = splits["train"].class_names
         key = self.model_key(train_params, splits, frontend, data_fingerprint, seed)
@@ -212,8 +212,7 @@ class ClapSynthSpec(ModelSpec):
         torch.manual_seed(seed)
         model = self.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
         restore(weights, meta)
-        feats = {s: network_inputs(model, frontend, _features(frontend, splits[s], device, model))  # what it reads
-                 for s in (evaluated, "valid")}
+        feats = {s: model_inputs(model, frontend, splits[s], device) for s in (evaluated, "valid")}  # what it reads
         if weights.exists() and meta.exists():
             model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
             info = json.loads(meta.read_text()) | {"cached": True}

@@ -110,11 +110,17 @@ def training_grid(model: AudioClassifier, frontend: Frontend, wave: torch.Tensor
 
 
 def network_inputs(model: AudioClassifier, frontend: Frontend, grid: torch.Tensor, batch: int = CPU_ROWS) -> torch.Tensor:
-    """What ``model`` reads (:meth:`~audiobench.models.base.AudioClassifier.network_input`) of Mel-domain
-    grids [N, 1, T, n_mels], in batches, without gradients: [N, ...] as the model declares."""
+    """What ``model`` reads (:meth:`~audiobench.models.base.AudioClassifier.network_input`) of unmasked
+    grids of :func:`training_domain` [N, 1, T, F], in batches, without gradients: [N, ...] as the model declares."""
     with torch.no_grad():
         domain = training_domain(model)
         return torch.cat([model.network_input(domain, frontend, grid[i : i + batch]) for i in range(0, len(grid), batch)])
+
+
+def model_inputs(model: AudioClassifier, frontend: Frontend, clips: ClipSet, device: torch.device) -> torch.Tensor:
+    """The peak-normalised ``clips`` as ``model`` reads them (:func:`network_inputs` of their training grid):
+    what its accuracy is measured on."""
+    return network_inputs(model, frontend, _features(frontend, clips, device, model))
 
 
 @torch.no_grad()
@@ -293,7 +299,7 @@ def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Front
     model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
     load_state(model, state, path)
     model.eval()
-    feats = network_inputs(model, frontend, _features(frontend, splits[evaluated], device, model))
+    feats = model_inputs(model, frontend, splits[evaluated], device)
     digest = file_digest(path)
     side = read_sidecar(path)
     info = {
@@ -321,7 +327,7 @@ def built_classifier(
     classes = splits[evaluated].class_names
     torch.manual_seed(seed)
     model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device).eval()
-    inputs = network_inputs(model, frontend, _features(frontend, splits[evaluated], device, model))
+    inputs = model_inputs(model, frontend, splits[evaluated], device)
     info = {
         "hash": _built_hash(spec, classes, seed),
         "model": {"name": spec.name, **spec.params.model_dump(mode="json")},
