@@ -299,3 +299,10 @@ def test_method_folders_are_unique_within_a_suite() -> None:
     specs = [ComponentSpec("methods", name, {}, label) for name, label in rows]
     # GradCAM++ must not write its audio and logs into GradCAM's folder, nor a method into the inputs' one
     assert method_folders(specs) == ["gradcam", "gradcam-2", "gradcam-3", "input-2", "l-mac-ft-g-4"]
+
+
+def test_gradcam_and_gradcam_pp_cells_have_their_own_id_stems() -> None:
+    """Issue 27: GradCAM and GradCAM++ cells shared the id stem ``gradcam``."""
+    from audiobench.harness.cells import method_stem
+
+    assert [method_stem(x) for x in ("GradCAM", "GradCAM++", "L-MAC, FT, λg=4")] == ["gradcam", "gradcampp", "l-mac-ft-g-4"]

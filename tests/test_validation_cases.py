@@ -328,6 +328,42 @@ def test_output_only_settings_do_not_move_a_number(write_suite, tmp_path: Path) 
     assert set(values["a"].index.get_level_values("method")) == {"saliency", "smoothgrad", "random"}
     for name in "bcd":
         pd.testing.assert_series_equal(values[name], values["a"], check_exact=False, rtol=0, atol=1e-6)
+    ids = {name: [c["id"] for c in json.loads((tmp_path / name / "manifest.json").read_text())["cells"]] for name in variants}
+    assert ids["b"] == ids["c"] == ids["d"] == ids["a"]  # nor a cell id
+
+
+@pytest.mark.slow
+def test_changed_output_settings_rewrite_outputs_under_the_same_ids(write_suite, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """../shared/cases/output-settings-change-numbers, on one run directory: audio.n changed on an
+    existing run keeps every cell id and number and rewrites its outputs (the WAVs); cells stored
+    under the ids of an earlier version (same hash, another id) are renamed, not recomputed."""
+    import pandas as pd
+
+    from audiobench.harness.runner import run_suite
+
+    base = {"domains": ["stft2mel"], "contaminations": ["none"], "methods": [{"name": "smoothgrad", "n_samples": 4}, "random"],
+            "metrics": ["ai", "ff"], "audio": {"n": 2}}
+    run = tmp_path / "run"
+    first = run_suite(write_suite(base, name="a.yaml"), run, limit=4, progress=False)
+    before = pd.read_parquet(run / "per_sample.parquet")
+    wavs = sorted(p.name for p in (run / "audio").rglob("*.wav"))
+    second = run_suite(write_suite({**base, "audio": {"n": 1}}, name="a.yaml"), run, limit=4, progress=False)
+    assert "computed again to rewrite their outputs; their numbers do not change" in capsys.readouterr().err
+    assert [c["id"] for c in second.manifest["cells"]] == [c["id"] for c in first.manifest["cells"]]
+    assert not any(c["resumed"] for c in second.manifest["cells"])
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "per_sample.parquet"), before)
+    assert 0 < len(sorted((run / "audio").rglob("*.wav"))) < len(wavs)  # fewer clips written
+
+    cell = second.manifest["cells"][0]["id"]  # an earlier version's name for it
+    old = cell.rsplit("__", 1)[0] + "__0123456789"
+    for folder, ext in (("cells", "json"), ("cells", "parquet"), ("masks", "npz")):
+        (run / folder / f"{cell}.{ext}").rename(run / folder / f"{old}.{ext}")
+    third = run_suite(write_suite({**base, "audio": {"n": 1}}, name="a.yaml"), run, limit=4, progress=False)
+    assert "1 stored cell(s) renamed" in capsys.readouterr().err
+    assert all(c["resumed"] for c in third.manifest["cells"]) and not (run / "cells" / f"{old}.json").exists()
+    assert json.loads((run / "cells" / f"{cell}.json").read_text())["id"] == cell
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "per_sample.parquet"), before)
 
 
 @pytest.mark.slow

@@ -42,7 +42,10 @@ CELL_CODE_VERSION = 2  # bump when evaluation changes what a cell stores (2: per
 
 @dataclass
 class Cell:
-    """One unit of work; ``id`` names its files, ``hash`` covers everything that shapes its numbers."""
+    """One unit of work. ``id`` names its files and is what a run resumes by: domain, condition, the
+    method row's stem and :attr:`explain_hash`, so settings that only shape outputs (``audio.n``,
+    ``masks.precision``, the metric list) keep it. ``hash`` covers everything the cell stores: a stored
+    cell whose ``hash`` differs is computed again under the same id (same numbers, new outputs)."""
 
     domain: ComponentSpec
     contamination: ComponentSpec
@@ -81,9 +84,15 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
                 }
                 h = stable_hash({**common, **this, "code": CELL_CODE_VERSION})
                 explain = stable_hash({**shaping, **this})
-                cid = f"{domain.build().key()}__{contamination.build().key()}__{slug(method.label or method.name)}__{h[:10]}"
+                cid = f"{domain.build().key()}__{contamination.build().key()}__{method_stem(method.label or method.name)}__{explain[:10]}"
                 cells.append(Cell(domain, contamination, method, h, cid, folder, explain))
     return cells
+
+
+def method_stem(label: str) -> str:
+    """The method row's part of a cell id: its label file-name-safe, with ``+`` kept as ``p`` so
+    ``GradCAM`` and ``GradCAM++`` cells do not share the stem ``gradcam`` (``gradcampp``)."""
+    return slug(label.replace("+", "p"))
 
 
 def explain_rows(device: torch.device) -> int:
@@ -119,7 +128,7 @@ def evaluate_cell(
         rep = domain.represent(model.frontend, clips.waveforms[start:stop].to(device))
         truth = clip_truth(clips, slice(start, stop), domain, model.frontend, rep, metrics)
         res = evaluate_batch(explainer, model, rep, ids, clips.labels[start:stop], metrics, targets,
-                             batch_seed(cell.explain_hash or cell.hash, b), max(explain_rows(device), batch_size), cell.id,
+                             batch_seed(cell.explain_hash, b), max(explain_rows(device), batch_size), cell.id,
                              truth, budget)
         results.append(res)
         if audio_ids and res.explanation is not None:

@@ -30,6 +30,7 @@ differ in the last float bits otherwise, like any change of thread count).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -93,6 +94,12 @@ def shared_stage(job: Job, progress: bool = False, only: str | None = None, redo
     write_plan(store.root, job.suite.name, session.cells)
     if only and redo:
         store.discard(find_cell(session, only).id)
+    renamed, discarded = store.reconcile({c.id: c.hash for c in session.cells})
+    if renamed:
+        print(f"{len(renamed)} stored cell(s) renamed to this version's ids (nothing recomputed)", file=sys.stderr)
+    if discarded:
+        print(f"{len(discarded)} stored cell(s) were written under other output settings (audio, masks or metrics): "
+              "computed again to rewrite their outputs; their numbers do not change", file=sys.stderr)
     cells = [c for c in ([find_cell(session, only)] if only else session.cells) if not store.has(c.id)]
     for c in cells:  # fits before any cell, so workers only load them
         if c.method.cls().trainable:

@@ -105,6 +105,7 @@ def _score_run(run_dir: str | Path, metrics: list[str] | None, device: str, prog
     names = list(metrics or suite.metrics)
     session = prepare(suite, run_dir, manifest.get("limit"), device, progress=progress)
     suite.metrics = list(dict.fromkeys([*suite.metrics, *names]))  # after the cells are named: their ids stay
+    session.store.reconcile({c.id: c.hash for c in session.cells}, discard_stale=False)  # ids of older versions
     missing = [c.id for c in session.cells if not session.store.has(c.id)]
     if missing:
         raise AudiobenchError(f"{run_dir}: {len(missing)} cell(s) not finished (e.g. {missing[0]}); run the suite first")

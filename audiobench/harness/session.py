@@ -10,6 +10,7 @@ with the same rows as the full run.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,7 +242,7 @@ def list_cells(suite: Suite | str | Path, output: str | Path | None = None, limi
     suite, store, _, frontend, dataset, splits, _, limit = _load(suite, output, limit, "cpu", False)
     key = classifier_hash(suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed,
                           suite.split, augment=[c.build() for c in suite.augment])
-    return [(cell, store.has(cell.id)) for cell in _cells(suite, splits, key, limit)[3]]
+    return [(cell, store.has(cell.id, cell.hash)) for cell in _cells(suite, splits, key, limit)[3]]
 
 
 def run_cell(session: Session, cell: Cell, executor: str = "sequential") -> dict[str, Any]:
@@ -264,9 +265,11 @@ def _run_cell(session: Session, cell: Cell) -> dict[str, Any]:
     t0 = time.perf_counter()
     ckey = cell.contamination.build().key()
     metrics = [METRICS.get(name) for name in suite.metrics]
+    listen = audio_dir(session, cell, ckey)
+    shutil.rmtree(listen, ignore_errors=True)  # a cell computed again (other audio.n) leaves none of its earlier WAVs
     out = evaluate_cell(
         cell, explainer, session.model(cell), clips, metrics, cell.method.targets or suite.targets, suite.batch_size, session.device,
-        audio_dir(session, cell, ckey) if suite.audio.n else None, suite.audio.n, session.progress,
+        listen if suite.audio.n else None, suite.audio.n, session.progress,
         keep_precision=suite.masks.precision, budget=Budget.of(suite.budget, suite.seed),
     )
     seconds = time.perf_counter() - t0

@@ -147,7 +147,7 @@ def _score_setting(
             continue
         for b, start in enumerate(range(0, len(x), bs)):
             sl = slice(start, min(start + bs, len(x)))
-            s = batch_seed(stable_hash([cell.explain_hash or cell.hash, "meta", seed]), b)
+            s = batch_seed(stable_hash([cell.explain_hash, "meta", seed]), b)
             e = explain_batch(explainer, model, x[sl], target[sl], s, max_rows)
             e.mask = e.mask.detach().nan_to_num(0.0).clamp(0, 1)
             values, _, _ = score_rows(model, x[sl], e, scores[sl], target[sl], metrics, labels[sl], suite.targets,

@@ -55,7 +55,7 @@ def randomisation_stage(session: Any, p: RandomisationParams, progress: bool = T
     frames, seconds = [], {}
     for label in labels:
         cell = find_cell(session, domain, p.contamination, label)
-        h = stable_hash({"cell": cell.hash, "params": p.model_dump(mode="json"), "code": SANITY_CODE_VERSION})
+        h = stable_hash({"cell": cell.explain_hash, "params": p.model_dump(mode="json"), "code": SANITY_CODE_VERSION})
         path = folder / f"{cell.folder}__{h[:10]}.parquet"
         if path.exists():
             frames.append(pd.read_parquet(path))
@@ -117,7 +117,7 @@ def _explain_split(session: Any, cell: Cell, x: torch.Tensor) -> torch.Tensor:
     explainer = session.explainer(cell)[0]
     rows, target = decisions(session, model, x)
     bs = session.suite.batch_size
-    seeds = [int(stable_hash([cell.hash, "roar", b], 8), 16) % (2**31) for b in range((len(rows) + bs - 1) // bs)]
+    seeds = [int(stable_hash([cell.explain_hash, "roar", b], 8), 16) % (2**31) for b in range((len(rows) + bs - 1) // bs)]
     masks = explain_all(explainer, model, x[rows], target, seeds, bs, explain_rows(session.device))
     return _per_clip(masks, rows.cpu(), len(x))
 
@@ -176,7 +176,7 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
             print(f"audiobench: note: {notes[-1]}", file=sys.stderr)
     for label in [RANDOM_REMOVAL, *labels]:
         t0 = time.perf_counter()
-        h = stable_hash({**ident, "cell": None if label == RANDOM_REMOVAL else cells[label].hash})
+        h = stable_hash({**ident, "cell": None if label == RANDOM_REMOVAL else cells[label].explain_hash})
         path = folder / f"{slug(label)}__{h[:10]}.json"
         done = {(e["fraction"], e["seed"]): e["accuracy"] for e in json.loads(path.read_text())} if path.exists() else {}
         fractions = [0.0, *p.fractions] if label == RANDOM_REMOVAL else list(p.fractions)

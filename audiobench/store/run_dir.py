@@ -48,8 +48,53 @@ class RunStore:
         """Where a cell's kept explanations live."""
         return self.root / "masks" / f"{cell_id}.npz"
 
-    def has(self, cell_id: str) -> bool:
-        return (self.cells / f"{cell_id}.json").exists() and (self.cells / f"{cell_id}.parquet").exists()
+    def has(self, cell_id: str, cell_hash: str | None = None) -> bool:
+        """Whether the cell is stored complete (its rows and record); with ``cell_hash``, also that its
+        record was written for that hash (:attr:`audiobench.harness.cells.Cell.hash`): a cell stored
+        under other output settings is not."""
+        record = self.cells / f"{cell_id}.json"
+        if not (record.exists() and (self.cells / f"{cell_id}.parquet").exists()):
+            return False
+        return cell_hash is None or self.stored_hash(cell_id) == cell_hash
+
+    def stored_hash(self, cell_id: str) -> str | None:
+        """The hash a stored cell's record was written for (None when unreadable or absent)."""
+        try:
+            meta = json.loads((self.cells / f"{cell_id}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return meta.get("hash") if isinstance(meta, dict) else None
+
+    def reconcile(self, cells: dict[str, str], discard_stale: bool = True) -> tuple[list[str], list[str]]:
+        """Bring stored cells in line with the suite's cells ``{id: hash}`` before a run computes any.
+
+        A cell stored under another id with the same hash (ids written before they left out the
+        output-only settings, or a GradCAM++ row's earlier stem) is renamed to its id, masks
+        included: nothing is recomputed. A cell stored under its id for another hash (the suite's
+        ``audio``, ``masks`` or ``metrics`` changed) is discarded, so it is computed again; its
+        numbers do not change (the seeds come from the explanation hash); ``discard_stale=False`` (``score``)
+        keeps it. Returns (renamed, discarded) ids.
+        """
+        renamed, discarded = [], []
+        wanted = {h: cid for cid, h in cells.items() if not self.has(cid)}
+        for record in sorted(self.cells.glob("*.json")) if self.cells.is_dir() else []:
+            old = record.stem
+            target = wanted.get(self.stored_hash(old) or "")
+            if old in cells or target is None or not (self.cells / f"{old}.parquet").exists():
+                continue
+            for src, dst in ((self.masks_path(old), self.masks_path(target)),
+                             (self.cells / f"{old}.parquet", self.cells / f"{target}.parquet")):
+                if src.exists():
+                    src.replace(dst)
+            atomic_write_json(self.cells / f"{target}.json", {**json.loads(record.read_text()), "id": target})  # last: complete
+            record.unlink()
+            wanted.pop(cells[target])
+            renamed.append(target)
+        for cid, h in cells.items() if discard_stale else ():
+            if self.has(cid) and not self.has(cid, h):
+                self.discard(cid)
+                discarded.append(cid)
+        return renamed, discarded
 
     def write_cell(self, cell_id: str, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
         """Store a completed cell: the rows first, then the metadata that marks it complete."""
