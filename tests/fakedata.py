@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,4 +122,96 @@ def make_esc10(root: Path, per_fold: int = 1, classes: int = 4, folds: int = 5, 
         whole = folder / "5-900000-A.ogg"
         sf.write(whole, tone(0, seconds, sr, rng), sr, format="OGG", subtype="VORBIS")
         whole.write_bytes(whole.read_bytes()[:200])
+    return root
+
+
+# SONYC-UST's taxonomy (dcase-ust-taxonomy.yaml): coarse id -> (coarse name, fine tags; "X" marks the uncertain one)
+SONYC_TAXONOMY = {
+    1: ("engine", ["1:small-sounding-engine", "2:medium-sounding-engine", "3:large-sounding-engine",
+                   "X:engine-of-uncertain-size"]),
+    2: ("machinery-impact", ["1:rock-drill", "2:jackhammer", "3:hoe-ram", "4:pile-driver", "X:other-unknown-impact-machinery"]),
+    3: ("non-machinery-impact", ["1:non-machinery-impact"]),
+    4: ("powered-saw", ["1:chainsaw", "2:small-medium-rotating-saw", "3:large-rotating-saw", "X:other-unknown-powered-saw"]),
+    5: ("alert-signal", ["1:car-horn", "2:car-alarm", "3:siren", "4:reverse-beeper", "X:other-unknown-alert-signal"]),
+    6: ("music", ["1:stationary-music", "2:mobile-music", "3:ice-cream-truck", "X:music-from-uncertain-source"]),
+    7: ("human-voice", ["1:person-or-small-group-talking", "2:person-or-small-group-shouting", "3:large-crowd",
+                        "4:amplified-speech", "X:other-unknown-human-voice"]),
+    8: ("dog", ["1:dog-barking-whining"]),
+}
+
+# (split, sensor_id, clip, annotator_id, fine tags marked present, the one coarse group the row annotates or None):
+# volunteers > 0, SONYC team < 0 (one group a row, the others -1), verified 0. Expected labels: tests/test_multilabel_data.py
+SONYC_ROWS = [
+    ("train", 1, "t0", 101, ["1-1"], None), ("train", 1, "t0", 102, ["1-2", "7-1"], None), ("train", 1, "t0", 103, [], None),
+    ("train", 1, "t1", 101, ["8-1"], None), ("train", 1, "t1", 104, ["8-1"], None), ("train", 1, "t1", 105, ["5-3"], None),
+    ("train", 1, "t1", -1, ["2-2"], 2), ("train", 1, "t1", 0, ["6-1"], None),  # not volunteers: ignored for train
+    ("train", 2, "t2", 102, [], None), ("train", 2, "t2", 103, [], None), ("train", 2, "t2", 106, [], None),
+    ("train", 3, "t3", 101, ["4-X"], None), ("train", 3, "t3", 102, ["3-1"], None), ("train", 3, "t3", 103, ["1-X", "4-1"], None),
+    ("validate", 4, "v0", 107, ["1-1", "2-1"], None), ("validate", 4, "v0", -1, ["1-1"], 1), ("validate", 4, "v0", -2, [], 1),
+    ("validate", 4, "v0", 0, ["5-1"], None),
+    ("validate", 5, "v1", 108, ["7-2"], None), ("validate", 5, "v1", 0, ["7-2", "6-X"], None),
+    ("validate", 5, "v2", 109, ["8-1"], None),  # no verified row: not in the valid split
+    ("test", 1, "s0", 110, [], None), ("test", 1, "s0", 0, ["2-X"], None),
+    ("test", 1, "s1", 0, [], 3),  # a verified row that annotates group 3 only: the other labels are unknown
+]
+
+
+def make_sonyc_ust(root: Path, rows: list[tuple] = SONYC_ROWS, sr: int = 8000, seconds: float = 0.5,
+                   test: bool = True) -> Path:
+    """SONYC-UST v2's official layout: ROOT/annotations.csv (the release's columns: metadata, fine and coarse
+    ``_presence``, fine ``_proximity``) and ROOT/audio/<clip>.wav for every clip of ``rows`` (see
+    :data:`SONYC_ROWS`). ``test=False``: the rows of split ``test`` are left out (a release before v2.3)."""
+    rng = np.random.default_rng(5)
+    rows = [r for r in rows if test or r[0] != "test"]
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    fine = [(c, tag.split(":")[0], tag.split(":")[1]) for c, (_, tags) in SONYC_TAXONOMY.items() for tag in tags]
+    fine_cols = [f"{c}-{f}_{name}" for c, f, name in fine]
+    coarse_cols = [f"{c}_{name}" for c, (name, _) in SONYC_TAXONOMY.items()]
+    header = ["split", "sensor_id", "audio_filename", "annotator_id", "borough", "block", "latitude", "longitude",
+              "year", "week", "day", "hour", *[f"{c}_presence" for c in fine_cols + coarse_cols],
+              *[f"{c}_proximity" for c in fine_cols]]
+    with open(root / "annotations.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for split, sensor, clip, annotator, tags, only in rows:
+            def vote(group: int, present: bool, only: int | None = only) -> int:
+                return -1 if only is not None and group != only else int(present)
+            fine_votes = [vote(c, f"{c}-{f}" in tags) for c, f, _ in fine]
+            coarse_votes = [vote(c, any(t.split("-")[0] == str(c) for t in tags)) for c in SONYC_TAXONOMY]
+            proximity = ["near" if annotator > 0 and f"{c}-{f}" in tags else "-1" for c, f, _ in fine]
+            w.writerow([split, sensor, f"{clip}.wav", annotator, 1, 100 + sensor, 40.7, -73.9, 2019, 10, 2, 14,
+                        *fine_votes, *coarse_votes, *proximity])
+    for k, clip in enumerate(dict.fromkeys(r[2] for r in rows)):
+        sf.write(root / "audio" / f"{clip}.wav", tone(k % 3, seconds, sr, rng), sr, subtype="PCM_16")
+    return root
+
+
+OPENMIC_CLASSES = ["accordion", "banjo", "bass", "cello"]  # the first 4 of the release's 20
+OPENMIC_KEYS = ["000046_3840", "000135_483840", "000139_119040", "001141_153600", "001144_30720", "002385_249600",
+                "002386_0", "003000_960", "003001_1920"]
+# Y_true [9, 4] and Y_mask [9, 4] of those keys; expected labels and masks: tests/test_multilabel_data.py
+OPENMIC_Y_TRUE = [[0.9, 0.5, 0.1, 0.5], [0.5, 0.5, 0.5, 0.7], [0.2, 0.5, 0.49, 0.5], [0.5, 1.0, 0.5, 0.5],
+                  [0.5, 0.5, 0.5, 0.0], [0.6, 0.4, 0.5, 0.5], [0.5, 0.5, 0.8, 0.5], [0.5, 0.5, 0.5, 0.5],
+                  [0.0, 0.5, 0.5, 0.5]]
+OPENMIC_Y_MASK = [[1, 0, 1, 0], [0, 0, 0, 1], [1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 0],
+                  [0, 0, 1, 0], [1, 0, 0, 0]]
+OPENMIC_PARTITIONS = {"train": OPENMIC_KEYS[:6], "test": OPENMIC_KEYS[6:8]}  # the last key is in no partition
+
+
+def make_openmic(root: Path, sr: int = 8000, seconds: float = 0.5, object_keys: bool = True) -> Path:
+    """OpenMIC-2018's official layout: ROOT/openmic-2018.npz (X, Y_true, Y_mask, sample_key), ROOT/class-map.json,
+    ROOT/partitions/split01_{train,test}.csv (one key a line, no header), ROOT/audio/<key[:3]>/<key>.ogg (Ogg Vorbis).
+    ``object_keys``: sample_key saved as an array of Python objects, as users of the release load it
+    (``allow_pickle=True``); else as a string array."""
+    rng = np.random.default_rng(6)
+    (root / "partitions").mkdir(parents=True, exist_ok=True)
+    keys = np.array(OPENMIC_KEYS, dtype=object if object_keys else str)
+    np.savez(root / "openmic-2018.npz", X=np.zeros((len(keys), 10, 128), dtype=np.uint8),
+             Y_true=np.array(OPENMIC_Y_TRUE, dtype=np.float32), Y_mask=np.array(OPENMIC_Y_MASK, dtype=bool), sample_key=keys)
+    (root / "class-map.json").write_text(json.dumps({name: i for i, name in enumerate(OPENMIC_CLASSES)}))
+    for split, members in OPENMIC_PARTITIONS.items():
+        (root / "partitions" / f"split01_{split}.csv").write_text("".join(f"{k}\n" for k in members))
+    for k, key in enumerate(OPENMIC_KEYS):
+        (root / "audio" / key[:3]).mkdir(parents=True, exist_ok=True)
+        sf.write(root / "audio" / key[:3] / f"{key}.ogg", tone(k % 3, seconds, sr, rng), sr, format="OGG", subtype="VORBIS")
     return root

@@ -37,10 +37,15 @@ class ClipSet:
     ``waveforms`` is what the classifier hears. ``targets`` is the clean target event inside it
     and ``contaminants = waveforms - targets`` everything else (background, added noise or
     another clip), so the ideal time-frequency mask of the target is known.
+
+    ``labels`` are class indices [N] int64 (single-label) or multi-hot [N, C] float (multi-label:
+    1.0 where the class is present). ``label_mask`` [N, C] bool, multi-label only, is True where the
+    label of (clip, class) is known (OpenMIC-2018 annotates only some classes of each clip); None:
+    every label is known.
     """
 
     waveforms: torch.Tensor  # [N, L] float32
-    labels: torch.Tensor  # [N] int64
+    labels: torch.Tensor  # [N] int64, or [N, C] float multi-hot
     sample_ids: list[str]
     class_names: list[str]
     sample_rate: int
@@ -48,6 +53,7 @@ class ClipSet:
     skips: list[Skip] = field(default_factory=list)
     clean: torch.Tensor | None = None  # [N, L] the clip before contamination, scaled like waveforms
     snr_db: torch.Tensor | None = None  # [N] float64: the effective SNR of each contaminated clip, in dB
+    label_mask: torch.Tensor | None = None  # [N, C] bool, True where the label of (clip, class) is known; None: all known
 
     def __post_init__(self) -> None:
         n = self.waveforms.shape[0]
@@ -59,6 +65,11 @@ class ClipSet:
                 raise ValueError(f"{name} must have the shape of waveforms")
         if self.snr_db is not None and self.snr_db.shape != (n,):
             raise ValueError("snr_db must have one value per clip")
+        if self.label_mask is not None:
+            if self.labels.dim() != 2:
+                raise ValueError("label_mask needs multi-hot labels [N, C]")
+            if self.label_mask.dtype != torch.bool or self.label_mask.shape != self.labels.shape:
+                raise ValueError("label_mask must be bool with the shape of labels [N, C]")
 
     def __len__(self) -> int:
         return self.waveforms.shape[0]
@@ -90,6 +101,7 @@ class ClipSet:
             skips=list(self.skips),
             clean=None if self.clean is None else self.clean[index],
             snr_db=None if self.snr_db is None else self.snr_db[index],
+            label_mask=None if self.label_mask is None else self.label_mask[index],
         )
 
     def drop_silent(self, where: str = "") -> ClipSet:
