@@ -296,7 +296,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = run_suite(suite, args.output, args.limit, args.device, args.overwrite, progress=not args.quiet,
                            cell=args.cell, executor=executor)
         if not result.complete:
-            print(f"cell {args.cell} stored in {result.run_dir}/cells/; other cells remain", file=sys.stderr)
+            done = ", ".join(c["id"] for c in result.manifest.get("cells", [])) or args.cell  # the full id, not the prefix
+            print(f"cell {done} stored in {result.run_dir}/cells/; other cells remain", file=sys.stderr)
             return 0
         for text in render_run(result.run_dir, args.format, write=False).values():
             print(text)

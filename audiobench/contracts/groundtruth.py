@@ -40,6 +40,8 @@ class GroundTruth:
     rep: Representation | None = None
     domain: Domain | None = None
     frontend: Frontend | None = None
+    events: torch.Tensor | None = None  # [B, K, L] each labelled event alone (multi-label data), else None
+    event_labels: torch.Tensor | None = None  # [B, K] int64 class of each event, -1: empty slot
 
     @property
     def listenable(self) -> bool:
@@ -57,7 +59,26 @@ class GroundTruth:
     def subset(self, index: torch.Tensor) -> GroundTruth:
         """The rows ``index`` (repeats allowed)."""
         return GroundTruth(self.ideal[index], self.target[index], self.contaminant[index],
-                           None if self.rep is None else self.rep.subset(index), self.domain, self.frontend)
+                           None if self.rep is None else self.rep.subset(index), self.domain, self.frontend,
+                           None if self.events is None else self.events[index],
+                           None if self.event_labels is None else self.event_labels[index])
+
+    def for_labels(self, labels: torch.Tensor) -> GroundTruth:
+        """The ground truth of explaining class ``labels[i]`` [B] int64 in row i: where the rows know their
+        events (multi-label data), the target is the row's events of that class and the contaminant
+        everything else in the clip (the other events, background, added noise), with their IBM on the
+        domain's grid; a class with no event in the clip has an all-zero target (nothing to localise).
+        Without events, the rows as they are (one target per clip). Raises ``ValueError`` when
+        ``labels`` has not one entry per row."""
+        if labels.shape != (len(self.target),):
+            raise ValueError(f"for_labels needs one class per row ({len(self.target)}), got shape {tuple(labels.shape)}")
+        if self.events is None or self.event_labels is None or self.domain is None or self.frontend is None:
+            return self
+        mine = (self.event_labels == labels.to(self.event_labels.device)[:, None]).to(self.events.dtype)  # [B, K]
+        target = (self.events * mine[:, :, None]).sum(dim=1)
+        contaminant = self.target + self.contaminant - target
+        return GroundTruth(ideal_mask(self.domain, self.frontend, target, contaminant), target, contaminant,
+                           self.rep, self.domain, self.frontend)
 
 
 def ideal_mask(domain: Domain, frontend: Frontend, target: torch.Tensor, contaminant: torch.Tensor) -> torch.Tensor:
@@ -67,8 +88,10 @@ def ideal_mask(domain: Domain, frontend: Frontend, target: torch.Tensor, contami
 
 def batch_truth(
     domain: Domain, frontend: Frontend, rep: Representation, target: torch.Tensor, contaminant: torch.Tensor,
+    events: torch.Tensor | None = None, event_labels: torch.Tensor | None = None,
 ) -> GroundTruth:
-    """The :class:`GroundTruth` of a batch of clips (``rep`` and ``target``, ``contaminant`` [B, L] per clip);
-    :meth:`GroundTruth.subset` picks a batch's (clip, target) rows."""
+    """The :class:`GroundTruth` of a batch of clips (``rep`` and ``target``, ``contaminant`` [B, L] per clip;
+    ``events`` [B, K, L] and ``event_labels`` [B, K] where the data knows each labelled event);
+    :meth:`GroundTruth.subset` picks a batch's (clip, target) rows, :meth:`GroundTruth.for_labels` their classes' events."""
     return GroundTruth(ideal_mask(domain, frontend, target, contaminant), target, contaminant,
-                       rep if domain.listenable else None, domain, frontend)
+                       rep if domain.listenable else None, domain, frontend, events, event_labels)

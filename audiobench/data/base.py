@@ -42,6 +42,11 @@ class ClipSet:
     1.0 where the class is present). ``label_mask`` [N, C] bool, multi-label only, is True where the
     label of (clip, class) is known (OpenMIC-2018 annotates only some classes of each clip); None:
     every label is known.
+
+    ``events`` [N, K, L] and ``event_labels`` [N, K] int64 (multi-label datasets that know each event):
+    event k of clip n alone, scaled like ``waveforms``, and its class (-1: no event in that slot), so
+    the ground truth of explaining label c is the clip's events of class c against everything else
+    (:meth:`audiobench.contracts.groundtruth.GroundTruth.for_labels`); ``targets`` is then their sum.
     """
 
     waveforms: torch.Tensor  # [N, L] float32
@@ -54,6 +59,8 @@ class ClipSet:
     clean: torch.Tensor | None = None  # [N, L] the clip before contamination, scaled like waveforms
     snr_db: torch.Tensor | None = None  # [N] float64: the effective SNR of each contaminated clip, in dB
     label_mask: torch.Tensor | None = None  # [N, C] bool, True where the label of (clip, class) is known; None: all known
+    events: torch.Tensor | None = None  # [N, K, L] each labelled event alone (multi-label ground truth)
+    event_labels: torch.Tensor | None = None  # [N, K] int64, the class of each event, -1 for an empty slot
 
     def __post_init__(self) -> None:
         n = self.waveforms.shape[0]
@@ -70,6 +77,12 @@ class ClipSet:
                 raise ValueError("label_mask needs multi-hot labels [N, C]")
             if self.label_mask.dtype != torch.bool or self.label_mask.shape != self.labels.shape:
                 raise ValueError("label_mask must be bool with the shape of labels [N, C]")
+        if (self.events is None) != (self.event_labels is None):
+            raise ValueError("events and event_labels go together")
+        if self.events is not None and self.event_labels is not None:
+            k = self.event_labels.shape[1] if self.event_labels.dim() == 2 else -1
+            if self.events.shape != (n, k, self.waveforms.shape[1]) or self.event_labels.shape[0] != n:
+                raise ValueError("events must be [N, K, L] and event_labels [N, K] for the clips' N and L")
 
     def __len__(self) -> int:
         return self.waveforms.shape[0]
@@ -102,6 +115,8 @@ class ClipSet:
             clean=None if self.clean is None else self.clean[index],
             snr_db=None if self.snr_db is None else self.snr_db[index],
             label_mask=None if self.label_mask is None else self.label_mask[index],
+            events=None if self.events is None else self.events[index],
+            event_labels=None if self.event_labels is None else self.event_labels[index],
         )
 
     def drop_silent(self, where: str = "") -> ClipSet:

@@ -49,6 +49,8 @@ def peak_normalise(clips: ClipSet, peak: float = 1.0) -> ClipSet:
         clips.targets = scaled(clips.targets)
     if clips.clean is not None:
         clips.clean = scaled(clips.clean)
+    if clips.events is not None:
+        clips.events = (clips.events.double() * scale[:, :, None]).to(clips.events.dtype)
     return clips
 
 
@@ -243,6 +245,8 @@ class _Mixing:
         out.waveforms, scale = self.combine(clips.waveforms, other.to(clips.waveforms), snr)
         if out.targets is not None:
             out.targets = out.targets * scale
+        if out.events is not None:
+            out.events = out.events * scale[:, :, None]
         out.clean = out.clean * scale
         out = peak_normalise(out)
         out.snr_db = effective_snr_db(out.waveforms, out.clean)
@@ -326,11 +330,14 @@ class Mixture(_Mixing, Contamination):
         return []
 
     def partners(self, clips: ClipSet, pool: ClipSet, seed: int) -> torch.Tensor:
-        """For each clip, the index in ``pool`` of a clip of another class (deterministic per sample)."""
+        """For each clip, the index in ``pool`` of a clip of another class (multi-hot labels: a clip sharing
+        none of its labels), deterministic per sample."""
         pool_labels = pool.labels.numpy()
+        multi = pool_labels.ndim == 2
         out = []
         for sid, label in zip(clips.sample_ids, clips.labels.tolist(), strict=True):
-            candidates = np.flatnonzero(pool_labels != label)
+            other = (pool_labels * np.asarray(label) > 0).sum(axis=1) == 0 if multi else pool_labels != label
+            candidates = np.flatnonzero(other)
             if candidates.size == 0:
                 raise AudiobenchError("mixture contamination needs clips of at least two classes")
             # salted by the name, not the SNR: a sweep over SNRs mixes the same clip pairs

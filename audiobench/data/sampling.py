@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from audiobench.data.base import ClipSet
 from audiobench.data.files import allocate
@@ -31,7 +32,8 @@ def select_clips(clips: ClipSet, limit: int | None, seed: int) -> tuple[ClipSet,
     if limit is None or limit >= len(clips):
         reason = "every clip of the split" + (f" (limit {limit} is not below the {len(clips)} clips)" if limit else "")
         return clips, {"n": len(clips), "of": len(clips), "reason": reason, "sample_ids": list(clips.sample_ids)}
-    labels = clips.labels.numpy()
+    multi = clips.labels.dim() == 2  # multi-hot: stratified by each clip's first labelled class
+    labels = (clips.labels > 0).to(torch.int64).argmax(dim=1).numpy() if multi else clips.labels.numpy()
     classes, counts = np.unique(labels, return_counts=True)
     shares = allocate(limit, (counts / counts.sum()).tolist())
     chosen: list[int] = []
@@ -44,10 +46,12 @@ def select_clips(clips: ClipSet, limit: int | None, seed: int) -> tuple[ClipSet,
         per_class[name] = k
     chosen.sort(key=lambda i: clips.sample_ids[i])
     out = clips.subset(chosen)
+    note = "; multi-label: by each clip's first labelled class" if multi else ""
     record = {
         "n": len(out), "of": len(clips),
         "reason": f"limit {limit}: class-stratified sample (shares in proportion to the classes, at least one each "
-                  f"where possible), clips of each class ordered by a hash of (seed {seed}, sample id)",
+                  f"where possible{note}), "
+                  f"clips of each class ordered by a hash of (seed {seed}, sample id)",
         "per_class": per_class, "sample_ids": list(out.sample_ids),
     }
     return out, record

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -403,8 +404,24 @@ def _generate_all(
 
 
 # -- the dataset -------------------------------------------------------------------------------
+class SynthClasses(Dataset):
+    """What the embedded synthetic datasets share: the first ``params.classes`` of :data:`CLASS_NAMES`,
+    and a fingerprint that moves with the generator (:attr:`generator_version`)."""
+
+    generator_version: ClassVar[int] = GENERATOR_VERSION
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "generator_version": self.generator_version}
+
+    def class_count(self) -> int:
+        return self.params.classes  # type: ignore[attr-defined]
+
+    def known_class_names(self) -> list[str]:
+        return list(CLASS_NAMES[: self.params.classes])  # type: ignore[attr-defined]
+
+
 @DATASETS.register("synth")
-class SynthDataset(Dataset):
+class SynthDataset(SynthClasses):
     """Synthetic sound events (tones, chirps, clicks, noise bursts...) with exact ground truth, no download.
 
     Each clip is one event at a random onset (25-60 % of the clip long) over a steady pink-noise
@@ -478,12 +495,3 @@ class SynthDataset(Dataset):
 
     def _generated(self, sample_rate: int) -> _Generated:
         return _generate_all(self.params, sample_rate)
-
-    def fingerprint(self) -> dict:
-        return {**super().fingerprint(), "generator_version": GENERATOR_VERSION}
-
-    def class_count(self) -> int:
-        return self.params.classes
-
-    def known_class_names(self) -> list[str]:
-        return list(CLASS_NAMES[: self.params.classes])

@@ -158,7 +158,9 @@ def clip_truth(
         return None
     device = rep.x.device
     target = clips.targets[index].to(device)
-    return batch_truth(domain, frontend, rep, target, clips.waveforms[index].to(device) - target)
+    events = None if clips.events is None else clips.events[index].to(device)
+    labels = None if clips.event_labels is None else clips.event_labels[index].to(device)
+    return batch_truth(domain, frontend, rep, target, clips.waveforms[index].to(device) - target, events, labels)
 
 
 def long_frame(results: list[BatchResult]) -> pd.DataFrame:

@@ -132,7 +132,7 @@ def evaluate_batch(
     row_labels = labels.to(rows.device)[rows[keep]] if labels is not None else None
     values, not_applicable, _ = score_rows(
         model, x[keep], kept, scores_orig[rows[keep]], target[keep], metrics, row_labels, targets, max_rows,
-        None if truth is None else truth.subset(rows[keep]), budget,
+        None if truth is None else truth.subset(rows[keep]).for_labels(target[keep]), budget,
     )
     arrays = {k: v.detach().double().cpu().numpy() for k, v in values.items()}
     return BatchResult([ids[i] for i in keep.tolist()], target[keep].cpu().numpy(), arrays, to_cpu(kept), skips,

@@ -77,6 +77,7 @@ def finish(
     frame = pd.concat([store.read_cell(c.id)[0] for c in session.cells], ignore_index=True)
     manifest = build_manifest(session.suite, session.trained.info, cell_meta, session.load_skips, frame, session.limit,
                               session.device, t_start, session.classifier.class_names)
+    manifest["output_kind"] = session.classifier.output_kind  # the network's own (a trained record may not say)
     manifest["selection"] = session.selection
     manifest["training"] = training_record(session.splits, session.suite.augment, session.suite.train,
                                            classifier_trains_here(session.suite.model), session.suite.model)

@@ -24,7 +24,7 @@ from audiobench.harness.session import RunResult, Session, prepare
 from audiobench.kernel.errors import AudiobenchError, did_you_mean
 from audiobench.metrics.budget import CURVE_PREFIXES, Budget
 from audiobench.store.lock import run_lock
-from audiobench.store.masks import read_masks
+from audiobench.store.masks import check_kept_rows, read_masks, recompute_cell_command
 from audiobench.store.run_dir import load_manifest
 from audiobench.suite import Suite, parse_suite
 
@@ -156,7 +156,7 @@ def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = Fals
     foreign = [sid for sid in stored.sample_ids if sid not in position]
     if foreign:
         raise AudiobenchError(f"stored masks {path} name {len(foreign)} clip(s) this run did not evaluate (e.g. "
-                              f"{foreign[0]}): compute the cell again with audiobench run SUITE -o {session.store.root} --cell {cell.id} --overwrite")
+                              f"{foreign[0]}): compute the cell again with {recompute_cell_command(session.store.root, cell.id)}")
     step, device = session.suite.batch_size, session.device
     parts, not_applicable = [], {}
     for start in range(0, len(stored.sample_ids), step):
@@ -167,15 +167,13 @@ def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = Fals
         x = rep.x
         truth = clip_truth(clips, clip_idx, model.domain, model.frontend, rep, metrics)
         e = stored.explanation.subset(idx)
-        if e.mask.shape[1:] != x.shape[1:]:
-            raise AudiobenchError(f"stored masks {path} are shaped {tuple(e.mask.shape[1:])}, the cell's representation "
-                                  f"{tuple(x.shape[1:])}: compute the cell again with audiobench run SUITE -o {session.store.root} "
-                                  f"--cell {cell.id} --overwrite")
+        check_kept_rows(path, stored, None, tuple(x.shape[1:]))
         e.mask = e.mask.to(device, x.dtype)
         e.removals = {k: v.to(device, x.dtype) for k, v in e.removals.items()}
         target = torch.as_tensor(stored.targets[idx.numpy()], device=device)
         values, skipped, _ = score_rows(model, x, e, model(x), target, metrics, clips.labels[clip_idx].to(device),
-                                        session.suite.targets, max(explain_rows(device), step), truth,
+                                        session.suite.targets, max(explain_rows(device), step),
+                                        None if truth is None else truth.for_labels(target),
                                         Budget.of(session.suite.budget, session.suite.seed))
         not_applicable.update(skipped)
         aux = [k for k in AUX_METRICS if k in values] if with_aux else []

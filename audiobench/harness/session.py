@@ -38,6 +38,7 @@ from audiobench.methods.base import DomainModel, Explainer, FitContext
 from audiobench.metrics.budget import Budget
 from audiobench.models.training import TrainedClassifier, classifier_hash, get_classifier
 from audiobench.store.audio import interpretation_dir, write_wavs
+from audiobench.store.ids import safe_child
 from audiobench.store.masks import write_masks
 from audiobench.store.run_dir import RunStore
 from audiobench.store.status import tracked
@@ -102,7 +103,11 @@ class Session:
             clips = self.conditions[ckey] = contamination.apply(self.evaluated, pool, suite.seed)
             if any(d.cls().listenable for d in suite.domains) and suite.audio.n:
                 n = min(suite.audio.n, len(clips))
-                write_wavs(self.store.root / "audio" / ckey / "input", clips.sample_ids[:n], clips.waveforms[:n].numpy(), sr)
+                inputs = self.store.root / "audio" / ckey / "input"
+                write_wavs(inputs, clips.sample_ids[:n], clips.waveforms[:n].numpy(), sr)
+                wanted = {safe_child(inputs, sid, ".wav") for sid in clips.sample_ids[:n]}
+                for stale in set(inputs.glob("*.wav")) - wanted:  # an earlier, larger audio.n: no input without its interpretations
+                    stale.unlink(missing_ok=True)
         return self.conditions[ckey]
 
     def model(self, cell: Cell) -> DomainModel:
@@ -168,8 +173,9 @@ def check_owner(store: RunStore, name: str, limit: int | None, seed: int | None 
     if held.get("limit") != limit:
         def what(n: int | None) -> str:
             return "every clip of the split" if n is None else f"{n} clips (--limit {n})"
+        again = f"--limit {held['limit']} to continue it" if held.get("limit") else "no --limit to continue it"
         raise AudiobenchError(f"{store.root} holds a run of {what(held.get('limit'))}; this run evaluates "
-                              f"{what(limit)}: use -o DIR, or --overwrite")
+                              f"{what(limit)}: give {again}, use -o DIR, or --overwrite to replace it")
 
 
 def _load(

@@ -74,15 +74,22 @@ def probabilities(scores: torch.Tensor, output_kind: OutputKind) -> torch.Tensor
     raise ValueError(f"unknown output kind {output_kind!r}; expected one of {', '.join(OUTPUT_KINDS)}")
 
 
-def training_loss(scores: torch.Tensor, labels: torch.Tensor, output_kind: OutputKind) -> torch.Tensor:
+def training_loss(scores: torch.Tensor, labels: torch.Tensor, output_kind: OutputKind,
+                  label_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The loss a classifier of ``output_kind`` trains with, mean over the batch: scores [B, C], labels
     [B] (class indices) or [B, C] (multi-hot). ``softmax`` and ``similarity``: cross-entropy over the
     classes (for ``similarity``, the CLIP-style loss over the prompts' scaled similarities);
     ``sigmoid``: binary cross-entropy per label (class indices become one-hot), as PANNs train on
-    AudioSet (Kong et al. 2020)."""
+    AudioSet (Kong et al. 2020), averaged over the known (clip, label) pairs only when ``label_mask``
+    [B, C] bool is given (OpenMIC-2018's unannotated pairs enter no loss, as its authors require;
+    :func:`audiobench.metrics.multilabel.masked_bce` is the same mean)."""
     if output_kind == "sigmoid":
         target = labels.float() if labels.dim() == 2 else F.one_hot(labels, scores.shape[-1]).float()
-        return F.binary_cross_entropy_with_logits(scores, target)
+        if label_mask is None:
+            return F.binary_cross_entropy_with_logits(scores, target)
+        known = label_mask.to(scores.dtype)
+        loss = F.binary_cross_entropy_with_logits(scores, torch.where(label_mask, target, 0.0), reduction="none")
+        return (loss * known).sum() / known.sum().clamp_min(1.0)
     if labels.dim() == 2:
         raise AudiobenchError(f"multi-hot labels need a sigmoid model; this one is {output_kind}")
     return F.cross_entropy(scores, labels)

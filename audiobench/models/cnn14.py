@@ -203,7 +203,15 @@ class Cnn14Spec(ModelSpec):
         input_scale: InputScale = Field(
             "log1p", description="log1p: the network reads log1p(mel) (the recipe's); db: 10 log10(max(power mel, "
             "1e-10)), what PANNs checkpoints read (torchlibrosa power_to_db); needs frontend.mel_power 2")
-        added_fields: ClassVar[frozenset[str]] = frozenset({"block_dropout", "head", "init", "input_scale"})
+        output_kind: Literal["softmax", "sigmoid"] = Field(
+            "softmax", description="softmax: one class per clip, trained with cross-entropy; sigmoid: multi-label, "
+            "one independent probability per class, trained with binary cross-entropy (PANNs on AudioSet, "
+            "Kong et al. 2020; the L2I journal's classifiers on SONYC-UST and OpenMIC)")
+        added_fields: ClassVar[frozenset[str]] = frozenset({"block_dropout", "head", "init", "input_scale", "output_kind"})
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self.output_kind = self.params.output_kind  # per instance: validate and the harness read it from the spec
 
     def architecture(self) -> tuple[int, int]:
         """(width, depth): the checkpoint's when there is one; explicit values must agree with it."""
@@ -302,4 +310,5 @@ class Cnn14Spec(ModelSpec):
         model = Cnn14(len(class_names), n_mels=n_mels, width=width, depth=depth, dropout=p.dropout,
                       block_dropout=p.block_dropout, head=self.head_kind(), init=p.init, input_scale=p.input_scale)
         model.class_names, model.sample_rate = list(class_names), sample_rate
+        model.output_kind = p.output_kind
         return model

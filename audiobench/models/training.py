@@ -36,6 +36,7 @@ from audiobench.models.checkpoint import (
     read_sidecar,
 )
 from audiobench.models.cnn14 import Cnn14Spec
+from audiobench.models.quality import ranking_quality
 
 TRAINING_CODE_VERSION = 2  # bump when training changes in a way that changes the weights
 
@@ -124,15 +125,19 @@ def model_inputs(model: AudioClassifier, frontend: Frontend, clips: ClipSet, dev
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, batch: int = 128) -> float:
+def accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, batch: int = 128,
+             label_mask: torch.Tensor | None = None) -> float:
     """Share of correct decisions on network inputs ``feats``: argmax == label for labels [N];
-    for multi-hot labels [N, C] (sigmoid models), the share of (clip, label) pairs decided right at p = 0.5."""
+    for multi-hot labels [N, C] (sigmoid models), the share of known (clip, label) pairs (``label_mask``
+    [N, C] bool, None: all) decided right at p = 0.5."""
     model.eval()
     scores = torch.cat([model(feats[i : i + batch]) for i in range(0, len(feats), batch)]).cpu()
     if not len(labels):
         return float("nan")
     if labels.dim() == 2:
-        return float(((model.probabilities(scores) > 0.5) == labels.cpu().bool()).float().mean())
+        right = ((model.probabilities(scores) > 0.5) == labels.cpu().bool()).float()
+        known = torch.ones_like(right, dtype=torch.bool) if label_mask is None else label_mask.cpu()
+        return float(right[known].mean())
     return float((scores.argmax(-1) == labels.cpu()).float().mean())
 
 
@@ -219,6 +224,7 @@ def train_classifier(
     grid = {name: _features(frontend, clips, device, model) for name, clips in splits.items()}  # training_domain's grid
     feats = {name: network_inputs(model, frontend, g) for name, g in grid.items()}  # what the model reads of it
     labels = {name: clips.labels.to(device) for name, clips in splits.items()}
+    masks = {name: None if clips.label_mask is None else clips.label_mask.to(device) for name, clips in splits.items()}
     train_wave = splits["train"].waveforms.to(device)
     aug_p = getattr(train_params, "augment_prob", 0.0) if augment else 0.0
     if aug_p > 0:  # log-mel of every (version, clip), computed once
@@ -250,7 +256,8 @@ def train_classifier(
             if train_params.mask_augment > 0:
                 batch = mask_batch(batch, train_params.mask_augment, gen)
             # through the contract: the model's own reading of the (augmented) grid, its output kind's loss
-            loss = training_loss(model(model.network_input(domain, frontend, batch)), labels["train"][idx], model.output_kind)
+            known = None if masks["train"] is None else masks["train"][idx]  # unannotated pairs: in no loss
+            loss = training_loss(model(model.network_input(domain, frontend, batch)), labels["train"][idx], model.output_kind, known)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -259,7 +266,7 @@ def train_classifier(
 
     fitted = fit_epochs(
         [model], train_params.epochs, train_epoch,
-        lambda: {"valid_accuracy": accuracy(model, feats["valid"], labels["valid"])},
+        lambda: {"valid_accuracy": accuracy(model, feats["valid"], labels["valid"], label_mask=masks["valid"])},
         "valid_accuracy", mode="max", desc="train classifier", progress=progress,
     )
     info = {
@@ -269,7 +276,9 @@ def train_classifier(
         "initialised_from": None if start_from is None else {"checkpoint": str(spec.params.checkpoint), "sha256": start_from},
         "selected_by": fitted["selected_by"],
         "best_epoch": fitted["best_epoch"],
-        "accuracy": {name: accuracy(model, feats[name], labels[name]) for name in splits},
+        "accuracy": {name: accuracy(model, feats[name], labels[name], label_mask=masks[name]) for name in splits},
+        **({"macro_auprc": {name: ranking_quality(model, feats[name], labels[name], masks[name]) for name in splits}}
+           if labels["train"].dim() == 2 else {}),
         "history": fitted["history"],
         "seconds": round(time.perf_counter() - start, 2),
         "cached": False,

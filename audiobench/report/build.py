@@ -18,6 +18,7 @@ import json
 import re
 import shutil
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -150,6 +151,22 @@ def _spectrograms(run_dir: Path, manifest: Manifest, domain: str, condition: str
     return {s: p.relative_to(out).as_posix() for s, p in zip(ids, paths, strict=True)}
 
 
+def _grid_shape(run_dir: Path, manifest: Manifest, domain: str, condition: str) -> tuple[int, ...] | None:
+    """[1, T, F] of the domain's representation of a kept input WAV of ``condition`` (what every mask of
+    the cell is shaped), or None when no input was kept or the domain cannot be built here."""
+    from audiobench.contracts.frontend import Frontend, FrontendParams
+
+    wav = next(iter(sorted((run_dir / "audio" / condition / "input").glob("*.wav"))), None)
+    if wav is None:
+        return None
+    try:
+        wave = torch.from_numpy(sf.read(wav, dtype="float32")[0])[None]
+        with torch.no_grad():
+            return tuple(domain_of(manifest, domain).represent(Frontend(FrontendParams(**manifest.suite.frontend)), wave).x.shape[1:])
+    except Exception:  # noqa: BLE001 - a domain this install lacks, or an odd file: checked by the majority instead
+        return None
+
+
 def _disagreement(grids: np.ndarray) -> np.ndarray:
     """Grids [R, M, D] (NaN where a method has no mask) -> [R]: 1 − the mean Pearson correlation over pairs
     of methods' masks of a row (NaN with fewer than two comparable masks). Constant masks are left out."""
@@ -173,7 +190,7 @@ def build_report(run_dir: str | Path) -> Path:
     its ``index.html``. Raises :class:`AudiobenchError` when ``run_dir`` is not a finished run."""
     from audiobench.store.audio import interpretation_dir
     from audiobench.store.ids import file_stem
-    from audiobench.store.masks import read_masks
+    from audiobench.store.masks import check_kept_rows, read_masks
     from audiobench.store.run_dir import load_run
     from audiobench.tables import render_run
 
@@ -220,11 +237,21 @@ def build_report(run_dir: str | Path) -> Path:
         cells = {c.row: (i, c) for i, c in enumerate(manifest.cells) if (c.domain, c.contamination) == (domain, condition)}
         per_method: dict[str, tuple[dict[tuple[str, int], int], np.ndarray, list[str], dict[int, list[str]]]] = {}
         bar = tqdm(cells.items(), desc=f"report {domain} | {condition}", unit="cell", leave=False, disable=None)
-        for row, (folder_index, cell) in bar:  # the index: short image paths keep the page's data small
-            path = run / "masks" / f"{cell.id}.npz"
-            if not path.exists():
+        kept = {row: (run / "masks" / f"{cell.id}.npz") for row, (_, cell) in cells.items()}
+        kept = {row: (path, read_masks(path)) for row, path in kept.items() if path.exists()}
+        # what every kept mask of this domain and condition must be shaped: the representation of a kept
+        # input WAV, else the shape of a strict majority of the cells (unchecked with neither); a
+        # misshapen (or foreign) file is an error naming it and the remedy, never drawn
+        shape = _grid_shape(run, manifest, domain, condition)
+        if shape is None:
+            counts = Counter(tuple(st.explanation.mask.shape[1:]) for _, st in kept.values()).most_common(1)
+            shape = counts[0][0] if counts and 2 * counts[0][1] > len(kept) else None
+        for row, (folder_index, _) in bar:  # the index: short image paths keep the page's data small
+            if row not in kept:
                 continue
-            stored = read_masks(path)
+            path, stored = kept[row]
+            scored = frame[(frame.domain == domain) & (frame.contamination == condition) & (frame.row == row)]
+            check_kept_rows(path, stored, set(zip(scored.sample_id, scored.target.astype(int), strict=True)), shape)
             grid = to_grid(stored.explanation.mask)
             paths = [out / "img" / str(folder_index) / f"{i}.png" for i in range(len(grid))]
             write_pngs(grid, paths, MASK_CMAP)
@@ -304,7 +331,9 @@ def build_report(run_dir: str | Path) -> Path:
     tables = "\n".join(markdown_table_html(t) for t in render_run(run, "markdown", write=False).values())
     acc = manifest.accuracy
     accuracy = []
-    if acc.clean_test is not None:
+    if acc.clean_test_macro_auprc is not None:  # multi-label
+        accuracy.append(f"clean test macro-AUPRC {acc.clean_test_macro_auprc:.3f}")
+    elif acc.clean_test is not None:
         accuracy.append(f"clean test accuracy {100 * acc.clean_test:.1f}%")
     for c, v in acc.evaluated.items():
         if v is not None:

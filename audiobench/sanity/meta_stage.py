@@ -81,12 +81,12 @@ def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: boo
     rep = model.domain.represent(model.frontend, waves)
     rows, target = decisions(session, model, rep.x)
     truth = clip_truth(clips, slice(None), model.domain, model.frontend, rep, metrics)
-    truth = None if truth is None else truth.subset(rows)
+    truth = None if truth is None else truth.subset(rows).for_labels(target)
     row_labels = clips.labels.to(device)[rows]
     budget = Budget.of(suite.budget, suite.seed)
     explainers = [session.explainer(c)[0] for c in cells]
     folder = root / "sanity" / "meta_consistency"
-    ident = {"cells": [c.hash for c in cells], "params": p.model_dump(mode="json"), "metrics": names,
+    ident = {"cells": [c.explain_hash for c in cells], "params": p.model_dump(mode="json"), "metrics": names,
              "code": SANITY_CODE_VERSION}
     frames: dict[tuple[str, str, int], pd.DataFrame] = {}
     seconds = 0.0

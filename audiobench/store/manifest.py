@@ -105,7 +105,8 @@ def build_manifest(
         "output_kind": classifier.get("output_kind", "softmax"),
         "prompts": classifier.get("prompts"),  # zero-shot models: one text prompt per class
         "accuracy": {"clean_test": classifier.get("accuracy", {}).get("test"), "evaluated": evaluated_accuracy(frame),
-                     "by_domain": accuracy_by_domain(frame)},
+                     "by_domain": accuracy_by_domain(frame),
+                     **({"clean_test_macro_auprc": classifier["macro_auprc"].get("test")} if "macro_auprc" in classifier else {})},
         "metrics": {name: METRICS.get(name).info() for name in suite.metrics},
         "display": {
             "domain": {d.build().key(): d.build().title() for d in suite.domains},

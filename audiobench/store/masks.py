@@ -27,6 +27,7 @@ Arrays (``precision`` names the encoding of every mask array):
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,9 +163,36 @@ def write_masks(path: Path, stored: StoredExplanations, precision: str = "log8")
 STORED_DTYPES = {"log8": np.uint8, "float16": np.float16, "float32": np.float32}
 
 
+def recompute_cell_command(run_dir: Path, cell_id: str) -> str:
+    """The command that computes one stored cell of ``run_dir`` again, with the run's own ``--limit``
+    (read from its manifest where there is one: without it the run directory refuses the command)."""
+    limit = None
+    try:
+        limit = json.loads((Path(run_dir) / "manifest.json").read_text()).get("limit")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"audiobench run SUITE -o {run_dir}{f' --limit {limit}' if limit else ''} --cell {cell_id} --overwrite"
+
+
 def _damaged(path: Path, why: str) -> AudiobenchError:
     return AudiobenchError(f"stored masks {path} are damaged ({why}): compute the cell again with "
-                           f"audiobench run SUITE -o {path.parent.parent} --cell {path.stem} --overwrite")
+                           f"{recompute_cell_command(path.parent.parent, path.stem)}")
+
+
+def check_kept_rows(path: Path, stored: StoredExplanations, rows: set[tuple[str, int]] | None,
+                    shape: tuple[int, ...] | None) -> None:
+    """Check stored explanations against what the run says the cell holds: every (sample id, target)
+    row among ``rows`` (the cell's scored rows; None: not checked) and masks shaped ``shape`` [1, T, F]
+    (None: not checked). Raises :class:`AudiobenchError` (one line naming the file and the remedy)."""
+    foreign = [s for s, t in zip(stored.sample_ids, stored.targets.tolist(), strict=True) if (s, int(t)) not in rows] \
+        if rows is not None else []
+    if foreign:
+        raise AudiobenchError(f"stored masks {path} name {len(foreign)} row(s) this run did not score (e.g. "
+                              f"{foreign[0]}): compute the cell again with {recompute_cell_command(path.parent.parent, path.stem)}")
+    got = tuple(stored.explanation.mask.shape[1:])
+    if shape is not None and got != tuple(shape):
+        raise AudiobenchError(f"stored masks {path} are shaped {got}, the cell's representation {tuple(shape)}: compute "
+                              f"the cell again with {recompute_cell_command(path.parent.parent, path.stem)}")
 
 
 def read_masks(path: Path) -> StoredExplanations:

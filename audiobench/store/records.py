@@ -86,6 +86,7 @@ class Accuracy(_Record):
     clean_test: float | None = None  # the classifier's accuracy on its clean test split (training record)
     evaluated: dict[str, float] = Field(default_factory=dict)  # per contamination key, on the evaluated clips
     by_domain: dict[str, dict[str, float]] = Field(default_factory=dict)  # per domain key, then as ``evaluated``
+    clean_test_macro_auprc: float | None = None  # multi-label classifiers: macro-AUPRC on the clean test split
 
 
 class Selection(_Record):

@@ -72,7 +72,7 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
     """
     if model is None:
         return
-    kind = getattr(model.cls(), "output_kind", "softmax")
+    kind = getattr(model.build(), "output_kind", "softmax")  # per instance (cnn14: output_kind)
     for spec, path in zip(methods, paths, strict=True):
         kinds = getattr(spec.cls(), "output_kinds", None)
         if kinds is not None and kind not in kinds:

@@ -75,10 +75,14 @@ def _run_caption(manifest: Manifest, frame: pd.DataFrame, spec: TableSpec) -> Ca
         clean = acc.clean_test
         here = acc.evaluated.get(key.get("contamination", ""))
         bits = []
-        if clean is not None:
+        if acc.clean_test_macro_auprc is not None:  # multi-label: ranking quality, not the share of pairs decided right
+            bits.append(f"{model} clean test macro-AUPRC {acc.clean_test_macro_auprc:.3f}")
+        elif clean is not None:
             what = "zero-shot accuracy on clean test clips" if zero_shot else "clean test accuracy"
             bits.append(f"{model} {what} {100 * clean:.1f}%")
-        if here is not None:
+        if here is not None and manifest.output_kind == "sigmoid":
+            bits.append(f"{100 * here:.1f}% of the explained labels are true labels")
+        elif here is not None:
             per = {d: v[key["contamination"]] for d, v in acc.by_domain.items() if key.get("contamination") in v}
             if len({round(v, 6) for v in per.values()}) > 1:  # the model reads the domains differently
                 shown = ", ".join(f"{_show(display, 'domain', d)} {100 * v:.1f}%" for d, v in per.items())
