@@ -9,11 +9,13 @@ journal's App. A.1 draws 700 positive clips per class for SONYC-UST):
   by 1-D convolutions over time (``psi: conv1d``, the default, :class:`Psi`) or by 2-D convolutions
   that reduce frequency and raise the time resolution stage by stage (``psi: conv2d``, the journal's
   sec. III-D, :class:`Psi2d`);
-* Theta: attention pooling over time, z = H a (a = softmax over frames of a learnt score), then a
-  linear layer without bias to class logits, so logit_c = sum_k z_k theta[c, k] exactly;
+* Theta: pooling over time, then a linear layer without bias to class logits, so logit_c = sum_k z_k
+  theta[c, k] exactly; ``pooling: attention`` (the default, the journal's L2I w/ ATT): z = H a (a = softmax
+  over frames of a learnt score); ``pooling: max`` (its L2I w/ MAX, sec. IV: "attention is replaced with 1D
+  max-pooling"): z_k = max_t H[k, t];
 * loss (classifier frozen), by ``loss_reduction`` (:func:`l2i_loss`; B clips, C classes, F x T grid, K
   components; CE = -sum_c softmax(f(X))_c log softmax(Theta(H))_c, against the classifier's
-  probabilities, soft labels):
+  probabilities, soft labels: the journal's eq. 1; for a multi-label classifier, see below):
 
   - ``ours`` (the default): alpha * mean (X - W H)^2 + beta * mean |H| + mean_B CE: the squared error
     and the L1 averaged over elements as the recipe does, but the cross-entropy summed over classes;
@@ -30,7 +32,26 @@ journal's App. A.1 draws 700 positive clips per class for SONYC-UST):
   share of its training clips then come from the suite's contaminations). The fit is cached without
   ``rt`` (rows differing only in RT share it).
 
-Interpretation of the predicted class c: relevance r_k = z_k theta[c,k] / max_l |z_l theta[c,l]|,
+Multi-label (a ``sigmoid`` classifier, trained with binary cross-entropy): Theta's outputs are read
+through a sigmoid per label (the journal's "Design of Theta": "softmax for multi-class classification and
+sigmoid for multi-label classification") and CE becomes eq. 2, the binary cross-entropy per class between
+sigmoid(Theta(H)) and the classifier's sigmoid outputs f(X) as soft targets, summed over classes
+(-sum_c [f_c log sigmoid(Theta_c) + (1 - f_c) log(1 - sigmoid(Theta_c))]), then reduced as above: ``ours``
+and ``paper`` average that per-clip sum over the batch, ``recipe`` averages over B x C (the mean BCE). The
+training log's ``fidelity_top1`` becomes ``fidelity_labels``: the share of (clip, label) pairs whose
+decisions at p > 0.5 the interpreter and the classifier share. Each explained label (every label the
+classifier detects, one (clip, label) row each) is interpreted as a class c below; the random baseline's
+``random_count: mean`` averages over the valid split's detected (clip, label) pairs. The NMF's clips for
+multi-hot labels: per class its positive clips (a known label of 1); ``max_per_class`` draws at most that
+many per class, seeded, the journal's App. A.1 ("for each class, we randomly select 700 positively-labeled
+samples"); ``dictionary: joint`` learns on the union of the classes' draws (each clip once: a clip drawn for
+two classes enters once, and a class may so count more than ``max_per_class`` positive clips), ``per_class``
+on each class's own draw (classes with no positive clip are left out); ``per_class`` learns its noise
+components on the clips with no positive label (every label known: the journal's W_noise) when the
+dataset does not know its contaminants.
+
+Interpretation of the predicted (or explained) class c, for either output kind and pooling: relevance
+r_k = z_k theta[c,k] / max_l |z_l theta[c,l]| (the journal's, with z the pooled activations),
 the relevant set L = {k : r_k > rt}, and the soft mask M = (W_L H_L) / (W H + eps) in [0, 1] on the
 domain's grid (W_L H_L keeps only the rows of H in L). In ``stft2mel`` the dictionary lives on the
 linear-frequency bins, so the mask is listenable through the domain (ISTFT(M |X| e^{j phase})).
@@ -73,7 +94,6 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
-from torch import nn
 from torch.nn import functional as F
 
 from audiobench.contracts.explanation import Explanation, MaskParts
@@ -83,6 +103,7 @@ from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.nmf import (
     as_columns,
     cap_per_class,
+    cap_per_label,
     learn_class_dictionaries,
     learn_dictionary,
     pool_frames,
@@ -97,6 +118,7 @@ from audiobench.methods.base import (
     to_mask,
 )
 from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.l2i_parts import Psi, Psi2d, Theta, l2i_loss, psi2d_stages, reconstruct
 from audiobench.models.base import AudioClassifier
 
 L2I_CODE_VERSION = 1  # bump when training changes the interpreter
@@ -109,7 +131,7 @@ _FEATURE_CACHE_BYTES = 1 << 30  # keep the training set's classifier features in
 class L2IParams(ExplainerParams):
     # added after committed results: at their default left out of every dump (cell hashes, fit keys unchanged)
     added_fields: ClassVar[frozenset[str]] = frozenset(
-        {"loss_reduction", "psi", "random_count", "random_rt", "max_per_class"})
+        {"loss_reduction", "psi", "random_count", "random_rt", "max_per_class", "pooling"})
 
     nonneg: Literal["abs", "relu", "none"] = "none"  # the soft mask is already in [0, 1]
     normalize: Literal["max", "none"] = "none"
@@ -134,6 +156,9 @@ class L2IParams(ExplainerParams):
         "conv1d", description="Psi's convolutions: conv1d (ours: frequency folded into channels, 1-D over time) or "
         "conv2d (the L2I journal's sec. III-D: 2-D convolutions that decrease frequency and increase time resolution; "
         "the recipe's CNN14PSI_stft_2d)")
+    pooling: Literal["attention", "max"] = Field(
+        "attention", description="Theta's pooling over time: attention (the L2I journal's L2I w/ ATT) or max, "
+        "z_k = max_t H[k, t] (its L2I w/ MAX, sec. IV: 'attention is replaced with 1D max-pooling')")
     alpha: float = Field(10.0, ge=0, description="weight of the reconstruction term")
     beta: float = Field(0.8, ge=0, description="weight of the L1 term on H")
     loss_reduction: Literal["ours", "recipe", "paper"] = Field(
@@ -157,126 +182,6 @@ class L2IParams(ExplainerParams):
 
 
 # ----------------------------------------------------------------------------------------------
-# the interpreter
-
-
-class Psi(nn.Module):
-    """Block outputs [B, C_i, T_i, F_i] -> activations H [B, K, T] >= 0 (``psi: conv1d``, the default).
-
-    Frequency is folded into channels (each block becomes a [C_i * F_i, T_i] sequence) and projected
-    to ``channels`` by a learnt linear map per block (the paper's "decrease resolution on the
-    frequency axis", in one step); the blocks are resampled to the finest of their frame rates,
-    mixed by a 1-D convolution over time, interpolated to the T frames of the domain and refined by
-    two more 1-D convolutions to K non-negative activations (ReLU). Working in 1-D over time keeps
-    the interpreter cheap next to the classifier. This is a departure from the journal (sec. III-D),
-    whose Psi is 2-D: :class:`Psi2d` (``psi: conv2d``).
-    """
-
-    def __init__(self, in_dims: list[tuple[int, int]], k: int, channels: int):
-        super().__init__()
-        self.proj = nn.ModuleList(nn.Conv1d(c * f, channels, 1) for c, f in in_dims)
-        self.mix = nn.Sequential(
-            nn.Conv1d(channels * len(in_dims), channels, 3, padding=1), nn.BatchNorm1d(channels), nn.ReLU()
-        )
-        self.out = nn.Sequential(nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv1d(channels, k, 1))
-
-    def forward(self, feats: list[torch.Tensor], n_frames: int) -> torch.Tensor:
-        steps = max(f.shape[2] for f in feats)
-        xs = []
-        for proj, f in zip(self.proj, feats, strict=True):
-            h = proj(f.permute(0, 1, 3, 2).flatten(1, 2))  # [B, C*F, T_i] -> [B, channels, T_i]
-            xs.append(h if h.shape[2] == steps else F.interpolate(h, size=steps, mode="linear", align_corners=False))
-        h = self.mix(torch.cat(xs, dim=1))
-        h = F.interpolate(h, size=n_frames, mode="linear", align_corners=False)
-        return F.relu(self.out(h))
-
-
-class Psi2d(nn.Module):
-    """Block outputs [B, C_i, T_i, F_i] -> activations H [B, K, T] >= 0 by 2-D convolutions (``psi: conv2d``).
-
-    The L2I journal, sec. III-D: the block maps are "first appropriately transformed to ensure same width
-    and height dimensions", then processed by "convolutional (with ReLU activation) and resampling
-    layers" that "continuously decrease resolution on the frequency axis and increase resolution [on] the
-    time axis to T frames"; the output's feature-map axis is the K components. Here: each block is
-    projected to ``channels`` by a 1x1 convolution and resampled (bilinear) to the finest time steps
-    T_s and frequency bins F_s of the blocks; a 3x3 convolution mixes them; then ``stages`` stages each
-    resample time up (a geometric schedule from T_s to T, the last stage landing on T exactly) and apply
-    a 3x3 convolution of frequency stride 2 (stride 1 once frequency is 1) + batch norm + ReLU; a 1x1
-    convolution maps the channels to K, the frequency left (1 bin when ``stages`` >= log2 F_s) is
-    averaged, and a ReLU makes H >= 0.
-
-    The recipe's ``CNN14PSI_stft_2d`` (SpeechBrain ``lobes/models/Cnn14.py``) is 2-D too, with transposed
-    convolutions whose kernels and strides are fixed for CNN14's four last blocks on its 16 kHz / 80-mel
-    input (and it averages frequency at the end rather than reducing it); this module is the paper's
-    description for any block choice and grid, not a copy of those layers.
-
-    ``in_dims``: (C_i, F_i) of each block; ``stages``: the number of resampling stages (at least 1).
-    """
-
-    def __init__(self, in_dims: list[tuple[int, int]], k: int, channels: int, stages: int):
-        super().__init__()
-        if stages < 1:
-            raise ValueError(f"Psi2d needs at least one stage, not {stages}")
-        self.proj = nn.ModuleList(nn.Conv2d(c, channels, 1) for c, _ in in_dims)
-        self.mix = nn.Sequential(
-            nn.Conv2d(channels * len(in_dims), channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU()
-        )
-        f = max(f for _, f in in_dims)
-        layers = []
-        for _ in range(stages):
-            layers.append(nn.Sequential(nn.Conv2d(channels, channels, 3, stride=(1, 2 if f > 1 else 1), padding=1),
-                                        nn.BatchNorm2d(channels), nn.ReLU()))
-            f = (f + 1) // 2
-        self.stages = nn.ModuleList(layers)
-        self.out = nn.Conv2d(channels, k, 1)
-
-    @staticmethod
-    def schedule(steps: int, n_frames: int, stages: int) -> list[int]:
-        """Time steps after each stage: geometric from ``steps`` to ``n_frames`` (the last is ``n_frames``)."""
-        ratio = n_frames / steps
-        return [max(1, round(steps * ratio ** ((j + 1) / stages))) for j in range(stages - 1)] + [n_frames]
-
-    def forward(self, feats: list[torch.Tensor], n_frames: int) -> torch.Tensor:
-        steps = max(f.shape[2] for f in feats)
-        bins = max(f.shape[3] for f in feats)
-        xs = []
-        for proj, f in zip(self.proj, feats, strict=True):
-            h = proj(f)  # [B, channels, T_i, F_i]
-            xs.append(h if h.shape[2:] == (steps, bins) else
-                      F.interpolate(h, size=(steps, bins), mode="bilinear", align_corners=False))
-        h = self.mix(torch.cat(xs, dim=1))  # [B, channels, T_s, F_s]
-        for stage, t in zip(self.stages, self.schedule(steps, n_frames, len(self.stages)), strict=True):
-            h = stage(F.interpolate(h, size=(t, h.shape[3]), mode="bilinear", align_corners=False))
-        return F.relu(self.out(h).mean(dim=3))  # [B, K, T]
-
-
-def psi2d_stages(steps: int, bins: int, n_frames: int) -> int:
-    """Stages of :class:`Psi2d` for blocks of ``steps`` time steps and ``bins`` frequency bins (the finest)
-    under ``n_frames`` frames: enough to bring frequency to 1 bin (ceil log2 F_s halvings) and to double
-    time about as often as the classifier halved it (round log2 (T / T_s)), at least 1."""
-    halvings = math.ceil(math.log2(bins)) if bins > 1 else 0
-    doublings = round(math.log2(n_frames / steps)) if n_frames > steps else 0
-    return max(1, halvings, doublings)
-
-
-class Theta(nn.Module):
-    """H [B, K, T] -> class logits: attention pooling over time, then a linear layer (no bias)."""
-
-    def __init__(self, k: int, n_classes: int):
-        super().__init__()
-        self.score = nn.Linear(k, 1)
-        self.fc = nn.Linear(k, n_classes, bias=False)
-
-    def pool(self, H: torch.Tensor) -> torch.Tensor:
-        """z = H a, a = softmax_t(score(H[:, :, t])): [B, K]."""
-        a = self.score(H.transpose(1, 2)).squeeze(2).softmax(dim=1)  # [B, T]
-        return (H * a.unsqueeze(1)).sum(dim=2)
-
-    def forward(self, H: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(H))
-
-
-# ----------------------------------------------------------------------------------------------
 # the interpretation formulas (pure functions, batched)
 
 
@@ -285,11 +190,6 @@ def relevance(z: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> to
     contrib = z * weight[target]
     peak = contrib.abs().amax(dim=1, keepdim=True)
     return torch.where(peak > 0, contrib / peak.clamp_min(torch.finfo(contrib.dtype).tiny), torch.zeros_like(contrib))
-
-
-def reconstruct(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-    """W [F, K], H [B, K, T] -> W H laid out as the domain's grid [B, T, F]."""
-    return torch.einsum("fk,bkt->btf", W, H)
 
 
 def component_mask(W: torch.Tensor, H: torch.Tensor, selected: torch.Tensor, eps: float = MASK_EPS) -> torch.Tensor:
@@ -318,42 +218,6 @@ def random_nonrelevant(
     u = u.to(selected.device).masked_fill(selected, 2.0)  # relevant ones rank last
     rank = u.argsort(dim=1).argsort(dim=1)
     return (rank < n) & ~selected
-
-
-def l2i_loss(
-    W: torch.Tensor,
-    H: torch.Tensor,
-    x: torch.Tensor,
-    logits: torch.Tensor,
-    probs: torch.Tensor,
-    alpha: float,
-    beta: float,
-    reduction: str = "ours",
-) -> dict[str, torch.Tensor]:
-    """The interpreter's loss and its terms (the total is ``loss``; ``recon``, ``l1``, ``fid_ce`` unweighted).
-
-    ``W`` [F, K] dictionary, ``H`` [B, K, T] activations, ``x`` [B, T, F] the factorised representation
-    (log-magnitude), ``logits`` [B, C] Theta's output, ``probs`` [B, C] the classifier's probabilities.
-    With e = W H - X and CE_b = -sum_c probs[b, c] log softmax(logits)[b, c]:
-
-    * ``ours``: recon = mean e^2 (over B x T x F), l1 = mean |H| (over B x K x T), fid = mean_b CE_b;
-    * ``recipe``: recon and l1 as ours, fid = mean over B x C of probs * (-log softmax) = mean_b CE_b / C
-      (SpeechBrain ``recipes/ESC50/interpret/train_l2i.py``, ``compute_objectives``);
-    * ``paper``: recon = mean_b sum_{t,f} e^2, l1 = mean_b sum_{k,t} |H|, fid = mean_b CE_b: the L2I journal's
-      eq. 4, L_FID + alpha ||X - WH||_2^2 + beta ||H||_1 (eqs. 1 and 3), per clip, averaged over the batch.
-
-    loss = alpha * recon + beta * l1 + fid. Raises ``ValueError`` for another ``reduction``.
-    """
-    if reduction not in ("ours", "recipe", "paper"):
-        raise ValueError(f"loss_reduction must be ours, recipe or paper, not {reduction!r}")
-    ce = -(probs * logits.log_softmax(dim=1)).sum(dim=1)  # [B]
-    if reduction == "paper":
-        recon = (reconstruct(W, H) - x).square().sum(dim=(1, 2)).mean()
-        l1, fid = H.abs().sum(dim=(1, 2)).mean(), ce.mean()
-    else:  # the same operations as before the parameter existed (ours: bit for bit)
-        recon, l1 = F.mse_loss(reconstruct(W, H), x), H.abs().mean()
-        fid = ce.mean() / probs.shape[1] if reduction == "recipe" else ce.mean()
-    return {"loss": alpha * recon + beta * l1 + fid, "recon": recon, "l1": l1, "fid_ce": fid}
 
 
 @dataclass
@@ -386,7 +250,6 @@ def _block_shapes(clf: AudioClassifier, model: DomainModel, block_idx: list[int]
     return [(feats[i - 1].shape[1], feats[i - 1].shape[2], feats[i - 1].shape[3]) for i in block_idx], x.shape[2]
 
 
-
 @METHODS.register("l2i")
 class L2I(Explainer):
     """L2I: time activations of a sparse-NMF dictionary predicted from the classifier's blocks; relevant components form a soft mask (Parekh et al., 2022)."""
@@ -394,7 +257,7 @@ class L2I(Explainer):
     display_name = "L2I"
     Params = L2IParams
     trainable = True
-    output_kinds = ("softmax",)  # its fit trains with softmax cross-entropy (a sigmoid or zero-shot model: refused at validate)
+    output_kinds = ("softmax", "sigmoid")  # its fidelity term: eq. 1 or eq. 2 (a zero-shot model: refused at validate)
     needs_gradients = False
     signed_maps = False
     stochastic = True  # its random-removal control draws from the seed; the mask does not
@@ -405,6 +268,7 @@ class L2I(Explainer):
         self.psi: Psi | Psi2d | None = None
         self.theta: Theta | None = None
         self.block_idx: list[int] = []
+        self.model_kind = "softmax"  # the classifier's output kind (set by _build): the fidelity term's form
         # random_count: mean: the mean |L| the random baseline removes (set by fit, or by the caller)
         self.mean_relevant: float | None = None
 
@@ -414,7 +278,7 @@ class L2I(Explainer):
         return [("blocks", problem)] if problem else []
 
     def row_label(self) -> str:
-        return f"L2I, RT={self.params.rt:g}"
+        return f"L2I{' w/ MAX' if self.params.pooling == 'max' else ''}, RT={self.params.rt:g}"
 
     def fit_params(self) -> dict[str, Any]:
         """The parameters that shape the fit (the cache key): all but the interpretation-only ones."""
@@ -440,14 +304,15 @@ class L2I(Explainer):
 
     def _build(self, model: DomainModel, k: int, n_classes: int) -> tuple[Psi | Psi2d, Theta]:
         clf = self._classifier(model)
+        self.model_kind = clf.output_kind
         self.block_idx = classifier_blocks(self.params.blocks, clf.depth, self.name)
         shapes, frames = _block_shapes(clf, model, self.block_idx)
         dims = [(c, f) for c, _, f in shapes]
         channels = self.params.channels or min(c for c, _ in dims)
         if self.params.psi == "conv2d":
             stages = psi2d_stages(max(t for _, t, _ in shapes), max(f for _, f in dims), frames)
-            return Psi2d(dims, k, channels, stages), Theta(k, n_classes)
-        return Psi(dims, k, channels), Theta(k, n_classes)
+            return Psi2d(dims, k, channels, stages), Theta(k, n_classes, self.params.pooling)
+        return Psi(dims, k, channels), Theta(k, n_classes, self.params.pooling)
 
     @torch.no_grad()
     def _encode(self, model: DomainModel, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -489,17 +354,27 @@ class L2I(Explainer):
     @torch.no_grad()
     def mean_relevant_count(self, model: DomainModel, waves: torch.Tensor, max_rows: int = 64) -> float:
         """Mean |L| at the random baseline's threshold over clips ``waves`` [N, S], each explained for the
-        classifier's predicted class: the count ``random_count: mean`` removes (journal sec. IV-C). Batched
-        by ``max_rows``; raises ``RuntimeError`` before :meth:`fit` and ``ValueError`` for no clips."""
+        classifier's predicted class (a sigmoid classifier: for each label with p > 0.5, the mean then over
+        those (clip, label) pairs; 0 when there is none): the count ``random_count: mean`` removes (journal
+        sec. IV-C). Batched by ``max_rows``; raises ``RuntimeError`` before :meth:`fit` and ``ValueError`` for no clips."""
         if len(waves) == 0:
             raise ValueError("the mean number of relevant components needs at least one clip")
-        device = next(self._classifier(model).parameters()).device
-        total = 0.0
+        clf = self._classifier(model)
+        device = next(clf.parameters()).device
+        total, pairs = 0.0, 0
         for i in range(0, len(waves), max_rows):
             x = model.domain.represent(model.frontend, waves[i : i + max_rows].to(device)).x
-            it = self.interpret(x, model(x).argmax(dim=1), model)
-            total += float((it.relevance > self._random_rt()).sum())
-        return total / len(waves)
+            scores = model(x)
+            if clf.output_kind == "sigmoid":  # every detected label, one (clip, label) pair each
+                rows, target = (clf.probabilities(scores) > 0.5).nonzero(as_tuple=True)
+                if len(rows) == 0:
+                    continue
+                x = x[rows]
+            else:
+                target = scores.argmax(dim=1)
+            it = self.interpret(x, target, model)
+            total, pairs = total + float((it.relevance > self._random_rt()).sum()), pairs + len(target)
+        return total / max(pairs, 1)
 
     def _load(self, model: DomainModel, state: dict[str, Any]) -> None:
         W = state["W"]
@@ -526,13 +401,20 @@ class L2I(Explainer):
             labels = ctx.train.labels.to(x.device)
             # X_train's clips: every clip, or at most max_per_class per class (seeded, a draw of its own)
             capped, lab = x, labels
-            if p.max_per_class is not None:
+            if labels.dim() == 2:  # multi-hot: per class its positive clips (drawn), joint: their union
+                drawn = cap_per_label(labels, p.max_per_class, torch.Generator().manual_seed(ctx.seed),
+                                      ctx.train.label_mask)
+                capped = x if p.max_per_class is None else x[drawn.any(dim=1)]
+                groups = [(x, drawn[:, c]) for c in range(labels.shape[1]) if bool(drawn[:, c].any())]
+            elif p.max_per_class is not None:
                 keep = cap_per_class(labels, p.max_per_class, torch.Generator().manual_seed(ctx.seed))
                 capped, lab = x[keep], labels[keep]
             if p.dictionary == "joint":
                 W, info = learn_dictionary(as_columns(capped), p.k, n_iter=p.nmf_iter, sparsity=p.sparsity, generator=gen)
             else:
-                per_class = [as_columns(capped[lab == c]) for c in labels.unique().tolist()]
+                if labels.dim() == 1:
+                    groups = [(capped, lab == c) for c in labels.unique().tolist()]
+                per_class = [as_columns(clips[chosen]) for clips, chosen in groups]
                 noise, source = self._noise_columns(ctx, x)
                 W, info = learn_class_dictionaries(per_class, noise, p.k_per_class, p.k_noise, n_iter=p.nmf_iter,
                                                    sparsity=p.sparsity, generator=gen)
@@ -545,10 +427,14 @@ class L2I(Explainer):
 
     def _noise_columns(self, ctx: FitContext, x: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Training columns of background: the clips minus their clean targets where the dataset knows
-        them, otherwise the quietest fifth of the (pooled) training frames."""
-        contaminants = ctx.train.contaminants
+        them, else (multi-hot labels) the clips with no positive label, every label known (the journal's
+        App. A.1), otherwise the quietest fifth of the (pooled) training frames."""
+        contaminants, labels, known = ctx.train.contaminants, ctx.train.labels, ctx.train.label_mask
         if contaminants is not None:
             return as_columns(self._pooled(ctx, contaminants)), "contaminants"
+        empty = ((labels == 0) & (True if known is None else known)).all(dim=1) if labels.dim() == 2 else None
+        if empty is not None and bool(empty.any()):
+            return as_columns(x[empty.to(x.device)]), "clips with no positive label"
         frames = x.reshape(-1, x.shape[-1])
         energy = frames.sum(dim=1)
         return frames[energy <= energy.quantile(0.2)].T.contiguous(), "quietest 20% of frames"
@@ -604,7 +490,9 @@ class L2I(Explainer):
         p = self.params
         H = self.psi(feats, x.shape[1])
         logits = self.theta(H)
-        terms = l2i_loss(W, H, x, logits, probs, p.alpha, p.beta, p.loss_reduction)
+        terms = l2i_loss(W, H, x, logits, probs, p.alpha, p.beta, p.loss_reduction, self.model_kind)
+        if self.model_kind == "sigmoid":  # share of (clip, label) decisions at p > 0.5 the interpreter shares
+            return {**terms, "fidelity_labels": ((logits > 0) == (probs > 0.5)).float().mean()}
         return {**terms, "fidelity_top1": (logits.argmax(dim=1) == probs.argmax(dim=1)).float().mean()}
 
     def _versions(self, ctx: FitContext, clips) -> list[torch.Tensor]:
@@ -715,7 +603,8 @@ class _Encoded:
         model = self.ctx.model
         x = model.domain.represent(model.frontend, self.waves[idx].to(self.ctx.device)).x
         feats, logits = self.method._encode(model, x)
-        return feats, model.domain.log_magnitude(x).squeeze(1), logits.softmax(dim=1)  # X of the NMF: its log view
+        probs = self.method._classifier(model).probabilities(logits)  # softmax or sigmoid: the output kind's
+        return feats, model.domain.log_magnitude(x).squeeze(1), probs  # X of the NMF: its log view
 
     def batch(self, idx: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         if self.cache is None:

@@ -112,16 +112,19 @@ def test_unknown_target_class_is_a_located_error(tmp_path: Path, capsys: pytest.
 def test_interpreters_trained_with_softmax_cross_entropy_are_refused_for_other_kinds(
     tmp_path: Path, capsys: pytest.CaptureFixture, model: dict, kind: str,
 ) -> None:
-    """L-MAC and L2I fit with softmax cross-entropy: a sigmoid or zero-shot model is refused at their lines."""
+    """L-MAC fits with softmax cross-entropy: a sigmoid or zero-shot model is refused at its line. L2I
+    fits with eq. 1 or eq. 2 of its journal (softmax or sigmoid): only the zero-shot model is refused."""
     suite = _suite(tmp_path, model, {"name": "tones", "events": 1})
     raw = yaml.safe_load(suite.read_text())
     raw["methods"] = ["saliency", {"name": "lmac", "epochs": 1}, {"name": "l2i", "epochs": 1}]
     suite.write_text(yaml.safe_dump(raw))
     assert main(["validate", str(suite)]) == 1
     err = capsys.readouterr().err
-    for name in ("lmac", "l2i"):
-        assert (f"method '{name}' explains softmax models, but model '{model['name']}' is {kind} "
-                "(its fit trains with softmax cross-entropy)") in err
+    assert (f"method 'lmac' explains softmax models, but model '{model['name']}' is {kind} "
+            "(its fit trains with softmax cross-entropy)") in err
+    l2i = (f"method 'l2i' explains softmax or sigmoid models, but model '{model['name']}' is {kind} "
+           "(its fit trains against the classifier's softmax or sigmoid outputs)")
+    assert (l2i in err) == (kind == "similarity")
     assert "'saliency'" not in err
 
 

@@ -179,6 +179,33 @@ def cap_per_class(labels: torch.Tensor, max_per_class: int | None, generator: to
     return order[rank < max_per_class].sort().values
 
 
+def cap_per_label(
+    labels: torch.Tensor, max_per_class: int | None, generator: torch.Generator | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Multi-hot labels: per class, its positive clips, at most ``max_per_class`` of them drawn uniformly
+    without replacement from ``generator`` (``None``: all of them, nothing drawn). [N, C] bool.
+
+    ``labels`` [N, C] multi-hot (1 = present); ``mask`` optional [N, C] bool, True where a label is known
+    (an unknown pair is never positive). Each (clip, class) pair gets its own uniform key, so the draw of
+    one class does not depend on another's; a clip positive for several classes may be drawn for several.
+    The L2I journal's App. A.1 (SONYC-UST): "for each class, we randomly select 700 positively-labeled
+    samples". Raises ``ValueError`` for a cap below 1, labels that are not [N, C], or a mask of another shape.
+    """
+    if labels.dim() != 2:
+        raise ValueError(f"multi-hot labels must be [N, C], not of shape {tuple(labels.shape)}")
+    if mask is not None and mask.shape != labels.shape:
+        raise ValueError(f"label mask of shape {tuple(mask.shape)} for labels of shape {tuple(labels.shape)}")
+    positive = labels > 0.5 if mask is None else (labels > 0.5) & mask.to(labels.device)
+    if max_per_class is None:
+        return positive
+    if max_per_class < 1:
+        raise ValueError(f"max_per_class must be at least 1, not {max_per_class}")
+    u = torch.rand(labels.shape, generator=generator, dtype=torch.float64, device="cpu").to(labels.device)
+    rank = u.masked_fill(~positive, 2.0).argsort(dim=0).argsort(dim=0)  # positives first, in random order
+    return positive & (rank < max_per_class)
+
+
 def learn_dictionary(
     columns: torch.Tensor,
     k: int,

@@ -62,6 +62,13 @@ def classifier_depth(model: ComponentSpec) -> tuple[int, str] | None:
         return None
 
 
+def _fit_hint(kinds: tuple[str, ...]) -> str:
+    """Why a trainable method refuses a model kind: what its fit trains against."""
+    if tuple(kinds) == ("softmax",):
+        return " (its fit trains with softmax cross-entropy)"
+    return f" (its fit trains against the classifier's {' or '.join(kinds)} outputs)"
+
+
 def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, methods: list[ComponentSpec],
                         paths: list[KeyPath]) -> None:
     """Report, at each method's parameter line, parameters naming blocks the model does not have.
@@ -79,7 +86,7 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}"
-                             + (" (its fit trains with softmax cross-entropy)" if getattr(spec.cls(), "trainable", False) else ""))
+                             + (_fit_hint(kinds) if getattr(spec.cls(), "trainable", False) else ""))
     arch = classifier_depth(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
