@@ -15,6 +15,26 @@ Training (classifier frozen, y_hat = argmax f(X), the classifier's own decision)
 
     lambda_in * CE(f(M*X), y_hat) - lambda_out * CE(f((1-M)*X), y_hat) + lambda_l1 * mean|M| (+ lambda_tv * TV(M))
 
+Multi-label (a ``sigmoid`` classifier, e.g. ``cnn14`` with ``output_kind: sigmoid``): one mask per clip, trained on
+the decided labels y_c = 1[p_c(X) > ``label_threshold``] [B, C] (the labels ``targets: decision`` explains)::
+
+    lambda_in * BCE(f(M*X), y) - lambda_out * mean_{y_c=1} -log sigmoid(f((1-M)*X)_c) + lambda_l1 * mean|M| (+ TV)
+
+(:func:`~audiobench.methods.lmac_objective.sigmoid_terms`; ``out_cap`` caps each pair at log 2; under
+``plateau`` Fid-In is the share of decided pairs still detected on M*X). At explain time every label of a clip
+gets the clip's mask: per-label masks would need a class-conditioned decoder, out of scope. Fine-tuning is
+unchanged: its gate and guidance read only the mask and the clean representation, never a class, and add to
+these masking terms. The paper names a multi-label setup (sec. 3, "ii)") without details. The public
+SpeechBrain branch (``recipes/ESC50/interpret/train_int_ml.py``, commit 44e9cc64,
+``InterpreterESC50Brain.compute_objectives``; ``hparams/stft2mel_cnn14_ml.yaml``: ``CNN14PSI_stft`` with
+``outdim: 3``) trains three mask channels per clip, channel i for the classifier's i-th highest logit, with
+log-sigmoid terms (keep that label and push the others down on M_i*X, push it down on (1-M_i)*X), weighted by
+whether the clip has >= i+1 *ground-truth* labels, no L1 (commented out) and a fine-tuning branch that
+reads an undefined clean spectrogram. Followed here: its sigmoid (binary) terms on the masked-in and
+masked-out inputs, the masked-in term suppressing the other labels as well; not followed: rank-tied
+channels (they cap a clip at three explained labels, while the harness explains every decided label) and
+ground-truth weights (L-MAC here trains on the classifier's own decisions, as the softmax path's y_hat).
+
 Fine-tuning ("L-MAC, FT, lambda_g"), paper sec. 2.1: from the trained decoder, with the regulariser
 R(M) = lambda_g ||M*X - X|| + lambda_s ||M||_1, the guidance applied only to items the stage-1 mask M1
 explains well, X the clean representation (before augmentation; X_in the input). ``guidance``::
@@ -78,6 +98,7 @@ from audiobench.methods.lmac_objective import (
     LmacParams,
     binary_mask,
     cct_gate,
+    decided_labels,
     finetune_loss,
     gate_similarity,
     masking_loss,
@@ -154,7 +175,7 @@ class LMAC(Explainer):
     display_name = "L-MAC"
     Params = LmacParams
     trainable = True
-    output_kinds = ("softmax",)  # its fit trains with softmax cross-entropy (a sigmoid or zero-shot model: refused at validate)
+    output_kinds = ("softmax", "sigmoid")  # its fit trains with softmax or binary cross-entropy (zero-shot: lmac_zs)
     needs_gradients = False
     signed_maps = False
 
@@ -313,8 +334,8 @@ class LMAC(Explainer):
         wave = sets.waves[which, idx].to(ctx.device)
         model, domain = ctx.model, ctx.model.domain
         x = domain.represent(model.frontend, wave).x
-        with torch.no_grad():
-            y_hat = model(x).argmax(dim=-1)
+        with torch.no_grad():  # softmax: argmax f(X); sigmoid: the decided labels [B, C]
+            y_hat = decided_labels(model(x), model.classifier.output_kind, self.params.label_threshold)
         mask = self._mask(decoder, model, x)
         if frozen is None:
             return masking_loss(model, x, mask, y_hat, self.params)
@@ -340,6 +361,8 @@ class LMAC(Explainer):
 
     # -- explaining -------------------------------------------------------------------------
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        """The clip's mask, whatever ``target``: the decoder is not class-conditioned, so every label a
+        sigmoid model's clip is explained for gets the same mask (module docstring, *Multi-label*)."""
         if self.decoder is None:
             raise RuntimeError("L-MAC must be fitted before it explains (the runner calls fit)")
         self.decoder.to(x.device).eval()

@@ -1,6 +1,11 @@
 """L-MAC's parameters and training objective: the masking loss of stage 1 and the fine-tuning gate
 and guidance (Paissan, Ravanelli & Subakan, ICML 2024, eq. 2 and sec. 2.1; the SpeechBrain recipe's
 forms). The method itself, its decoder and its training loop are in :mod:`audiobench.methods.lmac`.
+
+The masking loss follows the classifier's output kind (:func:`decided_labels`, :func:`masking_loss`):
+``softmax`` the paper's cross-entropies on y_hat = argmax f(X); ``sigmoid`` (multi-label) binary
+cross-entropies on the decided labels y_c = 1[p_c(X) > ``label_threshold``] with one mask per clip
+(see :mod:`audiobench.methods.lmac`, *Multi-label*, for the form and what it follows).
 """
 
 from __future__ import annotations
@@ -83,11 +88,15 @@ class LmacParams(ExplainerParams):
         None, gt=0, lt=1, description="explain with the binary mask (M >= binarize) in {0, 1}, the paper's 'binary "
         "mask' (abstract, sec. 2, eq. 2); training keeps the continuous mask. None: the continuous mask (the recipe's)",
     )
+    label_threshold: float = Field(
+        0.5, gt=0, lt=1, description="sigmoid (multi-label) models: the mask is trained for the decided labels, "
+        "p_c(X) > label_threshold (keep it at the suite's targets.threshold); unused for softmax models",
+    )
     finetune: FinetuneParams | None = None
 
     added_fields: ClassVar[frozenset[str]] = frozenset({
         "l1_reduction", "lr_schedule", "plateau_factor", "plateau_patience", "plateau_start_epoch", "plateau_monitor",
-        "head", "binarize"})
+        "head", "binarize", "label_threshold"})
     PLATEAU_FIELDS: ClassVar[tuple[str, ...]] = (
         "plateau_factor", "plateau_patience", "plateau_start_epoch", "plateau_monitor")
 
@@ -106,30 +115,70 @@ class LmacParams(ExplainerParams):
 # losses
 
 
+def decided_labels(scores: torch.Tensor, output_kind: str, threshold: float) -> torch.Tensor:
+    """What the mask is trained to explain, from the classifier's scores on X [B, C]: ``softmax`` (and
+    ``similarity``) the decision argmax [B] (long); ``sigmoid`` the decided labels 1[p_c(X) > threshold]
+    [B, C] (float 0/1; a clip may have none), the labels the harness explains (``targets: decision``)."""
+    if output_kind == "sigmoid":
+        return (scores.sigmoid() > threshold).to(scores.dtype)
+    return scores.argmax(dim=-1)
+
+
 def masking_loss(
     model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, p: LmacParams
 ) -> dict[str, torch.Tensor]:
-    """The L-MAC objective's terms per batch (``total`` is what is minimised); x, mask [B, 1, T, F], y_hat [B].
+    """The L-MAC objective's terms per batch (``total`` is what is minimised); x, mask [B, 1, T, F], y_hat [B]
+    (softmax: the decision) or [B, C] (sigmoid: the decided labels, :func:`decided_labels`).
 
     ``l1`` is the sparsity term as it enters ``total``: mean |M| over the batch (``l1_reduction: mean``), or
     that mean x B (``batch_sum``, the recipe's ``(xhat.abs().mean() * reg_w_l1 * ~gate).sum()`` with every
     item un-gated in stage 1). Under ``lr_schedule: plateau`` the terms also hold ``fid_in``, the share of
-    items whose masked-in decision is y_hat (the recipe's input fidelity, what its schedule watches).
+    items whose masked-in decision is y_hat (the recipe's input fidelity, what its schedule watches); for a
+    sigmoid model the share of decided (clip, label) pairs still detected (:func:`sigmoid_terms`).
     """
     logits = model(torch.cat([mask * x, (1 - mask) * x]))
     b = x.shape[0]
-    l_in = F.cross_entropy(logits[:b], y_hat)
-    l_out = F.cross_entropy(logits[b:], y_hat, reduction="none")
-    if p.out_cap == "log_classes":  # beyond log C the classifier is confidently wrong, not uninformed
-        l_out = l_out.clamp_max(math.log(logits.shape[-1]))
-    l_out = l_out.mean()
+    sigmoid = model.classifier.output_kind == "sigmoid"
+    if sigmoid:
+        l_in, l_out, fid_in = sigmoid_terms(logits[:b], logits[b:], y_hat, p)
+    else:
+        l_in = F.cross_entropy(logits[:b], y_hat)
+        l_out = F.cross_entropy(logits[b:], y_hat, reduction="none")
+        if p.out_cap == "log_classes":  # beyond log C the classifier is confidently wrong, not uninformed
+            l_out = l_out.clamp_max(math.log(logits.shape[-1]))
+        l_out = l_out.mean()
     l1 = mask.abs().mean() * (b if p.l1_reduction == "batch_sum" else 1)
     tv = (mask.diff(dim=-1).abs().mean() + mask.diff(dim=-2).abs().mean()) if p.lambda_tv else mask.new_zeros(())
     total = p.lambda_in * l_in - p.lambda_out * l_out + p.lambda_l1 * l1 + p.lambda_tv * tv
     terms = {"total": total, "in": l_in, "out": l_out, "l1": l1, "tv": tv}
     if p.lr_schedule == "plateau":
-        terms["fid_in"] = (logits[:b].argmax(dim=-1) == y_hat).to(x.dtype).mean().detach()
+        terms["fid_in"] = fid_in if sigmoid else (logits[:b].argmax(dim=-1) == y_hat).to(x.dtype).mean().detach()
     return terms
+
+
+def sigmoid_terms(
+    logits_in: torch.Tensor, logits_out: torch.Tensor, y: torch.Tensor, p: LmacParams
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A sigmoid classifier's masking terms (``in``, ``out``) and input fidelity; logits [B, C] on M*X
+    and (1-M)*X, y [B, C] the decided labels of X (0/1).
+
+    ``in`` = BCE(f(M*X), y), the mean over the B x C (clip, label) pairs: the loss the classifier trained
+    with, its own decisions as labels (the decided labels stay detected, the others stay off), as CE is
+    for softmax. ``out`` = the mean over the decided pairs of -log sigmoid(f((1-M)*X)_c) (0 where the batch
+    has none): the total subtracts it, pushing each decided label's probability down on the masked-out
+    input, as -CE_out does its class's; ``out_cap: log_classes`` caps each pair at log 2, a binary label's
+    log C (p_c = 1/2, uninformed, rather than confidently absent). ``fid_in``: the share of decided pairs
+    whose masked-in probability is still above ``label_threshold`` (1 where there are none).
+    """
+    l_in = F.binary_cross_entropy_with_logits(logits_in, y)
+    l_out = F.binary_cross_entropy_with_logits(logits_out, torch.ones_like(logits_out), reduction="none")
+    if p.out_cap == "log_classes":
+        l_out = l_out.clamp_max(math.log(2))
+    pairs = y.sum()
+    l_out = (l_out * y).sum() / pairs.clamp_min(1)
+    kept = ((logits_in.sigmoid() > p.label_threshold).to(y.dtype) * y).sum()
+    fid_in = torch.where(pairs > 0, kept / pairs.clamp_min(1), torch.ones_like(pairs)).detach()
+    return l_in, l_out, fid_in
 
 
 def oracle_mask(clean_x: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -62,11 +62,7 @@ def classifier_depth(model: ComponentSpec) -> tuple[int, str] | None:
         return None
 
 
-def _fit_hint(kinds: tuple[str, ...]) -> str:
-    """Why a trainable method refuses a model kind: what its fit trains against."""
-    if tuple(kinds) == ("softmax",):
-        return " (its fit trains with softmax cross-entropy)"
-    return f" (its fit trains against the classifier's {' or '.join(kinds)} outputs)"
+FIT_LOSSES = {"softmax": "softmax cross-entropy", "sigmoid": "binary cross-entropy"}  # what a trainable method's fit uses per kind
 
 
 def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, methods: list[ComponentSpec],
@@ -86,7 +82,8 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}"
-                             + (_fit_hint(kinds) if getattr(spec.cls(), "trainable", False) else ""))
+                             + (f" (its fit trains with {' or '.join(FIT_LOSSES.get(k, k) for k in kinds)})"
+                                if getattr(spec.cls(), "trainable", False) else ""))
     arch = classifier_depth(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
