@@ -159,4 +159,7 @@ def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) 
         plot_curves(frame, manifest, Path(run_dir) / "plots")
         write_trust(frame, manifest.metric_info(), manifest.display, Path(run_dir) / "tables",
                     manifest.suite.dataset.name if manifest.suite.dataset is not None else "dataset", manifest.seed or 0)
+        from audiobench.tables.fidelity import write_fidelity
+
+        write_fidelity(run_dir, manifest, Path(run_dir) / "tables")  # multi-label runs with an interpreter (L2I)
     return {t.slug(): renderers[fmt or "markdown"](t) for t in tables}
