@@ -11,6 +11,10 @@ method's row label, compared case- and punctuation-insensitively with numbers no
 ``RT=0.6``). Each of our rows is followed by the published row ("paper"), or by dashes when the
 paper has none; published rows we did not run follow, with dashes on our side. Published values
 are printed exactly as in the paper.
+
+``--compare l2i_tasl`` (or ``l2i_tasl:4``) is of another kind: for a multi-label run with L2I rows it
+sets the interpreter's fidelity to the classifier (:mod:`audiobench.tables.fidelity`) beside the L2I
+journal's Table IV SONYC-UST columns (:func:`render_l2i_comparison`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from audiobench.tables import MISSING, Table, _fmt, run_tables
 REFERENCES = {
     "lmac_icml2024": "Paissan et al., Listenable Maps for Audio Classifiers, ICML 2024",
     "lmaczs_neurips2024": "Paissan et al., Listenable Maps for Zero-Shot Audio Classifiers, NeurIPS 2024",
+    "l2i_tasl": ("Parekh et al., Tackling Interpretability in Audio Classification Networks with Non-negative "
+                 "Matrix Factorization, arXiv:2305.07132v1 (journal extension of L2I)"),
 }
 METRIC_COLUMNS = {"ai": "AI", "ad": "AD", "ag": "AG", "ff": "FF", "fid_in": "FidIn", "sps": "SPS", "comp": "COMP", "mm": "MM"}
 DOMAINS = {"stft": "stft2mel", "stft2mel": "stft2mel", "mel": "mel"}
@@ -144,6 +150,8 @@ def compare_tables(table: Table, ref: Reference) -> tuple[list[str], list[list[s
 
 def render_comparison(run_dir: str | Path, spec: str, fmt: str = "markdown") -> dict[str, str]:
     """One comparison per table of the run (each contamination), as Markdown, LaTeX or CSV."""
+    if spec.split(":")[0] == L2I_REFERENCE:
+        return render_l2i_comparison(run_dir, spec, fmt)
     ref = select(spec)
     title = f"{REFERENCES[ref.name]}, Table {ref.table}" + (f" ({ref.setting})" if ref.setting else "")
     out: dict[str, str] = {}
@@ -160,3 +168,83 @@ def render_comparison(run_dir: str | Path, spec: str, fmt: str = "markdown") -> 
             text = f"Table: {caption}\n\n{body}\n"
         out[f"{table.slug()}__vs__{ref.name}-{ref.table}"] = text
     return out
+
+
+# -- the L2I journal's Table IV: interpreter fidelity (multi-label runs) ---------------------------
+
+L2I_REFERENCE = "l2i_tasl"
+L2I_TABLE = "4"
+L2I_SYSTEMS = {"l2i": "L2I w/ ATT"}  # our attention-pooled L2I row is the journal's "L2I w/ ATT"
+L2I_HEADERS = ["Domain", "Condition", "Method", "Clips", "macro-AUPRC", "micro-AUPRC", "max-F1",
+               "Paper system", "Paper macro-AUPRC", "Paper micro-AUPRC"]
+
+
+def l2i_system_key(row: str) -> str:
+    """Our row label -> the journal's system it is set beside, normalised as :func:`norm_label`:
+    ``"L2I, RT=0.4"`` -> ``l2iwatt``, ``"L2I w/ MAX, RT=0.4"`` -> ``l2iwmax`` (the relevance threshold
+    is ours only: Table IV has none)."""
+    key = norm_label(re.sub(r",?\s*RT\s*=\s*[\d.]+", "", str(row)))
+    return norm_label(L2I_SYSTEMS.get(key, key))
+
+
+def _published(row: pd.Series, column: str) -> str:
+    return f"{row[column]} ± {row[column + '_std']}" if row[column] else MISSING
+
+
+def render_l2i_comparison(run_dir: str | Path, spec: str, fmt: str = "markdown") -> dict[str, str]:
+    """Our interpreter fidelity (macro-/micro-AUPRC, max-F1 over the clips of each L2I cell) beside the
+    journal's SONYC-UST macro-/micro-AUPRC of the matching system (mean ± spread as printed); the
+    journal's systems we did not run (FLINT, VIBI) follow as published-only lines. One table, as
+    Markdown, LaTeX or CSV. Raises :class:`AudiobenchError` for another table or a run without
+    multi-label interpreter rows."""
+    from audiobench.store.records import read_manifest
+    from audiobench.tables.fidelity import fidelity_frame
+
+    parts = spec.split(":")
+    if len(parts) > 2 or (len(parts) == 2 and parts[1].strip() != L2I_TABLE):
+        raise AudiobenchError(f"--compare {spec!r}: {L2I_REFERENCE} is compared on its Table {L2I_TABLE} "
+                              f"(interpreter fidelity) only: --compare {L2I_REFERENCE}")
+    manifest = read_manifest(run_dir)
+    frame = fidelity_frame(run_dir, manifest)
+    if frame.empty:
+        raise AudiobenchError(f"run {run_dir} has no multi-label interpreter rows to compare with {L2I_REFERENCE} "
+                              "(a sigmoid run with L2I rows)")
+    ref = read_reference(L2I_REFERENCE)
+    ref = ref.assign(_key=ref["system"].map(norm_label))
+    out: list[list[str]] = []
+    matched: set[str] = set()
+    for _, rec in frame.iterrows():
+        hit = ref[ref["_key"] == l2i_system_key(rec.row)]
+        paper = [MISSING, MISSING, MISSING]
+        if len(hit):
+            matched.add(hit.iloc[0]["_key"])
+            paper = [hit.iloc[0]["system"], *(_published(hit.iloc[0], c) for c in ("sonyc_macro_auprc", "sonyc_micro_auprc"))]
+        ours = [_fmt(float(rec[c]), 3) or MISSING for c in ("macro-AUPRC", "micro-AUPRC", "max-F1")]
+        out.append([manifest.display_name("domain", rec.domain), manifest.display_name("contamination", rec.contamination),
+                    str(rec.row), str(rec.clips), *ours, *paper])
+    for _, row in ref.iterrows():
+        if row["_key"] not in matched:
+            out.append([MISSING, MISSING, MISSING, MISSING, MISSING, MISSING, MISSING, row["system"],
+                        _published(row, "sonyc_macro_auprc"), _published(row, "sonyc_micro_auprc")])
+    dataset = manifest.suite.dataset.name if manifest.suite.dataset is not None else "the run's data"
+    caption = (
+        "Interpreter fidelity to the classifier: our L2I rows beside "
+        f"{REFERENCES[L2I_REFERENCE]}, Table {L2I_TABLE} (SONYC-UST columns; mean ± spread over the authors' runs "
+        "as printed, which their caption calls a variance and their text a standard deviation). A layout "
+        "comparison, not a reproduction: our data are "
+        f"{manifest.display_name('dataset', dataset)}, the journal's SONYC-UST; our reference labels are the "
+        "classifier's decided labels (p > threshold) over the clips with at least one (the journal scores every "
+        "test clip against the classifier's output); our AUPRC is scikit-learn's step-wise average precision, "
+        "the authors' an 11-threshold trapezoid; our max-F1 has no published counterpart here (the journal's "
+        "F1 is OpenMIC's). Clips: the clips scored. Higher is better. \"L2I\" is the journal's \"L2I w/ ATT\"; "
+        "FLINT and VIBI were not run."
+    )
+    if fmt == "csv":
+        text = pd.DataFrame(out, columns=L2I_HEADERS).to_csv(index=False, lineterminator="\n")
+    elif fmt == "latex":
+        text = f"% {caption}\n" + tabulate(out, headers=L2I_HEADERS, tablefmt="latex_booktabs", disable_numparse=True)
+    else:
+        body = tabulate(out, headers=L2I_HEADERS, tablefmt="pipe", disable_numparse=True,
+                        colalign=("left", "left", "left") + ("right",) * 4 + ("left",) + ("right",) * 2)
+        text = f"Table: {caption}\n\n{body}\n"
+    return {f"fidelity__vs__{L2I_REFERENCE}-{L2I_TABLE}": text}
