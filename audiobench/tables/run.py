@@ -162,4 +162,7 @@ def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) 
         from audiobench.tables.fidelity import write_fidelity
 
         write_fidelity(run_dir, manifest, Path(run_dir) / "tables")  # multi-label runs with an interpreter (L2I)
+        from audiobench.tables.classwise import write_classwise
+
+        write_classwise(frame, manifest, Path(run_dir) / "tables", Path(run_dir) / "plots")
     return {t.slug(): renderers[fmt or "markdown"](t) for t in tables}
