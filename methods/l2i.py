@@ -556,6 +556,7 @@ class L2I(Explainer):
             removals={"relevant": it.mask, "random": rand},
             interpreter_scores=it.logits,
             n_parts=it.selected.sum(dim=1).to(x.dtype),
+            relevance=it.relevance,
         )
 
 

@@ -43,6 +43,8 @@ class Explanation:
       ``random`` baseline of as many non-relevant ones), and metrics that need them read the result.
     - ``interpreter_scores`` [B, C]: an interpreter's own class scores (L2I's Theta), for fidelity.
     - ``n_parts`` [B]: the number of parts in each explanation (L2I: relevant components).
+    - ``relevance`` [B, K]: the relevance of each of an interpreter's K components for the row's class
+      (L2I's r_{c,x}, journal sec. V-B "Coherence of interpretations"), kept for the t-SNE view.
     """
 
     mask: torch.Tensor
@@ -50,11 +52,12 @@ class Explanation:
     removals: dict[str, torch.Tensor] = field(default_factory=dict)
     interpreter_scores: torch.Tensor | None = None
     n_parts: torch.Tensor | None = None
+    relevance: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         b = self.mask.shape[0]
         for name, value in [*self.removals.items(), ("interpreter_scores", self.interpreter_scores),
-                            ("n_parts", self.n_parts)]:
+                            ("n_parts", self.n_parts), ("relevance", self.relevance)]:
             if value is not None and value.shape[0] != b:
                 raise ValueError(f"Explanation.{name} has {value.shape[0]} rows for a mask of {b}")
 
@@ -67,4 +70,5 @@ class Explanation:
             removals={k: v[index] for k, v in self.removals.items()},
             interpreter_scores=None if self.interpreter_scores is None else self.interpreter_scores[index],
             n_parts=None if self.n_parts is None else self.n_parts[index],
+            relevance=None if self.relevance is None else self.relevance[index],
         )

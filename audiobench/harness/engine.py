@@ -148,4 +148,5 @@ def to_cpu(e: Explanation) -> Explanation:
         removals={k: v.detach().to("cpu", torch.float32) for k, v in e.removals.items()},
         interpreter_scores=None if e.interpreter_scores is None else e.interpreter_scores.detach().float().cpu(),
         n_parts=None if e.n_parts is None else e.n_parts.detach().float().cpu(),
+        relevance=None if e.relevance is None else e.relevance.detach().float().cpu(),
     )

@@ -18,7 +18,7 @@ Arrays (``precision`` names the encoding of every mask array):
 - ``sample_id`` [N] str, ``target`` [N] int64: the (clip, target) row of each mask;
 - ``mask`` [N, 1, T, F];
 - ``removal__<name>`` [N, 1, T, F] (L2I: ``relevant``, ``random``);
-- ``interpreter_scores`` [N, C] float32, ``n_parts`` [N] float32, where the method has them;
+- ``interpreter_scores`` [N, C] float32, ``n_parts`` [N] float32, ``relevance`` [N, K] float32, where the method has them;
 - ``part_row`` [P] int64 (index into the N rows), ``part_name`` [P] str, ``part_mask`` [P, 1, T, F]:
   the parts of the first ``audio.n`` clips of the cell (the ones written as audio), to keep
   the run directory small (a part is a full mask; L2I has ~3 per clip).
@@ -87,7 +87,7 @@ def encoded_explanation(e: Explanation, precision: str) -> Explanation:
 
     parts = None if e.parts is None else MaskParts(e.parts.rows, e.parts.names, enc(e.parts.masks))
     return Explanation(mask=enc(e.mask), parts=parts, removals={k: enc(v) for k, v in e.removals.items()},
-                       interpreter_scores=e.interpreter_scores, n_parts=e.n_parts)
+                       interpreter_scores=e.interpreter_scores, n_parts=e.n_parts, relevance=e.relevance)
 
 
 def concat(parts: list[tuple[list[str], np.ndarray, Explanation]], keep_parts_of: set[str]) -> StoredExplanations | None:
@@ -122,6 +122,7 @@ def concat(parts: list[tuple[list[str], np.ndarray, Explanation]], keep_parts_of
         mask=torch.cat([e.mask for e in exps]), parts=kept_parts,
         removals={k: torch.cat([e.removals[k] for e in exps]) for k in removal_names},
         interpreter_scores=cat(lambda e: e.interpreter_scores), n_parts=cat(lambda e: e.n_parts),
+        relevance=cat(lambda e: e.relevance),
     )
     return StoredExplanations(ids, targets, explanation)
 
@@ -150,6 +151,8 @@ def write_masks(path: Path, stored: StoredExplanations, precision: str = "log8")
         arrays["interpreter_scores"] = e.interpreter_scores.numpy().astype(np.float32)
     if e.n_parts is not None:
         arrays["n_parts"] = e.n_parts.numpy().astype(np.float32)
+    if e.relevance is not None:
+        arrays["relevance"] = e.relevance.numpy().astype(np.float32)
     if e.parts is not None:
         arrays["part_row"] = e.parts.rows.numpy().astype(np.int64)
         arrays["part_name"] = np.array(e.parts.names, dtype=str)
@@ -230,6 +233,7 @@ def read_masks(path: Path) -> StoredExplanations:
         removals={k.removeprefix("removal__"): decode(v, precision) for k, v in data.items() if k.startswith("removal__")},
         interpreter_scores=torch.from_numpy(data["interpreter_scores"]) if "interpreter_scores" in data else None,
         n_parts=torch.from_numpy(data["n_parts"]) if "n_parts" in data else None,
+        relevance=torch.from_numpy(data["relevance"]) if "relevance" in data else None,
     )
     for name, m in [("mask", explanation.mask), *explanation.removals.items()]:
         if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or bool((m > 1).any()):

@@ -165,4 +165,7 @@ def render_run(run_dir: str | Path, fmt: str | None = None, write: bool = True) 
         from audiobench.tables.classwise import write_classwise
 
         write_classwise(frame, manifest, Path(run_dir) / "tables", Path(run_dir) / "plots")
+        from audiobench.tables.relevance import write_relevance
+
+        write_relevance(run_dir, manifest, Path(run_dir) / "tables", Path(run_dir) / "plots")
     return {t.slug(): renderers[fmt or "markdown"](t) for t in tables}
