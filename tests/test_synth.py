@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from audiobench.contracts.registry import DATASETS
 from audiobench.data import synth
 from audiobench.data.base import SPLITS, ClipSet
-from audiobench.data.synth import CLASS_NAMES, GENERATORS, SynthDataset, generate_item, split_counts
+from audiobench.data.synth import SynthDataset, generate_item, split_counts
+from audiobench.data.synth_events import CLASS_NAMES, GENERATORS
 from audiobench.kernel.errors import AudiobenchError
 
 SR = 16000

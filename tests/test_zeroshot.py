@@ -17,7 +17,8 @@ from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.contracts.registry import DOMAINS
 from audiobench.data.captions import TRAINING_TEMPLATES, captions
 from audiobench.data.speech_synth import SpeechSynth
-from audiobench.data.synth import CLASS_NAMES, SynthDataset
+from audiobench.data.synth import SynthDataset
+from audiobench.data.synth_events import CLASS_NAMES
 from audiobench.methods.base import DomainModel, ExplainContext
 from audiobench.methods.lmac_zs import LMACZS, lmac_zs_loss
 from audiobench.models.clap_synth import ClapSynthSpec, clap_loss, silence_anchor_loss

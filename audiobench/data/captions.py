@@ -32,7 +32,7 @@ class EventWords:
     rhythm: tuple[str, ...]
 
 
-#: Descriptions of the synthetic classes (``audiobench.data.synth``), from their generators.
+#: Descriptions of the synthetic classes (``audiobench.data.synth_events``), from their generators.
 SYNTH_WORDS: dict[str, EventWords] = {
     "tone": EventWords(("tone", "pure tone", "sine tone", "steady tone"), ("mid pitched",), ("steady",), ("continuous",)),
     "chirp_up": EventWords(("upward chirp", "chirp going up", "rising chirp", "sweep going up"),

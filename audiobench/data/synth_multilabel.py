@@ -26,16 +26,8 @@ from pydantic import Field, model_validator
 from audiobench.contracts.component import Params as _BaseParams
 from audiobench.contracts.registry import DATASETS
 from audiobench.data.base import SPLITS, ClipSet
-from audiobench.data.synth import (
-    CLASS_NAMES,
-    DURATION_RANGE,
-    GENERATORS,
-    MIN_SAMPLE_RATE,
-    PEAK,
-    SynthClasses,
-    _fade,
-    _pink_noise,
-)
+from audiobench.data.synth import DURATION_RANGE, MIN_SAMPLE_RATE, PEAK, SynthClasses
+from audiobench.data.synth_events import CLASS_NAMES, GENERATORS, _fade, _pink_noise
 from audiobench.kernel.errors import AudiobenchError
 
 GENERATOR_VERSION = 1  # bump when generation changes (cached classifiers and fits are keyed on it)
