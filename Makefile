@@ -27,7 +27,7 @@ demo: $(STAMP)
 demo-zs: $(STAMP)  # the zero-shot track (LMAC-ZS) on the embedded data
 	$(BIN)/audiobench run suites/synth_zs.yaml
 
-demo-multilabel: $(STAMP)  # multi-label: a sigmoid CNN14 (shipped), every detected label explained with its own ground truth, about 8 minutes
+demo-multilabel: $(STAMP)  # multi-label: a sigmoid CNN14 (shipped), every detected label explained with its own ground truth, about 6 minutes
 	$(BIN)/audiobench run suites/synth_multilabel.yaml
 
 demo-planted: $(STAMP)  # a known answer: every method against a planted cue, and which metric to trust (issue 22), about 15 minutes
