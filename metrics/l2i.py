@@ -32,13 +32,19 @@ def _in_top(scores: torch.Tensor, t: torch.Tensor, k: int) -> torch.Tensor:
     return 100.0 * (top == t.view(-1, 1)).any(dim=1).to(torch.float64)
 
 
-@register_metric("fidelity_top1", "Fid top-1", higher_is_better=True, needs=("interpreter",))
+# top-k agreement is the journal's multi-class fidelity; on multi-label (sigmoid) runs its measure is the
+# AUPRC / max-F1 of the interpreter against the classifier's decisions (tables/fidelity.md), so these two
+# record "not defined for sigmoid models" there instead of a number that means little
+_TOP_K_KINDS = ("softmax", "similarity")
+
+
+@register_metric("fidelity_top1", "Fid top-1", higher_is_better=True, needs=("interpreter",), output_kinds=_TOP_K_KINDS)
 def fidelity_top1(m: MetricInputs) -> torch.Tensor:
     """Top-1 fidelity (%): the interpreter's top class is the target."""
     return _in_top(m.interpreter_scores, m.target, 1)
 
 
-@register_metric("fidelity_top5", "Fid top-5", higher_is_better=True, needs=("interpreter",))
+@register_metric("fidelity_top5", "Fid top-5", higher_is_better=True, needs=("interpreter",), output_kinds=_TOP_K_KINDS)
 def fidelity_top5(m: MetricInputs) -> torch.Tensor:
     """Top-5 fidelity (%): the target is among the interpreter's 5 top classes."""
     return _in_top(m.interpreter_scores, m.target, 5)

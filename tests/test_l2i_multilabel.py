@@ -359,3 +359,18 @@ def test_fits_log_the_multilabel_fidelity(run: Path) -> None:
             assert not any("top1" in k for k in r)
             assert 0 <= r["valid_fidelity_labels"] <= 1 and 0 <= r["train_fidelity_labels"] <= 1
             assert math.isfinite(r["valid_loss"]) and r["valid_fid_ce"] > 0
+
+
+def test_top_k_fidelity_is_not_defined_on_multi_label_runs() -> None:
+    """The journal's top-k fidelity is its multi-class measure; a sigmoid run records why it has none
+    (its fidelity is tables/fidelity.md) instead of a number."""
+    from audiobench.metrics.base import METRICS, MetricInputs
+
+    def inputs(kind: str) -> MetricInputs:
+        s = torch.zeros(2, 3)
+        return MetricInputs(x=torch.ones(2, 1, 4, 4), mask=torch.ones(2, 1, 4, 4), scores_orig=s, scores_in=s,
+                            scores_out=s, target=torch.tensor([0, 1]), output_kind=kind, interpreter_scores=torch.zeros(2, 3))
+
+    for name in ("fidelity_top1", "fidelity_top5"):
+        assert METRICS.get(name).applies(inputs("sigmoid")) == "not defined for sigmoid models"
+        assert METRICS.get(name).applies(inputs("softmax")) is None
