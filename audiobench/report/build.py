@@ -123,15 +123,18 @@ def listenable_keys(manifest: Manifest) -> list[str]:
     return [k for k in keys if is_listenable(k, manifest)]
 
 
-def _spectrograms(run_dir: Path, manifest: Manifest, domain: str, condition: str, out: Path) -> dict[str, str]:
-    """Sample id -> spectrogram PNG (relative to the report) for the clips whose input WAV the run kept."""
+def _spectrograms(run_dir: Path, manifest: Manifest, domain: str, condition: str,
+                  out: Path) -> tuple[dict[str, str], tuple[int, ...] | None]:
+    """Sample id -> spectrogram PNG (relative to the report) for the clips whose input WAV the run kept,
+    and the domain's grid [1, T, F] of those clips (what every kept mask of the condition is shaped;
+    None when no input was kept or the domain cannot be built here)."""
     from audiobench.contracts.frontend import Frontend, FrontendParams
     from audiobench.store.ids import file_stem
 
     folder = run_dir / "audio" / condition / "input"
     ids = [s for s in manifest.evaluated_ids if (folder / f"{file_stem(s)}.wav").exists()]
     if not ids:
-        return {}
+        return {}, None
     try:
         dom = domain_of(manifest, domain)
         frontend = Frontend(FrontendParams(**manifest.suite.frontend))
@@ -139,32 +142,17 @@ def _spectrograms(run_dir: Path, manifest: Manifest, domain: str, condition: str
         length = max(len(w) for w in waves)
         batch = torch.from_numpy(np.stack([np.pad(w, (0, length - len(w))) for w in waves]))
         with torch.no_grad():
-            magnitude = dom.magnitude(dom.represent(frontend, batch).x)
+            x = dom.represent(frontend, batch).x
+            magnitude = dom.magnitude(x)
     except Exception:  # noqa: BLE001 - a domain this install lacks, or odd files: the report shows no spectrogram
-        return {}
+        return {}, None
     # the magnitudes the domain's bins stand for (|STFT|, or its mel bands, whatever the grid holds: |X| or
     # log1p|X|): shown in dB, the top SPEC_RANGE_DB of each clip
     db = 20 * torch.log10(magnitude.clamp_min(1e-10))
     top = db.flatten(1).amax(1).view(-1, 1, 1, 1)
     paths = [out / "img" / "spec" / f"{domain}__{condition}" / f"{i}.png" for i in range(len(ids))]
     write_pngs(to_grid(((db - top) / SPEC_RANGE_DB + 1).clamp(0, 1)), paths, SPEC_CMAP)
-    return {s: p.relative_to(out).as_posix() for s, p in zip(ids, paths, strict=True)}
-
-
-def _grid_shape(run_dir: Path, manifest: Manifest, domain: str, condition: str) -> tuple[int, ...] | None:
-    """[1, T, F] of the domain's representation of a kept input WAV of ``condition`` (what every mask of
-    the cell is shaped), or None when no input was kept or the domain cannot be built here."""
-    from audiobench.contracts.frontend import Frontend, FrontendParams
-
-    wav = next(iter(sorted((run_dir / "audio" / condition / "input").glob("*.wav"))), None)
-    if wav is None:
-        return None
-    try:
-        wave = torch.from_numpy(sf.read(wav, dtype="float32")[0])[None]
-        with torch.no_grad():
-            return tuple(domain_of(manifest, domain).represent(Frontend(FrontendParams(**manifest.suite.frontend)), wave).x.shape[1:])
-    except Exception:  # noqa: BLE001 - a domain this install lacks, or an odd file: checked by the majority instead
-        return None
+    return {s: p.relative_to(out).as_posix() for s, p in zip(ids, paths, strict=True)}, tuple(x.shape[1:])
 
 
 def _disagreement(grids: np.ndarray) -> np.ndarray:
@@ -233,16 +221,15 @@ def build_report(run_dir: str | Path) -> Path:
     for ci, (domain, condition) in enumerate(conditions):
         listen = is_listenable(domain, manifest)
         interpretations = interpretation_dir(Path("audio") / condition, domain, listening)  # relative to the run
-        specs = _spectrograms(run, manifest, domain, condition, out)
+        specs, shape = _spectrograms(run, manifest, domain, condition, out)
         cells = {c.row: (i, c) for i, c in enumerate(manifest.cells) if (c.domain, c.contamination) == (domain, condition)}
         per_method: dict[str, tuple[dict[tuple[str, int], int], np.ndarray, list[str], dict[int, list[str]]]] = {}
         bar = tqdm(cells.items(), desc=f"report {domain} | {condition}", unit="cell", leave=False, disable=None)
         kept = {row: (run / "masks" / f"{cell.id}.npz") for row, (_, cell) in cells.items()}
         kept = {row: (path, read_masks(path)) for row, path in kept.items() if path.exists()}
-        # what every kept mask of this domain and condition must be shaped: the representation of a kept
-        # input WAV, else the shape of a strict majority of the cells (unchecked with neither); a
-        # misshapen (or foreign) file is an error naming it and the remedy, never drawn
-        shape = _grid_shape(run, manifest, domain, condition)
+        # what every kept mask of this domain and condition must be shaped: the grid of the kept input
+        # WAVs (their spectrograms above), else the shape of a strict majority of the cells (unchecked
+        # with neither); a misshapen (or foreign) file is an error naming it and the remedy, never drawn
         if shape is None:
             counts = Counter(tuple(st.explanation.mask.shape[1:]) for _, st in kept.values()).most_common(1)
             shape = counts[0][0] if counts and 2 * counts[0][1] > len(kept) else None
@@ -250,8 +237,11 @@ def build_report(run_dir: str | Path) -> Path:
             if row not in kept:
                 continue
             path, stored = kept[row]
-            scored = frame[(frame.domain == domain) & (frame.contamination == condition) & (frame.row == row)]
-            check_kept_rows(path, stored, set(zip(scored.sample_id, scored.target.astype(int), strict=True)), shape)
+            try:  # the cell's scored (clip, target) rows
+                scored = {(str(sid), int(t)) for sid, t in wide.xs((domain, condition, row), level=["domain", "contamination", "row"]).index}
+            except KeyError:  # none: every kept row is foreign
+                scored = set()
+            check_kept_rows(path, stored, scored, shape)
             grid = to_grid(stored.explanation.mask)
             paths = [out / "img" / str(folder_index) / f"{i}.png" for i in range(len(grid))]
             write_pngs(grid, paths, MASK_CMAP)

@@ -29,8 +29,10 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -239,3 +241,23 @@ def read_masks(path: Path) -> StoredExplanations:
         if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or bool((m > 1).any()):
             raise _damaged(path, f"{name} has values outside [0, 1]")
     return StoredExplanations([str(s) for s in data["sample_id"]], data["target"], explanation, precision)
+
+
+def kept_with(run_dir: str | Path, cells: Iterable[Any], array: str) -> Iterator[tuple[Any, StoredExplanations]]:
+    """Each of ``cells`` (records with an ``id``) whose kept masks file in ``run_dir`` holds ``array``
+    (e.g. ``interpreter_scores``, ``relevance``) and at least one row, with its stored explanations
+    (:func:`read_masks`, checked). A file without the array is passed over by its index, without
+    decoding its masks; a cell without a file is passed over."""
+    for cell in cells:
+        path = Path(run_dir) / "masks" / f"{cell.id}.npz"
+        if not path.exists():
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if array not in z.files:
+                    continue
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass  # read_masks names the damage
+        stored = read_masks(path)
+        if len(stored.sample_ids):
+            yield cell, stored

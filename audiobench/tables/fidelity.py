@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from audiobench.metrics.multilabel import macro_auprc, max_f1, micro_auprc
-from audiobench.store.masks import read_masks
+from audiobench.store.masks import kept_with
 from audiobench.store.records import Manifest
 
 COLUMNS = ["macro-AUPRC", "micro-AUPRC", "max-F1"]
@@ -54,14 +54,9 @@ def fidelity_frame(run_dir: str | Path, manifest: Manifest) -> pd.DataFrame:
     if manifest.output_kind != "sigmoid":
         return pd.DataFrame()
     records = []
-    for cell in manifest.cells:
-        path = Path(run_dir) / "masks" / f"{cell.id}.npz"
-        if not path.exists():
-            continue
-        stored = read_masks(path)
+    for cell, stored in kept_with(run_dir, manifest.cells, "interpreter_scores"):
         scores = stored.explanation.interpreter_scores
-        if scores is None or not len(stored.sample_ids):
-            continue
+        assert scores is not None  # kept_with: the file holds them
         values = cell_fidelity(scores, list(stored.sample_ids), np.asarray(stored.targets), len(manifest.classes))
         records.append({"row": cell.row, "domain": cell.domain, "contamination": cell.contamination,
                         "clips": len(set(stored.sample_ids)), **values})

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from audiobench.kernel.figures import pyplot, save
-from audiobench.store.masks import read_masks
+from audiobench.store.masks import kept_with
 from audiobench.store.records import Manifest
 
 
@@ -41,17 +41,9 @@ def embed(relevance: np.ndarray, seed: int) -> np.ndarray:
 
 def relevance_vectors(run_dir: str | Path, manifest: Manifest) -> list[tuple[str, str, str, np.ndarray, np.ndarray]]:
     """(condition, domain, row, relevance [N, K], class [N]) of every cell that kept relevance vectors."""
-    out = []
-    for cell in manifest.cells:
-        path = Path(run_dir) / "masks" / f"{cell.id}.npz"
-        if not path.exists():
-            continue
-        stored = read_masks(path)
-        if stored.explanation.relevance is None or not len(stored.sample_ids):
-            continue
-        out.append((cell.contamination, cell.domain, cell.row, stored.explanation.relevance.double().numpy(),
-                    np.asarray(stored.targets, dtype=np.int64)))
-    return out
+    return [(cell.contamination, cell.domain, cell.row, stored.explanation.relevance.double().numpy(),  # type: ignore[union-attr]
+             np.asarray(stored.targets, dtype=np.int64))
+            for cell, stored in kept_with(run_dir, manifest.cells, "relevance")]
 
 
 def write_relevance(run_dir: str | Path, manifest: Manifest, tables: Path, plots: Path) -> list[Path]:
