@@ -249,7 +249,8 @@ def test_executor_section_is_validated_at_its_line(tmp_path: Path) -> None:
 
 
 def test_command_line_executor_flags_override_the_suite_section(tmp_path: Path) -> None:
-    from audiobench.cli import _executor_params, _parser
+    from audiobench.cli import parser
+    from audiobench.cli.run import executor_params
 
     plain = {k: v for k, v in SUITE.items() if k != "plugins"}
     plain["methods"] = ["saliency"]
@@ -258,8 +259,8 @@ def test_command_line_executor_flags_override_the_suite_section(tmp_path: Path) 
     path.write_text(yaml.safe_dump(plain, sort_keys=False))
 
     def params(*flags: str) -> ExecutorParams | None:
-        args = _parser().parse_args(["run", str(path), *flags])
-        return _executor_params(args, str(path))  # type: ignore[return-value]
+        args = parser().parse_args(["run", str(path), *flags])
+        return executor_params(args, str(path))  # type: ignore[return-value]
 
     assert params() is None  # no flag: run_suite reads the suite's section itself
     p = params("--partition", "gpu", "--time-min", "30", "--gpus-per-task", "1", "--cpus-per-task", "8")

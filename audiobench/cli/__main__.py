@@ -1,0 +1,5 @@
+"""``python -m audiobench.cli``: the same as ``audiobench``."""
+
+from audiobench.cli import main
+
+raise SystemExit(main())
