@@ -77,6 +77,8 @@ def score_run(
 
     Raises :class:`AudiobenchError` for an unknown metric, a run without kept masks, or an unfinished run.
     """
+    if not (Path(run_dir) / "manifest.json").is_file():  # before the lock, which would create the folder
+        raise AudiobenchError(f"{run_dir}: not a run directory (no manifest.json): run a suite into it first")
     with run_lock(run_dir):
         return _score_run(run_dir, metrics, device, progress, replace)
 

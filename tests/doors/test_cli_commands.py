@@ -92,3 +92,10 @@ def test_help_imports_no_heavy_module() -> None:
 def test_python_m_audiobench_cli_runs_main() -> None:
     out = subprocess.run([sys.executable, "-m", "audiobench.cli", "list", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("usage: audiobench list ")
+
+
+def test_score_on_a_missing_run_directory_is_an_error_that_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "nothing_here"
+    assert main(["score", str(missing)]) == 1
+    assert capsys.readouterr().err.strip() == f"{missing}: not a run directory (no manifest.json): run a suite into it first"
+    assert not missing.exists()  # status still says "not a run directory"
