@@ -13,7 +13,7 @@ Registries (``METHODS``, ``METRICS``, ``DATASETS``, ``CONTAMINATIONS``, ``DOMAIN
 from __future__ import annotations
 
 from audiobench.contracts.component import Component, Params
-from audiobench.contracts.domains import Domain, Representation
+from audiobench.contracts.domains import ClipPhase, Domain, Representation
 from audiobench.contracts.explanation import Explanation, MaskParts
 from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.contracts.registry import (
@@ -27,6 +27,7 @@ from audiobench.contracts.registry import (
 )
 from audiobench.data.base import ClipSet, Dataset, Skip
 from audiobench.data.contaminations import Contamination
+from audiobench.kernel.batching import chunked, row_clips
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import (
     DomainModel,
@@ -42,9 +43,9 @@ from audiobench.testing import check_method
 
 __all__ = [
     "CONTAMINATIONS", "DATASETS", "DOMAINS", "METHODS", "METRICS", "MODELS",
-    "AudioClassifier", "AudiobenchError", "ClipSet", "Component", "Contamination", "Dataset", "Domain", "DomainModel",
+    "AudioClassifier", "AudiobenchError", "ClipPhase", "ClipSet", "Component", "Contamination", "Dataset", "Domain", "DomainModel",
     "ExplainContext", "Explainer", "ExplainerParams", "Explanation", "FitContext", "Frontend", "FrontendParams",
     "MaskParts", "Metric", "MetricInputs", "ModelSpec", "Params", "Representation", "Skip",
-    "check_method", "load_plugin_file", "probabilities", "register_metric", "to_mask",
+    "check_method", "chunked", "load_plugin_file", "probabilities", "register_metric", "row_clips", "to_mask",
 ]
 

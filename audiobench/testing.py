@@ -33,6 +33,7 @@ from audiobench.data.base import ClipSet
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
 from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec
 from audiobench.models.cnn14 import Cnn14
+from audiobench.models.wavecnn import WaveCnn
 from audiobench.suite.crossref import same_setting
 
 
@@ -51,7 +52,7 @@ def _check(ok: bool, name: str, rule: str, kind: str = "method") -> None:
 
 def check_method(
     name: str, params: dict[str, Any] | None = None, fit: bool = True, deterministic: bool | None = None,
-    atol: float = 1e-4,
+    atol: float = 1e-4, waveform: bool = True,
 ) -> list[str]:
     """Check the method registered as ``name`` against the explainer contract; returns the rules checked.
 
@@ -60,7 +61,11 @@ def check_method(
     one may still ignore the seed on some inputs, as L2I when every non-relevant component is drawn). A
     deterministic method (``deterministic``; by default, one whose mask does not change with the
     seed) must also give a batch equal to its rows explained one at a time. Raises ``AssertionError``
-    naming the first broken rule.
+    naming the first broken rule. The rules run on a small CNN14 in every masking domain and, with
+    ``waveform``, on a small raw-waveform model (:class:`~audiobench.models.wavecnn.WaveCnn`) in ``stft2mel``:
+    such a model reads each row with its clip's phase, so a method that feeds the model rows laid out
+    otherwise than by tiling the clips (row j from clip j mod N), without naming each row's clip
+    (:func:`audiobench.kernel.batching.row_clips`), fails the batch-against-rows rule there.
     """
     cls = METHODS.get(name)
     _check(isinstance(cls, type) and issubclass(cls, Explainer), name, "is not an Explainer subclass")
@@ -69,28 +74,35 @@ def check_method(
     frontend = Frontend(FrontendParams(n_fft=256, win_length=256, hop_length=128, n_mels=32))
     classifier = Cnn14(3, n_mels=32, width=4, depth=2).eval().requires_grad_(False)
     classifier.class_names = ["c0", "c1", "c2"]
+    cases: list[tuple[AudioClassifier, Any, str]] = [
+        (classifier, d, d.key()) for d in (Stft2Mel(), Stft2Mel({"operator": "log1p"}), Mel())]  # both stft2mel operators
+    if waveform:  # rows laid out otherwise than by tiling give a waveform model the wrong phase: batch != rows
+        wave_clf = WaveCnn(3, width=4, depth=2, first_kernel=16).eval().requires_grad_(False)
+        wave_clf.class_names = ["c0", "c1", "c2"]
+        cases.append((wave_clf, Stft2Mel(), "stft2mel, waveform model"))
     checked = ["registered", "params"]
-    for domain in (Stft2Mel(), Stft2Mel({"operator": "log1p"}), Mel()):  # both masking operators of stft2mel
+    for clf, domain, case in cases:
         if cls.domains is not None and domain.name not in cls.domains:
             continue
         explainer = cls(params or {})
-        model = DomainModel(classifier, domain, frontend).eval()
+        model = DomainModel(clf, domain, frontend).eval()
         clips = _tones(6, 3)
         if explainer.trainable and fit:
             with tempfile.TemporaryDirectory() as tmp:
                 explainer.fit(FitContext(model=model, train=clips, valid=clips, augment=[], seed=0,
                                          device=torch.device("cpu"), identity={"check_method": tmp},
                                          log_dir=Path(tmp), progress=False))
-        x = domain.represent(frontend, clips.waveforms).x
-        with torch.no_grad():
+        rep = domain.represent(frontend, clips.waveforms)
+        x = rep.x
+        with torch.no_grad(), model.reading(rep):
             target = model(x).argmax(dim=1)
-        def explain(rows: slice, seed: int, explainer=explainer, x=x, target=target, model=model) -> Explanation:
+        def explain(rows: slice, seed: int, explainer=explainer, x=x, target=target, model=model, rep=rep) -> Explanation:
             torch.manual_seed(seed)  # as the engine does before every batch
-            with torch.enable_grad():
+            with torch.enable_grad(), model.reading(rep.subset(torch.arange(len(x))[rows])):
                 return explainer.explain(x[rows], target[rows], ExplainContext(model, seed=seed))
 
         e, again, other = explain(slice(None), 1), explain(slice(None), 1), explain(slice(None), 2)
-        where = f"[{domain.key()}] "
+        where = f"[{case}] "
         _check(isinstance(e, Explanation), name, where + f"explain returned {type(e).__name__}, not an Explanation")
         _check(e.mask.shape == x.shape, name, where + f"mask shape {tuple(e.mask.shape)} is not the input's {tuple(x.shape)}")
         _check(bool(torch.isfinite(e.mask).all()), name, where + "mask has NaN or Inf values")
@@ -108,8 +120,10 @@ def check_method(
         if deterministic if deterministic is not None else torch.equal(e.mask, other.mask):
             rows = torch.cat([explain(slice(i, i + 1), 1).mask for i in range(x.shape[0])])
             _check(torch.allclose(rows, e.mask, atol=atol, rtol=1e-3), name,
-                   where + "a batch differs from its rows explained one at a time (rows must not depend on batch-mates)")
-        checked.append(f"explain[{domain.key()}]")
+                   where + "a batch differs from its rows explained one at a time (rows must not depend on batch-mates"
+                   + (": a batch must tile its clips or name each row's clip with row_clips()" if clf is not classifier else "")
+                   + ")")
+        checked.append(f"explain[{case}]")
     return checked
 
 
@@ -171,8 +185,9 @@ def check_model(
         if domain.model_problem(type(spec)) is not None:  # refused at validate (a linear-magnitude model in mel)
             continue
         model = DomainModel(clf, domain, fe).eval()
-        x = domain.represent(fe, clips.waveforms).x
-        with torch.no_grad():
+        rep = domain.represent(fe, clips.waveforms)
+        x = rep.x
+        with torch.no_grad(), model.reading(rep):
             scores, again = model(x), model(x)
         rule(scores.shape == (len(x), n_classes),
              where + f"scores are {tuple(scores.shape)}, not [batch, classes] = {(len(x), n_classes)}")
@@ -190,11 +205,15 @@ def check_model(
         rule(not constant, where + f"class(es) {', '.join(constant)} score the same for every input: a "
              "method explaining them gets all-zero maps (a two-class wrapper [0, s]? use the sigmoid output kind)")
         with torch.no_grad():
-            rows = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+            rows = []
+            for i in range(len(x)):
+                with model.reading(rep.subset(torch.tensor([i]))):
+                    rows.append(model(x[i : i + 1]))
+            rows = torch.cat(rows)
         rule(torch.allclose(rows, scores, atol=atol, rtol=1e-3),
              where + "a batch's scores differ from its rows scored one at a time (batch statistics in eval mode?)")
         xg = x.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), model.reading(rep):
             out = model(xg)
             weights = torch.arange(1, len(x) + 1, dtype=out.dtype)  # distinct: a sum over rows can cancel
             dead = [] if out.requires_grad else list(names)
@@ -206,7 +225,7 @@ def check_model(
             dead = []
         rule(not dead, where + f"class(es) {', '.join(dead)} have no gradient to the input (a detached "
              "input, or a score that does not depend on it): gradient methods would give all-zero maps")
-        with torch.no_grad():
+        with torch.no_grad(), model.reading(rep):
             feats = model.features(x)
         blocks, channels, block_names = clf.blocks(), clf.block_channels(), clf.block_names()
         rule(len(feats) == len(blocks) == len(channels) == len(block_names),

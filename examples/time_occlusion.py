@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from audiobench.api import METHODS, ExplainContext, Explainer, ExplainerParams
+from audiobench.api import METHODS, ExplainContext, Explainer, ExplainerParams, row_clips
 
 
 @METHODS.register("time_occlusion")
@@ -35,8 +35,12 @@ class TimeOcclusion(Explainer):
         for i, s in enumerate(starts):
             keep[i, :, s : s + w] = 0
         copies = (x.unsqueeze(1) * keep.unsqueeze(0)).flatten(0, 1)  # [B * windows, 1, T, F]
-        rows = torch.arange(b, device=x.device).repeat_interleave(len(starts))
-        scores = torch.cat([ctx.model(copies[i : i + ctx.max_rows]) for i in range(0, len(copies), ctx.max_rows)])
+        rows = torch.arange(b, device=x.device).repeat_interleave(len(starts))  # the clip of each copy
+        scores = []
+        for i in range(0, len(copies), ctx.max_rows):  # rows not tiled over the clips: say whose they are
+            with row_clips(rows[i : i + ctx.max_rows]):  # (a waveform model reads each with its clip's phase)
+                scores.append(ctx.model(copies[i : i + ctx.max_rows]))
+        scores = torch.cat(scores)
         base = ctx.model(x).gather(1, target.view(-1, 1))
         drop = (base[rows, 0] - scores.gather(1, target[rows].view(-1, 1))[:, 0]).view(b, len(starts))
         per_frame = drop.repeat_interleave(w, dim=1)[:, :t]  # each frame gets its window's drop

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -14,7 +15,7 @@ from pydantic import Field
 from torch import nn
 
 from audiobench.contracts.component import Component, Params
-from audiobench.contracts.domains import Domain
+from audiobench.contracts.domains import ClipPhase, Domain, Representation
 from audiobench.contracts.explanation import Explanation
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
@@ -36,9 +37,26 @@ class DomainModel(nn.Module):
         super().__init__()
         self.classifier, self.frontend = classifier, frontend
         self.domain = domain
+        self.phase: ClipPhase | None = None  # the clips being read, for waveform models (:meth:`reading`)
+
+    @contextmanager
+    def reading(self, clips: Representation | ClipPhase) -> Iterator[DomainModel]:
+        """Within the block, rows given to the model derive from ``clips`` (row j from clip j mod N): a model
+        of input kind ``waveform`` reads each row with its clip's phase. Nests; other models ignore it."""
+        if self.classifier.input_kind != "waveform":  # nothing to keep: the phase is computed for waveform models only
+            yield self
+            return
+        before, self.phase = self.phase, clips.phase() if isinstance(clips, Representation) else clips
+        try:
+            yield self
+        finally:
+            self.phase = before
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Representation [B, 1, T, F] -> the network's input."""
+        """Representation [B, 1, T, F] -> the network's input (a waveform model's with the phase of
+        :meth:`reading`'s clips)."""
+        if self.classifier.input_kind == "waveform":
+            return self.classifier.network_input(self.domain, self.frontend, x, phase=self.phase)
         return self.classifier.network_input(self.domain, self.frontend, x)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -69,6 +69,8 @@ class _Cam(Explainer):
         the domain's (CNN14 blocks are mel-resolution); ``stretch``: resized straight to (T, F), the
         recipe's ``LayerAttribution.interpolate(attr, X.shape[-2:])``. A block already on the domain's
         grid (a model that reads it, e.g. ``band_energy``) is taken as it is."""
+        if cam.dim() == 3:  # a 1-D block module's output [B, C, T'] (e.g. Conv1d): its map [B, 1, T'] has no frequency axis
+            cam = cam.unsqueeze(-1)
         if cam.shape[-2:] == x.shape[-2:]:
             return cam
         if x.shape[-1] > 1:  # a block without a frequency axis: the upsampled map is constant over it
@@ -129,6 +131,8 @@ class GradCAMPlusPlus(_Cam):
         finally:
             handle.remove()
         acts = store["a"].detach()
+        if acts.dim() == 3:  # a 1-D block module's output [B, C, T']: as [B, C, T', 1]
+            acts, grads = acts.unsqueeze(-1), grads.unsqueeze(-1)
         weights = gradcam_pp_weights(acts, grads)
         return (weights * acts).sum(dim=1, keepdim=True)
 

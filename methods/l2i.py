@@ -232,8 +232,9 @@ def _block_shapes(clf: AudioClassifier, model: DomainModel, block_idx: list[int]
     was_training = clf.training
     clf.eval()
     with torch.no_grad():
-        x = model.domain.represent(model.frontend, wave).x
-        feats = model.features(x)
+        rep = model.domain.represent(model.frontend, wave)
+        with model.reading(rep):
+            feats = model.features(x := rep.x)
     clf.train(was_training)
     return [(feats[i - 1].shape[1], feats[i - 1].shape[2], feats[i - 1].shape[3]) for i in block_idx], x.shape[2]
 
@@ -326,16 +327,19 @@ class L2I(L2IFitting, Explainer):
         device = next(clf.parameters()).device
         total, pairs = 0.0, 0
         for i in range(0, len(waves), max_rows):
-            x = model.domain.represent(model.frontend, waves[i : i + max_rows].to(device)).x
-            scores = model(x)
+            rep = model.domain.represent(model.frontend, waves[i : i + max_rows].to(device))
+            x = rep.x
+            with model.reading(rep):
+                scores = model(x)
             if clf.output_kind == "sigmoid":  # every detected label, one (clip, label) pair each
                 rows, target = (clf.probabilities(scores) > 0.5).nonzero(as_tuple=True)
                 if len(rows) == 0:
                     continue
-                x = x[rows]
+                x, rep = x[rows], rep.subset(rows)
             else:
                 target = scores.argmax(dim=1)
-            it = self.interpret(x, target, model)
+            with model.reading(rep):
+                it = self.interpret(x, target, model)
             total, pairs = total + float((it.relevance > self._random_rt()).sum()), pairs + len(target)
         return total / max(pairs, 1)
 

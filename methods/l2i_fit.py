@@ -243,8 +243,10 @@ class _Encoded:
     @torch.no_grad()
     def _compute(self, idx: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         model = self.ctx.model
-        x = model.domain.represent(model.frontend, self.waves[idx].to(self.ctx.device)).x
-        feats, logits = self.method._encode(model, x)
+        rep = model.domain.represent(model.frontend, self.waves[idx].to(self.ctx.device))
+        x = rep.x
+        with model.reading(rep):
+            feats, logits = self.method._encode(model, x)
         probs = self.method._classifier(model).probabilities(logits)  # softmax or sigmoid: the output kind's
         return feats, model.domain.log_magnitude(x).squeeze(1), probs  # X of the NMF: its log view
 

@@ -318,11 +318,14 @@ class LMAC(Explainer):
         from audiobench.data.contaminations import NoContamination
 
         ft, model, r = self.params.finetune, ctx.model, ctx.max_rows
-        rep = lambda w: model.domain.represent(model.frontend, w.to(ctx.device)).x  # noqa: E731
+        rep = lambda w: model.domain.represent(model.frontend, w.to(ctx.device))  # noqa: E731
         out = {}
         for k, name in enumerate([NoContamination().key()] + [c.key() for c in ctx.augment]):
-            sims = [gate_similarity(self._mask(frozen, model, x := rep(train.waves[k, i : i + r])), x,
-                                    rep(train.clean[k, i : i + r])) for i in range(0, train.waves.shape[1], r)]
+            sims = []
+            for i in range(0, train.waves.shape[1], r):
+                with model.reading(noisy := rep(train.waves[k, i : i + r])):
+                    mask = self._mask(frozen, model, noisy.x)
+                sims.append(gate_similarity(mask, noisy.x, rep(train.clean[k, i : i + r]).x))
             out[name] = similarity_summary(torch.cat(sims), ft.cct)
         similarity = "cos(X, M1*X_in)" if ft.gate_mask == "frozen" else "cos(X, M*X_in), M the decoder being fine-tuned"
         return {"gate": {"similarity": similarity, "cct": ft.cct, "at_start": out}}
@@ -333,18 +336,20 @@ class LMAC(Explainer):
         decoder being trained, the one the loss is computed on (detached: the gate is a 0/1 weight)."""
         wave = sets.waves[which, idx].to(ctx.device)
         model, domain = ctx.model, ctx.model.domain
-        x = domain.represent(model.frontend, wave).x
-        with torch.no_grad():  # softmax: argmax f(X); sigmoid: the decided labels [B, C]
-            y_hat = decided_labels(model(x), model.classifier.output_kind, self.params.label_threshold)
-        mask = self._mask(decoder, model, x)
-        if frozen is None:
-            return masking_loss(model, x, mask, y_hat, self.params)
-        ft = self.params.finetune
-        with torch.no_grad():
-            clean = domain.represent(model.frontend, sets.clean[which, idx].to(ctx.device)).x
-            gating = mask.detach() if ft.gate_mask == "current" else self._mask(frozen, model, x)
-            gate = cct_gate(gate_similarity(gating, x, clean), ft.cct)
-        return finetune_loss(model, x, mask, y_hat, clean, gate, self.params)
+        rep = domain.represent(model.frontend, wave)
+        x = rep.x
+        with model.reading(rep):  # a waveform model reads each row with its clip's phase
+            with torch.no_grad():  # softmax: argmax f(X); sigmoid: the decided labels [B, C]
+                y_hat = decided_labels(model(x), model.classifier.output_kind, self.params.label_threshold)
+            mask = self._mask(decoder, model, x)
+            if frozen is None:
+                return masking_loss(model, x, mask, y_hat, self.params)
+            ft = self.params.finetune
+            with torch.no_grad():
+                clean = domain.represent(model.frontend, sets.clean[which, idx].to(ctx.device)).x
+                gating = mask.detach() if ft.gate_mask == "current" else self._mask(frozen, model, x)
+                gate = cct_gate(gate_similarity(gating, x, clean), ft.cct)
+            return finetune_loss(model, x, mask, y_hat, clean, gate, self.params)
 
     @torch.no_grad()
     def _validate(self, ctx, decoder, frozen, versions: list[ClipSet]) -> dict[str, float]:

@@ -37,6 +37,7 @@ import torch
 from pydantic import Field, field_validator
 
 from audiobench.contracts.registry import METHODS
+from audiobench.kernel.batching import chunked, row_clips
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, ExplainerParams
 
 
@@ -100,14 +101,15 @@ def occlusion_attribution(model: Callable[[torch.Tensor], torch.Tensor], x: torc
     b, n_win = x.shape[0], windows.shape[0]
     keep = (~windows).to(x.dtype)[:, None]  # [W, 1, T, F]
     fill = fill.expand(b, *fill.shape[1:])
-    base = torch.cat([model(x[i:i + max_rows]) for i in range(0, b, max_rows)]).gather(1, target.view(-1, 1))[:, 0]
+    base = chunked(model, x, max_rows).gather(1, target.view(-1, 1))[:, 0]
     rows = torch.arange(b * n_win, device=x.device)  # (clip, window) pairs, clip-major
     drop = torch.empty(b * n_win, device=x.device, dtype=x.dtype)
     for start in range(0, len(rows), max_rows):  # every pass full: max_rows (clip, window) copies
         r = rows[start:start + max_rows]
         ci, k = r // n_win, keep[r % n_win]
         copies = x[ci] * k + fill[ci] * (1 - k)  # [r, 1, T, F]
-        drop[start:start + len(r)] = base[ci] - model(copies).gather(1, target[ci].view(-1, 1))[:, 0]
+        with row_clips(ci):  # clip-major copies: row r is clip ci[r] (a waveform model reads its phase)
+            drop[start:start + len(r)] = base[ci] - model(copies).gather(1, target[ci].view(-1, 1))[:, 0]
     drop = drop.view(b, n_win)
     w = windows.to(x.dtype).flatten(1)  # [W, T*F]
     total = drop @ w  # [B, T*F]

@@ -36,6 +36,7 @@ import torch
 from pydantic import Field, field_validator
 
 from audiobench.contracts.registry import METHODS
+from audiobench.kernel.batching import row_clips
 from audiobench.kernel.nmf import sparse_nmf
 from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from audiobench.methods.occlusion import check_size, occlusion_windows, on_axis, scorer
@@ -128,7 +129,8 @@ def perturbed_scores(model: object, x: torch.Tensor, target: torch.Tensor, regio
             keep = torch.cat([torch.bmm(zr[ci == c][:, None], flat_regions[c].expand(int((ci == c).sum()), -1, -1))[:, 0]
                               for c in range(int(ci[0]), int(ci[-1]) + 1)]).view(len(r), 1, *x.shape[-2:])
         copies = x[ci] * keep + fill[ci] * (1 - keep)
-        out[start:start + len(r)] = model(copies).gather(1, target[ci].view(-1, 1))[:, 0]
+        with row_clips(ci):  # clip-major copies: row r is clip ci[r] (a waveform model reads its phase)
+            out[start:start + len(r)] = model(copies).gather(1, target[ci].view(-1, 1))[:, 0]
     return out.view(b, s)
 
 

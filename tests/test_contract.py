@@ -29,7 +29,8 @@ def test_every_builtin_method_but_the_zero_shot_ones_is_checked() -> None:
 @pytest.mark.parametrize("name", SOFTMAX_METHODS)
 def test_builtin_methods_pass_the_contract(name: str) -> None:
     assert check_method(name, params=SMALL.get(name)) == [
-        "registered", "params", "explain[stft2mel]", "explain[stft2mel_log1p]", "explain[mel]"]
+        "registered", "params", "explain[stft2mel]", "explain[stft2mel_log1p]", "explain[mel]",
+        "explain[stft2mel, waveform model]"]
 
 
 def test_contract_catches_batch_dependence_and_out_of_range_masks() -> None:
@@ -93,7 +94,7 @@ def test_the_one_file_example_method_passes_the_contract_and_runs_in_a_suite(tmp
     example = Path(__file__).resolve().parent.parent / "examples" / "time_occlusion.py"
     assert len(example.read_text().splitlines()) < 60
     load_plugin_file(example)
-    assert check_method("time_occlusion", params={"window": 4})[-1] == "explain[mel]"
+    assert check_method("time_occlusion", params={"window": 4})[-1] == "explain[stft2mel, waveform model]"
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({
         "name": "occ", "plugins": [str(example)], "domains": ["mel"], "contaminations": ["none"],

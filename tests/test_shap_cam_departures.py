@@ -381,4 +381,4 @@ def test_stretch_changes_nothing_in_the_mel_domain(name: str, cnn: Cnn14, fronte
 ], ids=["shap-train", "shap-abs_normal-range", "guided_gradcam-stretch"])
 def test_the_new_forms_keep_the_method_contract(name: str, params: dict) -> None:
     """Masks in [0, 1] shaped like the input, reproducible per seed, in every domain (a fit first for train)."""
-    assert check_method(name, params)[-1] == "explain[mel]"
+    assert check_method(name, params)[-1] == "explain[stft2mel, waveform model]"

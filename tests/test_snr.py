@@ -122,7 +122,7 @@ def test_manifest_records_the_effective_snr_of_every_clip(write_suite, tmp_path:
 def test_training_mixtures_reach_their_snr_and_are_peak_normalised() -> None:
     """mix_rows (classifier and zero-shot-model training) on rows whose signal and noise do not
     overlap in time: the mixture's two halves give its SNR exactly."""
-    from audiobench.models.training import mix_rows
+    from audiobench.models.augment import mix_rows
 
     gen = torch.Generator().manual_seed(0)
     x = torch.zeros(4, 1000)

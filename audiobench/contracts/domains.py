@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from audiobench.contracts.component import Component, Params
 from audiobench.contracts.frontend import Frontend
 from audiobench.contracts.registry import DOMAINS
+from audiobench.kernel.batching import clips_of_rows
 from audiobench.kernel.errors import AudiobenchError
 
 #: torchlibrosa's ``power_to_db`` floor (``amin``, ref 1, no top_db): what CLAP 2022 / PANNs clamp mel energies at
@@ -51,6 +52,37 @@ def _db_to_log1p(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
+class ClipPhase:
+    """The phase of a batch of clips, for models that read the waveform (input kind ``waveform``).
+
+    ``phasor``: complex unit phasors exp(j angle X) [N, 1, T, F] of the clips' STFT (1 where |X| = 0);
+    ``length``: the waveform length in samples. A batch of B rows derived from these N clips reads row
+    j's phase from clip j mod N (:meth:`rows`): the tiling every built-in method and metric uses when it
+    expands a batch (SmoothGrad's noisy copies, the integrated path, the budget passes: ``x.repeat``).
+    """
+
+    phasor: torch.Tensor
+    length: int
+
+    def rows(self, b: int) -> torch.Tensor:
+        """Phasors for the ``b`` rows given to the model now [b, 1, T, F]: clip j mod N for row j of a tiled
+        batch (its chunk's offset included), or the clips :func:`~audiobench.kernel.batching.row_clips` names.
+        :class:`AudiobenchError` when no mapping is known (``b`` not a multiple of N outside a chunk)."""
+        n = self.phasor.shape[0]
+        index = clips_of_rows(b, n)
+        if index is None:
+            raise AudiobenchError(f"a waveform model read {b} rows derived from {n} clips: rows must tile the clips "
+                                  f"(row j from clip j mod {n}) or be named with row_clips() for each row to get its phase")
+        if b == n and bool((index == torch.arange(n)).all()):
+            return self.phasor
+        return self.phasor[index.to(self.phasor.device)]
+
+    def subset(self, index: torch.Tensor) -> ClipPhase:
+        """The phase of the rows ``index`` (repeats allowed)."""
+        return ClipPhase(self.phasor[index], self.length)
+
+
+@dataclass
 class Representation:
     """A batch on a domain's grid: ``x`` [B, 1, T, F] (what masks multiply) and the complex STFT."""
 
@@ -61,6 +93,12 @@ class Representation:
     def subset(self, index: torch.Tensor) -> Representation:
         """The rows ``index`` of the batch (repeats allowed)."""
         return Representation(self.x[index], self.stft[index], self.length)
+
+    def phase(self) -> ClipPhase:
+        """The clips' phase (:class:`ClipPhase`): what a waveform model reads beside the masked magnitudes."""
+        mag = self.stft.abs()
+        unit = torch.where(mag > 0, self.stft / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.ones_like(self.stft))
+        return ClipPhase(unit, self.length)
 
 
 class Domain(Component):
@@ -87,6 +125,12 @@ class Domain(Component):
         STFT bins (the mel domain: its filterbank cannot be inverted)."""
         raise AudiobenchError(f"domain {self.key()} has no linear STFT magnitudes to give a model that reads them "
                               "(use stft2mel)")
+
+    def waveform(self, frontend: Frontend, x: torch.Tensor, phase: ClipPhase) -> torch.Tensor:
+        """A (masked) representation [B, 1, T, F] -> the waveform it stands for [B, L]:
+        ISTFT(M⊙|X| exp(j angle X)) with the clips' own phase (:meth:`ClipPhase.rows`), what a model of input
+        kind ``waveform`` reads. :class:`AudiobenchError` where the grid has no STFT bins (the mel domain)."""
+        raise AudiobenchError(f"domain {self.key()} has no STFT bins to rebuild a waveform from (use stft2mel)")
 
     def log_magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """log1p of :meth:`magnitude`: the log-magnitude view of the grid (log1p|STFT|, or the log1p-mel),
@@ -215,6 +259,10 @@ class Stft2Mel(Domain):
     def from_mel_grid(self, frontend: Frontend, grid: torch.Tensor) -> torch.Tensor:
         return frontend.mel_to_linear(grid)
 
+    def waveform(self, frontend: Frontend, x: torch.Tensor, phase: ClipPhase) -> torch.Tensor:
+        mag = self.magnitude(x)
+        return frontend.istft(mag.to(phase.phasor.real.dtype) * phase.rows(len(x)), phase.length)
+
     def to_audio(self, frontend: Frontend, mask: torch.Tensor, rep: Representation) -> torch.Tensor:
         return frontend.istft(mask.to(rep.stft.real.dtype) * rep.stft, rep.length)
 
@@ -287,6 +335,9 @@ class Mel(Domain):
         if getattr(model, "input_kind", "logmel") == "linear":
             return (f"domain mel cannot serve model '{name}': it reads the linear STFT magnitude, and the mel "
                     "filterbank cannot be inverted (use stft2mel)")
+        if getattr(model, "input_kind", "logmel") == "waveform":
+            return (f"domain mel cannot serve model '{name}': it reads the waveform, and a mel grid has neither "
+                    "the STFT bins nor the phase to rebuild it (use stft2mel)")
         if self._db and getattr(model, "knows_exact_attribution", False):
             return (f"domain mel with grid: db cannot serve model '{name}': its exact attribution takes a zero grid "
                     "value for silence, and 0 dB is a mel energy of 1 (use grid: log1p)")

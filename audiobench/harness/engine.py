@@ -112,13 +112,14 @@ def evaluate_batch(
 ) -> BatchResult:
     """Explain and score one batch of clips (representation ``rep`` [B, 1, T, F]) for its targets;
     ``truth``: the clips' ground truth (one row per clip), for the metrics that need it."""
-    with torch.no_grad():
+    with torch.no_grad(), model.reading(rep):
         scores_orig = model(rep.x)
     rows, target = select_targets(scores_orig, model.classifier.output_kind, targets, model.classifier.class_names)
     skips = [Skip(sid, f"no label above the threshold {targets.threshold:g}", where)
              for i, sid in enumerate(sample_ids) if not bool((rows == i).any())]
     x = rep.x[rows]
-    explanation = explain_batch(explainer, model, x, target, seed, max_rows)
+    with model.reading(rep.subset(rows)):
+        explanation = explain_batch(explainer, model, x, target, seed, max_rows)
     ids = [sample_ids[i] for i in rows.tolist()]
     finite = torch.isfinite(explanation.mask).flatten(1).all(dim=1)
     skips += [Skip(ids[i], "non-finite map (NaN or Inf)", where) for i in (~finite).nonzero().flatten().tolist()]
@@ -130,10 +131,11 @@ def evaluate_batch(
     if bool(outside.any()):
         kept.mask = kept.mask.clamp(0, 1)
     row_labels = labels.to(rows.device)[rows[keep]] if labels is not None else None
-    values, not_applicable, _ = score_rows(
-        model, x[keep], kept, scores_orig[rows[keep]], target[keep], metrics, row_labels, targets, max_rows,
-        None if truth is None else truth.subset(rows[keep]).for_labels(target[keep]), budget,
-    )
+    with model.reading(rep.subset(rows[keep])):
+        values, not_applicable, _ = score_rows(
+            model, x[keep], kept, scores_orig[rows[keep]], target[keep], metrics, row_labels, targets, max_rows,
+            None if truth is None else truth.subset(rows[keep]).for_labels(target[keep]), budget,
+        )
     arrays = {k: v.detach().double().cpu().numpy() for k, v in values.items()}
     return BatchResult([ids[i] for i in keep.tolist()], target[keep].cpu().numpy(), arrays, to_cpu(kept), skips,
                        not_applicable, int(outside.sum()))

@@ -173,10 +173,11 @@ def score_cell(session: Session, cell: Any, metrics: list, with_aux: bool = Fals
         e.mask = e.mask.to(device, x.dtype)
         e.removals = {k: v.to(device, x.dtype) for k, v in e.removals.items()}
         target = torch.as_tensor(stored.targets[idx.numpy()], device=device)
-        values, skipped, _ = score_rows(model, x, e, model(x), target, metrics, clips.labels[clip_idx].to(device),
-                                        session.suite.targets, max(explain_rows(device), step),
-                                        None if truth is None else truth.for_labels(target),
-                                        Budget.of(session.suite.budget, session.suite.seed))
+        with model.reading(rep):
+            values, skipped, _ = score_rows(model, x, e, model(x), target, metrics, clips.labels[clip_idx].to(device),
+                                            session.suite.targets, max(explain_rows(device), step),
+                                            None if truth is None else truth.for_labels(target),
+                                            Budget.of(session.suite.budget, session.suite.seed))
         not_applicable.update(skipped)
         aux = [k for k in AUX_METRICS if k in values] if with_aux else []
         for name in [m.name for m in metrics if m.name in values] + [k for k in values if k.startswith(CURVE_PREFIXES)] + aux:

@@ -27,13 +27,13 @@ from audiobench.contracts.component import Component
 from audiobench.kernel.errors import AudiobenchError
 
 if TYPE_CHECKING:
-    from audiobench.contracts.domains import Domain
+    from audiobench.contracts.domains import ClipPhase, Domain
     from audiobench.contracts.frontend import Frontend
 
 OutputKind = Literal["softmax", "sigmoid", "similarity"]
 OUTPUT_KINDS: tuple[OutputKind, ...] = ("softmax", "sigmoid", "similarity")
 # what the network reads of a (masked) representation by default (:meth:`AudioClassifier.network_input`)
-InputKind = Literal["logmel", "linear"]
+InputKind = Literal["logmel", "linear", "waveform"]
 FramePooling = Literal["mean", "max", "logmeanexp"]
 
 
@@ -116,7 +116,8 @@ class AudioClassifier(nn.Module):
     output_kind: ClassVar[OutputKind] = "softmax"
     # what the default network_input hands the network: the log1p-mel the representation stands for
     # (``logmel``, CNN14) or the linear magnitude |X| of its STFT bins (``linear``: exact in stft2mel with the
-    # linear operator; ``validate`` refuses the mel domain, whose filterbank cannot be inverted)
+    # linear operator; ``validate`` refuses the mel domain, whose filterbank cannot be inverted), or the
+    # waveform ISTFT(M⊙|X| e^{j∠X}) with the clip's own phase (``waveform``: stft2mel only; network_input gets the phase)
     input_kind: ClassVar[InputKind] = "logmel"
     # scores per frame: head returns [B, T', C] (or [B, T', 1] for a detector), pooled to [B, C] by forward
     frame_pooling: ClassVar[FramePooling | None] = None
@@ -131,16 +132,25 @@ class AudioClassifier(nn.Module):
         self.sample_rate: int = 16000
 
     # -- input ------------------------------------------------------------------------------
-    def network_input(self, domain: Domain, frontend: Frontend, x: torch.Tensor) -> torch.Tensor:
+    def network_input(self, domain: Domain, frontend: Frontend, x: torch.Tensor,
+                      phase: ClipPhase | None = None) -> torch.Tensor:
         """A (masked) representation on ``domain``'s grid [B, 1, T, F] -> what the network reads.
 
         The default follows :attr:`input_kind`: the log1p-mel spectrogram the representation corresponds
-        to (``domain.to_logmel``), the input of the CNN14 family; or, for ``linear``, the magnitudes |X| of
-        the STFT bins (``domain.linear_magnitude``; the mel domain refuses). A model that reads another scale of it
+        to (``domain.to_logmel``), the input of the CNN14 family; for ``linear``, the magnitudes |X| of
+        the STFT bins (``domain.linear_magnitude``; the mel domain refuses); for ``waveform``, the waveform
+        [B, L] = ISTFT(M⊙|X| e^{j∠X}) with the clips' own phase (``domain.waveform``), which the harness passes
+        as ``phase`` (:class:`~audiobench.contracts.domains.ClipPhase`, rows tiled over the clips) to models
+        of that kind only: an override for another kind keeps the three-argument form. A model that reads another scale of it
         may convert it here or inside the network: CNN14 with ``input_scale: db`` does so in its first
         step (:meth:`~audiobench.models.cnn14.Cnn14.scaled_input`), so the harness's training, which
         feeds the log1p-mel directly, reads the same; either way the mask acts on ``x`` before.
         """
+        if self.input_kind == "waveform":
+            if phase is None:
+                raise AudiobenchError(f"{type(self).__name__} reads the waveform and needs the clips' phase: call it "
+                                      "through DomainModel.reading(rep) (the harness does)")
+            return domain.waveform(frontend, x, phase)
         if self.input_kind == "linear":
             return domain.linear_magnitude(frontend, x)
         return domain.to_logmel(frontend, x)

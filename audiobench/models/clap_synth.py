@@ -232,7 +232,7 @@ class ClapSynthSpec(ModelSpec):
 
     def _train(self, model: SynthClap, tp: Any, splits: dict[str, ClipSet], frontend: Frontend, seed: int,
                device: torch.device, progress: bool) -> dict[str, Any]:
-        from audiobench.models.training import mask_batch, mix_rows
+        from audiobench.models.augment import mask_batch, mix_rows
 
         p = self.params
         start = time.perf_counter()

@@ -26,6 +26,7 @@ from audiobench.kernel.cache import (
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.shipped import restore
+from audiobench.models.augment import mask_batch, mix_batch
 from audiobench.models.base import AudioClassifier, ModelSpec, training_loss
 from audiobench.models.checkpoint import (
     checkpoint_shape,
@@ -56,45 +57,6 @@ def _features(frontend: Frontend, clips: ClipSet, device: torch.device, model: A
     return torch.cat(parts)
 
 
-def mask_batch(feats: torch.Tensor, max_share: float, gen: torch.Generator) -> torch.Tensor:
-    """Zero random frames and mel bands of each clip (log-mel [B, 1, T, M]); per clip a share up to ``max_share``.
-
-    A classifier trained so sees zeroed regions in training, so masked inputs (what every
-    masking metric feeds it) are not out of its domain.
-    """
-    b, _, t, m = feats.shape
-    share = torch.rand(b, 1, 1, 1, generator=gen) * max_share
-    keep = (torch.rand(b, 1, t, 1, generator=gen) >= share) & (torch.rand(b, 1, 1, m, generator=gen) >= share)
-    return feats * keep.to(feats.device, feats.dtype)
-
-
-def mix_batch(
-    wave: torch.Tensor, labels: torch.Tensor, prob: float, snr_db: tuple[float, float], gen: torch.Generator
-) -> torch.Tensor:
-    """Mix a random share ``prob`` of the clips with another clip of the batch of a different class.
-
-    The SNR of each mixture is uniform in ``snr_db``; labels stay those of the first clip. Rows are
-    peak-normalised afterwards, like every input the classifier sees.
-    """
-    n = wave.shape[0]
-    partner = torch.randperm(n, generator=gen)
-    chosen = (torch.rand(n, generator=gen) < prob) & (labels.cpu()[partner] != labels.cpu())
-    snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(n, generator=gen)
-    return mix_rows(wave, wave[partner.to(wave.device)], snr.to(wave.device), chosen.to(wave.device))
-
-
-def mix_rows(x: torch.Tensor, other: torch.Tensor, snr_db: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """Training-time mixing: ``x + g * other`` [B, L] where ``chosen`` [B] (bool), g per row so that
-    10 log10(P_x / P_(g other)) = ``snr_db`` [B]; every row is then peak-normalised. In the batch's
-    dtype, for speed (evaluation contaminations use the float64 :func:`~audiobench.data.contaminations.mix_at_snr`).
-    """
-    p_s = x.pow(2).mean(dim=1)
-    p_n = other.pow(2).mean(dim=1).clamp_min(1e-20)
-    gain = torch.sqrt(p_s / (p_n * 10 ** (snr_db / 10))) * chosen
-    mixed = x + gain[:, None] * other
-    return mixed / mixed.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-
-
 MEL = Mel()  # the grid harness training reads: the log1p-mel, which any model reads through network_input
 LINEAR = Stft2Mel()  # ... or, for a model of input kind ``linear``, the STFT magnitudes
 
@@ -106,16 +68,26 @@ def training_domain(model: AudioClassifier) -> Domain:
 
 
 def training_grid(model: AudioClassifier, frontend: Frontend, wave: torch.Tensor) -> torch.Tensor:
-    """Waveforms [B, L] -> the unmasked grid of :func:`training_domain` [B, 1, T, F]."""
+    """Waveforms [B, L] -> the unmasked grid of :func:`training_domain` [B, 1, T, F]; for a model of input
+    kind ``waveform``, the waveforms themselves [B, L] (unmasked, ISTFT(|X| e^{j∠X}) is the waveform)."""
+    if model.input_kind == "waveform":
+        return wave
     return LINEAR.represent(frontend, wave).x if model.input_kind == "linear" else frontend.logmel(wave)
 
 
+def read_grid(model: AudioClassifier, frontend: Frontend, grid: torch.Tensor) -> torch.Tensor:
+    """What ``model`` reads of a training grid (:func:`training_grid`): its ``network_input`` on
+    :func:`training_domain`, or the waveform itself for input kind ``waveform``."""
+    if model.input_kind == "waveform":
+        return grid
+    return model.network_input(training_domain(model), frontend, grid)
+
+
 def network_inputs(model: AudioClassifier, frontend: Frontend, grid: torch.Tensor, batch: int = CPU_ROWS) -> torch.Tensor:
-    """What ``model`` reads (:meth:`~audiobench.models.base.AudioClassifier.network_input`) of unmasked
-    grids of :func:`training_domain` [N, 1, T, F], in batches, without gradients: [N, ...] as the model declares."""
+    """What ``model`` reads (:func:`read_grid`) of unmasked grids of :func:`training_domain` [N, 1, T, F]
+    (waveforms [N, L] for input kind ``waveform``), in batches, without gradients: [N, ...] as the model declares."""
     with torch.no_grad():
-        domain = training_domain(model)
-        return torch.cat([model.network_input(domain, frontend, grid[i : i + batch]) for i in range(0, len(grid), batch)])
+        return torch.cat([read_grid(model, frontend, grid[i : i + batch]) for i in range(0, len(grid), batch)])
 
 
 def model_inputs(model: AudioClassifier, frontend: Frontend, clips: ClipSet, device: torch.device) -> torch.Tensor:
@@ -232,7 +204,6 @@ def train_classifier(
         with torch.no_grad():
             versions = torch.stack([torch.cat([training_grid(model, frontend, v[i : i + 64].to(device)) for i in range(0, len(v), 64)])
                                     for v in waves[1:]])
-    domain = training_domain(model)
     opt = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
     n = len(feats["train"])
 
@@ -252,12 +223,12 @@ def train_classifier(
                 use = torch.rand(len(idx), generator=gen) < aug_p
                 which = torch.randint(len(versions), (len(idx),), generator=gen)
                 chosen = versions[which.to(device), idx]
-                batch = torch.where(use.to(device).view(-1, 1, 1, 1), chosen, batch)
+                batch = torch.where(use.to(device).view(-1, *[1] * (batch.dim() - 1)), chosen, batch)
             if train_params.mask_augment > 0:
-                batch = mask_batch(batch, train_params.mask_augment, gen)
+                batch = mask_batch(batch, train_params.mask_augment, gen, frontend.params.hop_length)
             # through the contract: the model's own reading of the (augmented) grid, its output kind's loss
             known = None if masks["train"] is None else masks["train"][idx]  # unannotated pairs: in no loss
-            loss = training_loss(model(model.network_input(domain, frontend, batch)), labels["train"][idx], model.output_kind, known)
+            loss = training_loss(model(read_grid(model, frontend, batch)), labels["train"][idx], model.output_kind, known)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -30,7 +30,7 @@ from audiobench.suite.geometry import check_geometry
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
 from audiobench.suite.paths import check_on_disk, resolve_paths
-from audiobench.suite.sanity import SanityParams, roar_model
+from audiobench.suite.sanity import SanityParams, roar_model, stage_model_problem
 from audiobench.suite.schema import (
     DEFAULT_METRICS,
     NAME_PATTERN,
@@ -360,9 +360,9 @@ def _parse_sanity(
         if cont not in keys:
             errors.add(("sanity", stage) + (("contamination",) if stage != "roar" else ()),
                        f"{stage} needs the condition '{cont}' among the suite's contaminations ({', '.join(keys)})")
-        if stage == "roar" and model_spec is not None and not getattr(model_spec.cls(), "trainable", True):
-            errors.add(("sanity", "roar"), f"sanity.roar retrains the classifier, but model '{model_spec.name}' is not "
-                                           "trainable (it is used as built): remove roar or use a trainable model")
+        if (problem := stage_model_problem(stage, model_spec)) is not None:
+            errors.add(("sanity", stage), problem)
+            continue
         if stage == "roar" and params.model:
             try:
                 roar_model(model_spec, params) if model_spec is not None else None

@@ -126,3 +126,18 @@ def roar_model(model: Any, p: RoarParams) -> Any:
     if not p.model:
         return spec
     return type(spec)({**spec.params.model_dump(), **p.model})
+
+
+def stage_model_problem(stage: str, model: Any) -> str | None:
+    """Why the sanity stage ``stage`` cannot run on the suite's model spec ``model`` (one line), or None:
+    ROAR retrains the classifier (a model used as built cannot be), and no stage yet gives a waveform model
+    (input kind ``waveform``) its clips' phase, so its passes would fail after every cell ran."""
+    if model is None:
+        return None
+    spec = model.cls()
+    if spec.input_kind == "waveform":
+        return f"sanity.{stage} does not yet give a waveform model ('{model.name}') its clips' phase: remove it"
+    if stage == "roar" and not spec.trainable:
+        return (f"sanity.roar retrains the classifier, but model '{model.name}' is not trainable (it is used as "
+                "built): remove roar or use a trainable model")
+    return None
