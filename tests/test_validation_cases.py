@@ -250,6 +250,7 @@ def test_layers_checked_against_a_checkpoints_depth(tmp_path: Path, capsys: pyte
 @pytest.mark.parametrize("classes, expected", [
     ([], "select: classes needs at least one class"),
     ([True], "a class entry was read as the boolean true"),
+    ([1.0], "a class entry was read as the number 1.0: give a 0-based index as a whole number (1) or quote a class name ('1.0')"),
     (["dog", 7], "targets.classes: 'dog' is not a class (tone, chirp_up, chirp_down)"),
 ])
 def test_target_classes_are_checked_at_validate(write_suite, classes, expected) -> None:

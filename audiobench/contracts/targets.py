@@ -42,6 +42,9 @@ class TargetParams(Params):
                 if isinstance(c, bool):
                     raise ValueError(f"a class entry was read as the boolean {str(c).lower()} (YAML reads yes/no/on/off "
                                      "so): quote class names, e.g. classes: ['yes']")
+                if isinstance(c, float):  # pydantic would read 1.0 as the index 1: say which is meant
+                    raise ValueError(f"a class entry was read as the number {c!r}: give a 0-based index as a whole "
+                                     f"number ({int(c)}) or quote a class name ('{c}')")
         return data
 
     @model_validator(mode="after")
