@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from audiobench.kernel.errors import AudiobenchError, RunStopped
 
@@ -176,10 +177,10 @@ def _executor_params(args: argparse.Namespace, suite: object) -> object | None:
     return ExecutorParams(**{**base.model_dump(), **update})
 
 
-def _describe(kind: str, obj: object) -> str:
-    if hasattr(obj, "description") and callable(obj.description):
-        return obj.description()
-    return getattr(obj, "description", "") or ""
+def _describe(kind: str, obj: Any) -> str:
+    """A registered entry's one line: a component class's ``Component.description()``, a metric's
+    ``description`` (metrics are registered as instances, every other kind as a class)."""
+    return obj.description() if isinstance(obj, type) else obj.description
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,9 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _parameters(obj: object) -> list[str]:
-    """``name = default: description`` of each parameter a component takes (``list --verbose``)."""
-    fields = getattr(getattr(obj, "Params", None), "model_fields", None) or {}
+def _parameters(obj: Any) -> list[str]:
+    """``name = default: description`` of each parameter a component takes (``list --verbose``); a
+    metric (an instance) takes none."""
+    fields = obj.Params.model_fields if isinstance(obj, type) else {}
     out = []
     for name, info in fields.items():
         default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
@@ -222,7 +224,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             load_plugin_file(path)
         for name, obj in REGISTRIES[args.kind].items():
             print(f"{name:<22} {_describe(args.kind, obj)}")
-            if args.verbose and hasattr(obj, "details"):
+            if args.verbose and isinstance(obj, type):  # Component.details(); a metric has none
                 for line in obj.details():
                     print(f"{'':<22}   {line}")
             if args.verbose:

@@ -126,8 +126,8 @@ def _as_list(raw: Any, key: str, errors: LocatedErrors, default: list[Any]) -> l
 
 
 def _default_label(spec: ComponentSpec) -> str:
-    obj = spec.build()
-    return obj.row_label() if hasattr(obj, "row_label") else obj.label()
+    """A method row's label when the suite gives none: the method's ``Explainer.row_label()``."""
+    return spec.build().row_label()
 
 
 def _method_labels(methods: list[ComponentSpec], errors: LocatedErrors, path: KeyPath) -> None:
@@ -360,7 +360,7 @@ def _parse_sanity(
         if cont not in keys:
             errors.add(("sanity", stage) + (("contamination",) if stage != "roar" else ()),
                        f"{stage} needs the condition '{cont}' among the suite's contaminations ({', '.join(keys)})")
-        if stage == "roar" and model_spec is not None and not getattr(model_spec.cls(), "trainable", True):
+        if stage == "roar" and model_spec is not None and not model_spec.cls().trainable:
             errors.add(("sanity", "roar"), f"sanity.roar retrains the classifier, but model '{model_spec.name}' is not "
                                            "trainable (it is used as built): remove roar or use a trainable model")
         if stage == "roar" and params.model:
