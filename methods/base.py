@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ from audiobench.contracts.domains import ClipPhase, Domain, Representation
 from audiobench.contracts.explanation import Explanation
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
-from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.kernel.artefacts import cached_artefact
+from audiobench.kernel.cache import cache_dir, stable_hash
 from audiobench.kernel.errors import AudiobenchError
-from audiobench.kernel.shipped import restore
 from audiobench.methods.blocks import blocks_problem  # the one range rule, also what validate checks
 from audiobench.models.base import AudioClassifier
 
@@ -138,24 +137,21 @@ class FitContext:
 
         ``train(log_path)`` returns (a state of tensors to save, an info dict whose ``history`` lists
         the logged epochs); ``load(state)`` restores a cached state. Weights and info are written
-        atomically; a cached fit rewrites its training log at ``log_dir / log_name``.
+        atomically (:func:`audiobench.kernel.artefacts.cached_artefact`, which also restores a shipped copy on
+        a miss); a cached fit rewrites its training log at ``log_dir / log_name``.
         """
         weights, meta = self.cache_path(method, key), self.cache_path(method, key, ".json")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
-        restore(weights, meta)  # a miss may be served by the repository's shipped artefacts
-        cached = weights.exists() and meta.exists()
-        if cached:
-            load(torch.load(weights, map_location=self.device, weights_only=True))
-            info = json.loads(meta.read_text())
-            log_path.write_text("".join(json.dumps(h) + "\n" for h in info.get("history", [])))
-        else:
+
+        def fit() -> tuple[dict[str, Any], dict[str, Any]]:
             state, info = train(log_path)
-            info = {"key": key, **info}
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            atomic_write_bytes(weights, buf.getvalue())
-            atomic_write_json(meta, info)
+            return state, {"key": key, **info}
+
+        state, info, cached = cached_artefact(weights, fit, meta, map_location=self.device)
+        if cached:
+            load(state)
+            log_path.write_text("".join(json.dumps(h) + "\n" for h in info.get("history", [])))
         return {k: v for k, v in info.items() if k != "history"} | {"cached": cached}
 
 
@@ -201,7 +197,10 @@ class Explainer(Component):
 
     Subclasses implement :meth:`attribute` (a raw map shaped like ``x``); :meth:`explain` turns it
     into the mask the metrics use. Trainable methods also implement :meth:`fit`, whose result they
-    cache by a hash of everything that shaped it.
+    cache by a hash of everything that shaped it. Every other hook is declared here with its default,
+    overridden only to change it: ``validate``'s checks (:meth:`check_params`, :meth:`check_classifier`),
+    the row's label (:meth:`row_label`) and what a fit trains on and reports (:meth:`augments`,
+    :meth:`fit_notes`).
     """
 
     Params: ClassVar[type[Params]] = ExplainerParams
@@ -242,8 +241,25 @@ class Explainer(Component):
             self.note(f"its {what} come from 1-D blocks (no frequency axis, [B, C, T, 1]): they vary over time only")
 
     def row_label(self) -> str:
-        """The table row's default label for these parameters (a suite's ``label:`` overrides it)."""
+        """The table row's default label for these parameters (a suite's ``label:`` overrides it); the
+        default is the method's :meth:`label`. ``validate`` calls it once per row, before anything runs."""
         return self.label()
+
+    def check_params(self) -> list[tuple[str, str]]:
+        """(parameter, problem) pairs found without loading audio or a model (a missing folder, settings
+        that cannot work together); ``validate`` prints each as ``methods.<i>.<parameter>: <problem>`` at
+        the parameter's line. ``[]`` (the default): none."""
+        return []
+
+    def check_classifier(self, depth: int, model: str = "classifier",
+                         names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """(parameter, problem) pairs of parameters naming classifier blocks that a classifier of ``depth``
+        blocks does not have (GradCAM's ``layer``, the ``blocks`` of L-MAC and L2I). ``names`` are the blocks'
+        names (the model's ``block_names``, shallowest first) where the model spec knows them, else None;
+        ``model`` is the model's name, for the messages. ``validate`` calls it when the model spec says its
+        depth (``ModelSpec.architecture``), printing each problem as :meth:`check_params` does; the run
+        checks again through the model's ``block``. ``[]`` (the default): no parameter names a block."""
+        return []
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         """Train (or load from the cache) what the method needs; returns what the manifest records.
@@ -266,6 +282,9 @@ class Explainer(Component):
         return []
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        """The raw map [B, 1, T, F] (shaped like ``x``, any sign) of each row's class ``target`` [B] (long):
+        what the default :meth:`explain` turns into the mask. Every method implements it, or overrides
+        :meth:`explain` instead."""
         raise NotImplementedError
 
     def explain(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> Explanation:

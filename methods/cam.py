@@ -17,6 +17,7 @@ In the ``mel`` domain the two are the same map, bit for bit: the domain's grid i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -33,7 +34,8 @@ class CamParams(ExplainerParams):
     added_fields: ClassVar[frozenset[str]] = frozenset({"mel_to_linear"})
 
     nonneg: Literal["abs", "relu", "none"] = "relu"
-    layer: str | int = Field("last", description="conv block: 'last', 'conv_block3', or a 1-based index")
+    layer: str | int = Field("last", description="classifier block: 'last', one of the model's block names "
+                             "(cnn14: 'conv_block3'), or a 1-based index (negative from the deepest)")
     interpolate: Literal["bilinear", "nearest"] = Field("bilinear", description="upsampling to the input grid")
     mel_to_linear: Literal["filterbank", "stretch"] = Field(
         "filterbank", description="how a mel-resolution map reaches the stft2mel grid: filterbank (upsample to "
@@ -45,10 +47,12 @@ class CamParams(ExplainerParams):
 class _Cam(Explainer):
     Params = CamParams
 
-    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
-        """(parameter, problem) pairs of this row for a classifier of ``depth`` blocks: ``layer`` must name one."""
+    def check_classifier(self, depth: int, model: str = "classifier",
+                         names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """(parameter, problem) pairs of this row for a classifier of ``depth`` blocks named ``names``:
+        ``layer`` must name one."""
         try:
-            layer_index(self.params.layer, depth, model)
+            layer_index(self.params.layer, depth, model, names)
         except AudiobenchError as exc:
             return [("layer", str(exc))]
         return []

@@ -84,6 +84,7 @@ Everything is batched over the clips. The fitting (dictionary learning, the inte
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -261,7 +262,8 @@ class L2I(L2IFitting, Explainer):
         # random_count: mean: the mean |L| the random baseline removes (set by fit, or by the caller)
         self.mean_relevant: float | None = None
 
-    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+    def check_classifier(self, depth: int, model: str = "classifier",
+                         names: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it."""
         problem = blocks_problem(self.params.blocks, depth, model)
         return [("blocks", problem)] if problem else []

@@ -10,8 +10,6 @@ docstring; the fit's cache keys are the method's (:meth:`L2I.fit_key`, :meth:`_d
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,8 @@ from typing import Any
 
 import torch
 
-from audiobench.kernel.cache import atomic_write_bytes, stable_hash
+from audiobench.kernel.artefacts import cached_artefact
+from audiobench.kernel.cache import stable_hash
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.nmf import (
     as_columns,
@@ -74,15 +73,18 @@ class L2IFitting:
         return {k: getattr(p, k) for k in keys}
 
     def _dictionary(self, ctx: FitContext) -> tuple[torch.Tensor, dict[str, Any]]:
-        """W [F, K] on the domain's grid, cached by the data, domain, front end and NMF settings."""
-        p = self.params
+        """W [F, K] on the domain's grid (on ``ctx.device``), cached by the data, domain, front end and NMF
+        settings in one ``<key>.nmf.pt`` (W and its info; :func:`audiobench.kernel.artefacts.cached_artefact`)."""
         nmf = self._nmf_params()
         ident = {k: v for k, v in ctx.identity.items() if k != "classifier"}  # W does not depend on the classifier
         key = stable_hash({"nmf": nmf, **ident, "seed": ctx.seed, "code": NMF_CODE_VERSION})
-        path = ctx.cache_path(self.name, key, ".nmf.pt")
-        if path.exists():
-            saved = torch.load(path, map_location=ctx.device, weights_only=True)
-            return saved["W"], {**json.loads(saved["info"]), "cached": True}
+        state, info, cached = cached_artefact(ctx.cache_path(self.name, key, ".nmf.pt"),
+                                              lambda: self._learn_dictionary(ctx, key), map_location=ctx.device)
+        return state["W"].to(ctx.device), {**info, "cached": cached}
+
+    def _learn_dictionary(self, ctx: FitContext, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """({"W": W [F, K] on the CPU}, its info): the NMF dictionary :meth:`_dictionary` caches under ``key``."""
+        p = self.params
         start = time.perf_counter()
         gen = torch.Generator().manual_seed(ctx.seed)
         x = self._pooled(ctx, ctx.train.waveforms)  # [N, T // frame_chunk, F]
@@ -109,10 +111,7 @@ class L2IFitting:
                                                    sparsity=p.sparsity, generator=gen)
                 info["noise_source"] = source
         info = {**info, "key": key, "shape": list(W.shape), "seconds": round(time.perf_counter() - start, 2)}
-        buf = io.BytesIO()
-        torch.save({"W": W.cpu(), "info": json.dumps(info)}, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        return W, {**info, "cached": False}
+        return {"W": W.cpu()}, info
 
     def _noise_columns(self, ctx: FitContext, x: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Training columns of background: the clips minus their clean targets where the dataset knows

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,8 @@ class LMAC(Explainer):
         self.decoder: LmacDecoder | None = None
         self.block_idx: list[int] = []
 
-    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+    def check_classifier(self, depth: int, model: str = "classifier",
+                         names: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it
         (an int larger than the depth means every block)."""
         blocks = self.params.blocks

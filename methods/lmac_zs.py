@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -262,7 +262,8 @@ class LMACZS(Explainer):
         valid = with_augmentation(ctx.valid, ctx.augment, ctx.seed)
         return train, generated(ctx.train), valid, generated(ctx.valid)
 
-    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+    def check_classifier(self, depth: int, model: str = "classifier",
+                         names: Sequence[str] | None = None) -> list[tuple[str, str]]:
         problem = blocks_problem(min(self.params.blocks, depth), depth, model)
         return [("blocks", problem)] if problem else []
 

@@ -144,7 +144,7 @@ def test_gradcam_layer_refused_at_method_line(layer: str | None, tmp_path: Path,
     shown = repr(layer) if layer and not layer.lstrip("-").isdigit() else layer or "'fc1'"
     assert rc == 1 and len(err) == 1
     assert err[0].startswith(
-        f"{path}:7: methods.0.layer: {shown} is not a conv block of this cnn14 (depth 2); "
+        f"{path}:7: methods.0.layer: {shown} is not a block of this cnn14 (depth 2); "
         "use last, conv_block1..conv_block2 or 1..2"
     )
 
@@ -238,7 +238,7 @@ def test_layers_checked_against_a_checkpoints_depth(tmp_path: Path, capsys: pyte
     path = tmp_path / "suite.yaml"
     path.write_text(GRADCAM.replace("width: 8, depth: 2, train: {epochs: 2}", "checkpoint: w.pt"))
     rc, err = validate(path, capsys)
-    assert rc == 1 and err[0].startswith(f"{path}:7: methods.0.layer: 'fc1' is not a conv block of this cnn14 (depth 3)")
+    assert rc == 1 and err[0].startswith(f"{path}:7: methods.0.layer: 'fc1' is not a block of this cnn14 (depth 3)")
     assert validate(path, capsys, "methods.0.layer=conv_block3") == (0, [])
     rc, err = validate(path, capsys, "methods.0={name: l2i, blocks: [-4]}")
     assert rc == 1 and "methods.0.blocks: [-4]: -4 out of range; this cnn14 has blocks 1..3" in err[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "list"
 LIST_KINDS = ("methods", "metrics", "datasets", "contaminations", "domains", "models")
@@ -19,16 +20,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     return ls
 
 
-def describe(obj: object) -> str:
-    """A component's one-line description (its ``description()`` or ``description`` attribute, else empty)."""
-    if hasattr(obj, "description") and callable(obj.description):
-        return obj.description()
-    return getattr(obj, "description", "") or ""
+def describe(obj: Any) -> str:
+    """A registered entry's one line: a component class's ``Component.description()``, a metric's
+    ``description`` (metrics are registered as instances, every other kind as a class)."""
+    return obj.description() if isinstance(obj, type) else obj.description
 
 
-def parameters(obj: object) -> list[str]:
-    """``name = default: description`` of each parameter a component takes (``list --verbose``)."""
-    fields = getattr(getattr(obj, "Params", None), "model_fields", None) or {}
+def parameters(obj: Any) -> list[str]:
+    """``name = default: description`` of each parameter a component takes (``list --verbose``); a
+    metric (an instance) takes none."""
+    fields = obj.Params.model_fields if isinstance(obj, type) else {}
     out = []
     for name, info in fields.items():
         default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         load_plugin_file(path)
     for name, obj in REGISTRIES[args.kind].items():
         print(f"{name:<22} {describe(obj)}")
-        if args.verbose and hasattr(obj, "details"):
+        if args.verbose and isinstance(obj, type):  # Component.details(); a metric has none
             for line in obj.details():
                 print(f"{'':<22}   {line}")
         if args.verbose:

@@ -62,7 +62,10 @@ class Component:
     """A registered, parameterised piece: a method, dataset, contamination, domain or model.
 
     Subclasses set ``Params`` (a :class:`Params` subclass with defaults) and a docstring whose
-    first line is the description ``audiobench list`` prints.
+    first line is the description ``audiobench list`` prints. The hooks every kind shares are declared
+    here with their defaults (:meth:`description`, :meth:`label`, :meth:`details`); each kind's base
+    (``ModelSpec``, ``Explainer``, ``Dataset``, ``Contamination``, ``Domain``) declares its own, so the
+    harness calls a hook directly and a component overrides only what it changes.
     """
 
     name: ClassVar[str] = ""
@@ -76,9 +79,19 @@ class Component:
 
     @classmethod
     def description(cls) -> str:
+        """The one line ``audiobench list`` prints: the first line of the class docstring ("" without one)."""
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
 
     @classmethod
     def label(cls) -> str:
+        """The component's display name: ``display_name``, else its registered ``name``. A method's row
+        in the tables starts from it (``Explainer.row_label``; the terms: ``suites/README.md``, *List entries*)."""
         return cls.display_name or cls.name
+
+    @classmethod
+    def details(cls) -> list[str]:
+        """Further lines ``audiobench list KIND --verbose`` prints above the parameters (a dataset's URL,
+        citation and licence; a model's output kind and front end), one string each; ``[]`` (the default):
+        none. Called on the class, never fails."""
+        return []

@@ -331,14 +331,14 @@ class Mel(Domain):
         return super().to_db_mel(frontend, x)
 
     def model_problem(self, model: Any) -> str | None:
-        name = getattr(model, "name", "") or type(model).__name__
-        if getattr(model, "input_kind", "logmel") == "linear":
+        name = model.name or type(model).__name__
+        if model.input_kind == "linear":
             return (f"domain mel cannot serve model '{name}': it reads the linear STFT magnitude, and the mel "
                     "filterbank cannot be inverted (use stft2mel)")
-        if getattr(model, "input_kind", "logmel") == "waveform":
+        if model.input_kind == "waveform":
             return (f"domain mel cannot serve model '{name}': it reads the waveform, and a mel grid has neither "
                     "the STFT bins nor the phase to rebuild it (use stft2mel)")
-        if self._db and getattr(model, "knows_exact_attribution", False):
+        if self._db and model.knows_exact_attribution:
             return (f"domain mel with grid: db cannot serve model '{name}': its exact attribution takes a zero grid "
                     "value for silence, and 0 dB is a mel energy of 1 (use grid: log1p)")
         return None

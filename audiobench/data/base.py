@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from audiobench.contracts.component import Component
+from audiobench.kernel.errors import AudiobenchError
 
 SPLITS = ("train", "valid", "test")
 SILENCE_DBFS = -80.0  # RMS level (dB re full scale 1.0) below which a clip or noise excerpt counts as silent
@@ -143,7 +145,14 @@ class ClipSet:
 
 
 class Dataset(Component):
-    """A source of labelled clips with train / valid / test splits."""
+    """A source of labelled clips with train / valid / test splits.
+
+    A dataset implements :meth:`load`; every other hook is declared here with its default, overridden
+    only to change it: what ``validate`` reads without decoding audio (:meth:`check`, :meth:`class_count`,
+    :meth:`known_class_names`, :meth:`clip_seconds`), its folds (:meth:`has_folds`, :meth:`folds`,
+    :meth:`load_folds`: a mixture's ``source: {folds: [...]}``), the cache identity (:meth:`fingerprint`)
+    and what ``audiobench list`` prints (``details``).
+    """
 
     def load(self, split: str, sample_rate: int) -> ClipSet:
         """Load ``split`` resampled to ``sample_rate`` Hz (mono, equal-length clips)."""
@@ -166,3 +175,27 @@ class Dataset(Component):
         """The class names where they are known without decoding audio (``validate`` checks a
         suite's ``targets.classes`` against them), else None."""
         return None
+
+    def clip_seconds(self) -> float | None:
+        """The length in seconds every clip is fitted to, where the dataset fixes one: ``validate`` checks
+        it against the STFT's padding and the classifier's poolings. The default reads the dataset's
+        ``seconds`` parameter where it has a number there; None otherwise (not known)."""
+        seconds = getattr(self.params, "seconds", None)
+        return float(seconds) if isinstance(seconds, int | float) else None
+
+    def has_folds(self) -> bool:
+        """Whether the clips carry folds a mixture may draw from (``source: {folds: [...]}``): by default,
+        whether the dataset implements :meth:`load_folds` (ESC-50, UrbanSound8K)."""
+        return type(self).load_folds is not Dataset.load_folds
+
+    def folds(self) -> set[int]:
+        """The folds the clips carry. The default, for a dataset without folds, is the empty set; a
+        dataset with folds may raise :class:`AudiobenchError` when its index cannot be built (its
+        :meth:`check` reports why)."""
+        return set()
+
+    def load_folds(self, folds: Sequence[int], sample_rate: int) -> ClipSet:
+        """The clips of ``folds`` whatever their split, resampled to ``sample_rate`` Hz, as :meth:`load`
+        returns a split (a mixture's ``source: {folds: [...]}``). The default raises
+        :class:`AudiobenchError`: the dataset has no folds (:meth:`has_folds` is False)."""
+        raise AudiobenchError(f"dataset '{self.name}' has no folds")

@@ -85,8 +85,7 @@ def condition_record(clips: ClipSet, contamination: Contamination) -> dict[str, 
     """What the manifest records of a contaminated condition: the requested SNR (None for fixed
     gains and ``none``), the effective SNR of every clip (dB) with its mean, min and max, and the
     clips left out of the condition with their reasons."""
-    params = getattr(contamination, "params", None)
-    requested = getattr(params, "snr_db", None)
+    requested = getattr(contamination.params, "snr_db", None)  # a parameter of the level-setting kinds
     record: dict[str, Any] = {"requested_snr_db": requested, "n": len(clips)}
     if clips.snr_db is not None and len(clips):
         values = clips.snr_db.tolist()
@@ -310,15 +309,15 @@ class Mixture(_Mixing, Contamination):
             return splits[split]
         if src.split is not None:
             return splits[src.split]
-        if not hasattr(dataset, "load_folds"):
-            raise AudiobenchError(f"mixture source folds: dataset '{getattr(dataset, 'name', '?')}' has no folds")
+        if not dataset.has_folds():
+            raise AudiobenchError(f"mixture source folds: dataset '{dataset.name}' has no folds")
         return dataset.load_folds(src.folds, sample_rate).drop_silent()
 
     def check(self, dataset: Any = None) -> list[str]:
         src = self.params.source
         if src is None or src.folds is None or dataset is None:
             return []
-        if not hasattr(dataset, "load_folds"):
+        if not dataset.has_folds():
             return [f"mixture: source folds need a dataset with folds (esc50, urbansound8k), not '{dataset.name}'"]
         try:
             present = dataset.folds()

@@ -77,7 +77,7 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
     for contamination in suite.contaminations:
         for domain in suite.domains:
             for method, folder in zip(suite.methods, folders, strict=True):
-                version = getattr(method.cls(), "code_version", None)
+                version = method.cls().code_version
                 this = {
                     "domain": domain.identity(), "contamination": contamination.identity(), "method": method.identity(),
                     **({"method_code": version} if version is not None else {}),  # absent: earlier hashes kept
@@ -143,7 +143,7 @@ def evaluate_cell(
     not_applicable = {k: v for r in results for k, v in r.not_applicable.items()}
     clipped = sum(r.clipped for r in results)
     notes = [f"{clipped} mask(s) had values outside [0, 1] and were clipped to it before scoring"] if clipped else []
-    notes += getattr(explainer, "run_notes", [])  # what the method noted of its maps (a 1-D block's, time only)
+    notes += explainer.run_notes  # what the method noted of its maps (a 1-D block's, time only)
     return CellOutput(frame, stored, [s for r in results for s in r.skips] + undefined_skips(results, metrics, cell.id),
                       not_applicable, notes)
 

@@ -17,6 +17,7 @@ A model plugin subclasses :class:`AudioClassifier` and registers a :class:`Model
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -239,6 +240,12 @@ class ModelSpec(Component):
 
     ``trainable`` models are trained (or fine-tuned) by the harness with the suite's
     ``model.train`` and cached; the others are used as built (weights loaded or constructed).
+
+    A spec implements :meth:`build`; every other hook is declared here with a default that a spec
+    overrides only to change it: training its own way (:meth:`train_model`, :meth:`model_key`,
+    :meth:`trained_conditions`), what ``validate`` reads without building the network
+    (:meth:`required_frontend`, :meth:`check`, :meth:`checkpoint`, :meth:`architecture`,
+    :meth:`block_names`, :meth:`min_input`) and what ``audiobench list`` prints (:meth:`details`).
     """
 
     trainable: ClassVar[bool] = True
@@ -310,5 +317,34 @@ class ModelSpec(Component):
 
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
         """Problems found without building (missing files, bad settings, a checkpoint that does not fit
-        ``n_mels`` mel bands or ``n_classes`` classes, where known), one line each."""
+        ``n_mels`` mel bands or ``n_classes`` classes, where known), one line each; ``validate`` prints them
+        at the model's line. ``[]`` (the default): none."""
         return []
+
+    # -- what validate reads without building the network (each None: the spec does not say) ----------
+    def checkpoint(self) -> Path | None:
+        """The weights file the model is evaluated from (``trainable`` specs: used as it is, or fine-tuned
+        from with ``audiobench train``), None for none. The default reads the spec's ``checkpoint``
+        parameter where it has one (``cnn14``); the harness then loads the file instead of training."""
+        return getattr(self.params, "checkpoint", None)
+
+    def architecture(self) -> tuple[int, int] | None:
+        """(width, depth) of the classifier it builds, known without building it: the channels of its first
+        block and its number of blocks (:attr:`AudioClassifier.depth`). ``validate`` checks the methods'
+        block parameters against the depth (``Explainer.check_classifier``). None (the default): the spec
+        does not say, those checks wait for the run. Raises :class:`AudiobenchError` when it cannot be read
+        (an unreadable checkpoint): ``validate`` then skips the checks and :meth:`check` reports the file."""
+        return None
+
+    def block_names(self) -> list[str] | None:
+        """The names of the built classifier's blocks (its :meth:`AudioClassifier.block_names`, shallowest
+        first), known without building it: what a method's ``layer`` may name at ``validate``. None (the
+        default): not known; ``validate`` then checks indices and ``last`` only and the run checks names.
+        Raises :class:`AudiobenchError` as :meth:`architecture` does."""
+        return None
+
+    def min_input(self) -> tuple[int, int, str] | None:
+        """(frames, mel bands, description) of the smallest input the classifier can take (its poolings):
+        ``validate`` reports a front end or a clip length below them at their lines. None (the default):
+        any size. Raises :class:`AudiobenchError` as :meth:`architecture` does (``validate`` then skips it)."""
+        return None

@@ -20,8 +20,6 @@ shipped) like the classifier.
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -38,13 +36,13 @@ from audiobench.contracts.registry import MODELS
 from audiobench.data.base import ClipSet
 from audiobench.data.captions import all_training_phrases, captions
 from audiobench.data.contaminations import peak_normalise
+from audiobench.kernel.artefacts import cached_artefact
 from audiobench.kernel.batching import chunked
-from audiobench.kernel.cache import atomic_write_bytes, atomic_write_json, cache_dir, stable_hash
+from audiobench.kernel.cache import cache_dir, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
-from audiobench.kernel.shipped import restore
 from audiobench.models.base import ModelSpec
-from audiobench.models.cnn14 import Cnn14
+from audiobench.models.cnn14 import Cnn14, conv_block_names
 from audiobench.models.text import Tokenizer, WordEncoder, build_vocabulary
 from audiobench.models.zeroshot import ZeroShotClassifier, class_prompts, template_problem
 
@@ -177,6 +175,10 @@ class ClapSynthSpec(ModelSpec):
         """(width, depth) of the audio encoder."""
         return self.params.width, self.params.depth
 
+    def block_names(self) -> list[str]:
+        """The audio encoder's (a CNN14's): ``conv_block1`` ... ``conv_block<depth>``."""
+        return conv_block_names(self.params.depth)
+
     def build(self, class_names: list[str], n_mels: int, sample_rate: int = 16000) -> SynthClap:
         p = self.params
         vocabulary = build_vocabulary(all_training_phrases(class_names))
@@ -211,18 +213,16 @@ class ClapSynthSpec(ModelSpec):
         weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
         torch.manual_seed(seed)
         model = self.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device)
-        restore(weights, meta)
         feats = {s: model_inputs(model, frontend, splits[s], device) for s in (evaluated, "valid")}  # what it reads
-        if weights.exists() and meta.exists():
-            model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
-            info = json.loads(meta.read_text()) | {"cached": True}
-        else:
+
+        def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             info = {"hash": key, **self._train(model, train_params, splits, frontend, seed, device, progress)}
-            buf = io.BytesIO()
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
-            atomic_write_bytes(weights, buf.getvalue())
-            atomic_write_json(meta, info | {"cached": False})
-            info["cached"] = False
+            return {k: v.cpu() for k, v in model.state_dict().items()}, info | {"cached": False}
+
+        state, info, cached = cached_artefact(weights, fit, meta, map_location=device)
+        if cached:
+            model.load_state_dict(state)
+        info = info | {"cached": cached}
         model.eval()
         info["prompts"] = list(model.prompts or [])
         info["output_kind"] = "similarity"

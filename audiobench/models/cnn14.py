@@ -139,7 +139,8 @@ class Cnn14(AudioClassifier):
         return [getattr(self, f"conv_block{i + 1}") for i in range(self.n_blocks)]
 
     def block_names(self) -> list[str]:
-        return [f"conv_block{i + 1}" for i in range(self.n_blocks)]
+        """``conv_block1`` ... ``conv_block<depth>`` (the PANNs module names)."""
+        return conv_block_names(self.n_blocks)
 
     def block_channels(self) -> list[int]:
         return [self.width * 2**i for i in range(self.n_blocks)]
@@ -175,6 +176,11 @@ class Cnn14(AudioClassifier):
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(logmel)[-1])
+
+
+def conv_block_names(depth: int) -> list[str]:
+    """The names of a CNN14 of ``depth`` blocks' blocks, shallowest first: ``conv_block1`` ... (PANNs)."""
+    return [f"conv_block{i + 1}" for i in range(depth)]
 
 
 @MODELS.register("cnn14")
@@ -228,6 +234,10 @@ class Cnn14Spec(ModelSpec):
                     f"(leave {key} out to take the checkpoint's)"
                 )
         return shape.width, shape.depth
+
+    def block_names(self) -> list[str]:
+        """``conv_block1`` ... ``conv_block<depth>`` for the depth of :meth:`architecture`."""
+        return conv_block_names(self.architecture()[1])
 
     def head_kind(self) -> Head:
         """The head: ``params.head``, or with a checkpoint the checkpoint's (``fc1`` when it holds

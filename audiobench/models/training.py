@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,17 +13,11 @@ from audiobench.contracts.domains import Domain, Mel, Stft2Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import peak_normalise, with_augmentation
+from audiobench.kernel.artefacts import cached_artefact
 from audiobench.kernel.batching import CPU_ROWS
-from audiobench.kernel.cache import (
-    atomic_write_bytes,
-    atomic_write_json,
-    cache_dir,
-    content_dump,
-    stable_hash,
-)
+from audiobench.kernel.cache import cache_dir, content_dump, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
-from audiobench.kernel.shipped import restore
 from audiobench.models.augment import mask_batch, mix_batch
 from audiobench.models.base import AudioClassifier, ModelSpec, training_loss
 from audiobench.models.checkpoint import (
@@ -172,93 +164,90 @@ def train_classifier(
     except ``fc_audioset`` when its number of classes is not the dataset's (a PANNs AudioSet head).
     """
     n_classes = len(splits["train"].class_names)
-    start_from = None
-    if init and getattr(spec.params, "checkpoint", None) is not None:  # a plugin spec may have no checkpoint key
-        state = read_checkpoint(spec.params.checkpoint)
-        start_from = file_digest(spec.params.checkpoint)
+    start_from, checkpoint = None, spec.checkpoint() if init else None
+    if checkpoint is not None:
+        init_state = read_checkpoint(checkpoint)
+        start_from = file_digest(checkpoint)
     key = classifier_key(spec, train_params, n_classes, frontend, data_fingerprint, seed, start_from, augment)
     folder = cache_dir() / "classifiers"
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
     model = spec.build(splits["train"].class_names, frontend.params.n_mels, frontend.params.sample_rate).to(device)
-    if start_from is not None:
-        head = checkpoint_shape(state, spec.params.checkpoint).n_classes != n_classes
-        load_state(model, state, spec.params.checkpoint, skip_head=head)
-    restore(weights, meta)  # a miss may be served by the repository's shipped artefacts
-    if weights.exists() and meta.exists():
-        model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
-        info = json.loads(meta.read_text())
-        info["cached"] = True
-        return TrainedClassifier(model.eval(), info)
+    if checkpoint is not None:
+        head = checkpoint_shape(init_state, checkpoint).n_classes != n_classes
+        load_state(model, init_state, checkpoint, skip_head=head)
 
-    start = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
-    grid = {name: _features(frontend, clips, device, model) for name, clips in splits.items()}  # training_domain's grid
-    feats = {name: network_inputs(model, frontend, g) for name, g in grid.items()}  # what the model reads of it
-    labels = {name: clips.labels.to(device) for name, clips in splits.items()}
-    masks = {name: None if clips.label_mask is None else clips.label_mask.to(device) for name, clips in splits.items()}
-    train_wave = splits["train"].waveforms.to(device)
-    aug_p = getattr(train_params, "augment_prob", 0.0) if augment else 0.0
-    if aug_p > 0:  # log-mel of every (version, clip), computed once
-        waves, _ = augmented_versions(splits["train"], augment, seed)
-        with torch.no_grad():
-            versions = torch.stack([torch.cat([training_grid(model, frontend, v[i : i + 64].to(device)) for i in range(0, len(v), 64)])
-                                    for v in waves[1:]])
-    opt = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
-    n = len(feats["train"])
+    def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Train ``model`` here: (its weights on the CPU, the info the cache's JSON holds)."""
+        start = time.perf_counter()
+        gen = torch.Generator().manual_seed(seed)
+        grid = {name: _features(frontend, clips, device, model) for name, clips in splits.items()}  # training_domain's grid
+        feats = {name: network_inputs(model, frontend, g) for name, g in grid.items()}  # what the model reads of it
+        labels = {name: clips.labels.to(device) for name, clips in splits.items()}
+        masks = {name: None if clips.label_mask is None else clips.label_mask.to(device) for name, clips in splits.items()}
+        train_wave = splits["train"].waveforms.to(device)
+        aug_p = getattr(train_params, "augment_prob", 0.0) if augment else 0.0
+        if aug_p > 0:  # log-mel of every (version, clip), computed once
+            waves, _ = augmented_versions(splits["train"], augment, seed)
+            with torch.no_grad():
+                versions = torch.stack([torch.cat([training_grid(model, frontend, v[i : i + 64].to(device)) for i in range(0, len(v), 64)])
+                                        for v in waves[1:]])
+        opt = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
+        n = len(feats["train"])
 
-    def train_epoch() -> dict[str, float]:
-        order = torch.randperm(n, generator=gen)
-        means = TermMeans()
-        for i in range(0, n, train_params.batch_size):
-            idx = order[i : i + train_params.batch_size].to(device)
-            if train_params.mixture_prob > 0:
-                with torch.no_grad():
-                    wave = mix_batch(train_wave[idx], labels["train"][idx], train_params.mixture_prob,
-                                     train_params.mixture_snr_db, gen)
-                    batch = training_grid(model, frontend, wave)
-            else:
-                batch = grid["train"][idx]
-            if aug_p > 0:  # per clip: with probability augment_prob, one of the conditions' versions
-                use = torch.rand(len(idx), generator=gen) < aug_p
-                which = torch.randint(len(versions), (len(idx),), generator=gen)
-                chosen = versions[which.to(device), idx]
-                batch = torch.where(use.to(device).view(-1, *[1] * (batch.dim() - 1)), chosen, batch)
-            if train_params.mask_augment > 0:
-                batch = mask_batch(batch, train_params.mask_augment, gen, frontend.params.hop_length)
-            # through the contract: the model's own reading of the (augmented) grid, its output kind's loss
-            known = None if masks["train"] is None else masks["train"][idx]  # unannotated pairs: in no loss
-            loss = training_loss(model(read_grid(model, frontend, batch)), labels["train"][idx], model.output_kind, known)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            means.add({"loss": loss}, len(idx))
-        return means.means("train_")
+        def train_epoch() -> dict[str, float]:
+            order = torch.randperm(n, generator=gen)
+            means = TermMeans()
+            for i in range(0, n, train_params.batch_size):
+                idx = order[i : i + train_params.batch_size].to(device)
+                if train_params.mixture_prob > 0:
+                    with torch.no_grad():
+                        wave = mix_batch(train_wave[idx], labels["train"][idx], train_params.mixture_prob,
+                                         train_params.mixture_snr_db, gen)
+                        batch = training_grid(model, frontend, wave)
+                else:
+                    batch = grid["train"][idx]
+                if aug_p > 0:  # per clip: with probability augment_prob, one of the conditions' versions
+                    use = torch.rand(len(idx), generator=gen) < aug_p
+                    which = torch.randint(len(versions), (len(idx),), generator=gen)
+                    chosen = versions[which.to(device), idx]
+                    batch = torch.where(use.to(device).view(-1, *[1] * (batch.dim() - 1)), chosen, batch)
+                if train_params.mask_augment > 0:
+                    batch = mask_batch(batch, train_params.mask_augment, gen, frontend.params.hop_length)
+                # through the contract: the model's own reading of the (augmented) grid, its output kind's loss
+                known = None if masks["train"] is None else masks["train"][idx]  # unannotated pairs: in no loss
+                loss = training_loss(model(read_grid(model, frontend, batch)), labels["train"][idx], model.output_kind, known)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                means.add({"loss": loss}, len(idx))
+            return means.means("train_")
 
-    fitted = fit_epochs(
-        [model], train_params.epochs, train_epoch,
-        lambda: {"valid_accuracy": accuracy(model, feats["valid"], labels["valid"], label_mask=masks["valid"])},
-        "valid_accuracy", mode="max", desc="train classifier", progress=progress,
-    )
-    info = {
-        "hash": key,
-        "model": {"name": spec.name, **spec.params.model_dump(mode="json")},
-        "train": train_params.model_dump(),
-        "initialised_from": None if start_from is None else {"checkpoint": str(spec.params.checkpoint), "sha256": start_from},
-        "selected_by": fitted["selected_by"],
-        "best_epoch": fitted["best_epoch"],
-        "accuracy": {name: accuracy(model, feats[name], labels[name], label_mask=masks[name]) for name in splits},
-        **({"macro_auprc": {name: ranking_quality(model, feats[name], labels[name], masks[name]) for name in splits}}
-           if labels["train"].dim() == 2 else {}),
-        "history": fitted["history"],
-        "seconds": round(time.perf_counter() - start, 2),
-        "cached": False,
-    }
-    buf = io.BytesIO()
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
-    atomic_write_bytes(weights, buf.getvalue())
-    atomic_write_json(meta, info)
-    return TrainedClassifier(model.eval(), info)
+        fitted = fit_epochs(
+            [model], train_params.epochs, train_epoch,
+            lambda: {"valid_accuracy": accuracy(model, feats["valid"], labels["valid"], label_mask=masks["valid"])},
+            "valid_accuracy", mode="max", desc="train classifier", progress=progress,
+        )
+        info = {
+            "hash": key,
+            "model": {"name": spec.name, **spec.params.model_dump(mode="json")},
+            "train": train_params.model_dump(),
+            "initialised_from": None if start_from is None else {"checkpoint": str(checkpoint), "sha256": start_from},
+            "selected_by": fitted["selected_by"],
+            "best_epoch": fitted["best_epoch"],
+            "accuracy": {name: accuracy(model, feats[name], labels[name], label_mask=masks[name]) for name in splits},
+            **({"macro_auprc": {name: ranking_quality(model, feats[name], labels[name], masks[name]) for name in splits}}
+               if labels["train"].dim() == 2 else {}),
+            "history": fitted["history"],
+            "seconds": round(time.perf_counter() - start, 2),
+            "cached": False,
+        }
+        return {k: v.cpu() for k, v in model.state_dict().items()}, info
+
+    state, info, cached = cached_artefact(weights, fit, meta, map_location=device)
+    if cached:
+        model.load_state_dict(state)
+    return TrainedClassifier(model.eval(), info | {"cached": cached})
 
 
 def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Frontend, device: torch.device,
@@ -268,7 +257,7 @@ def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Front
     Its accuracy on the ``evaluated`` split is measured here; what ``audiobench train`` recorded
     next to the checkpoint (accuracies, history) is kept under ``trained``.
     """
-    path = spec.params.checkpoint
+    path = spec.checkpoint()
     assert path is not None
     state = read_checkpoint(path)
     shape = checkpoint_shape(state, path)
@@ -339,8 +328,8 @@ def classifier_hash(
         return own
     if not spec.trainable:
         return _built_hash(spec, splits[evaluated].class_names, seed)
-    if getattr(spec.params, "checkpoint", None) is not None:
-        return _checkpoint_hash(file_digest(spec.params.checkpoint))
+    if spec.checkpoint() is not None:
+        return _checkpoint_hash(file_digest(spec.checkpoint()))
     return classifier_key(spec, train_params, len(splits["train"].class_names), frontend, data_fingerprint, seed,
                           augment=augment)
 
@@ -358,7 +347,7 @@ def get_classifier(
         return own
     if not spec.trainable:
         return built_classifier(spec, splits, frontend, seed, device, evaluated)
-    if getattr(spec.params, "checkpoint", None) is not None:
+    if spec.checkpoint() is not None:
         return load_classifier(spec, splits, frontend, device, evaluated)
     return train_classifier(spec, train_params, splits, frontend, data_fingerprint, seed, device, progress,
                             augment=augment)

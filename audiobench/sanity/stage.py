@@ -141,7 +141,7 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
     """ROAR for every chosen method and the random baseline; returns the manifest record."""
     suite, root, device = session.suite, session.store.root, session.device
     spec = roar_model(suite.model, p)
-    if not getattr(spec, "trainable", True):
+    if not spec.trainable:
         raise AudiobenchError(f"sanity.roar retrains the classifier, but model '{suite.model.name}' is not trainable")
     domain_name = p.domain or suite.domains[0].build().key()
     labels = p.methods or [m.label for m in suite.methods]

@@ -31,7 +31,7 @@ class ComponentRecord(_Record):
     """A resolved component of the suite (dataset, model, domain, contamination, method)."""
 
     name: str
-    label: str | None = None
+    label: str | None = None  # methods: the row label (the suite's ``label:``, filled in by validate)
     params: dict[str, Any] = Field(default_factory=dict)
     prompts: list[str] | None = None  # zero-shot models' prompt list, when the suite gives one
 
@@ -69,7 +69,7 @@ class CellRecord(_Record):
     domain: str
     contamination: str
     method: str
-    row: str
+    row: str  # the method's row label (schema 1: ``label``)
     hash: str = ""
     n: int = 0
     params: dict[str, Any] = Field(default_factory=dict)

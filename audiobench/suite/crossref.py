@@ -3,8 +3,9 @@
 * A section that must be a mapping (``frontend``, ``audio``, ``masks``, ``model.train``) is one, or absent /
   null (the defaults); any other value, falsy ones included, is an error, never replaced.
 * Method parameters that name classifier blocks (GradCAM's ``layer``, the ``blocks`` of L-MAC and
-  L2I) are checked against the model's depth, read from the model spec or its checkpoint, through
-  the method's ``check_classifier(depth, model)`` hook.
+  L2I) are checked against the model's depth and block names, read from the model spec or its
+  checkpoint (``ModelSpec.architecture``, ``ModelSpec.block_names``), through the method's
+  ``Explainer.check_classifier(depth, model, names)`` hook; its own settings through ``check_params()``.
 * A table's ``rows``, ``group`` and ``per`` name result columns, each at most once; table names
   are unique (their files would overwrite one another).
 * ``targets`` (the suite's and each method's): named classes exist in the dataset, and the
@@ -49,15 +50,17 @@ def mapping_section(raw: Any, path: KeyPath, errors: LocatedErrors) -> dict[str,
     return None
 
 
-def classifier_depth(model: ComponentSpec) -> tuple[int, str] | None:
-    """(depth, name) of the model: its number of conv blocks, from its parameters or its
-    checkpoint's shape; None when the model does not say or its checkpoint cannot be read (the
-    model's own check reports that)."""
+def model_blocks(model: ComponentSpec) -> tuple[int, str, list[str] | None] | None:
+    """(depth, name, block names) of the model: its number of blocks, from its parameters or its
+    checkpoint's shape (``ModelSpec.architecture``), and their names where the spec knows them
+    (``ModelSpec.block_names``, else None); None when the model does not say its depth or its
+    checkpoint cannot be read (the model's own check reports that)."""
     built = model.build()
-    if not hasattr(built, "architecture"):
-        return None
     try:
-        return int(built.architecture()[1]), model.name
+        arch = built.architecture()
+        if arch is None:
+            return None
+        return int(arch[1]), model.name, built.block_names()
     except AudiobenchError:
         return None
 
@@ -69,29 +72,27 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
                         paths: list[KeyPath]) -> None:
     """Report, at each method's parameter line, parameters naming blocks the model does not have.
 
-    ``paths[i]`` is the key path of ``methods[i]``. Each method with a ``check_classifier(depth,
-    model)`` hook (or a ``check_params()`` hook: missing paths, bad settings) returns (parameter,
-    problem) pairs; a problem is printed as ``methods.<i>.<parameter>: <problem>``.
+    ``paths[i]`` is the key path of ``methods[i]``. Each method's ``check_params()`` (missing paths,
+    bad settings) and, when the model says its depth, ``check_classifier(depth, model, names)`` return
+    (parameter, problem) pairs; a problem is printed as ``methods.<i>.<parameter>: <problem>``.
     """
     if model is None:
         return
-    kind = getattr(model.build(), "output_kind", "softmax")  # per instance (cnn14: output_kind)
+    kind = model.build().output_kind  # per instance (cnn14: output_kind)
     for spec, path in zip(methods, paths, strict=True):
-        kinds = getattr(spec.cls(), "output_kinds", None)
+        kinds = spec.cls().output_kinds
         if kinds is not None and kind not in kinds:
             errors.add(path, f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' "
                              f"is {kind} (use a zero-shot model such as clap_synth)" if "similarity" in kinds else
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}"
                              + (f" (its fit trains with {' or '.join(FIT_LOSSES.get(k, k) for k in kinds)})"
-                                if getattr(spec.cls(), "trainable", False) else ""))
-    arch = classifier_depth(model)
+                                if spec.cls().trainable else ""))
+    blocks = model_blocks(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
-        own = getattr(built, "check_params", None)  # the method's own paths and settings
-        problems = list(own()) if own is not None else []
-        layers = getattr(built, "check_classifier", None)
-        if layers is not None and arch is not None:
-            problems += layers(*arch)
+        problems = list(built.check_params())  # the method's own paths and settings
+        if blocks is not None:
+            problems += built.check_classifier(*blocks)
         for param, problem in problems:
             errors.add(path + (param,), f"{'.'.join(map(str, path + (param,)))}: {problem}")
 
@@ -169,7 +170,7 @@ def check_sigmoid_only_targets(errors: LocatedErrors, model: Any, targets: Any, 
     softmax or similarity model they would change nothing, so they are refused at their line."""
     if model is None:
         return
-    kind = getattr(model.build(), "output_kind", "softmax")
+    kind = model.build().output_kind
     if kind == "sigmoid":
         return
     for path, t in _target_sections(targets, methods):
@@ -189,10 +190,10 @@ def check_known_answer(errors: LocatedErrors, model: ComponentSpec | None, metho
     """Report, at its line, each method (``needs_exact_attribution``) and metric (``needs`` ``exact``) that
     reads the model's exact attribution when the model does not know it (its spec's
     ``knows_exact_attribution``). ``paths[i]`` is the key path of ``methods[i]``."""
-    if model is None or getattr(model.cls(), "knows_exact_attribution", False):
+    if model is None or model.cls().knows_exact_attribution:
         return
     readers = [(path, "method", spec.name) for spec, path in zip(methods, paths, strict=True)
-               if getattr(spec.cls(), "needs_exact_attribution", False)]
+               if spec.cls().needs_exact_attribution]
     readers += [(("metrics", i), "metric", name) for i, name in enumerate(metrics)
                 if isinstance(name, str) and name in METRICS and "exact" in METRICS.get(name).needs]
     for path, kind, name in readers:

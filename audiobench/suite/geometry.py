@@ -35,7 +35,7 @@ def empty_mel_filters(frontend: FrontendParams) -> int:
     ``ValueError`` when ``f_min >= f_max`` (no filterbank exists).
     """
     return _empty_filters(frontend.n_fft, frontend.f_min, mel_range(frontend)[1], frontend.n_mels, frontend.sample_rate,
-                          getattr(frontend, "mel_scale", "htk"), getattr(frontend, "mel_norm", None))
+                          frontend.mel_scale, frontend.mel_norm)
 
 
 @functools.lru_cache(maxsize=64)
@@ -92,23 +92,19 @@ def _envelope_min(n_fft: int, win_length: int, hop_length: int, window: str, sam
 
 
 def dataset_seconds(dataset: ComponentSpec) -> float | None:
-    """Clip length (s) a dataset fits every clip to, or None when it has no ``seconds`` parameter."""
-    seconds = getattr(dataset.build().params, "seconds", None)
-    return float(seconds) if isinstance(seconds, int | float) else None
+    """Clip length (s) a dataset fits every clip to (``Dataset.clip_seconds``), or None when it does not say."""
+    return dataset.build().clip_seconds()
 
 
 def model_min_input(model: ComponentSpec) -> tuple[int, int, str] | None:
     """(frames, mel bands, description) the model needs at least, or None when it does not say.
 
-    Asks the model component's ``min_input()`` (cnn14: ``2 ** (depth - 1)`` along both axes, one
+    Asks the model spec's ``ModelSpec.min_input()`` (cnn14: ``2 ** (depth - 1)`` along both axes, one
     2x2 average pooling per block but the last). None also when the model cannot be built (a
     missing checkpoint, reported by its own check).
     """
-    built = model.build()
-    if not hasattr(built, "min_input"):
-        return None
     try:
-        return built.min_input()
+        return model.build().min_input()
     except AudiobenchError:  # an unreadable checkpoint: the model's check() reports it at its line
         return None
 

@@ -126,8 +126,8 @@ def _as_list(raw: Any, key: str, errors: LocatedErrors, default: list[Any]) -> l
 
 
 def _default_label(spec: ComponentSpec) -> str:
-    obj = spec.build()
-    return obj.row_label() if hasattr(obj, "row_label") else obj.label()
+    """A method row's label when the suite gives none: the method's ``Explainer.row_label()``."""
+    return spec.build().row_label()
 
 
 def _method_labels(methods: list[ComponentSpec], errors: LocatedErrors, path: KeyPath) -> None:

@@ -27,8 +27,7 @@ def resolve_paths(base: Path, overridden: set[KeyPath], **groups: Any) -> None:
         for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
             if spec is None:
                 continue
-            fields = getattr(spec.cls(), "Params", None)
-            for name, info in (getattr(fields, "model_fields", None) or {}).items():
+            for name, info in spec.cls().Params.model_fields.items():
                 value = spec.params.get(name)
                 if not _is_path_field(info.annotation) or not isinstance(value, str) or not value:
                     continue
@@ -46,21 +45,21 @@ def check_on_disk(errors: LocatedErrors, dataset: Any, model: Any, contamination
     data = None
     if dataset is not None:
         data = dataset.build()
-        problems = data.check() if hasattr(data, "check") else []
+        problems = data.check()
         errors.items += [SuiteError(p, errors.file, dataset.line) for p in problems]
         if problems:
             data = None
     if model is not None:
         built = model.build()
-        n_classes = data.class_count() if data is not None and hasattr(data, "class_count") and not training else None
-        found = built.check(n_mels=n_mels, n_classes=n_classes) if hasattr(built, "check") else []
-        if getattr(built, "detector", False) and n_classes not in (None, 2):
+        n_classes = data.class_count() if data is not None and not training else None
+        found = built.check(n_mels=n_mels, n_classes=n_classes)
+        if built.detector and n_classes not in (None, 2):
             found.append(f"model {model.name} is a detector (classes absent, present), but the dataset has "
                          f"{n_classes} classes")
         errors.items += [SuiteError(p, errors.file, model.line) for p in found]
     for c in contaminations:
         built = c.build()
-        problems = built.check(data) if hasattr(built, "check") else []
+        problems = built.check(data)
         errors.items += [SuiteError(f"contaminations: {p}", errors.file, c.line) for p in problems]
     for c in augment:
         problems = c.build().check(data)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import ConfigDict, Field, model_serializer
 
 from audiobench.contracts.component import Component, NoBoolNumbers, Params
 from audiobench.contracts.frontend import FrontendParams
@@ -146,9 +146,7 @@ class ComponentSpec:
             out["label"] = self.label
         if self.targets is not None:
             out["targets"] = self.targets.model_dump(mode="json")
-        obj = self.build()
-        if isinstance(getattr(obj, "params", None), BaseModel):
-            out["params"] = obj.params.model_dump(mode="json")
+        out["params"] = self.build().params.model_dump(mode="json")
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -156,9 +154,7 @@ class ComponentSpec:
         holds (:func:`audiobench.kernel.cache.path_content`): what a cell's hash reads, so that cell ids do not
         depend on where the data lies. The manifest keeps :meth:`resolved` (the paths, for the reader)."""
         out = self.resolved()
-        params = getattr(self.build(), "params", None)
-        if isinstance(params, BaseModel):
-            out["params"] = content_dump(params)
+        out["params"] = content_dump(self.build().params)
         return out
 
 

@@ -63,7 +63,7 @@ def parse_train_section(
 def classifier_trains_here(model: ComponentSpec) -> bool:
     """Whether the harness trains the suite's model (no checkpoint; trainable or trained its own way)."""
     built = model.build()
-    if getattr(built.params, "checkpoint", None) is not None:
+    if built.checkpoint() is not None:
         return False
     return bool(built.trainable or built.trains_own_way())
 
