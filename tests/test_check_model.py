@@ -27,8 +27,9 @@ def test_builtin_models_pass_the_contract(name: str) -> None:
 
 
 def test_every_builtin_model_is_checked_here_or_beside_its_weights() -> None:
-    # msclap needs CLAP's weights: tests/test_msclap.py checks it on a tiny checkpoint it writes
-    assert set(MODELS.builtin_names()) == {"cnn14", "clap_synth", "band_energy", "msclap"}
+    # msclap needs CLAP's weights: tests/test_msclap.py checks it on a tiny checkpoint it writes;
+    # hf_audio needs a transformers folder: tests/models/test_hf_audio.py checks it on tiny random ones
+    assert set(MODELS.builtin_names()) == {"cnn14", "clap_synth", "band_energy", "msclap", "hf_audio"}
 
 
 class _Wrapped(AudioClassifier):
