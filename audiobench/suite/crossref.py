@@ -84,6 +84,11 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}"
                              + (f" (its fit trains with {' or '.join(FIT_LOSSES.get(k, k) for k in kinds)})"
                                 if getattr(spec.cls(), "trainable", False) else ""))
+    attention = bool(getattr(model.build(), "has_attention", False))
+    for spec, path in zip(methods, paths, strict=True):
+        if getattr(spec.cls(), "needs_attention", False) and not attention:
+            errors.add(path, f"method '{spec.name}' reads attention, but model '{model.name}' has no attention layers "
+                             "(a transformer such as hf_audio)")
     arch = classifier_depth(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
