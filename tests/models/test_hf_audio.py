@@ -130,3 +130,11 @@ def test_attention_maps_are_the_layers_softmax_rows_with_gradients(tmp_path: Pat
 
     with pytest.raises(AudiobenchError, match="has no attention layers"):
         Cnn14(3, n_mels=32, width=4, depth=2).attention_maps(x)
+
+
+def test_the_ast_quickstart_validates_with_its_front_end_filled_in(capsys: pytest.CaptureFixture) -> None:
+    from audiobench.cli import main
+
+    suite = Path(__file__).resolve().parents[2] / "suites" / "quickstart_ast.yaml"
+    assert main(["validate", str(suite)]) == 0
+    assert "44 cells: 11 methods x 2 domains x 2 contaminations" in capsys.readouterr().out
