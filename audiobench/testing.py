@@ -52,9 +52,12 @@ def _check(ok: bool, name: str, rule: str, kind: str = "method") -> None:
 
 def check_method(
     name: str, params: dict[str, Any] | None = None, fit: bool = True, deterministic: bool | None = None,
-    atol: float = 1e-4, waveform: bool = True,
+    atol: float = 1e-4, waveform: bool = True, classifier: AudioClassifier | None = None,
 ) -> list[str]:
     """Check the method registered as ``name`` against the explainer contract; returns the rules checked.
+
+    ``classifier``: the network to explain (default: a tiny CNN14 of 3 classes reading 32 mel bands), e.g. a
+    tiny transformer for methods that read attention.
 
     Another seed may change the explanation (mask or removals) only when the class declares
     ``stochastic = True`` (the meta-consistency stage re-explains only those over seeds; a declared
@@ -72,11 +75,13 @@ def check_method(
     _check(cls.name == name, name, f"its name is '{cls.name}', registered as '{name}'")
     torch.manual_seed(0)
     frontend = Frontend(FrontendParams(n_fft=256, win_length=256, hop_length=128, n_mels=32))
-    classifier = Cnn14(3, n_mels=32, width=4, depth=2).eval().requires_grad_(False)
+    if classifier is None:
+        classifier = Cnn14(3, n_mels=32, width=4, depth=2)
+    classifier = classifier.eval().requires_grad_(False)
     classifier.class_names = ["c0", "c1", "c2"]
     cases: list[tuple[AudioClassifier, Any, str]] = [
         (classifier, d, d.key()) for d in (Stft2Mel(), Stft2Mel({"operator": "log1p"}), Mel())]  # both stft2mel operators
-    if waveform:  # rows laid out otherwise than by tiling give a waveform model the wrong phase: batch != rows
+    if waveform and not cls.needs_attention:  # rows laid out otherwise than by tiling give a waveform model the wrong phase
         wave_clf = WaveCnn(3, width=4, depth=2, first_kernel=16).eval().requires_grad_(False)
         wave_clf.class_names = ["c0", "c1", "c2"]
         cases.append((wave_clf, Stft2Mel(), "stft2mel, waveform model"))

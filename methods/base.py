@@ -213,6 +213,8 @@ class Explainer(Component):
     # reads the model's closed-form attribution (the ``exact`` row): validate requires a model spec with
     # ``knows_exact_attribution``
     needs_exact_attribution: ClassVar[bool] = False
+    # reads the model's attention maps (attention rollout, relevancy): validate requires ``has_attention``
+    needs_attention: ClassVar[bool] = False
     # a method whose code changes its masks (a trained method's training) sets a version: it enters
     # the hash of its cells, so a stored cell of an older version is recomputed, not resumed
     code_version: ClassVar[int | None] = None

@@ -27,9 +27,10 @@ def test_builtin_models_pass_the_contract(name: str) -> None:
 
 
 def test_every_builtin_model_is_checked_here_or_beside_its_weights() -> None:
-    # msclap needs CLAP's weights: tests/test_msclap.py checks it on a tiny checkpoint it writes
+    # msclap needs CLAP's weights: tests/test_msclap.py checks it on a tiny checkpoint it writes;
+    # hf_audio needs a transformers folder: tests/models/test_hf_audio.py checks it on tiny random ones;
     # wavecnn: tests/models/test_waveform_input.py (stft2mel only: it reads the phase)
-    assert set(MODELS.builtin_names()) == {"cnn14", "clap_synth", "band_energy", "msclap", "wavecnn"}
+    assert set(MODELS.builtin_names()) == {"cnn14", "clap_synth", "band_energy", "msclap", "hf_audio", "wavecnn"}
 
 
 class _Wrapped(AudioClassifier):

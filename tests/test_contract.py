@@ -17,13 +17,16 @@ SMALL = {"smoothgrad": {"n_samples": 4}, "lime": {"n_samples": 12}, "kernel_shap
          "l2i": {"epochs": 1, "k": 4, "nmf_iter": 5, "channels": 8, "blocks": 2, "augment_prob": 0.0}}
 # check_method builds a softmax CNN14: methods that explain only other output kinds (lmac_zs: zero-shot
 # models) are checked by their own tests (tests/test_zeroshot.py), and `exact`, which reads a hand-built
-# model's closed-form attribution, by tests/test_handbuilt.py
+# model's closed-form attribution, by tests/test_handbuilt.py; the attention methods, which a CNN14 has
+# nothing for (no attention layers), on a tiny AST by tests/test_attention.py
 SOFTMAX_METHODS = [n for n in METHODS.builtin_names() if (METHODS.get(n).output_kinds in (None,) or
-                   "softmax" in (METHODS.get(n).output_kinds or ())) and not METHODS.get(n).needs_exact_attribution]
+                   "softmax" in (METHODS.get(n).output_kinds or ())) and not METHODS.get(n).needs_exact_attribution
+                   and not getattr(METHODS.get(n), "needs_attention", False)]
 
 
 def test_every_builtin_method_but_the_zero_shot_ones_is_checked() -> None:
-    assert set(METHODS.builtin_names()) - set(SOFTMAX_METHODS) == {"lmac_zs", "exact"}
+    assert set(METHODS.builtin_names()) - set(SOFTMAX_METHODS) == {"lmac_zs", "exact", "attention_rollout",
+                                                                   "attention_relevancy"}
 
 
 @pytest.mark.parametrize("name", SOFTMAX_METHODS)

@@ -125,6 +125,9 @@ class AudioClassifier(nn.Module):
     # one logit per clip (a detector): head returns [B, 1]; forward gives the two classes (absent, present)
     # the scores [-s/2, s/2] (:func:`detector_scores`), so softmax reads p(present) = sigmoid(s)
     detector: ClassVar[bool] = False
+    # exposes attention probabilities (:meth:`attention_maps`, :meth:`token_grid`, :meth:`patch_map`): a
+    # transformer; the attention methods (attention rollout, relevancy) explain only these
+    has_attention: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -229,6 +232,20 @@ class AudioClassifier(nn.Module):
         :mod:`audiobench.models.handbuilt`); None, the default, for every learned model."""
         return None
 
+    # -- attention (transformers only: has_attention) --------------------------------------
+    def attention_maps(self, inp: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(scores [B, C], each layer's attention probabilities [B, H, N, N], shallowest first, in the scores'
+        autograd graph) for a network input. :class:`AudiobenchError` for a model without attention."""
+        raise AudiobenchError(f"{type(self).__name__} has no attention layers (has_attention is False)")
+
+    def token_grid(self, frames: int) -> tuple[int, int, int]:
+        """(special tokens before the patches, time patches, frequency patches) of an input of ``frames`` frames."""
+        raise AudiobenchError(f"{type(self).__name__} has no attention layers (has_attention is False)")
+
+    def patch_map(self, values: torch.Tensor, frames: int) -> torch.Tensor:
+        """Per-patch values [B, N - special] in token order -> [B, 1, T', F'] on the patch grid (time first)."""
+        raise AudiobenchError(f"{type(self).__name__} has no attention layers (has_attention is False)")
+
     # -- output -----------------------------------------------------------------------------
     def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores [B, C] -> probabilities [B, C] by :attr:`output_kind`."""
@@ -256,6 +273,7 @@ class ModelSpec(Component):
     # the classifier it builds returns its exact attribution (AudioClassifier.exact_attribution): hand-built
     # models whose attribution is known in closed form; validate allows the ``exact`` row only with these
     knows_exact_attribution: ClassVar[bool] = False
+    has_attention: ClassVar[bool] = False  # as the classifier it builds: validate allows the attention methods
 
     def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
         """The network for ``class_names``, reading ``n_mels`` mel bands at ``sample_rate`` Hz."""

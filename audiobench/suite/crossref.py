@@ -87,6 +87,11 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
                              f"method '{spec.name}' explains {' or '.join(kinds)} models, but model '{model.name}' is {kind}"
                              + (f" (its fit trains with {' or '.join(FIT_LOSSES.get(k, k) for k in kinds)})"
                                 if spec.cls().trainable else ""))
+    attention = model.build().has_attention
+    for spec, path in zip(methods, paths, strict=True):
+        if spec.cls().needs_attention and not attention:
+            errors.add(path, f"method '{spec.name}' reads attention, but model '{model.name}' has no attention layers "
+                             "(a transformer such as hf_audio)")
     blocks = model_blocks(model)
     for spec, path in zip(methods, paths, strict=True):
         built = spec.build()
