@@ -7,6 +7,13 @@
 
 ``check_model`` (the model contract) is documented on the function.
 
+``TINY_SUITE`` is a suite that runs in seconds (a 3-class synthetic set, a 2-block CNN14 trained for
+3 epochs); ``tiny_suite(**overrides)`` returns a copy with some top-level keys replaced, and
+``tiny_classifier()`` the keys that decide which classifier a run trains (seed, dataset, front end,
+model). Suites that take these unchanged share one trained classifier in a cache::
+
+    suite = tiny_suite(methods=["saliency", "my_method"], domains=["mel"])
+
 It builds a tiny CNN14 and a batch of tones, then checks, in both masking domains, what the harness
 relies on: the method is registered under its name, its parameters validate, ``explain`` returns an
 :class:`~audiobench.contracts.explanation.Explanation` whose mask is shaped like the input, finite and in
@@ -18,6 +25,7 @@ few clips first (``fit=True``).
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 from pathlib import Path
@@ -35,6 +43,37 @@ from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec
 from audiobench.models.cnn14 import Cnn14
 from audiobench.models.wavecnn import WaveCnn
 from audiobench.suite.crossref import same_setting
+
+TINY_SUITE: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 0,
+    "dataset": {"name": "synth", "classes": 3, "clips_per_class": 10, "seconds": 0.5},
+    "frontend": {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32},
+    "model": {"name": "cnn14", "width": 4, "depth": 2, "train": {"epochs": 3, "batch_size": 8}},
+    "batch_size": 4,
+    "domains": ["stft2mel", "mel"],
+    "contaminations": ["none", {"name": "mixture", "snr_db": 3}],
+    "methods": ["saliency", {"name": "integrated_gradients", "n_steps": 8}, "gradcam", "random"],
+    "metrics": ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"],
+    "audio": {"n": 2},
+}
+"""A suite that runs in seconds on the embedded synthetic data (6 test clips). Read it; to change it, use
+:func:`tiny_suite`, which copies."""
+
+CLASSIFIER_KEYS = ("seed", "dataset", "frontend", "model")
+"""The suite keys that decide the trained classifier (its cache key also reads the contaminations that
+``train.augment_prob`` draws from, when it is above 0)."""
+
+
+def tiny_suite(**overrides: Any) -> dict[str, Any]:
+    """A deep copy of :data:`TINY_SUITE` with the given top-level keys replaced."""
+    return copy.deepcopy({**TINY_SUITE, **overrides})
+
+
+def tiny_classifier() -> dict[str, Any]:
+    """A deep copy of :data:`TINY_SUITE`'s seed, dataset, front end and model: spread it into a suite of
+    your own (``{"name": "mine", **tiny_classifier(), ...}``) to share the tiny suite's trained classifier."""
+    return {key: copy.deepcopy(TINY_SUITE[key]) for key in CLASSIFIER_KEYS}
 
 
 def _tones(n: int, classes: int, sample_rate: int = 16000, seconds: float = 0.5) -> ClipSet:

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated cache per test session and a tiny suite that runs in seconds."""
+"""Shared fixtures: an isolated cache per test session and the tiny suite (audiobench.testing.TINY_SUITE) written to a file."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-TINY_SUITE = {
-    "name": "tiny",
-    "seed": 0,
-    "dataset": {"name": "synth", "classes": 3, "clips_per_class": 10, "seconds": 0.5},
-    "frontend": {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32},
-    "model": {"name": "cnn14", "width": 4, "depth": 2, "train": {"epochs": 3, "batch_size": 8}},
-    "batch_size": 4,
-    "domains": ["stft2mel", "mel"],
-    "contaminations": ["none", {"name": "mixture", "snr_db": 3}],
-    "methods": ["saliency", {"name": "integrated_gradients", "n_steps": 8}, "gradcam", "random"],
-    "metrics": ["ai", "ad", "ag", "ff", "fid_in", "sps", "comp", "mm"],
-    "audio": {"n": 2},
-}
+from audiobench.testing import tiny_suite  # the one tiny suite (TINY_SUITE there)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,7 +25,7 @@ def write_suite(tmp_path: Path):
         if text is not None:
             path.write_text(text)
         else:
-            path.write_text(yaml.safe_dump({**TINY_SUITE, **(overrides or {})}, sort_keys=False, allow_unicode=True))
+            path.write_text(yaml.safe_dump(tiny_suite(**(overrides or {})), sort_keys=False, allow_unicode=True))
         return path
 
     return write

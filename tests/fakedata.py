@@ -140,7 +140,7 @@ SONYC_TAXONOMY = {
 }
 
 # (split, sensor_id, clip, annotator_id, fine tags marked present, the one coarse group the row annotates or None):
-# volunteers > 0, SONYC team < 0 (one group a row, the others -1), verified 0. Expected labels: tests/test_multilabel_data.py
+# volunteers > 0, SONYC team < 0 (one group a row, the others -1), verified 0. Expected labels: tests/data/test_multilabel_data.py
 SONYC_ROWS = [
     ("train", 1, "t0", 101, ["1-1"], None), ("train", 1, "t0", 102, ["1-2", "7-1"], None), ("train", 1, "t0", 103, [], None),
     ("train", 1, "t1", 101, ["8-1"], None), ("train", 1, "t1", 104, ["8-1"], None), ("train", 1, "t1", 105, ["5-3"], None),
@@ -189,7 +189,7 @@ def make_sonyc_ust(root: Path, rows: list[tuple] = SONYC_ROWS, sr: int = 8000, s
 OPENMIC_CLASSES = ["accordion", "banjo", "bass", "cello"]  # the first 4 of the release's 20
 OPENMIC_KEYS = ["000046_3840", "000135_483840", "000139_119040", "001141_153600", "001144_30720", "002385_249600",
                 "002386_0", "003000_960", "003001_1920"]
-# Y_true [9, 4] and Y_mask [9, 4] of those keys; expected labels and masks: tests/test_multilabel_data.py
+# Y_true [9, 4] and Y_mask [9, 4] of those keys; expected labels and masks: tests/data/test_multilabel_data.py
 OPENMIC_Y_TRUE = [[0.9, 0.5, 0.1, 0.5], [0.5, 0.5, 0.5, 0.7], [0.2, 0.5, 0.49, 0.5], [0.5, 1.0, 0.5, 0.5],
                   [0.5, 0.5, 0.5, 0.0], [0.6, 0.4, 0.5, 0.5], [0.5, 0.5, 0.8, 0.5], [0.5, 0.5, 0.5, 0.5],
                   [0.0, 0.5, 0.5, 0.5]]

@@ -1,6 +1,6 @@
 #!/usr/bin/env sh
 # `make test` drives the HTML report and the listening test in a headless Chromium
-# (tests/test_report_listen.py, through Selenium). When Debian's chromium or chromium-driver is missing
+# (tests/views/test_report_listen.py, through Selenium). When Debian's chromium or chromium-driver is missing
 # and we are root on a Debian-family system (CI is), install both (about 300 MB; never a downloaded
 # browser); otherwise say what to install. In CI (CI set) a failed install fails `make test`, and the
 # browser tests themselves fail without a browser.

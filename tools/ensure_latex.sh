@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# `make test` compiles the LaTeX tables with pdflatex (tests/test_tables.py::test_latex_compiles).
+# `make test` compiles the LaTeX tables with pdflatex (tests/views/test_tables.py::test_latex_compiles).
 # When pdflatex or booktabs is missing and we are root on a Debian-family system (CI is), install
 # the two Debian packages that hold them (about 90 MB); otherwise say what to install.
 # In CI (CI set) a failed install fails `make test`, and the test itself fails without pdflatex.

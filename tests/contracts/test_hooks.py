@@ -26,8 +26,9 @@ from audiobench.methods.blocks import layer_choices, layer_index
 from audiobench.methods.cam import GradCAM
 from audiobench.models.base import AudioClassifier, ModelSpec
 from audiobench.models.cnn14 import Cnn14Spec
+from tests.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 LIBRARY = [REPO / "audiobench", REPO / "methods", REPO / "metrics"]
 
 #: base class -> the hooks the harness calls on it (each declared on the base, with a docstring)

@@ -9,7 +9,9 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
+
+REPO = ROOT
 ROOTS = {"audiobench": REPO / "audiobench", "audiobench.methods": REPO / "methods", "audiobench.metrics": REPO / "metrics"}
 
 

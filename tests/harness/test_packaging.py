@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_SUITE
 
-REPO = Path(__file__).resolve().parents[2]
+from audiobench.testing import TINY_SUITE
+from tests.paths import ROOT
+
+REPO = ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.pip]
 
 

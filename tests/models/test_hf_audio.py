@@ -16,6 +16,7 @@ from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.hf_audio import KALDI_FLOOR, ast_frontend
 from audiobench.testing import check_model
 from tests.models.hf_folders import TINY_AST, ast_folder, wav2vec2_folder
+from tests.paths import SUITES
 
 pytest.importorskip("transformers")
 NAMES = ["c0", "c1", "c2"]
@@ -135,6 +136,6 @@ def test_attention_maps_are_the_layers_softmax_rows_with_gradients(tmp_path: Pat
 def test_the_ast_quickstart_validates_with_its_front_end_filled_in(capsys: pytest.CaptureFixture) -> None:
     from audiobench.cli import main
 
-    suite = Path(__file__).resolve().parents[2] / "suites" / "quickstart_ast.yaml"
+    suite = SUITES / "quickstart_ast.yaml"
     assert main(["validate", str(suite)]) == 0
     assert "44 cells: 11 methods x 2 domains x 2 contaminations" in capsys.readouterr().out
