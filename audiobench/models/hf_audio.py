@@ -11,10 +11,10 @@ Two ways to get the network:
 * no ``path`` (``arch: ast``): an embedded AST built from an ``ASTConfig`` of the size parameters
   (``hidden``, ``layers``, ``heads``, ...), randomly initialised and trained by the harness like ``cnn14``.
 
-The kind of network is read from ``config.model_type``. Only the Audio Spectrogram Transformer (AST, Gong,
-Chung & Glass, Interspeech 2021; ``audio-spectrogram-transformer``) reads a spectrogram; wav2vec2, HuBERT and
-the other waveform classifiers read samples, which needs an input kind ``waveform`` the harness does not
-have yet, so they are refused with a one-line error.
+The kind of network is read from ``config.model_type``: the Audio Spectrogram Transformer (AST, Gong,
+Chung & Glass, Interspeech 2021; ``audio-spectrogram-transformer``) reads a spectrogram (below); wav2vec2,
+HuBERT and WavLM classifiers read samples (input kind ``waveform``, per spec instance:
+:mod:`audiobench.models.hf_waveform`); any other type is refused with a one-line error.
 
 Input. AST reads Kaldi fbank features: the natural log of the power mel (``log(max(mel, 1.19e-7))``,
 25 ms Hann-like window, 10 ms hop, 512-point FFT, HTK mel scale from 20 Hz) padded with 0 or cut to
@@ -49,6 +49,7 @@ from audiobench.contracts.component import Params
 from audiobench.contracts.registry import MODELS
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.base import AudioClassifier, ModelSpec
+from audiobench.models.hf_waveform import WAVEFORM_TYPES, build_waveform
 
 if TYPE_CHECKING:
     from audiobench.contracts.domains import Domain
@@ -218,10 +219,10 @@ def load_folder(path: Path) -> tuple[Any, Any]:
         config = tf.AutoConfig.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise AudiobenchError(f"model.path: {path}: {str(exc).strip().splitlines()[0]}") from exc
-    if config.model_type != AST_TYPE:
+    if config.model_type not in (AST_TYPE, *WAVEFORM_TYPES):
         raise AudiobenchError(
-            f"model.path: {path} holds a '{config.model_type}' model, which reads waveforms; hf_audio needs an input "
-            f"kind 'waveform' the harness does not have yet, so only {AST_TYPE} (AST) folders load")
+            f"model.path: {path} holds a '{config.model_type}' model; hf_audio loads {AST_TYPE} (AST) and the "
+            f"waveform classifiers {', '.join(WAVEFORM_TYPES)}")
     try:
         extractor = tf.AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -254,6 +255,13 @@ class HfAudioSpec(ModelSpec):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         self.trainable = self.params.path is None  # per instance: a folder is used as built, the embedded AST trained
+        if self.params.path is not None:  # a waveform folder: what validate and the harness read, per instance
+            try:
+                config, _ = load_folder(self.params.path)
+            except AudiobenchError:  # reported by check() at the model's line
+                config = None
+            if config is not None and config.model_type in WAVEFORM_TYPES:
+                self.input_kind, self.has_attention = "waveform", False
 
     def architecture(self) -> tuple[int, int]:
         """(hidden size, layers): the folder's config when there is one (validate reads the depth for ``layer``)."""
@@ -266,7 +274,9 @@ class HfAudioSpec(ModelSpec):
         """AST's fbank settings (:func:`ast_frontend`): the folder's sample rate and mel bands, or 16 kHz."""
         if self.params.path is None:
             return ast_frontend(16000, None)
-        _, extractor = load_folder(self.params.path)
+        config, extractor = load_folder(self.params.path)
+        if config.model_type in WAVEFORM_TYPES:  # it reads samples: the STFT settings are the suite's
+            return {"sample_rate": int(extractor.sampling_rate)}
         return ast_frontend(int(extractor.sampling_rate), int(extractor.num_mel_bins))
 
     def check(self, n_mels: int | None = None, n_classes: int | None = None) -> list[str]:
@@ -282,7 +292,7 @@ class HfAudioSpec(ModelSpec):
             return [f"model.path: {p.path} classifies {config.num_labels} labels, the dataset has {n_classes} classes"]
         return []
 
-    def build(self, class_names: list[str], n_mels: int, sample_rate: int = 16000) -> AstClassifier:
+    def build(self, class_names: list[str], n_mels: int, sample_rate: int = 16000) -> AudioClassifier:
         """The AST for ``class_names`` reading ``n_mels`` bands: the folder's (rows in the dataset's class order)
         or an untrained embedded one. :class:`AudiobenchError` (one line) for a folder whose labels are not the
         dataset's classes or whose bands differ from ``n_mels``."""
@@ -298,21 +308,36 @@ class HfAudioSpec(ModelSpec):
             model = AstClassifier(tf.ASTForAudioClassification(config), p.mean, p.std)
         else:
             config, extractor = load_folder(p.path)
+            if config.model_type in WAVEFORM_TYPES:
+                model = build_waveform(tf, str(p.path), extractor)
+                _class_order(model.hf.classifier, _labels(config, class_names, p.path), class_names)
+                model.class_names, model.sample_rate = list(class_names), sample_rate
+                return model.eval()
             if int(config.num_mel_bins) != n_mels:
                 raise AudiobenchError(f"model.path: {p.path} reads {config.num_mel_bins} mel bands, frontend.n_mels is {n_mels}")
-            labels = [config.id2label[i] for i in range(config.num_labels)]
-            if sorted(labels) != sorted(class_names):
-                raise AudiobenchError(f"model.path: {p.path} has labels {labels[:5]}..., not the dataset's classes "
-                                      f"{list(class_names)[:5]}... (a folder is used as built; its head is not re-trained)")
+            labels = _labels(config, class_names, p.path)
             hf = tf.AutoModelForAudioClassification.from_pretrained(str(p.path), local_files_only=True,
                                                                    attn_implementation="eager")
-            order = torch.tensor([labels.index(c) for c in class_names])
-            dense = hf.classifier.dense
-            with torch.no_grad():  # the classifier's rows in the dataset's class order
-                dense.weight.copy_(dense.weight[order].clone())
-                dense.bias.copy_(dense.bias[order].clone())
+            _class_order(hf.classifier.dense, labels, class_names)
             mean = extractor.mean if getattr(extractor, "do_normalize", True) else 0.0
             std = extractor.std if getattr(extractor, "do_normalize", True) else 0.5
             model = AstClassifier(hf, mean, std)
         model.class_names, model.sample_rate = list(class_names), sample_rate
         return model.eval()
+
+
+def _labels(config: Any, class_names: list[str], path: Path) -> list[str]:
+    """The folder's labels in its own order; :class:`AudiobenchError` when they are not the dataset's classes."""
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    if sorted(labels) != sorted(class_names):
+        raise AudiobenchError(f"model.path: {path} has labels {labels[:5]}..., not the dataset's classes "
+                              f"{list(class_names)[:5]}... (a folder is used as built; its head is not re-trained)")
+    return labels
+
+
+def _class_order(linear: nn.Linear, labels: list[str], class_names: list[str]) -> None:
+    """Put the rows of the output layer ``linear`` in the dataset's class order (in place)."""
+    order = torch.tensor([labels.index(c) for c in class_names])
+    with torch.no_grad():
+        linear.weight.copy_(linear.weight[order].clone())
+        linear.bias.copy_(linear.bias[order].clone())

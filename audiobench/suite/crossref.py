@@ -212,7 +212,7 @@ def check_domain_models(errors: LocatedErrors, model: ComponentSpec | None, doma
     if model is None:
         return
     for i, d in enumerate(domains):
-        problem = d.build().model_problem(model.cls())
+        problem = d.build().model_problem(model.build())
         if problem:
             errors.add(("domains", i), problem)
 

@@ -134,7 +134,7 @@ def stage_model_problem(stage: str, model: Any) -> str | None:
     (input kind ``waveform``) its clips' phase, so its passes would fail after every cell ran."""
     if model is None:
         return None
-    spec = model.cls()
+    spec = model.build()  # per instance: an hf_audio folder's input kind is its model type's
     if spec.input_kind == "waveform":
         return f"sanity.{stage} does not yet give a waveform model ('{model.name}') its clips' phase: remove it"
     if stage == "roar" and not spec.trainable:

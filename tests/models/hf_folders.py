@@ -31,13 +31,19 @@ def ast_folder(folder: Path, labels: list[str] | None = None, seed: int = 0, **c
     return folder
 
 
-def wav2vec2_folder(folder: Path) -> Path:
-    """A tiny random wav2vec2 sequence classifier and its feature extractor, saved in ``folder``."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+def wav2vec2_folder(folder: Path, labels: list[str] | None = None, kind: str = "wav2vec2", seed: int = 0) -> Path:
+    """A tiny random waveform sequence classifier (``kind``: wav2vec2 or hubert) for ``labels`` (default:
+    synth's first three classes) and its feature extractor (16 kHz, normalising), saved in ``folder``."""
+    import transformers as tf
 
-    cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=4,
-                         num_conv_pos_embedding_groups=2, num_labels=3, classifier_proj_size=8)
-    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor().save_pretrained(folder)
+    labels = labels or list(CLASS_NAMES[:3])
+    config_cls, model_cls = {"wav2vec2": (tf.Wav2Vec2Config, tf.Wav2Vec2ForSequenceClassification),
+                             "hubert": (tf.HubertConfig, tf.HubertForSequenceClassification)}[kind]
+    cfg = config_cls(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                     conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=4,
+                     num_conv_pos_embedding_groups=2, classifier_proj_size=8, num_labels=len(labels),
+                     id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    torch.manual_seed(seed)
+    model_cls(cfg).save_pretrained(folder)
+    tf.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
     return folder

@@ -98,13 +98,42 @@ def test_labels_are_matched_by_name_and_other_labels_are_refused(tmp_path: Path)
         f"model.path: {folder} classifies 3 labels, the dataset has 4 classes"]
 
 
-def test_waveform_models_and_missing_folders_are_refused_in_one_line(tmp_path: Path) -> None:
-    folder = wav2vec2_folder(tmp_path / "w2v")
-    problems = MODELS.get("hf_audio")({"path": str(folder)}).check()
-    assert len(problems) == 1 and "holds a 'wav2vec2' model, which reads waveforms" in problems[0]
-    assert "input kind 'waveform'" in problems[0]
-    with pytest.raises(AudiobenchError, match="reads waveforms"):
-        _built(folder)
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert"])
+def test_a_waveform_folder_reads_the_waveform_and_gives_the_folders_logits(tmp_path: Path, kind: str) -> None:
+    """wav2vec2 / HuBERT: input kind waveform (per spec instance), the folder's own forward pass through the
+    harness's blocks ([B, D, T', 1] frame grids), the feature extractor's normalisation, the class order."""
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from audiobench.models.hf_waveform import unit_variance
+
+    folder = wav2vec2_folder(tmp_path / kind, NAMES, kind)
+    spec = MODELS.get("hf_audio")({"path": str(folder)})
+    assert (spec.input_kind, spec.has_attention, spec.trainable) == ("waveform", False, False)
+    assert spec.required_frontend() == {"sample_rate": 16000}
+    assert "reads the waveform" in Mel().model_problem(spec)
+    clf = _built(folder, ["c2", "c0", "c1"])  # the dataset's order: rows put in it
+    hf = AutoModelForAudioClassification.from_pretrained(folder, local_files_only=True).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
+    wave = torch.randn(3, 4000, generator=torch.Generator().manual_seed(3)) * 0.3 + 0.05
+    values = torch.from_numpy(__import__("numpy").stack(extractor(list(wave.numpy()), sampling_rate=16000,
+                                                                  return_tensors="np").input_values))
+    assert torch.allclose(unit_variance(wave), values.float(), atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(clf(wave), hf(values.float()).logits[:, [2, 0, 1]], atol=1e-5)
+        feats = clf.features(wave)
+    assert len(feats) == 2 and all(f.shape[:2] == (3, 16) and f.shape[3] == 1 for f in feats)
+    assert check_model("hf_audio", params={"path": str(folder)}) == ["front end", "built", "scores[stft2mel]",
+                                                                       "scores[stft2mel_log1p]"]
+
+
+def test_other_model_types_and_missing_folders_are_refused_in_one_line(tmp_path: Path) -> None:
+    from transformers import WhisperConfig
+
+    WhisperConfig().save_pretrained(tmp_path / "whisper")
+    problems = MODELS.get("hf_audio")({"path": str(tmp_path / "whisper")}).check()
+    assert len(problems) == 1 and "holds a 'whisper' model; hf_audio loads" in problems[0]
+    with pytest.raises(AudiobenchError, match="holds a 'whisper' model"):
+        _built(tmp_path / "whisper")
     assert "has no config.json" in MODELS.get("hf_audio")({"path": str(tmp_path / "none")}).check()[0]
 
 
