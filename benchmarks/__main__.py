@@ -1,6 +1,6 @@
 """audiobench's speed and memory benchmark: one entry, six measurements, ratios within one run.
 
-    python -m benchmarks [--device cpu|cuda] [--quick] [--only 1,2,3,4,5,6,7,8] [--output benchmarks/results.md]
+    python -m benchmarks [--device cpu|cuda] [--quick] [--only 1,2,3,4,5,6,7,8,9] [--output benchmarks/results.md]
 
 On the same synthetic clips and the quickstart's classifier architecture (CNN14, width 8, depth 4,
 2 s clips, the stft2mel domain), it measures:
@@ -21,7 +21,9 @@ On the same synthetic clips and the quickstart's classifier architecture (CNN14,
    each row's own mask mean) against its floor: that many batched forward passes of N clips;
 8. the perturbation methods (occlusion: time windows, frequency bands, patches; LIME and Kernel SHAP
    on segments and NMF parts) against their floor: as many rows (clips x perturbations, plus the
-   unperturbed clips for occlusion) in full batched forward passes.
+   unperturbed clips for occlusion) in full batched forward passes;
+9. the trained decoders (PIQ, L-MAC) against their floor: one batched pass of the classifier's blocks (the
+   features the decoder reads: one model evaluation per clip).
 
 Absolute times depend on the machine; the ratios are measured in one run and are comparable. The
 targets (on a 2-core CPU) are printed beside each ratio. Results go to ``--output`` with a
@@ -58,6 +60,7 @@ METHOD_PARAMS = {  # the quickstart's parameters
     "shap": {"n_samples": 20},
     "lmac": {"epochs": 1, "blocks": 3, "hidden": 16, "batch_size": 32},  # a minimal fit: what is timed is explaining
     "l2i": {"epochs": 1, "k": 32, "nmf_iter": 10, "channels": 32, "batch_size": 32},
+    "piq": {"epochs": 1, "dim": 32, "lr": 0.002},  # the quickstart's D; a minimal fit: what is timed is explaining
 }
 ENGINE_METRICS = ["ai", "ad", "ag", "ff", "fid_in"]
 
@@ -284,6 +287,31 @@ def perturbation_vs_floor(b: Bench, label: str, name: str, params: dict[str, Any
     t_method, t_floor = timed_pair(explain, floor, b.dev, repeat=3)
     return {"method": label, "clips": len(b.x), "perturbations": perturbations, "rows_per_pass": step,
             "method_s": t_method, "floor_s": t_floor, "ratio": t_method / t_floor, "target": "<= 1.3"}
+
+
+# 9 ---------------------------------------------------------------------------------------------
+DECODER_METHODS = ("piq", "lmac")  # one pass of the classifier's blocks per clip, then the decoder
+
+
+def decoder_vs_floor(b: Bench, name: str) -> dict[str, Any]:
+    """A trained decoder explaining N clips against its floor: the classifier's blocks on the N clips in passes of
+    ``max_rows`` (the one model evaluation per clip it needs), nothing else."""
+    method = b.method(name)
+    step, ctx = b.max_rows, b.ctx()
+
+    def explain() -> None:
+        method.explain(b.x, b.target, ctx).mask.cpu()
+
+    def floor() -> None:
+        with torch.no_grad():
+            for i in range(0, len(b.x), step):
+                b.model.features(b.x[i : i + step])
+
+    explain()
+    floor()
+    t_method, t_floor = timed_pair(explain, floor, b.dev, repeat=3)
+    return {"method": name, "clips": len(b.x), "evaluations_per_clip": 1, "method_s": t_method, "floor_s": t_floor,
+            "ratio": t_method / t_floor}
 
 
 # 2 ---------------------------------------------------------------------------------------------
@@ -527,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes): N=20 clips, masks 10/100, memory 20/200")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="which measurements, e.g. 1,2,3 (4b: only the rows-per-pass profile of 4)")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="which measurements, e.g. 1,2,3 (4b: only the rows-per-pass profile of 4)")
     ap.add_argument("--methods", help="comma-separated methods for 3 and 4 (default: every built-in)")
     ap.add_argument("--quickstart-limit", type=int, help="6: evaluate only N clips of the quickstart (default: all 100)")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results.md"), help="Markdown report (- : none)")
@@ -566,6 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("8. Perturbation methods vs their floor (their rows in full batched forward passes)",
                          table(r8, ["method", "clips", "perturbations", "rows_per_pass", "method_s", "floor_s", "ratio",
                                     "target"])))
+    if 9 in only:
+        r9 = [decoder_vs_floor(b, name) for name in DECODER_METHODS]
+        sections.append(("9. Trained decoders vs their floor (one batched pass of the classifier's blocks per clip)",
+                         table(r9, ["method", "clips", "evaluations_per_clip", "method_s", "floor_s", "ratio"])))
     if 2 in only and importlib.util.find_spec("quantus") is None:
         sections.append(("2. SPS + COMP vs Quantus", "not measured: quantus is not installed (pip install quantus==0.6.0)"))
     elif 2 in only:

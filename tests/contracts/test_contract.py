@@ -15,7 +15,8 @@ from tests.paths import ROOT
 # small settings so every method runs in about a second (trainable ones fit on a few tones)
 SMALL = {"smoothgrad": {"n_samples": 4}, "lime": {"n_samples": 12}, "kernel_shap": {"n_samples": 12}, "integrated_gradients": {"n_steps": 4}, "shap": {"n_samples": 4},
          "lmac": {"epochs": 1, "hidden": 8, "augment_prob": 0.0},
-         "l2i": {"epochs": 1, "k": 4, "nmf_iter": 5, "channels": 8, "blocks": 2, "augment_prob": 0.0}}
+         "l2i": {"epochs": 1, "k": 4, "nmf_iter": 5, "channels": 8, "blocks": 2, "augment_prob": 0.0},
+         "piq": {"epochs": 1, "codebook_size": 16, "dim": 8, "batch_size": 4}}
 # check_method builds a softmax CNN14: methods that explain only other output kinds (lmac_zs: zero-shot
 # models) are checked by their own tests (tests/harness/test_zeroshot.py), and `exact`, which reads a hand-built
 # model's closed-form attribution, by tests/models/test_handbuilt.py; the attention methods, which a CNN14 has

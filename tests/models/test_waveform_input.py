@@ -17,7 +17,7 @@ from audiobench.kernel.batching import chunked, row_clips
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import DomainModel, Explainer
 from audiobench.models.base import AudioClassifier
-from audiobench.models.wavecnn import WaveCnn
+from audiobench.models.wavecnn import WaveCnn, WaveCnnSpec
 from audiobench.suite import SuiteErrors, load_suite
 from audiobench.testing import check_method, check_model
 
@@ -108,7 +108,7 @@ def test_the_harness_scores_what_the_model_scores_on_the_waveform() -> None:
 def test_wavecnn_passes_check_model_and_is_refused_in_mel() -> None:
     assert check_model("wavecnn", {"width": 4, "depth": 2}) == ["front end", "built", "scores[stft2mel]",
                                                                   "scores[stft2mel_log1p]"]
-    assert "reads the waveform" in Mel().model_problem(WaveCnn)
+    assert "reads the waveform" in Mel().model_problem(WaveCnnSpec())
 
 
 class ClipMajor(Explainer):
