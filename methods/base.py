@@ -155,6 +155,15 @@ class FitContext:
         return {k: v for k, v in info.items() if k != "history"} | {"cached": cached}
 
 
+def draw_versions(count: int, n_versions: int, augment_prob: float, gen: torch.Generator) -> torch.Tensor:
+    """The version each of ``count`` training clips is read in [count] (long): 0, the clean clip, or with
+    probability ``augment_prob`` one of the ``n_versions - 1`` augmented ones, uniformly (always 0 when
+    there is none). Two draws from ``gen``, in this order (the trained interpreters' fits depend on it)."""
+    use_aug = torch.rand(count, generator=gen) < augment_prob
+    which = (1 + torch.randint(max(1, n_versions - 1), (count,), generator=gen)) * use_aug
+    return which.clamp_max(n_versions - 1)
+
+
 def classifier_blocks(blocks: int | list[int], depth: int, method: str) -> list[int]:
     """1-based indices of the classifier blocks a trained method reads: the ``blocks`` deepest ones
     (shallowest first), or the listed indices in their order, without repeats (negative ones count

@@ -92,6 +92,7 @@ from audiobench.methods.base import (
     Explainer,
     FitContext,
     classifier_blocks,
+    draw_versions,
 )
 from audiobench.methods.blocks import blocks_problem
 from audiobench.methods.lmac_objective import (
@@ -292,9 +293,7 @@ class LMAC(Explainer):
             order = torch.randperm(n, generator=gen)
             for i in range(0, n, p.batch_size):
                 idx = order[i : i + p.batch_size]
-                use_aug = torch.rand(len(idx), generator=gen) < p.augment_prob
-                which = (1 + torch.randint(max(1, train.n - 1), (len(idx),), generator=gen)) * use_aug
-                which = which.clamp_max(train.n - 1)  # no augmentation listed: always the clean version
+                which = draw_versions(len(idx), train.n, p.augment_prob, gen)
                 terms = self._batch_terms(ctx, decoder, frozen, train, idx, which)
                 opt.zero_grad()
                 terms["total"].backward()

@@ -52,7 +52,14 @@ from torch.nn import functional as F
 from audiobench.contracts.registry import METHODS
 from audiobench.data.contaminations import with_augmentation
 from audiobench.kernel.fitting import TermMeans, fit_epochs
-from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext, classifier_blocks
+from audiobench.methods.base import (
+    DomainModel,
+    ExplainContext,
+    Explainer,
+    FitContext,
+    classifier_blocks,
+    draw_versions,
+)
 from audiobench.methods.blocks import blocks_problem
 from audiobench.methods.piq_vq import ClassQuantiser, PiqParams, oracle_mask, piq_loss
 
@@ -194,9 +201,8 @@ class PIQ(Explainer):
             order = torch.randperm(n, generator=gen)
             for i in range(0, n, p.batch_size):
                 idx = order[i : i + p.batch_size]
-                use_aug = torch.rand(len(idx), generator=gen) < p.augment_prob
-                which = ((1 + torch.randint(max(1, train.shape[0] - 1), (len(idx),), generator=gen)) * use_aug)
-                terms = self._batch_terms(ctx, decoder, train[which.clamp_max(train.shape[0] - 1), idx])
+                which = draw_versions(len(idx), train.shape[0], p.augment_prob, gen)
+                terms = self._batch_terms(ctx, decoder, train[which, idx])
                 opt.zero_grad()
                 terms["total"].backward()
                 opt.step()

@@ -49,7 +49,7 @@ from audiobench.contracts.component import Params
 from audiobench.contracts.registry import MODELS
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.models.base import AudioClassifier, ModelSpec
-from audiobench.models.hf_waveform import WAVEFORM_TYPES, build_waveform
+from audiobench.models.hf_waveform import WAVEFORM_TYPES, EncoderLayers, build_waveform
 
 if TYPE_CHECKING:
     from audiobench.contracts.domains import Domain
@@ -105,7 +105,7 @@ class PatchGridBlock(nn.Module):
         return self.grid(self.layer(tokens))
 
 
-class AstClassifier(AudioClassifier):
+class AstClassifier(EncoderLayers):
     """An ``ASTForAudioClassification`` (kept as :attr:`hf`) on the model contract.
 
     Network input: the log mel [B, 1, T, n_mels] (:meth:`network_input`); scores [B, C] (softmax).
@@ -147,16 +147,7 @@ class AstClassifier(AudioClassifier):
         """Time patches that start inside the first ``frames`` input frames (the others cover padding only)."""
         return max(1, min(self.t_patches, math.ceil(min(frames, self.max_length) / self.t_stride)))
 
-    # -- layers -----------------------------------------------------------------------------
-    def blocks(self) -> list[nn.Module]:
-        return list(self._blocks)
-
-    def block_names(self) -> list[str]:
-        return [f"layer{i + 1}" for i in range(len(self._blocks))]
-
-    def block_channels(self) -> list[int]:
-        return [int(self.hf.config.hidden_size)] * len(self._blocks)
-
+    # -- layers (blocks, their names and widths: EncoderLayers) ------------------------------
     def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's valid patch grid [B, D, T', F'] (time first), shallowest first."""
         valid = self.valid_patches(inp.shape[2])

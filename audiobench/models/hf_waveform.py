@@ -48,7 +48,24 @@ def unit_variance(wave: torch.Tensor) -> torch.Tensor:
     return (wave - mean) / torch.sqrt(var + 1e-7)
 
 
-class HfWaveformClassifier(AudioClassifier):
+class EncoderLayers(AudioClassifier):
+    """A ``transformers`` classifier whose blocks are its encoder layers (``_blocks``, one wrapper per layer,
+    each ``config.hidden_size`` wide), named ``layer1``, ``layer2``, ... (AST's and the waveform models')."""
+
+    hf: nn.Module
+    _blocks: list[nn.Module]
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self._blocks)
+
+    def block_names(self) -> list[str]:
+        return [f"layer{i + 1}" for i in range(len(self._blocks))]
+
+    def block_channels(self) -> list[int]:
+        return [int(self.hf.config.hidden_size)] * len(self._blocks)
+
+
+class HfWaveformClassifier(EncoderLayers):
     """A ``transformers`` waveform classifier (kept as :attr:`hf`) on the model contract.
 
     Network input: the waveform [B, L] (input kind ``waveform``); scores [B, C] (softmax). Blocks: the
@@ -67,15 +84,6 @@ class HfWaveformClassifier(AudioClassifier):
         self.stable = bool(getattr(hf.config, "do_stable_layer_norm", False))
         # not registered as submodules: their layers are hf's (one state dict, one set of parameters)
         self._blocks = [FrameGridBlock(layer) for layer in self.base.encoder.layers]
-
-    def blocks(self) -> list[nn.Module]:
-        return list(self._blocks)
-
-    def block_names(self) -> list[str]:
-        return [f"layer{i + 1}" for i in range(len(self._blocks))]
-
-    def block_channels(self) -> list[int]:
-        return [int(self.hf.config.hidden_size)] * len(self._blocks)
 
     def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
         """Waveforms [B, L] -> every encoder layer's frame grid [B, D, T', 1], shallowest first."""
