@@ -10,7 +10,7 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constra
 
 ESC10  ?= ../shared/data/ESC-10
 
-.PHONY: install demo demo-zs demo-esc10 demo-vad demo-planted demo-multilabel test test-fast latex chromium lint bench clean
+.PHONY: install demo demo-zs demo-ast demo-esc10 demo-vad demo-planted demo-multilabel test test-fast latex chromium lint bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ demo: $(STAMP)
 
 demo-zs: $(STAMP)  # the zero-shot track (LMAC-ZS) on the embedded data
 	$(BIN)/audiobench run suites/synth_zs.yaml
+
+demo-ast: $(STAMP)  # a small AST (shipped): gradient, CAM, occlusion, L-MAC and attention rows, about 10 minutes
+	$(BIN)/audiobench run suites/quickstart_ast.yaml
 
 demo-multilabel: $(STAMP)  # multi-label: a sigmoid CNN14 (shipped), every detected label explained with its own ground truth, about 6 minutes
 	$(BIN)/audiobench run suites/synth_multilabel.yaml
