@@ -247,3 +247,15 @@ def test_one_helper_serves_every_trained_artefact() -> None:
         text = (REPO / rel).read_text()
         assert "cached_artefact(" in text, rel
         assert "restore(" not in text and "torch.save(" not in text and "atomic_write" not in text, rel
+
+
+def test_every_builtin_override_of_a_validate_hook_takes_the_base_signature() -> None:
+    """The harness calls check_classifier(depth, model, names) and check_params(): a built-in (or merged)
+    method written against an older signature fails at validate with a TypeError, as PIQ did."""
+    from audiobench.contracts.registry import METHODS
+
+    for hook in ("check_classifier", "check_params", "row_label", "fit_notes"):
+        want = list(inspect.signature(getattr(Explainer, hook)).parameters)
+        for name in METHODS.builtin_names():
+            got = list(inspect.signature(getattr(METHODS.get(name), hook)).parameters)
+            assert got == want, f"{name}.{hook}{tuple(got)} is not Explainer.{hook}{tuple(want)}"
