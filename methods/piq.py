@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ class PIQ(Explainer):
         self.decoder: PiqDecoder | None = None
         self.block_idx = 0
 
-    def check_classifier(self, depth: int, model: str = "classifier") -> list[tuple[str, str]]:
+    def check_classifier(self, depth: int, model: str = "classifier",
+                         names: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``block`` must be one of them."""
         problem = blocks_problem([self.params.block], depth, model)
         return [("block", problem)] if problem else []
