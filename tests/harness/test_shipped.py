@@ -165,15 +165,15 @@ def test_shipped_lmac_zs_shuts_masks_off_for_unrelated_prompts(tmp_path: Path, m
 
 
 def test_quickstart_on_an_empty_cache_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`make demo` on a fresh machine: classifier, L-MAC and L2I fits all come from the shipped store
+    """`make demo` on a fresh machine: classifier, L-MAC, L2I and PIQ fits all come from the shipped store
     (so their cache keys still match it), and the manifest says so."""
     monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("AUDIOBENCH_SHIPPED", raising=False)
     result = run_suite(ROOT / "suites" / "quickstart.yaml", tmp_path / "run", limit=2, progress=False)
     manifest = result.manifest
     assert manifest["classifier"]["cached"] is True and manifest["classifier"]["shipped"]["store"] == "quickstart"
-    fits = [c["fit"] for c in manifest["cells"] if c["method"] in ("lmac", "l2i")]
-    assert len(fits) == 3 * 2 * (4 + 4)  # per domain and condition: L-MAC, three FT rows, L2I at four thresholds
+    fits = [c["fit"] for c in manifest["cells"] if c["method"] in ("lmac", "l2i", "piq")]
+    assert len(fits) == 3 * 2 * (4 + 4 + 1)  # per domain and condition: L-MAC, three FT rows, L2I at four thresholds, PIQ
     assert all(f["cached"] is True and f["shipped"]["store"] == "quickstart" for f in fits)
     assert all(f["base"]["shipped"]["store"] == "quickstart" for f in fits if "base" in f)
     committed = json.loads((ROOT / "results" / "quickstart" / "manifest.json").read_text())
