@@ -48,7 +48,7 @@ test: $(STAMP) latex chromium  # everything, markers included (slow, browser, cl
 	$(BIN)/python -m pytest -q -rs
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -m "slow and not browser and not cluster and not pip"
 
-test-fast: $(STAMP)  # the quick subset while you work (under 2 minutes on 2 cores): no training, no browser, no cluster, no LaTeX
+test-fast: $(STAMP)  # the quick subset while you work (no training, no browser, no cluster, no LaTeX; README: its time)
 	$(BIN)/python -m pytest -q -rs -m "not slow and not browser and not cluster and not latex and not pip"
 
 latex:  # pdflatex for the LaTeX compile test: installed with apt-get when missing and root

@@ -116,8 +116,9 @@ class PiqDecoder(nn.Module):
 
 @METHODS.register("piq")
 class PIQ(Explainer):
-    """PIQ: a class-partitioned vector-quantised decoder on the classifier's last block, trained to reproduce the
-    input's energy mask (Paissan, Subakan & Ravanelli, 2023)."""
+    """PIQ (Paissan, Subakan & Ravanelli, 2023): a vector-quantised decoder on the classifier's last block, trained.
+
+    Its codebook is partitioned by class; it is trained to reproduce the input's energy mask (the recipe's)."""
 
     display_name = "PIQ"
     Params = PiqParams
