@@ -104,7 +104,7 @@ class _AttentionMap(Explainer):
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """Patch values on the patch grid [B, 1, T', F'], bilinear to (T, n_mels), then onto the domain's grid."""
         clf = ctx.classifier
-        if not getattr(clf, "has_attention", False):
+        if not clf.has_attention:
             raise AudiobenchError(f"{self.name} explains transformers (models with attention); "
                                   f"{type(clf).__name__} has none")
         inp = ctx.model.network_input(x)

@@ -37,7 +37,7 @@ HOOKS: dict[type, tuple[str, ...]] = {
     ModelSpec: ("build", "train_model", "trains_own_way", "trained_conditions", "model_key", "details",
                 "required_frontend", "check", "checkpoint", "architecture", "block_names", "min_input"),
     AudioClassifier: ("network_input", "blocks", "block_names", "block", "block_channels", "features", "head",
-                      "forward", "exact_attribution", "probabilities"),
+                      "forward", "exact_attribution", "probabilities", "attention_maps", "token_grid", "patch_map"),
     Explainer: ("attribute", "explain", "fit", "row_label", "check_params", "check_classifier", "augments",
                 "fit_notes", "note"),
     Dataset: ("load", "fingerprint", "check", "class_count", "known_class_names", "clip_seconds", "has_folds",
@@ -47,7 +47,7 @@ HOOKS: dict[type, tuple[str, ...]] = {
 }
 HOOK_NAMES = sorted({h for hooks in HOOKS.values() for h in hooks} | {
     "output_kind", "output_kinds", "trainable", "detector", "code_version", "run_notes", "Params",
-    "needs_exact_attribution", "knows_exact_attribution", "input_kind"})
+    "needs_exact_attribution", "knows_exact_attribution", "input_kind", "has_attention", "needs_attention"})
 #: duck-typed reads of foreign objects, left as they are: (file, what)
 FOREIGN_HASATTR = {("audiobench/sanity/randomisation.py", "reset_parameters")}  # torch modules
 
