@@ -4,7 +4,9 @@ Every contamination is deterministic per sample: its random draws come from a ge
 the suite seed, the contamination and the sample id, so a clip is contaminated the same way
 whatever the batch, order or ``--limit``. The SNR is that of the clip (its target event and
 background) to the added signal, by power over the whole clip. The result is peak-normalised,
-as the reference recipe normalises every input, and the clean target is scaled with it.
+as the reference recipe normalises every input, and the clean target is scaled with it; for a model
+that declares ``peak_normalise = False`` (a level-dependent detector: :func:`input_level`) the clip
+keeps its recorded level instead and only what is added is scaled.
 
 ``mix: fixed_gain`` reproduces the reference code's mixes instead of an SNR: ``mixture`` and
 ``noise_folder`` divide both signals by their L2 norm and add them with ``gains`` (0.8, 0.2),
@@ -24,57 +26,20 @@ from pydantic import Field, model_validator
 from audiobench.contracts.component import Component, Params
 from audiobench.contracts.registry import CONTAMINATIONS
 from audiobench.data.base import ClipSet, Skip, rms_dbfs
+from audiobench.data.levels import (  # noqa: F401  (peak_normalise, input_level, mix_at_snr: imported from here too)
+    at_input_level,
+    effective_snr_db,
+    input_level,
+    mix_at_snr,
+    peak_normalise,
+    peak_normalising,
+)
 from audiobench.kernel.errors import AudiobenchError
 
 
 def sample_rng(seed: int, salt: str, sample_id: str) -> np.random.Generator:
     """A generator that depends only on (seed, salt, sample id)."""
     return np.random.default_rng([seed, zlib.crc32(salt.encode()), zlib.crc32(sample_id.encode())])
-
-
-def peak_normalise(clips: ClipSet, peak: float = 1.0) -> ClipSet:
-    """Divide each clip (and its target and clean source) by its peak so the loudest sample is ``peak``.
-
-    The factor is computed in float64, so very quiet (even subnormal) and very loud float32 clips
-    reach ``peak`` too; an all-zero clip is left as it is.
-    """
-    amax = clips.waveforms.double().abs().amax(dim=1, keepdim=True)
-    scale = peak / torch.where(amax > 0, amax, torch.ones_like(amax))
-
-    def scaled(x: torch.Tensor) -> torch.Tensor:
-        return (x.double() * scale).to(x.dtype)
-
-    clips.waveforms = scaled(clips.waveforms)
-    if clips.targets is not None:
-        clips.targets = scaled(clips.targets)
-    if clips.clean is not None:
-        clips.clean = scaled(clips.clean)
-    if clips.events is not None:
-        clips.events = (clips.events.double() * scale[:, :, None]).to(clips.events.dtype)
-    return clips
-
-
-def mix_at_snr(signal: torch.Tensor, noise: torch.Tensor, snr_db: float | torch.Tensor) -> torch.Tensor:
-    """signal + g * noise [N, L], g chosen per row so that 10 log10(P_signal / P_gnoise) = ``snr_db``
-    (one value, or one per row as an [N, 1] tensor).
-
-    Powers and gain are computed in float64 (exact for very loud and very quiet float32 rows); the
-    result has ``signal``'s dtype. A row of ``noise`` without energy gets g = 0 (the caller skips it).
-    """
-    s, n = signal.double(), noise.double()
-    p_s = s.pow(2).mean(dim=1, keepdim=True)
-    p_n = n.pow(2).mean(dim=1, keepdim=True)
-    ok = (p_n > 0) & torch.isfinite(p_n)
-    snr = torch.as_tensor(snr_db, dtype=torch.float64)
-    gain = torch.where(ok, torch.sqrt(p_s / (torch.where(ok, p_n, 1.0) * 10 ** (snr / 10))), 0.0)
-    return (s + gain * n).to(signal.dtype)
-
-
-def effective_snr_db(mixed: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """10 log10(P_clean / P_(mixed - clean)) per row [N] (float64, dB): the SNR a mixture really has."""
-    c = clean.double()
-    added = mixed.double() - c
-    return 10 * torch.log10(c.pow(2).sum(dim=1) / added.pow(2).sum(dim=1))
 
 
 def _nonzero(x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +86,8 @@ class Contamination(Component):
         return self.display_name or self.name
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
-        """Contaminate ``clips``; ``pool`` supplies other clips (mixtures)."""
+        """Contaminate ``clips``; ``pool`` supplies other clips (mixtures). The result is at the level the
+        model reads (:func:`input_level`): :meth:`mixed` and :func:`at_input_level` follow it."""
         raise NotImplementedError
 
     def pool(self, dataset: Any, splits: dict[str, ClipSet], split: str, sample_rate: int) -> ClipSet:
@@ -223,7 +189,9 @@ class _Mixing:
 
     def mixed(self, clips: ClipSet, other: torch.Tensor, why: str | None = None, seed: int = 0) -> ClipSet:
         """``clips`` with ``other`` [N, L] added (targets and clean source scaled alike), peak-normalised;
-        ``seed`` draws the per-clip SNRs of an ``snr_db`` range (:meth:`snr_per_clip`).
+        ``seed`` draws the per-clip SNRs of an ``snr_db`` range (:meth:`snr_per_clip`). Inside
+        ``input_level(False)`` the clip keeps its recorded level instead: the mixture is divided by the factor
+        the clip was scaled by (1 for an SNR; ``fixed_gain`` scales the clip), and nothing is peak-normalised.
 
         A row of ``other`` without energy (all zero, or non-finite) would leave its
         clip clean inside the condition: that clip is left out, a recorded skip (reason ``why`` if
@@ -242,12 +210,16 @@ class _Mixing:
         out.clean = clips.uncontaminated
         snr = self.snr_per_clip(out.sample_ids, seed) if self.params.mix == "snr" else None
         out.waveforms, scale = self.combine(clips.waveforms, other.to(clips.waveforms), snr)
+        if not peak_normalising():  # the clip at its recorded level: only what is added is scaled
+            out.waveforms = (out.waveforms.double() / scale.double()).to(out.waveforms.dtype)
+            scale = torch.ones_like(scale)
         if out.targets is not None:
             out.targets = out.targets * scale
         if out.events is not None:
             out.events = out.events * scale[:, :, None]
         out.clean = out.clean * scale
-        out = peak_normalise(out)
+        if peak_normalising():
+            out = peak_normalise(out)
         out.snr_db = effective_snr_db(out.waveforms, out.clean)
         return out
 
@@ -272,7 +244,7 @@ class Source(Params):
 
 
 def with_augmentation(clips: ClipSet, augment: list[Any], seed: int) -> list[ClipSet]:
-    """The clean clips (peak-normalised) followed by each augmenting contamination applied to them,
+    """The clean clips (at the input level: :func:`at_input_level`) followed by each augmenting contamination applied to them,
     in order; mixture partners come from ``clips`` themselves (what trained components train on)."""
     return [NoContamination().apply(clips, clips, seed)] + [c.apply(clips, clips, seed) for c in augment]
 
@@ -284,7 +256,7 @@ class NoContamination(Contamination):
     display_name = "clean"
 
     def apply(self, clips: ClipSet, pool: ClipSet, seed: int) -> ClipSet:
-        return peak_normalise(clips.subset(slice(None)))
+        return at_input_level(clips)
 
 
 @CONTAMINATIONS.register("mixture")

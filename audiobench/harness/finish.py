@@ -78,6 +78,8 @@ def finish(
     manifest = build_manifest(session.suite, session.trained.info, cell_meta, session.load_skips, frame, session.limit,
                               session.device, t_start, session.classifier.class_names)
     manifest["output_kind"] = session.classifier.output_kind  # the network's own (a trained record may not say)
+    if not session.suite.model.build().peak_normalise:  # only where it departs: earlier manifests stay as they are
+        manifest["input_level"] = "recorded"
     manifest["selection"] = session.selection
     manifest["training"] = training_record(session.splits, session.suite.augment, session.suite.train,
                                            classifier_trains_here(session.suite.model), session.suite.model)

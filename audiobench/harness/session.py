@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from audiobench.contracts.registry import METRICS
 from audiobench.data.base import ClipSet, Skip
 from audiobench.data.contaminations import condition_record
 from audiobench.data.integrity import check_splits
+from audiobench.data.levels import input_level
 from audiobench.data.sampling import select_clips
 from audiobench.harness.cells import (
     Cell,
@@ -100,7 +102,8 @@ class Session:
             suite, sr = self.suite, self.suite.frontend.sample_rate
             contamination = cell.contamination.build()
             pool = contamination.pool(self.dataset, self.splits, suite.split, sr)  # mixture partners: a split, or folds
-            clips = self.conditions[ckey] = contamination.apply(self.evaluated, pool, suite.seed)
+            with self.input_level():
+                clips = self.conditions[ckey] = contamination.apply(self.evaluated, pool, suite.seed)
             if any(d.cls().listenable for d in suite.domains) and suite.audio.n:
                 n = min(suite.audio.n, len(clips))
                 inputs = self.store.root / "audio" / ckey / "input"
@@ -109,6 +112,11 @@ class Session:
                 for stale in set(inputs.glob("*.wav")) - wanted:  # an earlier, larger audio.n: no input without its interpretations
                     stale.unlink(missing_ok=True)
         return self.conditions[ckey]
+
+    def input_level(self) -> AbstractContextManager[None]:
+        """The level clips reach the model at (:func:`~audiobench.data.levels.input_level`), as the suite's model
+        declares (``ModelSpec.peak_normalise``): entered around conditions and fits."""
+        return input_level(self.suite.model.build().peak_normalise)
 
     def model(self, cell: Cell) -> DomainModel:
         return DomainModel(self.classifier, cell.domain.build(), self.frontend).eval()
@@ -128,12 +136,15 @@ class Session:
             if explainer.augments():  # what the fit may see is part of what it is (absent: earlier keys kept;
                 # fits cached before train.augment existed trained on the evaluated conditions and must not be reused)
                 identity["augment"] = [c.identity() for c in suite.augment]  # a noise folder by its content
-            info = explainer.fit(FitContext(
-                model=self.model(cell), train=self.splits["train"], valid=self.splits["valid"],
-                augment=augment, seed=suite.seed, device=self.device, identity=identity,
-                log_dir=self.store.root / "logs" / cell.folder / cell.domain.build().key(),
-                progress=self.progress, max_rows=explain_rows(self.device),
-            ))
+            if not self.suite.model.build().peak_normalise:  # absent otherwise: earlier keys kept
+                identity["input_level"] = "recorded"
+            with self.input_level():
+                info = explainer.fit(FitContext(
+                    model=self.model(cell), train=self.splits["train"], valid=self.splits["valid"],
+                    augment=augment, seed=suite.seed, device=self.device, identity=identity,
+                    log_dir=self.store.root / "logs" / cell.folder / cell.domain.build().key(),
+                    progress=self.progress, max_rows=explain_rows(self.device),
+                ))
             # what it trained on: the clean training splits (ids in the manifest's ``training``) and these conditions,
             # unless the fit says it read less (a SHAP background: the train split only)
             info = {"trained_on": {"clips": ["train", "valid"], "augment": [c.key() for c in augment]}, **info}
@@ -218,6 +229,8 @@ def _cells(
         "audio": suite.audio.model_dump(),
         "masks": suite.masks.model_dump(), "clips": stable_hash(evaluated.sample_ids),
     }
+    if not suite.model.build().peak_normalise:  # clips at their recorded level (absent otherwise: ids kept)
+        common["input_level"] = "recorded"
     if suite.targets.model_dump() != type(suite.targets)().model_dump():  # the default keeps existing cells' hashes
         common["targets"] = suite.targets.model_dump(mode="json")
     if suite.uses_budget():  # only where it shapes a number: other suites' cell ids stay
@@ -232,10 +245,12 @@ def prepare(
     """The shared stage: load the splits, get the classifier (trained once, cached), list the cells."""
     tune_allocator()
     suite, store, dev, frontend, dataset, splits, load_skips, limit = _load(suite, output, limit, device, overwrite)
-    trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
-        suite.model.build(), suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split,
-        augment=[c.build() for c in suite.augment],
-    )
+    spec = suite.model.build()
+    with input_level(spec.peak_normalise):  # training and the accuracy it records read clips at the model's level
+        trained = get_classifier(  # model.checkpoint: loaded as it is; otherwise trained here and cached
+            spec, suite.train, splits, frontend, dataset.fingerprint(), suite.seed, dev, progress, suite.split,
+            augment=[c.build() for c in suite.augment],
+        )
     trained.model.eval().requires_grad_(False)
     evaluated, selection, common, cells = _cells(suite, splits, trained.info["hash"], limit)
     return Session(suite, store, dev, frontend, dataset, splits, load_skips, trained, evaluated, limit,

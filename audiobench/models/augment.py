@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from audiobench.data.levels import peak_normalising
+
 
 def mask_batch(feats: torch.Tensor, max_share: float, gen: torch.Generator, hop: int = 160) -> torch.Tensor:
     """Zero random frames and mel bands of each clip (log-mel [B, 1, T, M]); per clip a share up to ``max_share``.
@@ -41,11 +43,14 @@ def mix_batch(
 
 def mix_rows(x: torch.Tensor, other: torch.Tensor, snr_db: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Training-time mixing: ``x + g * other`` [B, L] where ``chosen`` [B] (bool), g per row so that
-    10 log10(P_x / P_(g other)) = ``snr_db`` [B]; every row is then peak-normalised. In the batch's
+    10 log10(P_x / P_(g other)) = ``snr_db`` [B]; every row is then peak-normalised (kept at its level inside
+    :func:`~audiobench.data.levels.input_level` ``(False)``, for a model that reads recorded levels). In the batch's
     dtype, for speed (evaluation contaminations use the float64 :func:`~audiobench.data.contaminations.mix_at_snr`).
     """
     p_s = x.pow(2).mean(dim=1)
     p_n = other.pow(2).mean(dim=1).clamp_min(1e-20)
     gain = torch.sqrt(p_s / (p_n * 10 ** (snr_db / 10))) * chosen
     mixed = x + gain[:, None] * other
+    if not peak_normalising():
+        return mixed
     return mixed / mixed.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)

@@ -274,6 +274,10 @@ class ModelSpec(Component):
     # models whose attribution is known in closed form; validate allows the ``exact`` row only with these
     knows_exact_attribution: ClassVar[bool] = False
     has_attention: ClassVar[bool] = False  # as the classifier it builds: validate allows the attention methods
+    # clips reach the model peak-normalised (True: the reference recipe's, for training, fits and every evaluated
+    # condition) or at their recorded level (False: a model whose output depends on level, e.g. a detector, which
+    # peak normalisation would show room tone at full scale); the manifest records it (``input_level``)
+    peak_normalise: ClassVar[bool] = True
 
     def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
         """The network for ``class_names``, reading ``n_mels`` mel bands at ``sample_rate`` Hz."""
@@ -324,7 +328,8 @@ class ModelSpec(Component):
         return [f"input: {cls.input_kind}; output kind: {cls.output_kind}; trained: {trained}"
                 + ("; a detector (classes absent, present)" if cls.detector else "")
                 + (f"; per-frame scores pooled by {cls.frame_pooling}" if cls.frame_pooling else "")
-                + ("; knows its exact attribution" if cls.knows_exact_attribution else ""),
+                + ("; knows its exact attribution" if cls.knows_exact_attribution else "")
+                + ("" if cls.peak_normalise else "; reads clips at their recorded level (no peak normalisation)"),
                 f"front end: {fe}"]
 
     def required_frontend(self) -> dict[str, Any]:

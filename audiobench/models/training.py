@@ -12,7 +12,7 @@ import torch
 from audiobench.contracts.domains import Domain, Mel, Stft2Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
-from audiobench.data.contaminations import peak_normalise, with_augmentation
+from audiobench.data.contaminations import at_input_level, with_augmentation
 from audiobench.kernel.artefacts import cached_artefact
 from audiobench.kernel.batching import CPU_ROWS
 from audiobench.kernel.cache import cache_dir, content_dump, stable_hash
@@ -42,8 +42,9 @@ class TrainedClassifier:
 
 def _features(frontend: Frontend, clips: ClipSet, device: torch.device, model: AudioClassifier,
               batch: int = CPU_ROWS) -> torch.Tensor:
-    """The peak-normalised clips on the grid harness training reads for ``model`` (:func:`training_grid`)."""
-    clips = peak_normalise(clips.subset(slice(None)))
+    """The clips at the input level (peak-normalised unless the model declares otherwise:
+    :func:`~audiobench.data.levels.input_level`) on the grid harness training reads for ``model`` (:func:`training_grid`)."""
+    clips = at_input_level(clips)
     with torch.no_grad():
         parts = [training_grid(model, frontend, clips.waveforms[i : i + batch].to(device)) for i in range(0, len(clips), batch)]
     return torch.cat(parts)
@@ -83,7 +84,7 @@ def network_inputs(model: AudioClassifier, frontend: Frontend, grid: torch.Tenso
 
 
 def model_inputs(model: AudioClassifier, frontend: Frontend, clips: ClipSet, device: torch.device) -> torch.Tensor:
-    """The peak-normalised ``clips`` as ``model`` reads them (:func:`network_inputs` of their training grid):
+    """The ``clips`` at the input level (:func:`_features`) as ``model`` reads them (:func:`network_inputs` of their training grid):
     what its accuracy is measured on."""
     return network_inputs(model, frontend, _features(frontend, clips, device, model))
 
@@ -121,6 +122,8 @@ def classifier_key(
     }
     if init is not None:
         identity["init"] = init
+    if not spec.peak_normalise:  # clips at their recorded level (absent otherwise: earlier keys kept)
+        identity["input_level"] = "recorded"
     if augment and getattr(train, "augment_prob", 0) > 0:  # absent otherwise: earlier keys kept
         identity["augment"] = [{"name": c.name, **content_dump(c.params)} for c in augment]  # a noise folder by content
     return stable_hash(identity)

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from audiobench.data.contaminations import peak_normalise
+from audiobench.data.levels import at_input_level
 from audiobench.harness.cells import Cell, explain_rows
 from audiobench.kernel.batching import chunked
 from audiobench.kernel.cache import atomic_write_json, stable_hash
@@ -149,7 +149,8 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
     any_cell = next(iter(cells.values()))
     domain, frontend = any_cell.domain.build(), session.frontend
     clf0 = session.classifier
-    train = peak_normalise(session.splits["train"].subset(slice(None)))  # as the "none" condition normalises
+    with session.input_level():  # as the "none" condition reads them
+        train = at_input_level(session.splits["train"])
 
     def represent(wave: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -108,6 +108,8 @@ class Manifest(_Record):
     classifier: dict[str, Any] = Field(default_factory=dict)
     classes: list[str] = Field(default_factory=list)
     output_kind: str = "softmax"
+    # the level clips reached the model at: peak-normalised (the recipe's) or as recorded (ModelSpec.peak_normalise)
+    input_level: Literal["peak-normalised", "recorded"] = "peak-normalised"
     prompts: list[str] | None = None
     accuracy: Accuracy = Field(default_factory=Accuracy)
     metrics: dict[str, MetricRecord] = Field(default_factory=dict)

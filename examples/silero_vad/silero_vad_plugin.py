@@ -49,7 +49,7 @@ class SileroVad(AudioClassifier):
 @MODELS.register("silero_vad")
 class SileroVadSpec(ModelSpec):
     """Silero VAD v6 (16 kHz), weights from the installed wheel; classes (no speech, speech)."""
-    trainable, input_kind, detector, frame_pooling = False, "linear", True, "max"
+    trainable, input_kind, detector, frame_pooling, peak_normalise = False, "linear", True, "max", False  # level as recorded
 
     def required_frontend(self) -> dict:
         return {"sample_rate": 16000, "n_fft": 256, "win_length": 256, "hop_length": 128, "window": "hann"}
