@@ -28,6 +28,7 @@ from audiobench.contracts.registry import METHODS
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from audiobench.methods.blocks import layer_index
+from audiobench.models.modules import as_grid
 
 
 class CamParams(ExplainerParams):
@@ -75,6 +76,9 @@ class _Cam(Explainer):
         grid (a model that reads it, e.g. ``band_energy``) is taken as it is."""
         if cam.dim() == 3:  # a 1-D block module's output [B, C, T'] (e.g. Conv1d): its map [B, 1, T'] has no frequency axis
             cam = cam.unsqueeze(-1)
+        if cam.dim() != 4:
+            raise AudiobenchError(f"{self.name}: layer {self.params.layer!r} gives maps of shape {tuple(cam.shape)}, not "
+                                  "[B, 1, T', F'] or [B, 1, T']: name a block or a module whose output is a feature map")
         if cam.shape[-2:] == x.shape[-2:]:
             return cam
         if x.shape[-1] > 1:  # a block without a frequency axis: the upsampled map is constant over it
@@ -86,9 +90,18 @@ class _Cam(Explainer):
         )
         return up if self.params.mel_to_linear == "stretch" else ctx.domain.from_mel_grid(ctx.frontend, up)
 
+    def checked_cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+        """:meth:`cam`, noted in the run (the table's caption) when it is zero on every row of the batch: the
+        score's gradient does not reach the layer (AST's last layer: its patch tokens never reach the head)."""
+        cam = self.cam(x, target, ctx)
+        if not bool(cam.ne(0).any()):
+            self.note(f"its maps were zero on every row of a batch: the score's gradient does not reach layer "
+                      f"{self.params.layer!r} (or its output is zero there); choose another layer")
+        return cam
+
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """The map made non-negative on the block's grid (``nonneg``: relu, as the papers, or abs), then upsampled."""
-        cam = self.cam(x, target, ctx)
+        cam = self.checked_cam(x, target, ctx)
         cam = cam.abs() if self.params.nonneg == "abs" else cam.clamp_min(0)
         return self.to_domain_grid(cam, x, ctx)
 
@@ -131,12 +144,11 @@ class GradCAMPlusPlus(_Cam):
             with torch.enable_grad():
                 logits = ctx.model(x.detach().requires_grad_(True))
                 score = logits.gather(1, target.view(-1, 1)).sum()
+                as_grid(store["a"], str(self.params.layer))  # a feature map, or a one-line error
                 grads = torch.autograd.grad(score, store["a"])[0]
         finally:
             handle.remove()
-        acts = store["a"].detach()
-        if acts.dim() == 3:  # a 1-D block module's output [B, C, T']: as [B, C, T', 1]
-            acts, grads = acts.unsqueeze(-1), grads.unsqueeze(-1)
+        acts, grads = as_grid(store["a"].detach(), str(self.params.layer)), as_grid(grads, str(self.params.layer))
         weights = gradcam_pp_weights(acts, grads)
         return (weights * acts).sum(dim=1, keepdim=True)
 
@@ -156,4 +168,4 @@ class GuidedGradCAM(_Cam):
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """Guided backprop times the ReLU'd GradCAM map (as defined); ``nonneg`` acts on the signed product."""
         guided = attr.GuidedBackprop(ctx.model).attribute(x, target=target)
-        return guided * self.to_domain_grid(self.cam(x, target, ctx).clamp_min(0), x, ctx)
+        return guided * self.to_domain_grid(self.checked_cam(x, target, ctx).clamp_min(0), x, ctx)

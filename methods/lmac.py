@@ -94,7 +94,7 @@ from audiobench.methods.base import (
     classifier_blocks,
     draw_versions,
 )
-from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.blocks import blocks_entries_problem, layer_outputs, names_layers
 from audiobench.methods.lmac_objective import (
     FinetuneParams,
     LmacParams,
@@ -130,9 +130,9 @@ class LmacDecoder(nn.Module):
     this map (weight = its transpose, bias 0) replaces the caller's fixed ``to_domain`` spreading.
     """
 
-    def __init__(self, channels: list[int], hidden: int, grid_map: torch.Tensor | None = None):
+    def __init__(self, channels: list[int | None], hidden: int, grid_map: torch.Tensor | None = None):
         super().__init__()
-        self.proj = nn.ModuleList(nn.Conv2d(c, hidden, 1) for c in channels)
+        self.proj = nn.ModuleList(nn.Conv2d(c, hidden, 1) if c else nn.LazyConv2d(hidden, 1) for c in channels)
         self.up = nn.ModuleList(nn.ConvTranspose2d(hidden, hidden, 2, stride=2) for _ in channels[1:])
         self.refine = nn.ModuleList(
             nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.ReLU())
@@ -185,13 +185,13 @@ class LMAC(Explainer):
         super().__init__(params)
         self.decoder: LmacDecoder | None = None
         self.block_idx: list[int] = []
+        self.layers: list[int | str] = []  # blocks named by name or module path (read by hooks, deepest first)
 
     def check_classifier(self, depth: int, model: str = "classifier",
                          names: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it
         (an int larger than the depth means every block)."""
-        blocks = self.params.blocks
-        problem = blocks_problem(min(blocks, depth) if isinstance(blocks, int) else blocks, depth, model)
+        problem = blocks_entries_problem(self.params.blocks, depth, model, names)
         return [("blocks", problem)] if problem else []
 
     def row_label(self) -> str:
@@ -229,6 +229,9 @@ class LMAC(Explainer):
     def _build(self, model: DomainModel) -> LmacDecoder:
         clf = model.classifier
         blocks = self.params.blocks
+        if names_layers(blocks):  # names and module paths: read by hooks, channels found at the first batch
+            self.layers, channels = list(blocks), [None] * len(blocks)
+            return LmacDecoder(channels, self.params.hidden, grid_map(model) if self.params.head == "linear" else None)
         if isinstance(blocks, int):  # the N deepest, at most every block the classifier has
             blocks = min(blocks, clf.depth)
         self.block_idx = sorted(classifier_blocks(blocks, clf.depth, self.name), reverse=True)  # deepest first
@@ -237,8 +240,8 @@ class LMAC(Explainer):
 
     def _mask(self, decoder: LmacDecoder, model: DomainModel, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            feats = model.features(x)
-        chosen = [feats[i - 1] for i in self.block_idx]
+            feats = layer_outputs(model, x, self.layers) if self.layers else model.features(x)
+        chosen = feats if self.layers else [feats[i - 1] for i in self.block_idx]
         self.note_flat_blocks(chosen, "masks")
         mel_size = (x.shape[-2], model.frontend.params.n_mels)
         return decoder(chosen, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
@@ -258,6 +261,10 @@ class LMAC(Explainer):
 
     def _fit_stage(self, ctx: FitContext, key: str, stage1: LmacDecoder | None) -> dict[str, Any]:
         decoder = self._build(ctx.model).to(ctx.device)
+        if self.layers:  # lazy projections: one pass over two training clips gives them their channels
+            rep = ctx.model.domain.represent(ctx.model.frontend, ctx.train.waveforms[:2].to(ctx.device))
+            with ctx.model.reading(rep), torch.no_grad():
+                self._mask(decoder, ctx.model, rep.x)
 
         def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             if stage1 is not None:
@@ -310,7 +317,7 @@ class LMAC(Explainer):
             start_info |= {"gated_per_epoch": {s: [round(h[f"{s}_gated"], 4) for h in info["history"]]
                                                for s in ("train", "valid")}}
             start_info["gated_share"] = round(sum(h["train_gated"] for h in info["history"]) / len(info["history"]), 4)
-        return {"stage": "finetune" if finetuning else "train", "blocks": self.block_idx, **info, **start_info,
+        return {"stage": "finetune" if finetuning else "train", "blocks": self.block_idx or self.layers, **info, **start_info,
                 "seconds": round(time.perf_counter() - start, 2)}
 
     @torch.no_grad()

@@ -48,7 +48,8 @@ class FinetuneParams(Params):
 class LmacParams(ExplainerParams):
     nonneg: Literal["abs", "relu", "none"] = "none"  # the decoder's sigmoid is already a mask in [0, 1]
     normalize: Literal["max", "none"] = "none"  # the continuous mask is used as is, as in the recipe
-    blocks: int | list[int] = Field(4, description="the N deepest classifier blocks, or a list of 1-based indices")
+    blocks: int | list[int | str] = Field(4, description="the N deepest classifier blocks, or a list of 1-based "
+                                          "indices, block names or dotted module paths (conv_block3.conv2)")
     hidden: int = Field(32, ge=2, description="decoder channels")
     lambda_in: float = Field(4.0, ge=0)
     lambda_out: float = Field(0.2, ge=0)

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from audiobench.contracts.component import Component
 from audiobench.kernel.errors import AudiobenchError
+from audiobench.models.modules import is_module_path, submodule
 
 if TYPE_CHECKING:
     from audiobench.contracts.domains import ClipPhase, Domain
@@ -174,10 +175,13 @@ class AudioClassifier(nn.Module):
         return len(self.blocks())
 
     def block(self, layer: str | int) -> nn.Module:
-        """A block by 1-based index (negative: from the deepest), by name, or ``"last"``.
+        """A block by 1-based index (negative: from the deepest), by name, or ``"last"``; or any submodule by
+        its dotted module path (``conv_block3.conv2``: :mod:`audiobench.models.modules`).
 
         Raises :class:`AudiobenchError` (one line, listing the valid names) when there is no such block.
         """
+        if is_module_path(layer):
+            return submodule(self, str(layer))
         blocks, names = self.blocks(), self.block_names()
         if isinstance(layer, str) and layer.lstrip("-").isdigit():
             layer = int(layer)
@@ -314,22 +318,23 @@ class ModelSpec(Component):
 
     @classmethod
     def details(cls) -> list[str]:
-        """What ``audiobench list models --verbose`` prints above the parameters: the output kind, whether
-        and how it is trained, the front end it requires (from default parameters) and whether it knows its
-        exact attribution."""
+        """What ``audiobench list models --verbose`` prints above the parameters, read from a spec of default
+        parameters (a declaration set per instance shows its default): the input and output kinds, whether and
+        how it is trained, the front end it requires and whether it knows its exact attribution."""
         try:
-            frontend = cls().required_frontend()
+            spec: Any = cls()
+            frontend = spec.required_frontend()
         except Exception:  # noqa: BLE001  a spec that needs parameters to say it
-            frontend = None
+            spec, frontend = cls, None
         fe = ("any (the suite's)" if frontend == {} else "set by its parameters" if frontend is None
               else ", ".join(f"{k} {v}" for k, v in frontend.items()))
-        trained = ("no (used as built)" if not cls.trainable else "yes, its own way" if cls.train_model is not
+        trained = ("no (used as built)" if not spec.trainable else "yes, its own way" if cls.train_model is not
                    ModelSpec.train_model else "yes (model.train)")
-        return [f"input: {cls.input_kind}; output kind: {cls.output_kind}; trained: {trained}"
-                + ("; a detector (classes absent, present)" if cls.detector else "")
-                + (f"; per-frame scores pooled by {cls.frame_pooling}" if cls.frame_pooling else "")
-                + ("; knows its exact attribution" if cls.knows_exact_attribution else "")
-                + ("" if cls.peak_normalise else "; reads clips at their recorded level (no peak normalisation)"),
+        return [f"input: {spec.input_kind}; output kind: {spec.output_kind}; trained: {trained}"
+                + ("; a detector (classes absent, present)" if spec.detector else "")
+                + (f"; per-frame scores pooled by {spec.frame_pooling}" if spec.frame_pooling else "")
+                + ("; knows its exact attribution" if spec.knows_exact_attribution else "")
+                + ("" if spec.peak_normalise else "; reads clips at their recorded level (no peak normalisation)"),
                 f"front end: {fe}"]
 
     def required_frontend(self) -> dict[str, Any]:

@@ -254,6 +254,12 @@ class HfAudioSpec(ModelSpec):
             if config is not None and config.model_type in WAVEFORM_TYPES:
                 self.input_kind, self.has_attention = "waveform", False
 
+    @classmethod
+    def details(cls) -> list[str]:
+        """The embedded AST's (the default), and what a folder's model changes: its input kind and training."""
+        return [*super().details(), "with path: a folder's AST reads logmel, its wav2vec2 / HuBERT / WavLM the "
+                "waveform (stft2mel only); used as built (not trained)"]
+
     def architecture(self) -> tuple[int, int]:
         """(hidden size, layers): the folder's config when there is one (validate reads the depth for ``layer``)."""
         if self.params.path is None:

@@ -58,6 +58,9 @@ def test_list_models_verbose_says_what_each_model_reads_and_how_it_trains(capsys
     assert "output kind: similarity; trained: yes, its own way" in block("clap_synth")
     assert "trained: no (used as built)" in block("msclap") and "sample_rate 44100" in block("msclap")
     assert "knows its exact attribution" in block("band_energy")
+    assert "input: waveform" in block("wavecnn") and "input: logmel" in block("cnn14")
+    hf = "\n".join(out[next(i for i, line in enumerate(out) if line.startswith("hf_audio ")):][:4])
+    assert "input: logmel" in hf and "wav2vec2 / HuBERT / WavLM the waveform" in hf  # per instance, said
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path, write_suite) -> None:
