@@ -25,7 +25,7 @@ from audiobench.contracts.explanation import Explanation
 from audiobench.contracts.registry import METHODS
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import DomainModel, ExplainContext, ExplainerParams
-from audiobench.methods.l2i import Interpretation, L2I
+from audiobench.methods.l2i import L2I, Interpretation
 from audiobench.models.l2i_bd import L2IByDesign
 
 

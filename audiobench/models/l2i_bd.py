@@ -29,7 +29,7 @@ column heads are lost in our copy; see docs/l2i_by_design.md), K = 100, the last
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field

@@ -12,8 +12,8 @@ import torch
 
 from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.data.synth import SynthDataset
-from audiobench.suite.schema import TrainParams
 from audiobench.models.l2i_bd import L2IByDesignSpec, block_indices, by_design_loss
+from audiobench.suite.schema import TrainParams
 from audiobench.testing import check_method
 
 
