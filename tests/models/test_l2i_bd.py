@@ -127,7 +127,7 @@ def _splits() -> dict:
 @pytest.mark.parametrize("prediction", ["f", "g"])
 def test_joint_training_classifies_above_chance(prediction: str, tmp_path, monkeypatch) -> None:
     """A short joint training (the embedded synth data, 4 classes, 12 epochs): g's test accuracy is far above
-    chance (0.25); measured 1.00 (f) and 1.00 (g) at 1 and 2 threads: asserted >= 0.7."""
+    chance (0.25); measured 0.875 (f) and 0.958 (g) at 1 thread, 0.875 and 1.00 at 2: asserted >= 0.7."""
     monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path))
     tp = TrainParams(epochs=12, lr=0.003, batch_size=16)
     splits = _splits()
