@@ -282,6 +282,9 @@ class ModelSpec(Component):
     # condition) or at their recorded level (False: a model whose output depends on level, e.g. a detector, which
     # peak normalisation would show room tone at full scale); the manifest records it (``input_level``)
     peak_normalise: ClassVar[bool] = True
+    # a spec training its own way (train_model) that honours model.train.augment_prob with the suite's
+    # train.augment conditions (passed as ``augment``); validate refuses augment_prob > 0 for the others
+    takes_augment: ClassVar[bool] = False
 
     def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
         """The network for ``class_names``, reading ``n_mels`` mel bands at ``sample_rate`` Hz."""
@@ -289,10 +292,11 @@ class ModelSpec(Component):
 
     def train_model(
         self, train_params: Any, splits: dict[str, Any], frontend: Frontend, data_fingerprint: dict, seed: int,
-        device: torch.device, progress: bool = True, evaluated: str = "test",
+        device: torch.device, progress: bool = True, evaluated: str = "test", augment: Any = (),
     ) -> Any | None:
         """A model trained its own way (a zero-shot dual encoder trained contrastively): return a
-        :class:`~audiobench.models.training.TrainedClassifier` (cached by the spec). ``None``, the
+        :class:`~audiobench.models.training.TrainedClassifier` (cached by the spec); ``augment``: the suite's
+        ``train.augment`` conditions (contaminations), for a spec that honours ``model.train.augment_prob``. ``None``, the
         default, means the harness's classifier training (or, for ``trainable = False``, the model as built)."""
         return None
 
@@ -311,6 +315,7 @@ class ModelSpec(Component):
 
     def model_key(
         self, train_params: Any, splits: dict[str, Any], frontend: Frontend, data_fingerprint: dict, seed: int,
+        augment: Any = (),
     ) -> str | None:
         """The cache key :meth:`train_model` gives its model (its ``info['hash']``), computed without
         training or loading anything; ``None`` for specs that do not override :meth:`train_model`."""

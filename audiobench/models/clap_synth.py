@@ -192,7 +192,7 @@ class ClapSynthSpec(ModelSpec):
         return [problem] if problem else []
 
     def model_key(self, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
-                  seed: int) -> str:
+                  seed: int, augment: Any = ()) -> str:
         """The dual encoder's cache key: everything that shapes its weights (not the evaluation prompts)."""
         return stable_hash({"model": {"name": self.name, **self.params.model_dump(exclude={"template", "prompts"})},
                             "train": train_params.model_dump(), "classes": splits["train"].class_names,
@@ -201,9 +201,9 @@ class ClapSynthSpec(ModelSpec):
 
     def train_model(
         self, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict, seed: int,
-        device: torch.device, progress: bool = True, evaluated: str = "test",
+        device: torch.device, progress: bool = True, evaluated: str = "test", augment: Any = (),
     ) -> Any:
-        """Train (or load from the cache) the dual encoder; returns a ``TrainedClassifier`` whose
+        """Train (or load from the cache) the dual encoder (``augment`` unused: it draws its own conditions); returns a ``TrainedClassifier`` whose
         ``info['accuracy'][evaluated]`` is the zero-shot accuracy with the evaluation prompts."""
         from audiobench.models.training import TrainedClassifier, accuracy, model_inputs
 

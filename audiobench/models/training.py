@@ -326,7 +326,7 @@ def classifier_hash(
     """The ``info['hash']`` that :func:`get_classifier` gives the suite's classifier, computed without
     training, loading or building it (a checkpoint is read once for its digest): what cell ids need,
     e.g. for ``audiobench run SUITE --list-cells`` on a machine that has not trained yet."""
-    own = spec.model_key(train_params, splits, frontend, data_fingerprint, seed)
+    own = spec.model_key(train_params, splits, frontend, data_fingerprint, seed, augment=augment)
     if own is not None:
         return own
     if not spec.trainable:
@@ -345,7 +345,8 @@ def get_classifier(
     with the ``augment`` conditions (``train.augment``) when ``train_params.augment_prob`` > 0;
     a model that is not ``trainable`` is used as its spec builds it; a spec that trains its own way
     (``ModelSpec.train_model``, e.g. the zero-shot ``clap_synth``) does so."""
-    own = spec.train_model(train_params, splits, frontend, data_fingerprint, seed, device, progress, evaluated)
+    own = spec.train_model(train_params, splits, frontend, data_fingerprint, seed, device, progress, evaluated,
+                           augment=augment)
     if own is not None:
         return own
     if not spec.trainable:

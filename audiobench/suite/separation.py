@@ -111,7 +111,7 @@ def check_separation(
             errors.add(("contaminations", i, "in_domain"), "'none' (the clean clips) is always in-domain; remove in_domain")
     trained: list[tuple[KeyPath, str, list[tuple[tuple[str, ...], str, KeyPath]]]] = []
     own_way = model is not None and model.build().trains_own_way()
-    if own_way and train.augment_prob > 0:
+    if own_way and train.augment_prob > 0 and not model.build().takes_augment:
         errors.add(("model", "train", "augment_prob"), f"model '{model.name}' trains its own way and does not take "
                    "train.augment; set augment_prob to 0")
     trains = model is not None and (training or classifier_trains_here(model))
