@@ -144,6 +144,10 @@ class LMACTD(Explainer):
         problem = blocks_problem(min(blocks, depth) if isinstance(blocks, int) else blocks, depth, model)
         return [("blocks", problem)] if problem else []
 
+    def row_label(self) -> str:
+        """``LMAC-TD, α=0.75``: the mix weight names the row, as the code's README does (``L-MAC TD, α = 0.75``)."""
+        return f"LMAC-TD, α={self.params.alpha:g}"
+
     def check_params(self) -> list[tuple[str, str]]:
         """Even filter and chunk lengths, and heads that divide the mask network's width."""
         p, out = self.params, []
