@@ -85,6 +85,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from audiobench.contracts.domains import Domain
 from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import with_augmentation
@@ -382,7 +383,7 @@ class LMAC(Explainer):
         mask = binary_mask(mask, self.params.binarize) if self.params.binarize is not None else mask
         return resynthesis_mask(ctx.model, x, mask) if self.params.reanalyse == "waveform" else mask
 
-    def domain_problem(self, domain) -> str | None:
+    def domain_problem(self, domain: Domain) -> str | None:
         """``reanalyse: waveform`` needs a listenable domain (:func:`reanalysis_problem`)."""
         return reanalysis_problem(domain, needs_waveform=True) if self.params.reanalyse == "waveform" else None
 
