@@ -41,7 +41,7 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from audiobench.contracts.domains import Domain, Representation, Stft2Mel
+from audiobench.contracts.domains import Domain, Stft2Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.contracts.registry import METHODS
 from audiobench.data.contaminations import with_augmentation
@@ -129,6 +129,7 @@ class LMACTD(Explainer):
     Params = LmacTdParams
     trainable = True
     output_kinds = ("softmax",)  # trained on argmax f(x), as the recipe
+    code_version = LMAC_TD_CODE_VERSION
     needs_gradients = False
     signed_maps = False
 
@@ -238,7 +239,7 @@ class LMACTD(Explainer):
                 y_hat = model(rep.x).argmax(dim=-1)
             e, out, _ = self._run(net, model, rep.x, wave)
         both = model.domain.represent(model.frontend, torch.cat([e, out]))
-        with model.reading(Representation(both.x, both.stft, both.length)):
+        with model.reading(both):  # rows 0..2B-1 are clips of their own
             logits = model(both.x)
         b = wave.shape[0]
         terms = td_loss(logits[:b], logits[b:], y_hat, e, out, wave, model.frontend, self.params)
