@@ -305,7 +305,8 @@ def decoder_vs_floor(b: Bench, name: str) -> dict[str, Any]:
     step, ctx = b.max_rows, b.ctx()
 
     def explain() -> None:
-        method.explain(b.x, b.target, ctx).mask.cpu()
+        with b.model.reading(b.rep):  # as the engine: the clips read (lmac_td explains their waveforms)
+            method.explain(b.x, b.target, ctx).mask.cpu()
 
     def floor() -> None:
         with torch.no_grad():
