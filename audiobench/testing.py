@@ -107,7 +107,8 @@ def check_method(
     ``waveform``, on a small raw-waveform model (:class:`~audiobench.models.wavecnn.WaveCnn`) in ``stft2mel``:
     such a model reads each row with its clip's phase, so a method that feeds the model rows laid out
     otherwise than by tiling the clips (row j from clip j mod N), without naming each row's clip
-    (:func:`audiobench.kernel.batching.row_clips`), fails the batch-against-rows rule there.
+    (:func:`audiobench.kernel.batching.row_clips`), fails the batch-against-rows rule there. A domain the
+    method instance refuses (:meth:`Explainer.domain_problem`, as ``validate`` does) is skipped.
     """
     cls = METHODS.get(name)
     _check(isinstance(cls, type) and issubclass(cls, Explainer), name, "is not an Explainer subclass")
@@ -129,6 +130,8 @@ def check_method(
         if cls.domains is not None and domain.name not in cls.domains:
             continue
         explainer = cls(params or {})
+        if explainer.domain_problem(domain) is not None:  # refused at validate (e.g. lmac{reanalyse: waveform} on mel)
+            continue
         model = DomainModel(clf, domain, frontend).eval()
         clips = _tones(6, 3)
         if explainer.trainable and fit:

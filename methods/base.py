@@ -37,19 +37,21 @@ class DomainModel(nn.Module):
         self.classifier, self.frontend = classifier, frontend
         self.domain = domain
         self.phase: ClipPhase | None = None  # the clips being read, for waveform models (:meth:`reading`)
+        self.clips: Representation | ClipPhase | None = None  # the clips being read (:meth:`reading`), any model
 
     @contextmanager
     def reading(self, clips: Representation | ClipPhase) -> Iterator[DomainModel]:
         """Within the block, rows given to the model derive from ``clips`` (row j from clip j mod N): a model
-        of input kind ``waveform`` reads each row with its clip's phase. Nests; other models ignore it."""
-        if self.classifier.input_kind != "waveform":  # nothing to keep: the phase is computed for waveform models only
-            yield self
-            return
-        before, self.phase = self.phase, clips.phase() if isinstance(clips, Representation) else clips
+        of input kind ``waveform`` reads each row with its clip's phase; ``self.clips`` holds them for a method
+        that reads the clips themselves (LMAC-TD's time-domain explanation). Nests."""
+        before = self.phase, self.clips
+        self.clips = clips
+        if self.classifier.input_kind == "waveform":  # the phase is computed for waveform models only
+            self.phase = clips.phase() if isinstance(clips, Representation) else clips
         try:
             yield self
         finally:
-            self.phase = before
+            self.phase, self.clips = before
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """Representation [B, 1, T, F] -> the network's input (a waveform model's with the phase of
@@ -271,6 +273,11 @@ class Explainer(Component):
         depth (``ModelSpec.architecture``), printing each problem as :meth:`check_params` does; the run
         checks again through the model's ``block``. ``[]`` (the default): no parameter names a block."""
         return []
+
+    def domain_problem(self, domain: Domain) -> str | None:
+        """Why this instance cannot explain on the domain instance ``domain`` (its parameters included), in one
+        line; ``validate`` reports it at the method's line. None (the default): it can, within ``domains``."""
+        return None
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         """Train (or load from the cache) what the method needs; returns what the manifest records.

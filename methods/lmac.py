@@ -68,6 +68,9 @@ the paper's form where the default departs from it:
 * ``binarize``: a threshold in (0, 1); at explanation time the mask becomes (M >= threshold) in {0, 1}, the
   paper's "binary mask" (abstract, sec. 2, eq. 2). Training is unchanged (a continuous mask trains), so
   it does not enter the fit's cache key.
+* ``reanalyse: waveform``: the mask scored is the re-analysis of the listenable interpretation ISTFT(M X),
+  clamp(G(ISTFT(M X)) / G(X), 0, 1) on the domain's grid (:mod:`audiobench.methods.timedomain`), as LMAC-TD's
+  waveform is scored, for a like-for-like comparison (``stft2mel`` only; not a training setting).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from audiobench.contracts.domains import Domain
 from audiobench.contracts.registry import METHODS
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import with_augmentation
@@ -106,6 +110,7 @@ from audiobench.methods.lmac_objective import (
     masking_loss,
     similarity_summary,
 )
+from audiobench.methods.timedomain import reanalysis_problem, resynthesis_mask
 
 LMAC_CODE_VERSION = 1  # bump when training changes the weights (stage 1: enters every key)
 # fine-tuning's own (its key only: shipped stage-1 weights stay valid). 2: gate cos(X, M1*X_in), guidance forms
@@ -197,6 +202,7 @@ class LMAC(Explainer):
     def row_label(self) -> str:
         ft, p = self.params.finetune, self.params
         binary = (", learned head" if p.head == "linear" else "") + (f", binary {p.binarize:g}" if p.binarize is not None else "")
+        binary += ", re-analysed" if p.reanalyse == "waveform" else ""
         if ft is None:
             return "L-MAC" + binary
         label = f"L-MAC, FT, λg={ft.lambda_g:g}"
@@ -247,7 +253,7 @@ class LMAC(Explainer):
         return decoder(chosen, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
 
     def _base_params(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json", exclude={"finetune", "nonneg", "normalize", "binarize"})
+        return self.params.model_dump(mode="json", exclude={"finetune", "nonneg", "normalize", "binarize", "reanalyse"})
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
@@ -381,7 +387,12 @@ class LMAC(Explainer):
         self.decoder.to(x.device).eval()
         with torch.no_grad():
             mask = self._mask(self.decoder, ctx.model, x)
-        return binary_mask(mask, self.params.binarize) if self.params.binarize is not None else mask
+        mask = binary_mask(mask, self.params.binarize) if self.params.binarize is not None else mask
+        return resynthesis_mask(ctx.model, x, mask) if self.params.reanalyse == "waveform" else mask
+
+    def domain_problem(self, domain: Domain) -> str | None:
+        """``reanalyse: waveform`` needs a listenable domain (:func:`reanalysis_problem`)."""
+        return reanalysis_problem(domain, needs_waveform=True) if self.params.reanalyse == "waveform" else None
 
 
 class _Versions:

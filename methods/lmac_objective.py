@@ -89,6 +89,11 @@ class LmacParams(ExplainerParams):
         None, gt=0, lt=1, description="explain with the binary mask (M >= binarize) in {0, 1}, the paper's 'binary "
         "mask' (abstract, sec. 2, eq. 2); training keeps the continuous mask. None: the continuous mask (the recipe's)",
     )
+    reanalyse: Literal["none", "waveform"] = Field(
+        "none", description="waveform: score the re-analysis of the listenable ISTFT(M*X), clamp(G(ISTFT(M*X)) / G(X), "
+        "0, 1) on the domain's grid, as lmac_td's time-domain explanation is scored (methods/timedomain.py); "
+        "stft2mel only. none: the decoder's mask (L-MAC's rows)",
+    )
     label_threshold: float = Field(
         0.5, gt=0, lt=1, description="sigmoid (multi-label) models: the mask is trained for the decided labels, "
         "p_c(X) > label_threshold (keep it at the suite's targets.threshold); unused for softmax models",
@@ -97,7 +102,7 @@ class LmacParams(ExplainerParams):
 
     added_fields: ClassVar[frozenset[str]] = frozenset({
         "l1_reduction", "lr_schedule", "plateau_factor", "plateau_patience", "plateau_start_epoch", "plateau_monitor",
-        "head", "binarize", "label_threshold"})
+        "head", "binarize", "label_threshold", "reanalyse"})
     PLATEAU_FIELDS: ClassVar[tuple[str, ...]] = (
         "plateau_factor", "plateau_patience", "plateau_start_epoch", "plateau_monitor")
 

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         "print the published numbers beside ours for the same rows, e.g. lmac_icml2024:2 (L-MAC Table 2); "
         "blocks of multi-block tables are chosen with :column=value,... (see audiobench/reference/README.md); "
         "l2i_tasl: a multi-label run's L2I interpreter fidelity beside the L2I journal's Table IV (SONYC-UST "
-        "AUPRC). References: lmac_icml2024, lmaczs_neurips2024, l2i_tasl"))
+        "AUPRC); lmactd_icassp2025:1: the LMAC-TD code's README (ESC-50 out-of-domain). References: lmac_icml2024, "
+        "lmaczs_neurips2024, lmactd_icassp2025, l2i_tasl"))
     t.add_argument("--mos", action="store_true", help=(
         "print the mean opinion scores of the run's listening test (audiobench listen) with 95%% confidence "
         "intervals, in the layout of the L-MAC paper's Table 3, after MUSHRA post-screening"))

@@ -217,6 +217,18 @@ def check_domain_models(errors: LocatedErrors, model: ComponentSpec | None, doma
             errors.add(("domains", i), problem)
 
 
+def check_method_domains(errors: LocatedErrors, methods: list[ComponentSpec], domains: list[ComponentSpec]) -> None:
+    """A method restricted to some domains (``Explainer.domains``) or refusing a domain instance with its
+    parameters (:meth:`Explainer.domain_problem`, e.g. ``lmac_td`` on ``mel{grid: db}``), reported at the method."""
+    for i, m in enumerate(methods):
+        allowed = m.cls().domains
+        for d in domains:
+            if allowed is not None and d.name not in allowed:
+                errors.add(("methods", i), f"method '{m.name}' does not support domain '{d.name}' (supports: {', '.join(allowed)})")
+            elif (problem := m.build().domain_problem(d.build())) is not None:
+                errors.add(("methods", i), f"method '{m.name}': {problem}")
+
+
 def same_setting(a: Any, b: Any) -> bool:
     """Whether two settings are equal, numbers compared as numbers (YAML's 14000 is 14000.0)."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):

@@ -18,6 +18,7 @@ from audiobench.metrics.budget import BudgetParams
 from audiobench.suite.crossref import (
     check_domain_models,
     check_known_answer,
+    check_method_domains,
     check_method_layers,
     check_sigmoid_only_targets,
     check_tables,
@@ -288,12 +289,7 @@ def parse_suite(
     sanity = _parse_sanity(data, errors, domains, contaminations, methods, model,
                            [m for m in metrics if isinstance(m, str)])
 
-    # combinations: a method restricted to some domains
-    for i, m in enumerate(methods):
-        allowed = m.cls().domains
-        for d in domains:
-            if allowed is not None and d.name not in allowed:
-                errors.add(("methods", i), f"method '{m.name}' does not support domain '{d.name}' (supports: {', '.join(allowed)})")
+    check_method_domains(errors, methods, domains)  # combinations: a method restricted to some domains
     check_domain_models(errors, model, domains)
 
     resolve_paths(base, errors.overridden, dataset=dataset, model=model, contaminations=contaminations, methods=methods,

@@ -34,6 +34,8 @@ from audiobench.tables import MISSING, Table, _fmt, run_tables
 REFERENCES = {
     "lmac_icml2024": "Paissan et al., Listenable Maps for Audio Classifiers, ICML 2024",
     "lmaczs_neurips2024": "Paissan et al., Listenable Maps for Zero-Shot Audio Classifiers, NeurIPS 2024",
+    "lmactd_icassp2025": ("Mancini et al., LMAC-TD: Producing Time Domain Explanations for Audio Classifiers, ICASSP 2025 "
+                          "(arXiv:2409.08655): the numbers of its code's interpret/README.md (fpaissan/lmac-td-code)"),
     "l2i_tasl": ("Parekh et al., Tackling Interpretability in Audio Classification Networks with Non-negative "
                  "Matrix Factorization, arXiv:2305.07132v1 (journal extension of L2I)"),
 }
@@ -55,7 +57,7 @@ def reference_domain(key: str) -> str:
 
 def norm_label(text: str) -> str:
     """``"Guided Gradcam"`` -> ``guidedgradcam``; ``"L2I RT=0.60"`` -> ``l2irt0.6``; ``GradCam++`` keeps its ``++``."""
-    text = str(text).lower().replace("λ", "lambda_")  # our "λg=4" is the CSVs' "lambda_g=4"
+    text = str(text).lower().replace("λ", "lambda_").replace("α", "alpha")  # our "λg=4" is the CSVs' "lambda_g=4"
     text = re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):g}", text)
     key = re.sub(r"[^a-z0-9.+]", "", text).strip(".")
     return ALIASES.get(key, key)

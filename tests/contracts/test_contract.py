@@ -16,7 +16,9 @@ from tests.paths import ROOT
 SMALL = {"smoothgrad": {"n_samples": 4}, "lime": {"n_samples": 12}, "kernel_shap": {"n_samples": 12}, "integrated_gradients": {"n_steps": 4}, "shap": {"n_samples": 4},
          "lmac": {"epochs": 1, "hidden": 8, "augment_prob": 0.0},
          "l2i": {"epochs": 1, "k": 4, "nmf_iter": 5, "channels": 8, "blocks": 2, "augment_prob": 0.0},
-         "piq": {"epochs": 1, "codebook_size": 16, "dim": 8, "batch_size": 4}}
+         "piq": {"epochs": 1, "codebook_size": 16, "dim": 8, "batch_size": 4},
+         "lmac_td": {"epochs": 1, "n_filters": 16, "channels": 16, "chunk": 20, "intra_layers": 1, "inter_layers": 1,
+                     "heads": 2, "ffn": 16, "hidden": 4, "batch_size": 4}}
 # check_method builds a softmax CNN14: methods that explain only other output kinds (lmac_zs: zero-shot
 # models) are checked by their own tests (tests/harness/test_zeroshot.py), and `exact`, which reads a hand-built
 # model's closed-form attribution, by tests/models/test_handbuilt.py; the attention methods, which a CNN14 has

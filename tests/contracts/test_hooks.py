@@ -39,7 +39,7 @@ HOOKS: dict[type, tuple[str, ...]] = {
     AudioClassifier: ("network_input", "blocks", "block_names", "block", "block_channels", "features", "head",
                       "forward", "exact_attribution", "probabilities", "attention_maps", "token_grid", "patch_map"),
     Explainer: ("attribute", "explain", "fit", "row_label", "check_params", "check_classifier", "augments",
-                "fit_notes", "note"),
+                "fit_notes", "note", "domain_problem"),
     Dataset: ("load", "fingerprint", "check", "class_count", "known_class_names", "clip_seconds", "has_folds",
               "folds", "load_folds"),
     Contamination: ("key", "identity", "overlaps", "title", "apply", "pool", "check"),
@@ -254,7 +254,7 @@ def test_every_builtin_override_of_a_validate_hook_takes_the_base_signature() ->
     method written against an older signature fails at validate with a TypeError, as PIQ did."""
     from audiobench.contracts.registry import METHODS
 
-    for hook in ("check_classifier", "check_params", "row_label", "fit_notes"):
+    for hook in ("check_classifier", "check_params", "row_label", "fit_notes", "domain_problem"):
         want = list(inspect.signature(getattr(Explainer, hook)).parameters)
         for name in METHODS.builtin_names():
             got = list(inspect.signature(getattr(METHODS.get(name), hook)).parameters)
