@@ -26,7 +26,7 @@ from audiobench.contracts.registry import METHODS
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import DomainModel, ExplainContext, ExplainerParams
 from audiobench.methods.l2i import L2I, Interpretation
-from audiobench.models.l2i_bd import L2IByDesign
+from audiobench.models.l2i_bd_net import L2IByDesign
 
 
 class L2IBDParams(ExplainerParams):

@@ -26,7 +26,7 @@ from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.nmf import chunk_frames, learn_dictionary
 from audiobench.models.augment import mask_batch
 from audiobench.models.base import training_loss
-from audiobench.models.l2i_bd import L2IByDesign, L2IByDesignSpec, by_design_loss, reconstruction_grid
+from audiobench.models.l2i_bd_net import L2IByDesign, by_design_loss, reconstruction_grid
 from audiobench.models.quality import ranking_quality
 from audiobench.models.training import TrainedClassifier, accuracy, augmented_versions
 
@@ -57,7 +57,7 @@ def scores(model: torch.nn.Module, inputs: torch.Tensor, clips: ClipSet, device:
 
 
 def train_by_design(
-    spec: L2IByDesignSpec, key: str, tp: Any, splits: dict[str, ClipSet], frontend: Frontend, seed: int,
+    spec: Any, key: str, tp: Any, splits: dict[str, ClipSet], frontend: Frontend, seed: int,
     device: torch.device, progress: bool = True, evaluated: str = "test", augment: Sequence[Any] = (),
 ) -> TrainedClassifier:
     """g trained on ``splits['train']`` (selected on ``valid``) with ``tp`` (the suite's ``model.train``), or
@@ -87,7 +87,7 @@ def train_by_design(
     return TrainedClassifier(g, info)
 
 
-def _fit(spec: L2IByDesignSpec, g: L2IByDesign, tp: Any, splits: dict[str, ClipSet], frontend: Frontend, seed: int,
+def _fit(spec: Any, g: L2IByDesign, tp: Any, splits: dict[str, ClipSet], frontend: Frontend, seed: int,
          device: torch.device, progress: bool, augment: Sequence[Any]) -> dict[str, Any]:
     """Learn W, then train g (both phases for ``posthoc``); returns the info the cache's JSON holds."""
     p = spec.params

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from audiobench.kernel.errors import AudiobenchError
-from audiobench.models.l2i_bd import ROW_NAMES
+from audiobench.models.l2i_bd_net import ROW_NAMES
 
 ORDER = [ROW_NAMES["f"], ROW_NAMES["posthoc"], ROW_NAMES["g"], "BASE-f"]  # Table VIII's order of our rows
 

@@ -22,15 +22,16 @@ SMALL = {"smoothgrad": {"n_samples": 4}, "lime": {"n_samples": 12}, "kernel_shap
 # check_method builds a softmax CNN14: methods that explain only other output kinds (lmac_zs: zero-shot
 # models) are checked by their own tests (tests/harness/test_zeroshot.py), and `exact`, which reads a hand-built
 # model's closed-form attribution, by tests/models/test_handbuilt.py; the attention methods, which a CNN14 has
-# nothing for (no attention layers), on a tiny AST by tests/methods/test_attention.py
+# nothing for (no attention layers), on a tiny AST by tests/methods/test_attention.py; l2i_bd, which reads an
+# l2i_bd model's own interpreter, on one by tests/models/test_l2i_bd.py
 SOFTMAX_METHODS = [n for n in METHODS.builtin_names() if (METHODS.get(n).output_kinds in (None,) or
                    "softmax" in (METHODS.get(n).output_kinds or ())) and not METHODS.get(n).needs_exact_attribution
-                   and not getattr(METHODS.get(n), "needs_attention", False)]
+                   and not getattr(METHODS.get(n), "needs_attention", False) and n != "l2i_bd"]
 
 
 def test_every_builtin_method_but_the_zero_shot_ones_is_checked() -> None:
     assert set(METHODS.builtin_names()) - set(SOFTMAX_METHODS) == {"lmac_zs", "exact", "attention_rollout",
-                                                                   "attention_relevancy"}
+                                                                   "attention_relevancy", "l2i_bd"}
 
 
 @pytest.mark.parametrize("name", SOFTMAX_METHODS)
@@ -73,7 +74,7 @@ def test_contract_checks_the_stochastic_declaration() -> None:
     METHODS.add("contract_undeclared", Undeclared)
     with pytest.raises(AssertionError, match="does not declare stochastic = True"):
         check_method("contract_undeclared")
-    assert {n for n in METHODS.builtin_names() if METHODS.get(n).stochastic} == {"random", "smoothgrad", "shap", "l2i", "lime", "kernel_shap"}
+    assert {n for n in METHODS.builtin_names() if METHODS.get(n).stochastic} == {"random", "smoothgrad", "shap", "l2i", "l2i_bd", "lime", "kernel_shap"}
 
 
 def test_registry_names_components_and_refuses_the_wrong_kind() -> None:
