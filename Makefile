@@ -10,7 +10,7 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constra
 
 ESC10  ?= ../shared/data/ESC-10
 
-.PHONY: install demo demo-zs demo-ast demo-esc10 demo-vad demo-planted demo-multilabel test test-fast latex chromium lint bench clean
+.PHONY: install demo demo-zs demo-ast demo-esc10 demo-vad demo-planted demo-multilabel demo-bd demo-td test test-fast latex chromium lint bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,16 @@ demo-ast: $(STAMP)  # a small AST (shipped): gradient, CAM, occlusion, L-MAC and
 
 demo-multilabel: $(STAMP)  # multi-label: a sigmoid CNN14 (shipped), every detected label explained with its own ground truth, about 6 minutes
 	$(BIN)/audiobench run suites/synth_multilabel.yaml
+
+demo-bd: $(STAMP)  # the L2I journal's by-design track (g shipped): BD w/ ATT, its mean-reduced variant, PostHoc, BD-NoPred, Table VIII, about 30 minutes
+	$(BIN)/audiobench run suites/synth_multilabel_bd.yaml -o results/synth_multilabel_bd
+	$(BIN)/audiobench run suites/synth_multilabel_bd.yaml --set model.loss_reduction=recipe -o results/synth_multilabel_bd_recipe
+	$(BIN)/audiobench run suites/synth_multilabel_bd.yaml --set model.prediction=posthoc -o results/synth_multilabel_bd_posthoc
+	$(BIN)/audiobench run suites/synth_multilabel_bd.yaml --set model.prediction=g -o results/synth_multilabel_bd_nopred
+	$(BIN)/python -m audiobench.tables.by_design results/synth_multilabel_bd results/synth_multilabel_bd_recipe results/synth_multilabel_bd_posthoc results/synth_multilabel_bd_nopred results/synth_multilabel -o results/synth_multilabel_bd/table_viii.md
+
+demo-td: $(STAMP)  # LMAC-TD beside L-MAC (as written and re-analysed) on the quickstart's data and classifier (shipped)
+	$(BIN)/audiobench run suites/quickstart_td.yaml
 
 demo-planted: $(STAMP)  # a known answer: every method against a planted cue, and which metric to trust (issue 22), about 15 minutes
 	$(BIN)/audiobench run suites/planted.yaml

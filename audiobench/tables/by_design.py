@@ -67,7 +67,9 @@ def by_design_rows(manifests: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
         info = m["classifier"]
         if info.get("model", {}).get("name") == "l2i_bd":
             prediction = info["model"]["prediction"]
-            add(ROW_NAMES[prediction], _measure(info, kind, split), m)
+            reduction = info["model"].get("loss_reduction", "ours")  # a named variant of the terms' reduction
+            add(ROW_NAMES[prediction] + ("" if reduction == "ours" else f" ({reduction} reduction)"),
+                _measure(info, kind, split), m)
             if prediction == "posthoc":
                 add("BASE-f", _measure(info, kind, split, "f"), m)
         else:

@@ -54,3 +54,11 @@ def test_refuses_incomparable_or_repeated_runs(tmp_path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps(_bd("f", 0.8, 0.8)))
     out = tmp_path / "t.md"
     assert write_by_design([tmp_path], out) == out.read_text()
+
+
+def test_a_variant_of_the_losses_reduction_is_its_own_named_row() -> None:
+    recipe = _bd("f", 0.75, 0.8)
+    recipe["classifier"]["model"]["loss_reduction"] = "recipe"
+    table, _ = by_design_rows([_bd("f", 0.65, 0.67), recipe])
+    assert list(table["system"]) == ["L2I BD w/ ATT", "L2I BD w/ ATT (recipe reduction)"]
+    assert list(table["macro-AUPRC"]) == [0.65, 0.75]
