@@ -28,6 +28,18 @@ from audiobench.models.l2i_bd_net import ROW_NAMES
 ORDER = [ROW_NAMES["f"], ROW_NAMES["posthoc"], ROW_NAMES["g"], "BASE-f"]  # Table VIII's order of our rows
 
 
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "l2i_tasl_bydesign.csv"  # Table VIII as printed
+PUBLISHED = {"sigmoid": "journal, SONYC-UST", "softmax": "journal, ESC-50 (%)"}
+
+
+def _published(kind: str) -> dict[str, float]:
+    """The journal's Table VIII column for ``kind`` (``audiobench/reference/l2i_tasl_bydesign.csv``): SONYC-UST
+    macro-AUPRC for sigmoid runs, ESC-50 accuracy (%) for softmax ones, by system."""
+    ref = pd.read_csv(REFERENCE)
+    col = "sonyc_macro_auprc" if kind == "sigmoid" else "esc50_accuracy"
+    return dict(zip(ref["System"], ref[col].astype(float), strict=True))
+
+
 def _measure(info: dict[str, Any], kind: str, split: str, branch: str = "g") -> float | None:
     """The Table VIII measure of a classifier info on ``split``: macro-AUPRC (sigmoid), accuracy in % (else)."""
     if "by_design" in info:
@@ -74,13 +86,22 @@ def by_design_rows(manifests: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
                 add("BASE-f", _measure(info, kind, split, "f"), m)
         else:
             add(f"BASE-f ({m['suite']['name']})", _measure(info, kind, split), m)
-    order = ORDER + sorted(r for r in rows if r not in ORDER)
+    published = _published(kind)
+    for r in rows.values():  # the journal's value for the row's system (a variant's is its system's), beside ours
+        r[PUBLISHED[kind]] = published.get(r["system"].split(" (")[0])
+    for system, value in published.items():  # the journal's systems not built here: published-only lines
+        if system not in {r.split(" (")[0] for r in rows}:
+            rows[system] = {"system": system, column: None, PUBLISHED[kind]: value, "model": "published only", "suite": "-"}
+    order = ORDER + sorted(r for r in rows if r not in ORDER and rows[r]["model"] != "published only") + \
+        [r for r in rows if rows[r]["model"] == "published only"]
     table = pd.DataFrame([rows[r] for r in order if r in rows])
+    table = table[["system", column, PUBLISHED[kind], "model", "suite"]]
     dataset = manifests[0]["suite"]["dataset"]["name"]
     caption = (f"Classification performance for by-design interpretation (the L2I journal's Table VIII layout): "
                f"{column} of each system's predictions on the {split} split of {dataset}, seed {manifests[0]['seed']}, "
                f"one run each (the journal: mean and deviation over 3). The L2I rows' model is g, predictions from "
-               f"the interpreter; BASE-f is f alone.")
+               f"the interpreter; BASE-f is f alone. Beside ours, the journal's {PUBLISHED[kind].split(', ')[1]} column "
+               f"(other data: a layout comparison, not a reproduction; a named variant shows its system's value).")
     return table, caption
 
 
