@@ -103,7 +103,9 @@ def test_update_writes_a_run_s_artefacts_with_their_hashes(cache: Path, tmp_path
 
 def test_the_repository_store_is_intact() -> None:
     stores = sorted(p.parent.name for p in shipped.REPO_ARTIFACTS.glob(f"*/{shipped.INDEX}"))
-    assert stores == ["esc10", "planted", "planted_control", "quickstart", "quickstart_ast", "synth_multilabel", "synth_zs"]
+    assert stores == ["esc10", "planted", "planted_control", "quickstart", "quickstart_ast", "quickstart_td", "synth_multilabel",
+                      "synth_multilabel_bd", "synth_multilabel_bd_nopred", "synth_multilabel_bd_posthoc",
+                      "synth_multilabel_bd_recipe", "synth_zs"]
     assert all(shipped.verify(shipped.REPO_ARTIFACTS / name) == [] for name in stores)
 
 
