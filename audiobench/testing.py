@@ -39,7 +39,7 @@ from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.contracts.registry import METHODS, MODELS
 from audiobench.data.base import ClipSet
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
-from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec
+from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec, built_network
 from audiobench.models.cnn14 import Cnn14
 from audiobench.models.wavecnn import WaveCnn
 from audiobench.suite.crossref import same_setting
@@ -214,7 +214,7 @@ def check_model(
     if n_classes is None:  # 3 classes, or 2 (absent, present) for what the spec declares a detector
         n_classes = 2 if spec.detector else 3
     names = [f"c{i}" for i in range(n_classes)]
-    clf = spec.build(names, frontend.n_mels, frontend.sample_rate)
+    clf = built_network(spec, names, frontend.n_mels, frontend.sample_rate)
     rule(isinstance(clf, AudioClassifier), f"build returned {type(clf).__name__}, not an AudioClassifier")
     rule(clf.output_kind in OUTPUT_KINDS, f"output kind {clf.output_kind!r} is not one of {OUTPUT_KINDS}")
     rule(clf.input_kind == spec.input_kind, f"the spec declares input kind {spec.input_kind!r}, the network it builds "
@@ -250,7 +250,7 @@ def check_model(
         if constant_ok and len(constant) < n_classes:
             constant = []
         rule(not constant, where + f"class(es) {', '.join(constant)} score the same for every input: a "
-             "method explaining them gets all-zero maps (a two-class wrapper [0, s]? use the sigmoid output kind)")
+             "method explaining them gets all-zero maps (a two-class wrapper [0, s]? declare detector = True on the model and its spec)")
         with torch.no_grad():
             rows = []
             for i in range(len(x)):

@@ -23,9 +23,9 @@ def layer_choices(depth: int, names: Sequence[str] | None = None) -> str:
     as a phrase."""
     indices = f"1..{depth} (negative: from the deepest, -1 = last)"
     if not names:
-        return f"last or {indices}"
+        return f"last, {indices} or a dotted module path to a submodule"
     named = f"{names[0]}..{names[-1]}" if len(names) > 1 else names[0]
-    return f"last, {named} or {indices}"
+    return f"last, {named}, {indices} or a dotted module path to a submodule ({names[-1]}.<child>)"
 
 
 def layer_index(layer: str | int, depth: int, model: str = "classifier", names: Sequence[str] | None = None) -> int | None:

@@ -28,7 +28,7 @@ from audiobench.contracts.registry import METHODS
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from audiobench.methods.blocks import layer_index
-from audiobench.models.modules import as_grid
+from audiobench.models.modules import as_grid, checked_output, is_module_path
 
 
 class CamParams(ExplainerParams):
@@ -36,7 +36,8 @@ class CamParams(ExplainerParams):
 
     nonneg: Literal["abs", "relu", "none"] = "relu"
     layer: str | int = Field("last", description="classifier block: 'last', one of the model's block names "
-                             "(cnn14: 'conv_block3'), or a 1-based index (negative from the deepest)")
+                             "(cnn14: 'conv_block3'), a 1-based index (negative from the deepest), or a dotted module "
+                             "path whose output is a feature map (conv_block3.conv2)")
     interpolate: Literal["bilinear", "nearest"] = Field("bilinear", description="upsampling to the input grid")
     mel_to_linear: Literal["filterbank", "stretch"] = Field(
         "filterbank", description="how a mel-resolution map reaches the stft2mel grid: filterbank (upsample to "
@@ -114,7 +115,8 @@ class GradCAM(_Cam):
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         layer = self.block(ctx)
-        return attr.LayerGradCam(ctx.model, layer).attribute(x, target=target, relu_attributions=False)
+        with checked_output(ctx.classifier, self.params.layer):  # a module path's output: a feature map or one line
+            return attr.LayerGradCam(ctx.model, layer).attribute(x, target=target, relu_attributions=False)
 
 
 def gradcam_pp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -144,7 +146,8 @@ class GradCAMPlusPlus(_Cam):
             with torch.enable_grad():
                 logits = ctx.model(x.detach().requires_grad_(True))
                 score = logits.gather(1, target.view(-1, 1)).sum()
-                as_grid(store["a"], str(self.params.layer))  # a feature map, or a one-line error
+                named = layer if is_module_path(self.params.layer) else None  # a path's output is checked, a block's trusted
+                as_grid(store["a"], str(self.params.layer), named)  # a feature map, or a one-line error
                 grads = torch.autograd.grad(score, store["a"])[0]
         finally:
             handle.remove()

@@ -256,6 +256,18 @@ class AudioClassifier(nn.Module):
         return probabilities(scores, self.output_kind)
 
 
+def built_network(spec: ModelSpec, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
+    """``spec.build(...)``, with what a plugin's build raises (a checkpoint whose head does not fit the dataset's
+    classes, a missing key) as one line naming the model: :class:`AudiobenchError`."""
+    try:
+        return spec.build(class_names, n_mels, sample_rate)
+    except (RuntimeError, ValueError, KeyError, OSError, TypeError) as exc:
+        if isinstance(exc, AudiobenchError):
+            raise
+        raise AudiobenchError(f"model '{spec.name}' could not be built for {len(class_names)} classes: "
+                              + " ".join(str(exc).split())) from exc
+
+
 class ModelSpec(Component):
     """A registered model: builds an :class:`AudioClassifier` for a dataset's classes.
 
@@ -331,7 +343,7 @@ class ModelSpec(Component):
             frontend = spec.required_frontend()
         except Exception:  # noqa: BLE001  a spec that needs parameters to say it
             spec, frontend = cls, None
-        fe = ("any (the suite's)" if frontend == {} else "set by its parameters" if frontend is None
+        fe = ("any (the suite's)" if frontend == {} else "not known without its parameters" if frontend is None
               else ", ".join(f"{k} {v}" for k, v in frontend.items()))
         trained = ("no (used as built)" if not spec.trainable else "yes, its own way" if cls.train_model is not
                    ModelSpec.train_model else "yes (model.train)")

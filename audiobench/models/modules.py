@@ -1,18 +1,22 @@
-"""Layers by module path: any submodule of a classifier (``conv_block3.conv2``, ``encoder.layer.2.output``)
-as a CAM ``layer`` or an L-MAC ``blocks`` entry, besides the blocks the model lists (:meth:`AudioClassifier.blocks`).
+"""Layers by module path: any submodule of a classifier (``conv_block3.conv2``, ``conv_block3.bn2``) as a CAM
+``layer`` or an L-MAC ``blocks`` entry, besides the blocks the model lists (:meth:`AudioClassifier.blocks`).
 
 A module path is a dotted name of :meth:`torch.nn.Module.named_modules` (it holds a ``.``; a top-level
-child is named by a block name, so ``fc1`` stays an error). Its output must be a feature map on a
-(time, frequency) grid [B, C, T', F'] or a 1-D one [B, C, T'] (taken as [B, C, T', 1]); anything else
-(a token sequence [B, N, D] read as [B, C=N, T'=D] would be a wrong map) is refused at the run in one
-line. ``validate`` cannot see a network's modules without building it: a path is checked when the run
-builds the classifier.
+child is named by a block name, so ``fc1`` stays an error). Its output must be a feature map, channels first:
+[B, C, T', F'], or [B, C, T'] (taken as [B, C, T', 1]) from a module that declares those C channels (a
+``Conv1d``'s ``out_channels``, a ``BatchNorm1d``'s ``num_features``, the last such inside it). Anything else is
+refused at the run in one line: a token sequence [B, N, D] (a transformer layer, a ``LayerNorm``, a
+``Linear``) would be read as a wrong map, and a tuple (an attention module) is no map; a transformer's tokens
+reach CAM and L-MAC on its patch grid through the model's blocks. ``validate`` cannot see a network's modules
+without building it: a path is checked when the run builds the classifier. A model's own blocks are trusted
+as the model declares them.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -38,16 +42,52 @@ def submodule(net: nn.Module, path: str) -> nn.Module:
     return module
 
 
-def as_grid(out: object, path: str) -> torch.Tensor:
-    """A module's output as a feature map [B, C, T', F'] ([B, C, T'] -> [B, C, T', 1]). Raises
-    :class:`AudiobenchError` (one line) for anything else."""
-    if isinstance(out, torch.Tensor) and out.dim() == 4:
-        return out
-    if isinstance(out, torch.Tensor) and out.dim() == 3:
-        return out.unsqueeze(-1)
+def declared_channels(module: nn.Module) -> int | None:
+    """The channels a module's output declares: ``out_channels`` or ``num_features`` of the module or of the last
+    submodule that has one (a conv block ending in a BatchNorm or a ReLU); None when none declares them."""
+    for m in reversed(list(module.modules())):
+        for name in ("out_channels", "num_features"):
+            value = getattr(m, name, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return None
+
+
+def as_grid(out: object, path: str, module: nn.Module | None = None) -> torch.Tensor:
+    """A module's output as a feature map [B, C, T', F'] ([B, C, T'] -> [B, C, T', 1]). With ``module`` (a layer
+    named by its path, not one of the model's blocks), a 3-D output is a map only when the module declares its
+    C channels (:func:`declared_channels`), and a declared count must match. Raises :class:`AudiobenchError`
+    (one line) for anything else."""
+    if isinstance(out, torch.Tensor) and out.dim() in (3, 4):
+        channels = None if module is None else declared_channels(module)
+        if module is None or channels == out.shape[1] or (channels is None and out.dim() == 4):
+            return out if out.dim() == 4 else out.unsqueeze(-1)
+        raise AudiobenchError(
+            f"module {path!r} returns {tuple(out.shape)}, not a channels-first feature map (it declares "
+            f"{'no' if channels is None else channels} channels): a token sequence [B, N, D] is not one; name a "
+            "convolution or normalisation module, or a block of the model (a transformer's blocks lie on its patch grid)")
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     raise AudiobenchError(f"module {path!r} returns {shape}, not a feature map [B, C, T', F'] or [B, C, T']: "
                           "name a module that outputs one (or a block of the model)")
+
+
+@contextmanager
+def checked_output(net: nn.Module, layer: object) -> Iterator[None]:
+    """Inside, a forward pass refuses (one line, :func:`as_grid`) a ``layer`` named by module path whose output
+    is no feature map, before a library (Captum) computes on it; layers named otherwise pass as they are."""
+    if not is_module_path(layer):
+        yield
+        return
+    module = submodule(net, str(layer))
+
+    def check(m: nn.Module, _i: object, out: object) -> None:
+        as_grid(out, str(layer), m)
+
+    handle = module.register_forward_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def module_outputs(net: nn.Module, inp: torch.Tensor, modules: Sequence[nn.Module],
@@ -61,7 +101,7 @@ def module_outputs(net: nn.Module, inp: torch.Tensor, modules: Sequence[nn.Modul
     def hook(i: int):  # noqa: ANN202
         def store(_m: nn.Module, _i: object, out: object) -> None:
             if i not in seen:
-                seen[i] = as_grid(out, names[i])
+                seen[i] = as_grid(out, names[i], _m if is_module_path(names[i]) else None)
                 order.append(i)
         return store
 

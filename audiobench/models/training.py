@@ -19,7 +19,7 @@ from audiobench.kernel.cache import cache_dir, content_dump, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.models.augment import mask_batch, mix_batch
-from audiobench.models.base import AudioClassifier, ModelSpec, training_loss
+from audiobench.models.base import AudioClassifier, ModelSpec, built_network, training_loss
 from audiobench.models.checkpoint import (
     checkpoint_shape,
     file_digest,
@@ -298,7 +298,7 @@ def built_classifier(
     """A model used as built (weights constructed or loaded by its spec); its accuracy measured on ``evaluated``."""
     classes = splits[evaluated].class_names
     torch.manual_seed(seed)
-    model = spec.build(classes, frontend.params.n_mels, frontend.params.sample_rate).to(device).eval()
+    model = built_network(spec, classes, frontend.params.n_mels, frontend.params.sample_rate).to(device).eval()
     inputs = model_inputs(model, frontend, splits[evaluated], device)
     info = {
         "hash": _built_hash(spec, classes, seed),

@@ -65,8 +65,12 @@ def audio_name(sample_id: str, target: int, class_names: list[str], one_per_clip
 
 
 def write_wavs(folder: Path, ids: list[str], audio: np.ndarray, sample_rate: int) -> None:
-    """Write each row of ``audio`` [N, L] (clipped to [-1, 1]) as a 16-bit WAV at ``sample_rate`` Hz in
-    ``folder``, named by its id made a safe file name (:func:`audiobench.store.ids.file_stem`): never outside ``folder``."""
+    """Write each row of ``audio`` [N, L] as a WAV at ``sample_rate`` Hz in ``folder``, named by its id made a safe
+    file name (:func:`audiobench.store.ids.file_stem`): never outside ``folder``. A row within [-1, 1] is 16-bit;
+    a row beyond it (a clip at its recorded level plus what a condition adds: ``ModelSpec.peak_normalise =
+    False``) is 32-bit float, never clipped: the written audio is what was scored."""
     folder.mkdir(parents=True, exist_ok=True)
     for sid, wav in zip(ids, audio, strict=True):
-        sf.write(safe_child(folder, sid, ".wav"), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")
+        loud = bool(np.abs(wav).max(initial=0.0) > 1.0)
+        sf.write(safe_child(folder, sid, ".wav"), wav if loud else np.clip(wav, -1.0, 1.0), sample_rate,
+                 subtype="FLOAT" if loud else "PCM_16")

@@ -157,13 +157,13 @@ def test_layer_names_are_the_models() -> None:
     names = ["stem", "middle", "top"]
     assert layer_index("middle", 3, "toy", names) == 2 and layer_index("last", 3, "toy", names) == 3
     with pytest.raises(AudiobenchError, match=r"^'conv_block1' is not a block of this toy \(depth 3\); use last, "
-                                              r"stem\.\.top or 1\.\.3"):
+                                              r"stem\.\.top, 1\.\.3 .* or a dotted module path to a submodule \(top\.<child>\)$"):
         layer_index("conv_block1", 3, "toy", names)
     assert layer_index("anything", 3, "toy", None) is None  # names unknown: the run checks it
-    assert layer_choices(2) == "last or 1..2 (negative: from the deepest, -1 = last)"
+    assert layer_choices(2) == "last, 1..2 (negative: from the deepest, -1 = last) or a dotted module path to a submodule"
     assert GradCAM({"layer": "band"}).check_classifier(1, "band_energy", ["band"]) == []
     ((param, problem),) = GradCAM({"layer": "conv_block1"}).check_classifier(1, "band_energy", ["band"])
-    assert param == "layer" and "use last, band or 1..1" in problem
+    assert param == "layer" and "use last, band, 1..1" in problem
 
 
 def test_no_cnn14_block_name_in_the_method_contract() -> None:

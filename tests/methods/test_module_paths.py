@@ -130,3 +130,75 @@ def test_lmac_trains_on_module_paths(tmp_path: Path, monkeypatch: pytest.MonkeyP
     again = LMAC(lmac.params)  # from the cache: the lazy projections take the stored weights
     assert again.fit(ctx)["cached"] is True
     assert torch.equal(again.explain(x, torch.tensor([0, 1, 2]), ExplainContext(model)).mask, mask)
+
+
+class _Pair(nn.Module):
+    """Returns a tuple, as an attention module does."""
+
+    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return t, t
+
+
+class _Tokens(AudioClassifier):
+    """A 1-D conv over frames, then a token projection [B, T', D] (a transformer's layout) and a tuple module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Module()
+        self.body.conv, self.body.proj, self.body.pair = nn.Conv1d(32, 8, 3, padding=1), nn.Linear(8, 8), _Pair()
+        self.fc, self.class_names = nn.Linear(8, 2), ["a", "b"]
+
+    def blocks(self) -> list[nn.Module]:
+        return [self.body]
+
+    def features(self, inp: torch.Tensor) -> list[torch.Tensor]:
+        h = self.body.conv(inp[:, 0].transpose(1, 2))  # [B, 8, T]
+        tokens, _ = self.body.pair(self.body.proj(h.transpose(1, 2)))  # [B, T, 8]
+        return [tokens.transpose(1, 2)]
+
+    def head(self, last: torch.Tensor) -> torch.Tensor:
+        return self.fc(last.mean(-1))
+
+
+@pytest.mark.parametrize("cam", [GradCAM, GradCAMPlusPlus])
+def test_a_token_sequence_or_a_tuple_is_refused_and_a_1d_convolution_is_a_map(cam: type) -> None:
+    torch.manual_seed(0)
+    model, x, target = DomainModel(_Tokens().eval(), Mel(), FRONT), _x(2), torch.tensor([0, 1])
+    mask = cam({"layer": "body.conv"}).explain(x, target, ExplainContext(model)).mask  # Conv1d: [B, 8, T'] channels first
+    assert mask.shape == x.shape and float(mask.max()) > 0
+    with pytest.raises(AudiobenchError, match=r"^module 'body.proj' returns \(2, \d+, 8\), not a channels-first feature map") as err:
+        cam({"layer": "body.proj"}).explain(x, target, ExplainContext(model))
+    assert "\n" not in str(err.value)
+    with pytest.raises(AudiobenchError, match=r"^module 'body.pair' returns tuple, not a feature map"):
+        cam({"layer": "body.pair"}).explain(x, target, ExplainContext(model))
+    with pytest.raises(AudiobenchError, match="not a channels-first feature map"):
+        layer_outputs(model, x, ["body.proj"])  # L-MAC's reading refuses it too
+
+
+def test_written_audio_beyond_full_scale_is_float_never_clipped(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from audiobench.store.audio import write_wavs
+
+    loud, quiet = np.linspace(-1.7, 1.7, 800, dtype=np.float32), np.linspace(-0.5, 0.5, 800, dtype=np.float32)
+    write_wavs(tmp_path, ["loud", "quiet"], np.stack([loud, quiet]), 16000)
+    assert sf.info(tmp_path / "loud.wav").subtype == "FLOAT" and sf.info(tmp_path / "quiet.wav").subtype == "PCM_16"
+    assert np.array_equal(sf.read(tmp_path / "loud.wav", dtype="float32")[0], loud)  # what was scored, bit for bit
+    assert np.abs(sf.read(tmp_path / "quiet.wav")[0] - quiet).max() < 1e-4
+
+
+def test_a_plugin_build_that_fails_is_one_line_naming_the_model() -> None:
+    from audiobench.models.base import ModelSpec, built_network
+
+    class Mismatched(ModelSpec):
+        def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
+            net = nn.Linear(4, len(class_names))
+            net.load_state_dict({"weight": torch.zeros(10, 4), "bias": torch.zeros(10)})  # a 10-class checkpoint
+            return net  # type: ignore[return-value]
+
+    Mismatched.name = "tiny_cnn"
+    with pytest.raises(AudiobenchError, match=r"^model 'tiny_cnn' could not be built for 5 classes: Error\(s\) in loading "
+                                              r"state_dict for Linear: size mismatch for weight") as err:
+        built_network(Mismatched(), list("abcde"), 32, 16000)
+    assert "\n" not in str(err.value) and "\t" not in str(err.value)

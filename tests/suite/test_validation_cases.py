@@ -145,7 +145,7 @@ def test_gradcam_layer_refused_at_method_line(layer: str | None, tmp_path: Path,
     assert rc == 1 and len(err) == 1
     assert err[0].startswith(
         f"{path}:7: methods.0.layer: {shown} is not a block of this cnn14 (depth 2); "
-        "use last, conv_block1..conv_block2 or 1..2"
+        "use last, conv_block1..conv_block2, 1..2"
     )
 
 
