@@ -3,12 +3,16 @@ and the stacked clip versions its training gathers from (:mod:`audiobench.method
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from audiobench.data.base import ClipSet
-from audiobench.methods.base import DomainModel
+from audiobench.data.contaminations import with_augmentation
+from audiobench.kernel.fitting import TermMeans
+from audiobench.methods.base import DomainModel, draw_versions
 
 
 def grid_map(model: DomainModel) -> torch.Tensor:
@@ -69,3 +73,31 @@ class _Versions:
         self.waves = torch.stack([v.waveforms for v in versions])  # [S, N, L]
         self.clean = torch.stack([v.uncontaminated for v in versions])
 
+
+
+def stacked_versions(clips: ClipSet, augment: list, augment_prob: float, seed: int) -> torch.Tensor:
+    """[S, N, L]: the clean ``clips`` (at the input level), then each ``augment`` condition applied to them when
+    ``augment_prob`` > 0 (:func:`~audiobench.data.contaminations.with_augmentation`): what PIQ's and LMAC-TD's
+    training batches gather from (:func:`~audiobench.methods.base.draw_versions` picks a version per clip)."""
+    return torch.stack([v.waveforms for v in with_augmentation(clips, augment if augment_prob > 0 else [], seed)])
+
+
+def versioned_epoch(versions: torch.Tensor, batch_size: int, augment_prob: float, gen: torch.Generator,
+                    opt: torch.optim.Optimizer, terms_of: Callable[[torch.Tensor], dict[str, torch.Tensor]]) -> dict[str, float]:
+    """One training epoch over stacked clip versions [S, N, L] (:func:`stacked_versions`): the clips in an order
+    drawn from ``gen``, in batches of ``batch_size``, each clip read in the version
+    :func:`~audiobench.methods.base.draw_versions` draws (two draws from ``gen`` per batch, after the order), an
+    optimiser step on ``terms_of(waves)["total"]``. Returns the epoch's means of the terms, prefixed ``train_``
+    (a ``keys`` entry, PIQ's codebook indices, is not a term)."""
+    means = TermMeans()
+    n = versions.shape[1]
+    order = torch.randperm(n, generator=gen)
+    for i in range(0, n, batch_size):
+        idx = order[i : i + batch_size]
+        which = draw_versions(len(idx), versions.shape[0], augment_prob, gen)
+        terms = terms_of(versions[which, idx])
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+        means.add({k: v for k, v in terms.items() if k != "keys"}, len(idx))
+    return means.means("train_")

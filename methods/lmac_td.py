@@ -44,7 +44,6 @@ from torch.nn import functional as F
 from audiobench.contracts.domains import Domain, Stft2Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.contracts.registry import METHODS
-from audiobench.data.contaminations import with_augmentation
 from audiobench.kernel.cache import stable_hash
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
@@ -54,9 +53,9 @@ from audiobench.methods.base import (
     ExplainerParams,
     FitContext,
     classifier_blocks,
-    draw_versions,
 )
 from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.lmac_decoder import stacked_versions, versioned_epoch
 from audiobench.methods.lmac_td_net import LmacTdNet
 from audiobench.methods.timedomain import clip_waveform, reanalysis_mask, reanalysis_problem
 
@@ -201,8 +200,8 @@ class LMACTD(Explainer):
         return info
 
     def _versions(self, ctx: FitContext, clips) -> torch.Tensor:
-        augment = ctx.augment if self.params.augment_prob > 0 else []
-        return torch.stack([v.waveforms for v in with_augmentation(clips, augment, ctx.seed)])
+        """[S, N, L]: the clean clips, then each train.augment version (when augment_prob > 0)."""
+        return stacked_versions(clips, ctx.augment, self.params.augment_prob, ctx.seed)
 
     def _train(self, ctx: FitContext, model: DomainModel, net: LmacTdNet, log_path: Path) -> dict[str, Any]:
         p = self.params
@@ -211,20 +210,10 @@ class LMACTD(Explainer):
         gen = torch.Generator().manual_seed(ctx.seed)
         train, valid = self._versions(ctx, ctx.train), self._versions(ctx, ctx.valid)
         opt = torch.optim.Adam(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        n = train.shape[1]
 
         def train_epoch() -> dict[str, float]:
-            means = TermMeans()
-            order = torch.randperm(n, generator=gen)
-            for i in range(0, n, p.batch_size):
-                idx = order[i : i + p.batch_size]
-                which = draw_versions(len(idx), train.shape[0], p.augment_prob, gen)
-                terms = self._batch_terms(ctx, model, net, train[which, idx])
-                opt.zero_grad()
-                terms["total"].backward()
-                opt.step()
-                means.add(terms, len(idx))
-            return means.means("train_")
+            return versioned_epoch(train, p.batch_size, p.augment_prob, gen, opt,
+                                   lambda waves: self._batch_terms(ctx, model, net, waves))
 
         info = fit_epochs([net], p.epochs, train_epoch, lambda: self._validate(ctx, model, net, valid), "valid_total",
                           log_path, desc=f"{self.row_label()} [time domain]", progress=ctx.progress)

@@ -51,7 +51,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from audiobench.contracts.registry import METHODS
-from audiobench.data.contaminations import with_augmentation
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.methods.base import (
     DomainModel,
@@ -59,9 +58,9 @@ from audiobench.methods.base import (
     Explainer,
     FitContext,
     classifier_blocks,
-    draw_versions,
 )
 from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.lmac_decoder import stacked_versions, versioned_epoch
 from audiobench.methods.piq_vq import ClassQuantiser, PiqParams, oracle_mask, piq_loss
 
 PIQ_CODE_VERSION = 1  # bump when training changes the weights (enters every fit's key)
@@ -187,8 +186,7 @@ class PIQ(Explainer):
 
     def _versions(self, ctx: FitContext, clips) -> torch.Tensor:
         """[S, N, L]: the clean clips, then each train.augment version (when augment_prob > 0)."""
-        augment = ctx.augment if self.params.augment_prob > 0 else []
-        return torch.stack([v.waveforms for v in with_augmentation(clips, augment, ctx.seed)])
+        return stacked_versions(clips, ctx.augment, self.params.augment_prob, ctx.seed)
 
     def _train(self, ctx: FitContext, decoder: PiqDecoder, log_path: Path) -> dict[str, Any]:
         p = self.params
@@ -197,20 +195,10 @@ class PIQ(Explainer):
         gen = torch.Generator().manual_seed(ctx.seed)
         train, valid = self._versions(ctx, ctx.train), self._versions(ctx, ctx.valid)
         opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        n = train.shape[1]
 
         def train_epoch() -> dict[str, float]:
-            means = TermMeans()
-            order = torch.randperm(n, generator=gen)
-            for i in range(0, n, p.batch_size):
-                idx = order[i : i + p.batch_size]
-                which = draw_versions(len(idx), train.shape[0], p.augment_prob, gen)
-                terms = self._batch_terms(ctx, decoder, train[which, idx])
-                opt.zero_grad()
-                terms["total"].backward()
-                opt.step()
-                means.add({k: v for k, v in terms.items() if k != "keys"}, len(idx))
-            return means.means("train_")
+            return versioned_epoch(train, p.batch_size, p.augment_prob, gen, opt,
+                                   lambda waves: self._batch_terms(ctx, decoder, waves))
 
         info = fit_epochs([decoder], p.epochs, train_epoch, lambda: self._validate(ctx, decoder, valid), "valid_total",
                           log_path, desc=f"{self.row_label()} [{ctx.model.domain.key()}]", progress=ctx.progress)
