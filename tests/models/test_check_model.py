@@ -29,8 +29,9 @@ def test_builtin_models_pass_the_contract(name: str) -> None:
 def test_every_builtin_model_is_checked_here_or_beside_its_weights() -> None:
     # msclap needs CLAP's weights: tests/models/test_msclap.py checks it on a tiny checkpoint it writes;
     # hf_audio needs a transformers folder: tests/models/test_hf_audio.py checks it on tiny random ones;
-    # wavecnn: tests/models/test_waveform_input.py (stft2mel only: it reads the phase)
-    assert set(MODELS.builtin_names()) == {"cnn14", "clap_synth", "band_energy", "msclap", "hf_audio", "wavecnn"}
+    # wavecnn: tests/models/test_waveform_input.py (stft2mel only: it reads the phase); l2i_bd (a CNN14 and L2I's
+    # interpreter by design): tests/models/test_l2i_bd.py
+    assert set(MODELS.builtin_names()) == {"cnn14", "clap_synth", "band_energy", "msclap", "hf_audio", "wavecnn", "l2i_bd"}
 
 
 class _Wrapped(AudioClassifier):

@@ -139,3 +139,10 @@ def test_joint_training_classifies_above_chance(prediction: str, tmp_path, monke
     assert trained.info["prediction"] == prediction and not trained.info["cached"]
     again = spec.train_model(tp, splits, frontend, {"synth": 1}, 0, torch.device("cpu"), progress=False)
     assert again.info["cached"] and again.info["by_design"]["test"]["g"]["accuracy"] == acc
+
+
+def test_the_by_design_network_passes_check_model() -> None:
+    from audiobench.testing import check_model
+
+    rules = check_model("l2i_bd", params={"width": 4, "depth": 3, "k": 6, "blocks": 2})
+    assert rules == ["front end", "built", "scores[stft2mel]", "scores[stft2mel_log1p]", "scores[mel]"]

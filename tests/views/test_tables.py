@@ -357,7 +357,8 @@ COMMITTED_TEX = sorted((ROOT / "results").glob("*/tables/*.tex"))
 
 def _compile(tmp_path: Path, tables: list[str]) -> str:
     doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n%s\\end{document}\n"
-    (tmp_path / "doc.tex").write_text(doc % "\n".join(tables), encoding="utf-8")
+    # each table on its own page: LaTeX holds at most 18 floats waiting for a place ("Too many unprocessed floats")
+    (tmp_path / "doc.tex").write_text(doc % "\n\\clearpage\n".join(tables), encoding="utf-8")
     proc = subprocess.run(
         [_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
         cwd=tmp_path,
