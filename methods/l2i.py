@@ -264,7 +264,11 @@ class L2I(L2IFitting, Explainer):
 
     def check_classifier(self, depth: int, model: str = "classifier",
                          names: Sequence[str] | None = None) -> list[tuple[str, str]]:
-        """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it."""
+        """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it; an ``l2i_bd``
+        model (whose scores come from its own interpreter, not a head L2I could read) is refused."""
+        if model == "l2i_bd":
+            return [("name", "l2i reads a classifier's head; l2i_bd's scores come from its own interpreter: explain it "
+                             "with the l2i_bd method (its by-design interpretation)")]
         problem = blocks_problem(self.params.blocks, depth, model)
         return [("blocks", problem)] if problem else []
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def by_design_rows(manifests: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
 
     def add(system: str, value: float | None, m: dict[str, Any]) -> None:
         if system in rows:
-            raise AudiobenchError(f"two runs give the row {system!r} ({rows[system]['suite']}, {m['suite']['name']})")
+            raise AudiobenchError(f"two runs give the row {system!r}: models {rows[system]['model']} and "
+                                  f"{m['classifier'].get('hash')} (suites {rows[system]['suite']}, {m['suite']['name']})")
         rows[system] = {"system": system, column: value, "model": m["classifier"].get("hash"), "suite": m["suite"]["name"]}
 
     for m in manifests:
@@ -92,9 +94,10 @@ def by_design_rows(manifests: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
     for system, value in published.items():  # the journal's systems not built here: published-only lines
         if system not in {r.split(" (")[0] for r in rows}:
             rows[system] = {"system": system, column: None, PUBLISHED[kind]: value, "model": "published only", "suite": "-"}
-    order = ORDER + sorted(r for r in rows if r not in ORDER and rows[r]["model"] != "published only") + \
-        [r for r in rows if rows[r]["model"] == "published only"]
-    table = pd.DataFrame([rows[r] for r in order if r in rows])
+    ours = [r for r in rows if rows[r]["model"] != "published only"]
+    order = [r for r in ORDER if r in ours] + sorted(r for r in ours if r not in ORDER) + \
+        [r for r in rows if r not in ours]  # each row once: ours in the journal's order, then published-only lines
+    table = pd.DataFrame([rows[r] for r in order])
     table = table[["system", column, PUBLISHED[kind], "model", "suite"]]
     dataset = manifests[0]["suite"]["dataset"]["name"]
     caption = (f"Classification performance for by-design interpretation (the L2I journal's Table VIII layout): "
@@ -136,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (audiobench run -o DIR)")
     parser.add_argument("-o", "--output", type=Path, help="write the Markdown here")
     args = parser.parse_args(argv)
-    print(write_by_design(args.runs, args.output), end="")
+    try:
+        print(write_by_design(args.runs, args.output), end="")
+    except AudiobenchError as exc:  # one line, as the command line's other errors
+        print(f"audiobench.tables.by_design: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -146,3 +146,11 @@ def test_the_by_design_network_passes_check_model() -> None:
 
     rules = check_model("l2i_bd", params={"width": 4, "depth": 3, "k": 6, "blocks": 2})
     assert rules == ["front end", "built", "scores[stft2mel]", "scores[stft2mel_log1p]", "scores[mel]"]
+
+
+def test_post_hoc_l2i_is_refused_on_a_by_design_model_at_validate() -> None:
+    from audiobench.methods.l2i import L2I
+
+    ((param, problem),) = L2I({"rt": 0.4}).check_classifier(4, "l2i_bd")
+    assert param == "name" and "use" not in problem.split(":")[0] and "the l2i_bd method" in problem
+    assert L2I({"rt": 0.4}).check_classifier(4, "cnn14") == []

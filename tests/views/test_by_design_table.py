@@ -69,3 +69,16 @@ def test_a_variant_of_the_losses_reduction_is_its_own_named_row() -> None:
     ours = table[table["model"] != "published only"]
     assert list(ours["system"]) == ["L2I BD w/ ATT", "L2I BD w/ ATT (recipe reduction)"]
     assert list(ours["macro-AUPRC"]) == [0.65, 0.75] and list(ours["journal, SONYC-UST"]) == [0.581, 0.581]
+
+
+def test_a_partial_set_of_runs_lists_each_row_once_and_the_command_fails_in_one_line(tmp_path, capsys) -> None:
+    from audiobench.tables.by_design import main
+
+    table, _ = by_design_rows([_bd("f", 0.65, 0.67)])
+    assert table["system"].is_unique and list(table["system"])[0] == "L2I BD w/ ATT" and len(table) == 8
+    assert table.loc[table["system"] == "L2I-PostHoc", "model"].item() == "published only"
+    with pytest.raises(AudiobenchError, match=r"two runs give the row 'L2I BD w/ ATT': models hf and hf"):
+        by_design_rows([_bd("f", 0.8, 0.8), _bd("f", 0.7, 0.7)])
+    assert main([str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no manifest.json" in err
