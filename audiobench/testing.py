@@ -39,8 +39,9 @@ from audiobench.contracts.frontend import Frontend, FrontendParams
 from audiobench.contracts.registry import METHODS, MODELS
 from audiobench.data.base import ClipSet
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer, FitContext
-from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec, built_network
+from audiobench.models.base import OUTPUT_KINDS, AudioClassifier, ModelSpec
 from audiobench.models.cnn14 import Cnn14
+from audiobench.models.training import built_network
 from audiobench.models.wavecnn import WaveCnn
 from audiobench.suite.crossref import same_setting
 

@@ -256,18 +256,6 @@ class AudioClassifier(nn.Module):
         return probabilities(scores, self.output_kind)
 
 
-def built_network(spec: ModelSpec, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
-    """``spec.build(...)``, with what a plugin's build raises (a checkpoint whose head does not fit the dataset's
-    classes, a missing key) as one line naming the model: :class:`AudiobenchError`."""
-    try:
-        return spec.build(class_names, n_mels, sample_rate)
-    except (RuntimeError, ValueError, KeyError, OSError, TypeError) as exc:
-        if isinstance(exc, AudiobenchError):
-            raise
-        raise AudiobenchError(f"model '{spec.name}' could not be built for {len(class_names)} classes: "
-                              + " ".join(str(exc).split())) from exc
-
-
 class ModelSpec(Component):
     """A registered model: builds an :class:`AudioClassifier` for a dataset's classes.
 
@@ -387,6 +375,11 @@ class ModelSpec(Component):
         default): not known; ``validate`` then checks indices and ``last`` only and the run checks names.
         Raises :class:`AudiobenchError` as :meth:`architecture` does."""
         return None
+
+    def silent_blocks(self) -> dict[int, str]:
+        """1-based block -> why the score's gradient never reaches it (AST's last layer: its head reads the CLS
+        token only), so a CAM there is zero: ``validate`` refuses such a ``layer``. ``{}`` (the default): none."""
+        return {}
 
     def min_input(self) -> tuple[int, int, str] | None:
         """(frames, mel bands, description) of the smallest input the classifier can take (its poolings):

@@ -260,6 +260,15 @@ class HfAudioSpec(ModelSpec):
         return [*super().details(), "with path: a folder's AST reads logmel, its wav2vec2 / HuBERT / WavLM the "
                 "waveform (stft2mel only); used as built (not trained)"]
 
+    def silent_blocks(self) -> dict[int, str]:
+        """An AST's last layer: its patch tokens never reach the head (which reads the CLS and distillation tokens)."""
+        try:
+            depth = None if self.input_kind == "waveform" else self.architecture()[1]
+        except AudiobenchError:  # an unreadable folder: check() reports it
+            depth = None
+        return {} if depth is None else {depth: "an AST's last layer: its patch tokens never reach the head (it reads the "
+                                                "CLS and distillation tokens), so a CAM there is zero; use -2"}
+
     def architecture(self) -> tuple[int, int]:
         """(hidden size, layers): the folder's config when there is one (validate reads the depth for ``layer``)."""
         if self.params.path is None:

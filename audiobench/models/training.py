@@ -19,7 +19,7 @@ from audiobench.kernel.cache import cache_dir, content_dump, stable_hash
 from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.models.augment import mask_batch, mix_batch
-from audiobench.models.base import AudioClassifier, ModelSpec, built_network, training_loss
+from audiobench.models.base import AudioClassifier, ModelSpec, training_loss
 from audiobench.models.checkpoint import (
     checkpoint_shape,
     file_digest,
@@ -251,6 +251,18 @@ def train_classifier(
     if cached:
         model.load_state_dict(state)
     return TrainedClassifier(model.eval(), info | {"cached": cached})
+
+
+def built_network(spec: ModelSpec, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:
+    """``spec.build(...)``, with what a plugin's build raises (a checkpoint whose head does not fit the dataset's
+    classes, a missing key) as one line naming the model: :class:`AudiobenchError`."""
+    try:
+        return spec.build(class_names, n_mels, sample_rate)
+    except (RuntimeError, ValueError, KeyError, OSError, TypeError) as exc:
+        if isinstance(exc, AudiobenchError):
+            raise
+        raise AudiobenchError(f"model '{spec.name}' could not be built for {len(class_names)} classes: "
+                              + " ".join(str(exc).split())) from exc
 
 
 def load_classifier(spec: Cnn14Spec, splits: dict[str, ClipSet], frontend: Frontend, device: torch.device,

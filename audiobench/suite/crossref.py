@@ -21,6 +21,7 @@ from audiobench.contracts.registry import METRICS
 from audiobench.contracts.table_spec import TableSpec
 from audiobench.contracts.targets import class_indices
 from audiobench.kernel.errors import AudiobenchError, did_you_mean
+from audiobench.methods.blocks import layer_index
 from audiobench.suite.lines import KeyPath, LocatedErrors
 from audiobench.suite.schema import ComponentSpec
 
@@ -98,8 +99,21 @@ def check_method_layers(errors: LocatedErrors, model: ComponentSpec | None, meth
         problems = list(built.check_params())  # the method's own paths and settings
         if blocks is not None:
             problems += built.check_classifier(*blocks)
+            problems += silent_layer(built, model.build(), blocks)
         for param, problem in problems:
             errors.add(path + (param,), f"{'.'.join(map(str, path + (param,)))}: {problem}")
+
+
+def silent_layer(method: Any, spec: Any, blocks: tuple[int, str, list[str] | None]) -> list[tuple[str, str]]:
+    """("layer", why) when a CAM-style method's ``layer`` names a block the model's scores never reach
+    (``ModelSpec.silent_blocks``: its maps would be zero); [] otherwise (module paths are checked at the run)."""
+    layer = getattr(method.params, "layer", None)
+    silent = spec.silent_blocks() if isinstance(layer, (str, int)) else {}
+    try:
+        index = layer_index(layer, *blocks) if silent else None
+    except AudiobenchError:  # an unknown layer: check_classifier reports it
+        index = None
+    return [("layer", f"{layer!r} is {silent[index]}")] if index in silent else []
 
 
 def table_entry(raw: Any, path: KeyPath, errors: LocatedErrors) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ LIBRARY = [REPO / "audiobench", REPO / "methods", REPO / "metrics"]
 HOOKS: dict[type, tuple[str, ...]] = {
     Component: ("description", "label", "details"),
     ModelSpec: ("build", "train_model", "trains_own_way", "trained_conditions", "model_key", "details",
-                "required_frontend", "check", "checkpoint", "architecture", "block_names", "min_input"),
+                "required_frontend", "check", "checkpoint", "architecture", "block_names", "min_input", "silent_blocks"),
     AudioClassifier: ("network_input", "blocks", "block_names", "block", "block_channels", "features", "head",
                       "forward", "exact_attribution", "probabilities", "attention_maps", "token_grid", "patch_map"),
     Explainer: ("attribute", "explain", "fit", "row_label", "check_params", "check_classifier", "augments",
@@ -111,7 +111,7 @@ class _Seconds(Dataset):
 def test_model_spec_defaults_mean_the_spec_does_not_say() -> None:
     spec = _BareSpec()
     assert spec.architecture() is None and spec.block_names() is None and spec.min_input() is None
-    assert spec.checkpoint() is None and spec.check() == [] and _BareSpec.details()
+    assert spec.checkpoint() is None and spec.check() == [] and _BareSpec.details() and spec.silent_blocks() == {}
     assert _CheckpointSpec({"checkpoint": "/x/w.pt"}).checkpoint() == Path("/x/w.pt")  # read from the parameter
 
 

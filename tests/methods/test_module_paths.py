@@ -189,7 +189,8 @@ def test_written_audio_beyond_full_scale_is_float_never_clipped(tmp_path: Path) 
 
 
 def test_a_plugin_build_that_fails_is_one_line_naming_the_model() -> None:
-    from audiobench.models.base import ModelSpec, built_network
+    from audiobench.models.base import ModelSpec
+    from audiobench.models.training import built_network
 
     class Mismatched(ModelSpec):
         def build(self, class_names: list[str], n_mels: int, sample_rate: int) -> AudioClassifier:

@@ -168,3 +168,24 @@ def test_the_ast_quickstart_validates_with_its_front_end_filled_in(capsys: pytes
     suite = SUITES / "quickstart_ast.yaml"
     assert main(["validate", str(suite)]) == 0
     assert "44 cells: 11 methods x 2 domains x 2 contaminations" in capsys.readouterr().out
+
+
+def test_validate_refuses_a_cam_on_the_last_ast_layer_whose_tokens_never_reach_the_head(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from audiobench.cli import main
+
+    suite = {"name": "astlast", "seed": 0, "dataset": {"name": "synth", "classes": 3, "clips_per_class": 10, "seconds": 1.0},
+             "model": {"name": "hf_audio", "hidden": 32, "layers": 2, "heads": 2}, "split": "test",
+             "domains": ["stft2mel"], "contaminations": ["none"],
+             "methods": [{"name": "gradcam", "layer": "last"}, {"name": "gradcam_pp", "layer": 2},
+                         {"name": "gradcam", "layer": -2}, {"name": "guided_gradcam", "layer": 1}]}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("its patch tokens never reach the head" in line and "use -2" in line for line in err)
+    assert err[0].split(": ")[1] == "methods.0.layer" and err[1].split(": ")[1] == "methods.1.layer"
+    assert MODELS.get("hf_audio")({"layers": 4}).silent_blocks().keys() == {4}  # the embedded AST's last layer
+    assert MODELS.get("cnn14")().silent_blocks() == {}
