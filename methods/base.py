@@ -179,6 +179,12 @@ def classifier_blocks(blocks: int | list[int], depth: int, method: str) -> list[
     return list(dict.fromkeys(b if b > 0 else depth + 1 + b for b in blocks))
 
 
+def decoder_blocks(blocks: int | list[int], depth: int, method: str) -> list[int]:
+    """The blocks a decoder reads, deepest first (L-MAC, LMAC-ZS, LMAC-TD): :func:`classifier_blocks`, where an
+    int larger than ``depth`` means every block the classifier has."""
+    return sorted(classifier_blocks(min(blocks, depth) if isinstance(blocks, int) else blocks, depth, method), reverse=True)
+
+
 class ExplainerParams(Params):
     """Parameters every method has: how its raw map becomes a mask."""
 

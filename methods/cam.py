@@ -115,7 +115,7 @@ class GradCAM(_Cam):
 
     def cam(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         layer = self.block(ctx)
-        with checked_output(ctx.classifier, self.params.layer):  # a module path's output: a feature map or one line
+        with checked_output(layer, self.params.layer):  # a module path's output: a feature map or one line
             return attr.LayerGradCam(ctx.model, layer).attribute(x, target=target, relu_attributions=False)
 
 

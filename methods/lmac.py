@@ -93,7 +93,7 @@ from audiobench.methods.base import (
     ExplainContext,
     Explainer,
     FitContext,
-    classifier_blocks,
+    decoder_blocks,
     draw_versions,
 )
 from audiobench.methods.blocks import blocks_entries_problem, layer_outputs, names_layers
@@ -183,9 +183,7 @@ class LMAC(Explainer):
         if names_layers(blocks):  # names and module paths: read by hooks, channels found at the first batch
             self.layers, channels = list(blocks), [None] * len(blocks)
             return LmacDecoder(channels, self.params.hidden, grid_map(model) if self.params.head == "linear" else None)
-        if isinstance(blocks, int):  # the N deepest, at most every block the classifier has
-            blocks = min(blocks, clf.depth)
-        self.block_idx = sorted(classifier_blocks(blocks, clf.depth, self.name), reverse=True)  # deepest first
+        self.block_idx = decoder_blocks(blocks, clf.depth, self.name)  # the N deepest (at most all), deepest first
         channels = [clf.block_channels()[i - 1] for i in self.block_idx]
         return LmacDecoder(channels, self.params.hidden, grid_map(model) if self.params.head == "linear" else None)
 

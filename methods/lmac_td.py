@@ -52,9 +52,9 @@ from audiobench.methods.base import (
     Explainer,
     ExplainerParams,
     FitContext,
-    classifier_blocks,
+    decoder_blocks,
 )
-from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.blocks import blocks_entries_problem
 from audiobench.methods.lmac_decoder import stacked_versions, versioned_epoch
 from audiobench.methods.lmac_td_net import LmacTdNet
 from audiobench.methods.timedomain import clip_waveform, reanalysis_mask, reanalysis_problem
@@ -140,8 +140,7 @@ class LMACTD(Explainer):
     def check_classifier(self, depth: int, model: str = "classifier",
                          names: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """(parameter, problem) pairs for a classifier of ``depth`` blocks: ``blocks`` must fit it."""
-        blocks = self.params.blocks
-        problem = blocks_problem(min(blocks, depth) if isinstance(blocks, int) else blocks, depth, model)
+        problem = blocks_entries_problem(self.params.blocks, depth, model)
         return [("blocks", problem)] if problem else []
 
     def row_label(self) -> str:
@@ -165,8 +164,7 @@ class LMACTD(Explainer):
     # -- pieces -----------------------------------------------------------------------------
     def _build(self, model: DomainModel) -> LmacTdNet:
         clf, p = model.classifier, self.params
-        blocks = min(p.blocks, clf.depth) if isinstance(p.blocks, int) else p.blocks
-        self.block_idx = sorted(classifier_blocks(blocks, clf.depth, self.name), reverse=True)  # deepest first
+        self.block_idx = decoder_blocks(p.blocks, clf.depth, self.name)  # deepest first
         return LmacTdNet([clf.block_channels()[i - 1] for i in self.block_idx], p.n_filters, p.kernel_size,
                          p.channels, p.chunk, p.layers, p.intra_layers, p.inter_layers, p.heads, p.ffn, p.hidden,
                          p.alpha)

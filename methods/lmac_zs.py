@@ -57,9 +57,9 @@ from audiobench.methods.base import (
     Explainer,
     ExplainerParams,
     FitContext,
-    classifier_blocks,
+    decoder_blocks,
 )
-from audiobench.methods.blocks import blocks_problem
+from audiobench.methods.blocks import blocks_entries_problem
 from audiobench.methods.lmac import LmacDecoder, _Versions, grid_map
 from audiobench.models.zeroshot import ZeroShotClassifier
 
@@ -264,12 +264,12 @@ class LMACZS(Explainer):
 
     def check_classifier(self, depth: int, model: str = "classifier",
                          names: Sequence[str] | None = None) -> list[tuple[str, str]]:
-        problem = blocks_problem(min(self.params.blocks, depth), depth, model)
+        problem = blocks_entries_problem(self.params.blocks, depth, model)
         return [("blocks", problem)] if problem else []
 
     def _build(self, model: DomainModel) -> ZsDecoder:
         clf = zero_shot_model(model, self.name)
-        self.block_idx = sorted(classifier_blocks(min(self.params.blocks, clf.depth), clf.depth, self.name), reverse=True)
+        self.block_idx = decoder_blocks(self.params.blocks, clf.depth, self.name)
         dim = clf.prompt_embeddings().shape[-1]
         return ZsDecoder([clf.block_channels()[i - 1] for i in self.block_idx], self.params.hidden, dim, self.params.gate,
                          self.params.conditioning, grid_map(model) if self.params.head == "linear" else None)

@@ -60,6 +60,12 @@ def peak_normalising() -> bool:
     return _PEAK_NORMALISE.get()
 
 
+def level_record(peak: bool) -> dict[str, str]:
+    """What a cache key, a cell id or a manifest adds for a model's declared level: ``{"input_level": "recorded"}``
+    for clips at their recorded level, nothing for peak-normalised ones (so every earlier key and id stays)."""
+    return {} if peak else {"input_level": "recorded"}
+
+
 def at_input_level(clips: ClipSet) -> ClipSet:
     """A copy of ``clips`` at the level models read here: peak-normalised (:func:`peak_normalise`), or as
     recorded inside ``input_level(False)``."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from audiobench.data.levels import level_record
 from audiobench.harness.session import RunResult, Session
 from audiobench.kernel.cache import atomic_write_json
 from audiobench.store.manifest import build_manifest
@@ -78,8 +79,7 @@ def finish(
     manifest = build_manifest(session.suite, session.trained.info, cell_meta, session.load_skips, frame, session.limit,
                               session.device, t_start, session.classifier.class_names)
     manifest["output_kind"] = session.classifier.output_kind  # the network's own (a trained record may not say)
-    if not session.suite.model.build().peak_normalise:  # only where it departs: earlier manifests stay as they are
-        manifest["input_level"] = "recorded"
+    manifest.update(level_record(session.suite.model.build().peak_normalise))  # only where it departs from the recipe
     manifest["selection"] = session.selection
     manifest["training"] = training_record(session.splits, session.suite.augment, session.suite.train,
                                            classifier_trains_here(session.suite.model), session.suite.model)

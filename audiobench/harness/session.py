@@ -24,7 +24,7 @@ from audiobench.contracts.registry import METRICS
 from audiobench.data.base import ClipSet, Skip
 from audiobench.data.contaminations import condition_record
 from audiobench.data.integrity import check_splits
-from audiobench.data.levels import input_level
+from audiobench.data.levels import input_level, level_record
 from audiobench.data.sampling import select_clips
 from audiobench.harness.cells import (
     Cell,
@@ -136,8 +136,7 @@ class Session:
             if explainer.augments():  # what the fit may see is part of what it is (absent: earlier keys kept;
                 # fits cached before train.augment existed trained on the evaluated conditions and must not be reused)
                 identity["augment"] = [c.identity() for c in suite.augment]  # a noise folder by its content
-            if not self.suite.model.build().peak_normalise:  # absent otherwise: earlier keys kept
-                identity["input_level"] = "recorded"
+            identity.update(level_record(self.suite.model.build().peak_normalise))  # clips at the model's level
             with self.input_level():
                 info = explainer.fit(FitContext(
                     model=self.model(cell), train=self.splits["train"], valid=self.splits["valid"],
@@ -229,8 +228,7 @@ def _cells(
         "audio": suite.audio.model_dump(),
         "masks": suite.masks.model_dump(), "clips": stable_hash(evaluated.sample_ids),
     }
-    if not suite.model.build().peak_normalise:  # clips at their recorded level (absent otherwise: ids kept)
-        common["input_level"] = "recorded"
+    common.update(level_record(suite.model.build().peak_normalise))  # clips at the model's level
     if suite.targets.model_dump() != type(suite.targets)().model_dump():  # the default keeps existing cells' hashes
         common["targets"] = suite.targets.model_dump(mode="json")
     if suite.uses_budget():  # only where it shapes a number: other suites' cell ids stay

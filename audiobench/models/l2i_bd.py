@@ -38,6 +38,7 @@ from audiobench.contracts.component import Params
 from audiobench.contracts.frontend import Frontend
 from audiobench.contracts.registry import MODELS
 from audiobench.data.base import ClipSet
+from audiobench.data.levels import level_record
 from audiobench.kernel.cache import stable_hash
 from audiobench.methods.blocks import blocks_problem
 from audiobench.models.base import ModelSpec
@@ -119,7 +120,7 @@ class L2IByDesignSpec(ModelSpec):
         return stable_hash({"model": {"name": self.name, **self.params.model_dump(mode="json")},
                             "train": train_params.model_dump(), "classes": splits["train"].class_names,
                             "frontend": frontend.params.model_dump(), "data": data_fingerprint, "seed": seed,
-                            "augment": aug, "code": L2I_BD_CODE_VERSION})
+                            "augment": aug, "code": L2I_BD_CODE_VERSION, **level_record(self.peak_normalise)})
 
     def train_model(self, train_params: Any, splits: dict[str, ClipSet], frontend: Frontend, data_fingerprint: dict,
                     seed: int, device: torch.device, progress: bool = True, evaluated: str = "test",

@@ -1,7 +1,7 @@
 """Training of ``l2i_bd`` (:mod:`audiobench.models.l2i_bd`) in the harness, cached like the suite's classifier.
 
 The same data regime as the harness's classifier training (:func:`audiobench.models.training.train_classifier`):
-the training split peak-normalised; with ``model.train.augment_prob`` > 0 that share of each epoch's clips
+the training split at the model's input level (peak-normalised: :func:`~audiobench.data.levels.at_input_level`); with ``model.train.augment_prob`` > 0 that share of each epoch's clips
 (drawn per clip and epoch) taken from one of the suite's ``train.augment`` conditions; ``mask_augment``
 zeroes frames and mel bands of the network input (the reconstruction target X stays the clip's own);
 Adam at ``lr`` and ``weight_decay``; the epoch with the best valid accuracy of g kept (``posthoc``: of f
@@ -19,11 +19,12 @@ import torch
 
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
-from audiobench.data.contaminations import peak_normalise
+from audiobench.data.levels import at_input_level
 from audiobench.kernel.artefacts import cached_artefact
 from audiobench.kernel.cache import cache_dir
 from audiobench.kernel.fitting import TermMeans, fit_epochs
 from audiobench.kernel.nmf import chunk_frames, learn_dictionary
+from audiobench.methods.base import draw_versions
 from audiobench.models.augment import mask_batch
 from audiobench.models.base import training_loss
 from audiobench.models.l2i_bd_net import L2IByDesign, by_design_loss, reconstruction_grid
@@ -78,7 +79,7 @@ def train_by_design(
     g.eval()
     measured = {}
     for name in dict.fromkeys(["train", "valid", evaluated]):
-        inputs = grids(frontend, peak_normalise(splits[name].subset(slice(None))).waveforms, device)[0]
+        inputs = grids(frontend, at_input_level(splits[name]).waveforms, device)[0]
         measured[name] = {"g": scores(g, inputs, splits[name], device), "f": scores(g.f, inputs, splits[name], device)}
     info = {**info, "cached": cached, "output_kind": g.output_kind, "prediction": p.prediction,
             "accuracy": {s: m["g"]["accuracy"] for s, m in measured.items()}, "by_design": measured}
@@ -98,7 +99,7 @@ def _fit(spec: Any, g: L2IByDesign, tp: Any, splits: dict[str, ClipSet], fronten
     if aug_p > 0:
         waves, _ = augmented_versions(train, augment, seed)  # [V, N, L], version 0 the clean clips
     else:
-        waves = peak_normalise(train.subset(slice(None))).waveforms.unsqueeze(0)
+        waves = at_input_level(train).waveforms.unsqueeze(0)
     parts = [grids(frontend, v, device) for v in waves]
     mel, lin = torch.stack([m for m, _ in parts]), torch.stack([x for _, x in parts])  # [V, N, ...]
     W, nmf_info = learn_dictionary(chunk_frames(lin[0], p.frame_chunk), p.k, n_iter=p.nmf_iter, sparsity=p.sparsity,
@@ -107,7 +108,7 @@ def _fit(spec: Any, g: L2IByDesign, tp: Any, splits: dict[str, ClipSet], fronten
     nmf_seconds = round(time.perf_counter() - start, 2)
     labels = train.labels.to(device)
     known = None if train.label_mask is None else train.label_mask.to(device)
-    valid_in = grids(frontend, peak_normalise(valid.subset(slice(None))).waveforms, device)[0]
+    valid_in = grids(frontend, at_input_level(valid).waveforms, device)[0]
     vlab = valid.labels.to(device)
     vmask = None if valid.label_mask is None else valid.label_mask.to(device)
     n = labels.shape[0]
@@ -116,10 +117,8 @@ def _fit(spec: Any, g: L2IByDesign, tp: Any, splits: dict[str, ClipSet], fronten
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, tp.batch_size):
             idx = order[i : i + tp.batch_size]
-            version = torch.zeros(len(idx), dtype=torch.long)
-            if aug_p > 0:  # per clip: with probability augment_prob, one of the conditions' versions
-                use = torch.rand(len(idx), generator=gen) < aug_p
-                version = torch.where(use, 1 + torch.randint(len(waves) - 1, (len(idx),), generator=gen), 0)
+            # per clip: with probability augment_prob, one of the conditions' versions (no draw without them)
+            version = draw_versions(len(idx), len(waves), aug_p, gen) if aug_p > 0 else torch.zeros(len(idx), dtype=torch.long)
             inp = mel[version.to(device), idx.to(device)]
             if tp.mask_augment > 0:
                 inp = mask_batch(inp, tp.mask_augment, gen, frontend.params.hop_length)

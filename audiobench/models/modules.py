@@ -72,13 +72,13 @@ def as_grid(out: object, path: str, module: nn.Module | None = None) -> torch.Te
 
 
 @contextmanager
-def checked_output(net: nn.Module, layer: object) -> Iterator[None]:
-    """Inside, a forward pass refuses (one line, :func:`as_grid`) a ``layer`` named by module path whose output
-    is no feature map, before a library (Captum) computes on it; layers named otherwise pass as they are."""
+def checked_output(module: nn.Module, layer: object) -> Iterator[None]:
+    """Inside, a forward pass refuses (one line, :func:`as_grid`) the output of ``module`` when ``layer`` (the name
+    it was resolved from) is a module path and the output is no feature map, before a library (Captum) computes
+    on it; a module named otherwise (a block the model declares) passes as it is."""
     if not is_module_path(layer):
         yield
         return
-    module = submodule(net, str(layer))
 
     def check(m: nn.Module, _i: object, out: object) -> None:
         as_grid(out, str(layer), m)

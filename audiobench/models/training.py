@@ -13,6 +13,7 @@ from audiobench.contracts.domains import Domain, Mel, Stft2Mel
 from audiobench.contracts.frontend import Frontend
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import at_input_level, with_augmentation
+from audiobench.data.levels import level_record
 from audiobench.kernel.artefacts import cached_artefact
 from audiobench.kernel.batching import CPU_ROWS
 from audiobench.kernel.cache import cache_dir, content_dump, stable_hash
@@ -122,8 +123,7 @@ def classifier_key(
     }
     if init is not None:
         identity["init"] = init
-    if not spec.peak_normalise:  # clips at their recorded level (absent otherwise: earlier keys kept)
-        identity["input_level"] = "recorded"
+    identity.update(level_record(spec.peak_normalise))  # clips at the model's level
     if augment and getattr(train, "augment_prob", 0) > 0:  # absent otherwise: earlier keys kept
         identity["augment"] = [{"name": c.name, **content_dump(c.params)} for c in augment]  # a noise folder by content
     return stable_hash(identity)
