@@ -209,6 +209,7 @@ class LMAC(Explainer):
         return info
 
     def _fit_stage(self, ctx: FitContext, key: str, stage1: LmacDecoder | None) -> dict[str, Any]:
+        torch.manual_seed(ctx.seed)  # initial weights (lazy projections' too) from the seed alone, not the run's order
         decoder = self._build(ctx.model).to(ctx.device)
         if self.layers:  # lazy projections: one pass over two training clips gives them their channels
             rep = ctx.model.domain.represent(ctx.model.frontend, ctx.train.waveforms[:2].to(ctx.device))

@@ -187,6 +187,7 @@ class LMACTD(Explainer):
         key = stable_hash({"method": self.name, "params": self.fit_params(), "seed": ctx.seed, **identity,
                            "code": LMAC_TD_CODE_VERSION})
         model = DomainModel(ctx.model.classifier, Stft2Mel(), ctx.model.frontend).eval()
+        torch.manual_seed(ctx.seed)  # the network's initial weights depend on the seed alone, not on the run's order
         net = self._build(model).to(ctx.device)
 
         def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -174,6 +174,7 @@ class PIQ(Explainer):
         probe = ctx.model.domain.represent(ctx.model.frontend, ctx.train.waveforms[:1].to(ctx.device))
         with ctx.model.reading(probe):
             stages = self._stages(ctx.model, probe.x)
+        torch.manual_seed(ctx.seed)  # the decoder's initial weights depend on the seed alone, not on the run's order
         decoder = self._build(ctx.model, stages).to(ctx.device)
 
         def train(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -40,7 +40,7 @@ from audiobench.kernel.stats import kendall_tau_b
 from audiobench.methods.base import DomainModel
 from audiobench.metrics.budget import Budget
 from audiobench.models.base import is_decision
-from audiobench.sanity.common import SANITY_CODE_VERSION, decisions, find_cell, write_parquet
+from audiobench.sanity.common import SANITY_CODE_VERSION, decisions, find_cell, reading_waves, write_parquet
 from audiobench.sanity.meta_consistency import (
     CRITERIA,
     PerturbationScores,
@@ -79,7 +79,7 @@ def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: boo
     model = session.model(cells[0])
     waves = clips.waveforms.to(device)
     rep = model.domain.represent(model.frontend, waves)
-    rows, target = decisions(session, model, rep.x)
+    rows, target = decisions(session, model, rep.x, waves)
     truth = clip_truth(clips, slice(None), model.domain, model.frontend, rep, metrics)
     truth = None if truth is None else truth.subset(rows).for_labels(target)
     row_labels = clips.labels.to(device)[rows]
@@ -101,17 +101,17 @@ def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: boo
             frames[(kind, level, k)] = pd.read_parquet(path)
             continue
         t0 = time.perf_counter()
-        m, x = model, rep.x
+        m, x, read = model, rep.x, waves
         if kind == "model":
             m = DomainModel(perturbed_model(model.classifier, _level(p, kind, level), p.seed * 1000 + k),
                             model.domain, model.frontend).eval()
         elif kind == "input":
-            noisy = noisy_waveforms(waves, _level(p, kind, level), p.seed * 1000 + k)
-            x = model.domain.represent(model.frontend, noisy).x
+            read = noisy_waveforms(waves, _level(p, kind, level), p.seed * 1000 + k)
+            x = model.domain.represent(model.frontend, read).x
         seed = k if kind == "seed" else 0
         reuse = frames.get(("seed", "", 0)) if kind == "seed" and k > 0 else None
         frame = _score_setting(session, m, x[rows], target, row_labels, truth, budget, metrics, cells, explainers,
-                               labels, seed, reuse)
+                               labels, seed, reuse, read[rows])
         write_parquet(path, frame)
         frames[(kind, level, k)] = frame
         seconds += time.perf_counter() - t0
@@ -127,15 +127,17 @@ def meta_consistency_stage(session: Any, p: MetaConsistencyParams, progress: boo
 def _score_setting(
     session: Any, model: DomainModel, x: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, truth: Any,
     budget: Budget, metrics: list, cells: list, explainers: list, row_names: list[str], seed: int,
-    reuse: pd.DataFrame | None,
+    reuse: pd.DataFrame | None, waves: torch.Tensor,
 ) -> pd.DataFrame:
-    """Every method's scores on rows ``x`` [R, 1, T, F] for ``target`` [R] under ``model``: long rows
-    (method, row, metric, value), plus whether each row's target is the model's decision (``DECIDED``).
-    Deterministic methods are copied from ``reuse`` (seed 0) when given."""
+    """Every method's scores on rows ``x`` [R, 1, T, F] of the clips ``waves`` [R, L] for ``target`` [R] under
+    ``model``: long rows (method, row, metric, value), plus whether each row's target is the model's decision
+    (``DECIDED``). Deterministic methods are copied from ``reuse`` (seed 0) when given. Each batch is read with
+    its clips (:func:`~audiobench.sanity.common.reading_waves`: a waveform model, a method reading the clips)."""
     suite, device = session.suite, session.device
     bs = suite.batch_size
     max_rows = max(explain_rows(device), bs)
-    scores = chunked(model, x, max_rows)
+    with reading_waves(model, waves):
+        scores = chunked(model, x, max_rows)
     probs = model.probabilities(scores)
     p_t = probs.gather(1, target.view(-1, 1)).squeeze(1)
     decided = is_decision(p_t, probs.argmax(dim=-1), target, model.classifier.output_kind, suite.targets.threshold)
@@ -148,11 +150,12 @@ def _score_setting(
         for b, start in enumerate(range(0, len(x), bs)):
             sl = slice(start, min(start + bs, len(x)))
             s = batch_seed(stable_hash([cell.explain_hash, "meta", seed]), b)
-            e = explain_batch(explainer, model, x[sl], target[sl], s, max_rows)
-            e.mask = e.mask.detach().nan_to_num(0.0).clamp(0, 1)
-            values, _, _ = score_rows(model, x[sl], e, scores[sl], target[sl], metrics, labels[sl], suite.targets,
-                                      max_rows, None if truth is None else truth.subset(torch.arange(sl.start, sl.stop)),
-                                      budget)
+            with reading_waves(model, waves[sl]):
+                e = explain_batch(explainer, model, x[sl], target[sl], s, max_rows)
+                e.mask = e.mask.detach().nan_to_num(0.0).clamp(0, 1)
+                values, _, _ = score_rows(model, x[sl], e, scores[sl], target[sl], metrics, labels[sl], suite.targets,
+                                          max_rows, None if truth is None else truth.subset(torch.arange(sl.start, sl.stop)),
+                                          budget)
             idx = np.arange(sl.start, sl.stop)
             for metric in metrics:
                 if metric.name in values:

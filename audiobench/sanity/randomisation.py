@@ -29,6 +29,7 @@ from audiobench.kernel.batching import CPU_ROWS
 from audiobench.kernel.stats import spearman
 from audiobench.methods.base import DomainModel, ExplainContext, Explainer
 from audiobench.models.base import AudioClassifier
+from audiobench.sanity.common import reading_waves
 from audiobench.sanity.similarity import ssim
 
 
@@ -93,15 +94,17 @@ def randomise(group: LayerGroup, seed: int) -> None:
 
 def explain_all(
     explainer: Explainer, model: DomainModel, x: torch.Tensor, target: torch.Tensor, seeds: list[int],
-    batch_size: int, max_rows: int,
+    batch_size: int, max_rows: int, waves: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Masks [N, 1, T, F] (in [0, 1], NaN -> 0) of rows ``x`` for classes ``target``, batch b seeded ``seeds[b]``."""
+    """Masks [N, 1, T, F] (in [0, 1], NaN -> 0) of rows ``x`` for classes ``target``, batch b seeded ``seeds[b]``;
+    ``waves`` [N, L]: the rows' clips, read with each batch (:func:`reading_waves`)."""
     out = []
     for b, start in enumerate(range(0, len(x), batch_size)):
         xb, tb = x[start:start + batch_size], target[start:start + batch_size]
         ctx = ExplainContext(model=model, seed=seeds[b], max_rows=max_rows)
         torch.manual_seed(seeds[b])
-        with torch.set_grad_enabled(explainer.needs_gradients):
+        clips = None if waves is None else waves[start:start + batch_size]
+        with torch.set_grad_enabled(explainer.needs_gradients), reading_waves(model, clips):
             mask = explainer.explain(xb, tb, ctx).mask.detach()
         out.append(mask.nan_to_num(0.0).clamp(0, 1).to("cpu", torch.float32))
     return torch.cat(out)
@@ -120,20 +123,21 @@ class CascadeResult:
 
 def cascading_randomisation(
     explainer: Explainer, model: DomainModel, x: torch.Tensor, target: torch.Tensor, seed: int = 0,
-    batch_size: int = 16, max_rows: int = CPU_ROWS, keep_masks: bool = False,
+    batch_size: int = 16, max_rows: int = CPU_ROWS, keep_masks: bool = False, waves: torch.Tensor | None = None,
 ) -> CascadeResult:
     """Explain rows ``x`` [N, 1, T, F] for ``target`` [N] with the trained model, then after each step of
-    the cascade (:func:`layer_groups`, re-initialised with ``seed``); compare each step's masks with step 0's."""
+    the cascade (:func:`layer_groups`, re-initialised with ``seed``); compare each step's masks with step 0's.
+    ``waves`` [N, L]: the rows' clips (:func:`explain_all`)."""
     seeds = [seed * 1000 + b for b in range((len(x) + batch_size - 1) // batch_size)]
-    original = explain_all(explainer, model, x, target, seeds, batch_size, max_rows)
+    original = explain_all(explainer, model, x, target, seeds, batch_size, max_rows, waves)
     clf = copy.deepcopy(model.classifier).eval()
     randomised = DomainModel(clf, model.domain, model.frontend).eval()
-    with torch.no_grad():
+    with torch.no_grad(), reading_waves(randomised, None if waves is None else waves[:1]):
         groups = layer_groups(clf, randomised.network_input(x[:1]))
     steps, ssims, ranks, masks = ["none"], [ssim(original, original)], [spearman(original, original)], [original]
     for g in groups:
         randomise(g, seed)
-        m = explain_all(explainer, randomised, x, target, seeds, batch_size, max_rows)
+        m = explain_all(explainer, randomised, x, target, seeds, batch_size, max_rows, waves)
         steps.append(g.name)
         ssims.append(ssim(original, m))
         ranks.append(spearman(original, m))

@@ -64,9 +64,11 @@ def randomisation_stage(session: Any, p: RandomisationParams, progress: bool = T
         clips = session.condition(cell).subset(slice(0, p.clips))
         model = session.model(cell)
         explainer = session.explainer(cell)[0]
-        x = model.domain.represent(model.frontend, clips.waveforms.to(device)).x
-        rows, target = decisions(session, model, x)
-        res = cascading_randomisation(explainer, model, x[rows], target, p.seed, suite.batch_size, explain_rows(device))
+        waves = clips.waveforms.to(device)
+        x = model.domain.represent(model.frontend, waves).x
+        rows, target = decisions(session, model, x, waves)
+        res = cascading_randomisation(explainer, model, x[rows], target, p.seed, suite.batch_size, explain_rows(device),
+                                      waves=waves[rows])
         ids = [clips.sample_ids[i] for i in rows.tolist()]
         parts = []
         for metric, values in (("ssim", res.ssim), ("spearman", res.spearman)):
@@ -111,14 +113,16 @@ def _write_randomisation_tables(summary: pd.DataFrame, out: Path, domain: str, p
 # -- ROAR -----------------------------------------------------------------------------------------
 
 
-def _explain_split(session: Any, cell: Cell, x: torch.Tensor) -> torch.Tensor:
-    """Per clip: the mask [N, 1, T, F] of the method for the suite's targets (several targets: their maximum)."""
+def _explain_split(session: Any, cell: Cell, x: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+    """Per clip: the mask [N, 1, T, F] of the method for the suite's targets (several targets: their maximum);
+    ``waves`` [N, L]: the clips ``x`` represents (what a method reading the clips needs)."""
     model = session.model(cell)
     explainer = session.explainer(cell)[0]
     rows, target = decisions(session, model, x)
     bs = session.suite.batch_size
     seeds = [int(stable_hash([cell.explain_hash, "roar", b], 8), 16) % (2**31) for b in range((len(rows) + bs - 1) // bs)]
-    masks = explain_all(explainer, model, x[rows], target, seeds, bs, explain_rows(session.device))
+    masks = explain_all(explainer, model, x[rows], target, seeds, bs, explain_rows(session.device),
+                        waves[rows.cpu()].to(x.device))
     return _per_clip(masks, rows.cpu(), len(x))
 
 
@@ -184,7 +188,7 @@ def roar_stage(session: Any, p: RoarParams, progress: bool = True) -> dict[str, 
         todo = [(k, s) for k in fractions for s in seeds if (k, s) not in done]
         s_train = s_test = None
         if todo and label != RANDOM_REMOVAL:
-            s_train = _explain_split(session, cells[label], x_train).to(x_train.dtype)
+            s_train = _explain_split(session, cells[label], x_train, train.waveforms).to(x_train.dtype)
             s_test, missing = _stored_masks(session, cells[label], test.sample_ids, x_test.shape)
             if missing:
                 notes.append(f"{label}: {missing} test clip(s) without a kept mask: their bins removed at random")

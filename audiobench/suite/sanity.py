@@ -130,13 +130,14 @@ def roar_model(model: Any, p: RoarParams) -> Any:
 
 def stage_model_problem(stage: str, model: Any) -> str | None:
     """Why the sanity stage ``stage`` cannot run on the suite's model spec ``model`` (one line), or None:
-    ROAR retrains the classifier (a model used as built cannot be), and no stage yet gives a waveform model
-    (input kind ``waveform``) its clips' phase, so its passes would fail after every cell ran."""
+    ROAR retrains the classifier (a model used as built cannot be) on masked representations, which does not
+    yet give a waveform model (input kind ``waveform``) its clips' phase, so its passes would fail after every
+    cell ran. The randomisation and meta-consistency stages read every batch with its clips."""
     if model is None:
         return None
     spec = model.build()  # per instance: an hf_audio folder's input kind is its model type's
-    if spec.input_kind == "waveform":
-        return f"sanity.{stage} does not yet give a waveform model ('{model.name}') its clips' phase: remove it"
+    if stage == "roar" and spec.input_kind == "waveform":
+        return f"sanity.roar does not yet give a waveform model ('{model.name}') its clips' phase: remove it"
     if stage == "roar" and not spec.trainable:
         return (f"sanity.roar retrains the classifier, but model '{model.name}' is not trainable (it is used as "
                 "built): remove roar or use a trainable model")
