@@ -17,6 +17,7 @@ from audiobench.contracts.component import Component, Params
 from audiobench.contracts.domains import ClipPhase, Domain, Representation
 from audiobench.contracts.explanation import Explanation
 from audiobench.contracts.frontend import Frontend
+from audiobench.contracts.targets import TargetParams
 from audiobench.data.base import ClipSet
 from audiobench.kernel.artefacts import cached_artefact
 from audiobench.kernel.cache import cache_dir, stable_hash
@@ -106,6 +107,8 @@ class FitContext:
     what the method may train on besides clean clips, never an evaluated condition unless the suite
     marks it ``in_domain`` (:mod:`audiobench.suite.separation`). Results are cached under :meth:`cache_path` by :meth:`cache_key`, which covers the
     classifier, the data, the domain, the front end and the seed; the method adds its parameters.
+    ``targets``: the targets the cell explains (the method's own ``targets:``, else the suite's), for a method
+    whose training follows them (L-MAC on a sigmoid model trains on the labels they decide); None: the defaults.
     """
 
     model: DomainModel
@@ -118,6 +121,7 @@ class FitContext:
     log_dir: Path
     progress: bool = True
     max_rows: int = 64
+    targets: TargetParams | None = None
 
     def cache_key(self, method: str, params: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
         return stable_hash({"method": method, "params": params, "seed": self.seed, **self.identity, **(extra or {})})
@@ -283,6 +287,18 @@ class Explainer(Component):
     def domain_problem(self, domain: Domain) -> str | None:
         """Why this instance cannot explain on the domain instance ``domain`` (its parameters included), in one
         line; ``validate`` reports it at the method's line. None (the default): it can, within ``domains``."""
+        return None
+
+    def check_targets(self, output_kind: str, targets: TargetParams) -> list[tuple[str, str]]:
+        """(parameter, problem) pairs for explaining the ``targets`` of a model of ``output_kind`` (known before
+        a run: some labels the targets select could never be explained); ``validate`` prints them as
+        :meth:`check_params` does. ``[]`` (the default): every target can be explained."""
+        return []
+
+    def unexplained_reason(self) -> str | None:
+        """Why a row's map may be entirely NaN by design (a target the fitted method has no map for): the run
+        records a row whose map is all NaN as skipped for this reason instead of "non-finite map". None (the
+        default): the method never does so on purpose."""
         return None
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:

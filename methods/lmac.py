@@ -15,25 +15,26 @@ Training (classifier frozen, y_hat = argmax f(X), the classifier's own decision)
 
     lambda_in * CE(f(M*X), y_hat) - lambda_out * CE(f((1-M)*X), y_hat) + lambda_l1 * mean|M| (+ lambda_tv * TV(M))
 
-Multi-label (a ``sigmoid`` classifier, e.g. ``cnn14`` with ``output_kind: sigmoid``): one mask per clip, trained on
-the decided labels y_c = 1[p_c(X) > ``label_threshold``] [B, C] (the labels ``targets: decision`` explains)::
+Multi-label (a ``sigmoid`` classifier, e.g. ``cnn14`` with ``output_kind: sigmoid``): the labels trained for are
+those the suite's targets decide (``FitContext.targets``: p_c(X) > ``targets.threshold``, or ``top_k``), the labels
+explained, from the classifier's own scores as the softmax path's y_hat. ``label_masks: ranked`` (default; the
+public SpeechBrain branch ``recipes/ESC50/interpret/train_int_ml.py``, commit 44e9cc64, ``compute_objectives``,
+``hparams/stft2mel_cnn14_ml.yaml``: ``CNN14PSI_stft``, ``outdim: 3``): ``ranks`` mask channels, channel i for the
+clip's label k_i of the i-th highest logit (ties by index), w_i = 1[the clip has >= i+1 decided labels]::
 
-    lambda_in * BCE(f(M*X), y) - lambda_out * mean_{y_c=1} -log sigmoid(f((1-M)*X)_c) + lambda_l1 * mean|M| (+ TV)
+    sum_i mean_b w_i [lambda_in (-log s(f(M_i*X)_k_i) + 1/C sum_{c != k_i} -log(1 - s(f(M_i*X)_c)))
+                      - lambda_out (-log s(f((1-M_i)*X)_k_i)) + lambda_l1 mean|M_i| (+ lambda_tv TV(M_i))]
 
-(:func:`~audiobench.methods.lmac_objective.sigmoid_terms`; ``out_cap`` caps each pair at log 2; under
-``plateau`` Fid-In is the share of decided pairs still detected on M*X). At explain time every label of a clip
-gets the clip's mask: per-label masks would need a class-conditioned decoder, out of scope. Fine-tuning is
-unchanged: its gate and guidance read only the mask and the clean representation, never a class, and add to
-these masking terms. The paper names a multi-label setup (sec. 3, "ii)") without details. The public
-SpeechBrain branch (``recipes/ESC50/interpret/train_int_ml.py``, commit 44e9cc64,
-``InterpreterESC50Brain.compute_objectives``; ``hparams/stft2mel_cnn14_ml.yaml``: ``CNN14PSI_stft`` with
-``outdim: 3``) trains three mask channels per clip, channel i for the classifier's i-th highest logit, with
-log-sigmoid terms (keep that label and push the others down on M_i*X, push it down on (1-M_i)*X), weighted by
-whether the clip has >= i+1 *ground-truth* labels, no L1 (commented out) and a fine-tuning branch that
-reads an undefined clean spectrogram. Followed here: its sigmoid (binary) terms on the masked-in and
-masked-out inputs, the masked-in term suppressing the other labels as well; not followed: rank-tied
-channels (they cap a clip at three explained labels, while the harness explains every decided label) and
-ground-truth weights (L-MAC here trains on the classifier's own decisions, as the softmax path's y_hat).
+(:func:`~audiobench.methods.lmac_ranked.ranked_masking_loss`; s = sigmoid; ``out_cap`` caps the masked-out term
+at log 2). The recipe's terms per channel (keep k_i on M_i*X, push the others down there, push k_i down on
+(1-M_i)*X), in bounded BCE form (the recipe's log s(others) is unbounded below), with the L1 term it comments
+out, and w_i from the classifier's decisions where the recipe reads ground-truth label counts. A target ranked
+r among its clip's logits gets channel r; ranked >= ``ranks`` it has none (a NaN map, recorded as a skip with
+:meth:`LMAC.unexplained_reason`; ``validate`` refuses ``select: all`` / ``classes`` and ``top_k`` > ``ranks``).
+Fine-tuning treats each trained (clip, channel) as a one-mask clip: its own gate cos(X, M1_i*X_in), guidance
+and L1. ``label_masks: shared``: one mask per clip, lambda_in BCE(f(M*X), y) - lambda_out mean_{y_c=1}
+-log s(f((1-M)*X)_c) + lambda_l1 mean|M| (:func:`~audiobench.methods.lmac_objective.sigmoid_terms`), every
+label of the clip explained by it. See ``docs/departures.md``.
 
 Fine-tuning ("L-MAC, FT, lambda_g"), paper sec. 2.1: from the trained decoder, with the regulariser
 R(M) = lambda_g ||M*X - X|| + lambda_s ||M||_1, the guidance applied only to items the stage-1 mask M1
@@ -85,6 +86,7 @@ import torch
 
 from audiobench.contracts.domains import Domain
 from audiobench.contracts.registry import METHODS
+from audiobench.contracts.targets import TargetParams
 from audiobench.data.base import ClipSet
 from audiobench.data.contaminations import with_augmentation
 from audiobench.kernel.fitting import PlateauLR, TermMeans, fit_epochs
@@ -105,9 +107,19 @@ from audiobench.methods.lmac_objective import (
     cct_gate,
     decided_labels,
     finetune_loss,
-    gate_similarity,
     masking_loss,
     similarity_summary,
+)
+from audiobench.methods.lmac_ranked import (
+    gate_similarities,
+    pick_channel,
+    ranked_finetune_loss,
+    ranked_labels,
+    ranked_masking_loss,
+    ranked_targets_problems,
+    sigmoid_key,
+    target_rank,
+    unexplained,
 )
 from audiobench.methods.timedomain import reanalysis_problem, resynthesis_mask
 
@@ -136,6 +148,7 @@ class LMAC(Explainer):
         self.decoder: LmacDecoder | None = None
         self.block_idx: list[int] = []
         self.layers: list[int | str] = []  # blocks named by name or module path (read by hooks, deepest first)
+        self.targets = TargetParams()  # the labels a sigmoid model's masks are trained for (FitContext.targets)
 
     def check_classifier(self, depth: int, model: str = "classifier",
                          names: Sequence[str] | None = None) -> list[tuple[str, str]]:
@@ -148,6 +161,7 @@ class LMAC(Explainer):
         ft, p = self.params.finetune, self.params
         binary = (", learned head" if p.head == "linear" else "") + (f", binary {p.binarize:g}" if p.binarize is not None else "")
         binary += ", re-analysed" if p.reanalyse == "waveform" else ""
+        binary += ", one shared mask" if p.label_masks == "shared" else (f", {p.ranks} ranks" if p.ranks != 3 else "")
         if ft is None:
             return "L-MAC" + binary
         label = f"L-MAC, FT, λg={ft.lambda_g:g}"
@@ -166,6 +180,17 @@ class LMAC(Explainer):
                                     f"plateau_patience {p.plateau_patience} + 1); raise epochs or lower plateau_start_epoch")]
         return []
 
+    def check_targets(self, output_kind: str, targets: TargetParams) -> list[tuple[str, str]]:
+        """Ranked masks on a sigmoid model explain a clip's labels ranked 1..``ranks``: targets selecting other
+        labels (``select: all`` or ``classes``, or ``top_k`` beyond ``ranks``) are refused before a run."""
+        return ranked_targets_problems(self.params, output_kind, targets)
+
+    def unexplained_reason(self) -> str | None:
+        """With rank channels, a label ranked beyond them has no mask (its row's map is NaN)."""
+        if self.decoder is None or self.decoder.head[-1].out_channels == 1:
+            return None
+        return (f"L-MAC has {self.params.ranks} rank channels (ranks): the label ranked beyond them has no mask")
+
     def fit_notes(self, info: dict[str, Any]) -> list[str]:
         """A fine-tuned row whose gate passed < 1 % of the training items is the base L-MAC trained
         a few epochs more, not a fine-tuned one: say so beside its numbers."""
@@ -177,15 +202,18 @@ class LMAC(Explainer):
                 f"L-MAC plus {epochs} epoch{'s' if epochs != 1 else ''}, not fine-tuned"]
 
     # -- pieces -----------------------------------------------------------------------------
+    def _ranked(self, model: DomainModel) -> bool:
+        """Whether the decoder has rank channels: ``label_masks: ranked`` on a sigmoid model."""
+        return self.params.label_masks == "ranked" and model.classifier.output_kind == "sigmoid"
+
     def _build(self, model: DomainModel) -> LmacDecoder:
-        clf = model.classifier
-        blocks = self.params.blocks
-        if names_layers(blocks):  # names and module paths: read by hooks, channels found at the first batch
-            self.layers, channels = list(blocks), [None] * len(blocks)
-            return LmacDecoder(channels, self.params.hidden, grid_map(model) if self.params.head == "linear" else None)
-        self.block_idx = decoder_blocks(blocks, clf.depth, self.name)  # the N deepest (at most all), deepest first
-        channels = [clf.block_channels()[i - 1] for i in self.block_idx]
-        return LmacDecoder(channels, self.params.hidden, grid_map(model) if self.params.head == "linear" else None)
+        clf, p = model.classifier, self.params
+        head = (grid_map(model) if p.head == "linear" else None, p.ranks if self._ranked(model) else 1)
+        if names_layers(p.blocks):  # names and module paths: read by hooks, channels found at the first batch
+            self.layers = list(p.blocks)
+            return LmacDecoder([None] * len(p.blocks), p.hidden, *head)
+        self.block_idx = decoder_blocks(p.blocks, clf.depth, self.name)  # the N deepest (at most all), deepest first
+        return LmacDecoder([clf.block_channels()[i - 1] for i in self.block_idx], p.hidden, *head)
 
     def _mask(self, decoder: LmacDecoder, model: DomainModel, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -196,11 +224,21 @@ class LMAC(Explainer):
         return decoder(chosen, mel_size, lambda h: model.domain.from_mel_grid(model.frontend, h))
 
     def _base_params(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json", exclude={"finetune", "nonneg", "normalize", "binarize", "reanalyse"})
+        return self.params.model_dump(mode="json", exclude={"finetune", "nonneg", "normalize", "binarize", "reanalyse",
+                                                            "label_masks", "ranks"})
+
+    def _key_extra(self, model: DomainModel) -> dict[str, Any]:
+        """What the stage-1 key adds to the parameters: the code version; on a sigmoid model the targets' threshold
+        and top_k where not the defaults (the labels trained for) and the rank channels (``label_masks: ranked``).
+        A softmax model's and a shared mask's keys at the default targets are the keys from before ranks existed."""
+        sigmoid = model.classifier.output_kind == "sigmoid"
+        return {"code": LMAC_CODE_VERSION, **(sigmoid_key(self.targets, self.params.ranks if self._ranked(model) else None)
+                                              if sigmoid else {})}
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
-        base_key = ctx.cache_key(self.name, self._base_params(), {"code": LMAC_CODE_VERSION})
+        self.targets = ctx.targets or TargetParams()
+        base_key = ctx.cache_key(self.name, self._base_params(), self._key_extra(ctx.model))
         info = self._fit_stage(ctx, base_key, None)
         if self.params.finetune is not None:
             ft_key = ctx.cache_key(self.name, {"base": base_key, "ft_code": LMAC_FT_CODE_VERSION,
@@ -283,10 +321,20 @@ class LMAC(Explainer):
             for i in range(0, train.waves.shape[1], r):
                 with model.reading(noisy := rep(train.waves[k, i : i + r])):
                     mask = self._mask(frozen, model, noisy.x)
-                sims.append(gate_similarity(mask, noisy.x, rep(train.clean[k, i : i + r]).x))
+                    trained = self._decided(model, noisy.x) if self._ranked(model) else None
+                sims.append(gate_similarities(mask, noisy.x, rep(train.clean[k, i : i + r]).x, trained))
             out[name] = similarity_summary(torch.cat(sims), ft.cct)
         similarity = "cos(X, M1*X_in)" if ft.gate_mask == "frozen" else "cos(X, M*X_in), M the decoder being fine-tuned"
         return {"gate": {"similarity": similarity, "cct": ft.cct, "at_start": out}}
+
+    def _decided(self, model: DomainModel, x: torch.Tensor) -> torch.Tensor:
+        """What the masks are trained for, from f(X): the decision [B] (softmax), the decided labels [B, C]
+        (a shared mask) or the rank channels' labels [B, R] (:func:`ranked_labels`)."""
+        with torch.no_grad():
+            scores = model(x)
+        if self._ranked(model):
+            return ranked_labels(scores, self.targets, self.params.ranks)
+        return decided_labels(scores, model.classifier.output_kind, self.targets)
 
     def _batch_terms(self, ctx, decoder, frozen, sets: _Versions, idx, which) -> dict[str, torch.Tensor]:
         """Loss terms for the clips ``idx``, clip i taken from version ``which[i]`` (0 = clean). In
@@ -296,18 +344,20 @@ class LMAC(Explainer):
         model, domain = ctx.model, ctx.model.domain
         rep = domain.represent(model.frontend, wave)
         x = rep.x
+        ranked, threshold = self._ranked(model), self.targets.threshold
         with model.reading(rep):  # a waveform model reads each row with its clip's phase
-            with torch.no_grad():  # softmax: argmax f(X); sigmoid: the decided labels [B, C]
-                y_hat = decided_labels(model(x), model.classifier.output_kind, self.params.label_threshold)
+            y_hat = self._decided(model, x)
             mask = self._mask(decoder, model, x)
             if frozen is None:
-                return masking_loss(model, x, mask, y_hat, self.params)
+                loss = ranked_masking_loss if ranked else masking_loss
+                return loss(model, x, mask, y_hat, self.params, threshold)
             ft = self.params.finetune
             with torch.no_grad():
                 clean = domain.represent(model.frontend, sets.clean[which, idx].to(ctx.device)).x
                 gating = mask.detach() if ft.gate_mask == "current" else self._mask(frozen, model, x)
-                gate = cct_gate(gate_similarity(gating, x, clean), ft.cct)
-            return finetune_loss(model, x, mask, y_hat, clean, gate, self.params)
+                gate = cct_gate(gate_similarities(gating, x, clean), ft.cct)  # [B], or [B, R] per rank channel
+            loss = ranked_finetune_loss if ranked else finetune_loss
+            return loss(model, x, mask, y_hat, clean, gate, self.params, threshold)
 
     @torch.no_grad()
     def _validate(self, ctx, decoder, frozen, versions: list[ClipSet]) -> dict[str, float]:
@@ -324,15 +374,20 @@ class LMAC(Explainer):
 
     # -- explaining -------------------------------------------------------------------------
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
-        """The clip's mask, whatever ``target``: the decoder is not class-conditioned, so every label a
-        sigmoid model's clip is explained for gets the same mask (module docstring, *Multi-label*)."""
+        """The row's mask: with rank channels (a sigmoid model, ``label_masks: ranked``) channel r for a
+        ``target`` ranked r-th among its clip's logits (:func:`target_rank`), NaN for a target ranked beyond
+        the channels (:meth:`unexplained_reason`); otherwise the clip's one mask, whatever ``target``
+        (softmax: the decision's; ``shared``: every label of the clip gets it)."""
         if self.decoder is None:
             raise RuntimeError("L-MAC must be fitted before it explains (the runner calls fit)")
         self.decoder.to(x.device).eval()
         with torch.no_grad():
             mask = self._mask(self.decoder, ctx.model, x)
+            rank = target_rank(ctx.model(x), target) if mask.shape[1] > 1 else None
+        mask = pick_channel(mask, rank) if rank is not None else mask
         mask = binary_mask(mask, self.params.binarize) if self.params.binarize is not None else mask
-        return resynthesis_mask(ctx.model, x, mask) if self.params.reanalyse == "waveform" else mask
+        mask = resynthesis_mask(ctx.model, x, mask) if self.params.reanalyse == "waveform" else mask
+        return unexplained(mask, rank, self.params.ranks) if rank is not None else mask
 
     def domain_problem(self, domain: Domain) -> str | None:
         """``reanalyse: waveform`` needs a listenable domain (:func:`reanalysis_problem`)."""

@@ -26,10 +26,12 @@ class LmacDecoder(nn.Module):
     """Deepest block first; each shallower block added after upsampling; sigmoid mask at the end.
 
     ``grid_map`` [n_mels, F] (``head: linear``): a learned per-frame ``Linear(n_mels, F)`` initialised to
-    this map (weight = its transpose, bias 0) replaces the caller's fixed ``to_domain`` spreading.
+    this map (weight = its transpose, bias 0) replaces the caller's fixed ``to_domain`` spreading. ``out``: the
+    mask channels (L-MAC's rank channels on a sigmoid model, ``label_masks: ranked``); only the last layer of
+    the head depends on it, and ``out`` = 1 builds (and draws the initial weights of) the one-mask decoder.
     """
 
-    def __init__(self, channels: list[int | None], hidden: int, grid_map: torch.Tensor | None = None):
+    def __init__(self, channels: list[int | None], hidden: int, grid_map: torch.Tensor | None = None, out: int = 1):
         super().__init__()
         self.proj = nn.ModuleList(nn.Conv2d(c, hidden, 1) if c else nn.LazyConv2d(hidden, 1) for c in channels)
         self.up = nn.ModuleList(nn.ConvTranspose2d(hidden, hidden, 2, stride=2) for _ in channels[1:])
@@ -38,7 +40,7 @@ class LmacDecoder(nn.Module):
             for _ in channels[1:]
         )
         # wide layers stay at the shallowest block's resolution; one logit map reaches the full grid
-        self.head = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+        self.head = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, out, 1))
         self.grid: nn.Linear | None = None
         if grid_map is not None:
             self.grid = nn.Linear(*grid_map.shape)
@@ -56,7 +58,7 @@ class LmacDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor], mel_size: tuple[int, int], to_domain) -> torch.Tensor:
         """``feats`` deepest first; ``to_domain`` maps the mel grid [..., n_mels] to the domain's grid
-        (the learned ``grid`` layer does instead, when the decoder has one). Returns [B, 1, T, F] in (0, 1)."""
+        (the learned ``grid`` layer does instead, when the decoder has one). Returns [B, out, T, F] in (0, 1)."""
         h = self.proj[0](feats[0])
         for i, skip in enumerate(feats[1:], start=1):
             h = self._upsample(self.up[i - 1], h, tuple(skip.shape[-2:]))

@@ -4,8 +4,9 @@ forms). The method itself, its decoder and its training loop are in :mod:`audiob
 
 The masking loss follows the classifier's output kind (:func:`decided_labels`, :func:`masking_loss`):
 ``softmax`` the paper's cross-entropies on y_hat = argmax f(X); ``sigmoid`` (multi-label) binary
-cross-entropies on the decided labels y_c = 1[p_c(X) > ``label_threshold``] with one mask per clip
-(see :mod:`audiobench.methods.lmac`, *Multi-label*, for the form and what it follows).
+cross-entropies on the labels the suite's targets decide (p_c(X) > ``targets.threshold``, or ``targets.top_k``):
+one mask channel per ranked label (``label_masks: ranked``, :mod:`audiobench.methods.lmac_ranked`) or one mask
+per clip (``shared``, :func:`sigmoid_terms`); see :mod:`audiobench.methods.lmac`, *Multi-label*.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import Field, model_validator
 from torch.nn import functional as F
 
 from audiobench.contracts.component import Params
+from audiobench.contracts.targets import TargetParams
 from audiobench.methods.base import DomainModel, ExplainerParams
 
 GATE_QUANTILES = (0, 10, 50, 90, 100)  # % : the similarity quantiles a fine-tuning fit records
@@ -94,17 +96,28 @@ class LmacParams(ExplainerParams):
         "0, 1) on the domain's grid, as lmac_td's time-domain explanation is scored (methods/timedomain.py); "
         "stft2mel only. none: the decoder's mask (L-MAC's rows)",
     )
-    label_threshold: float = Field(
-        0.5, gt=0, lt=1, description="sigmoid (multi-label) models: the mask is trained for the decided labels, "
-        "p_c(X) > label_threshold (keep it at the suite's targets.threshold); unused for softmax models",
+    label_masks: Literal["ranked", "shared"] = Field(
+        "ranked", description="sigmoid (multi-label) models: ranked = `ranks` mask channels, channel i for the "
+        "clip's i-th highest logit, trained where the suite's targets decide that label (the SpeechBrain branch's "
+        "train_int_ml.py); shared = one mask per clip for all its labels. Unused for softmax models",
     )
+    ranks: int = Field(3, ge=1, description="label_masks: ranked: the mask channels (the recipe's outdim 3); a "
+                       "label ranked beyond them is not explained (a recorded skip)")
     finetune: FinetuneParams | None = None
 
     added_fields: ClassVar[frozenset[str]] = frozenset({
         "l1_reduction", "lr_schedule", "plateau_factor", "plateau_patience", "plateau_start_epoch", "plateau_monitor",
-        "head", "binarize", "label_threshold", "reanalyse"})
+        "head", "binarize", "reanalyse", "label_masks", "ranks"})
     PLATEAU_FIELDS: ClassVar[tuple[str, ...]] = (
         "plateau_factor", "plateau_patience", "plateau_start_epoch", "plateau_monitor")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_label_threshold(cls, data: object) -> object:
+        if isinstance(data, dict) and "label_threshold" in data:
+            raise ValueError("label_threshold was removed: L-MAC trains on the labels the suite's targets decide; "
+                             "set targets.threshold (or targets.top_k) instead")
+        return data
 
     @model_validator(mode="after")
     def _plateau_fields_need_the_plateau(self) -> LmacParams:
@@ -121,17 +134,21 @@ class LmacParams(ExplainerParams):
 # losses
 
 
-def decided_labels(scores: torch.Tensor, output_kind: str, threshold: float) -> torch.Tensor:
-    """What the mask is trained to explain, from the classifier's scores on X [B, C]: ``softmax`` (and
-    ``similarity``) the decision argmax [B] (long); ``sigmoid`` the decided labels 1[p_c(X) > threshold]
-    [B, C] (float 0/1; a clip may have none), the labels the harness explains (``targets: decision``)."""
-    if output_kind == "sigmoid":
-        return (scores.sigmoid() > threshold).to(scores.dtype)
-    return scores.argmax(dim=-1)
+def decided_labels(scores: torch.Tensor, output_kind: str, targets: TargetParams) -> torch.Tensor:
+    """What one mask per clip is trained to explain, from the classifier's scores on X [B, C]: ``softmax``
+    (and ``similarity``) the decision argmax [B] (long); ``sigmoid`` the labels the suite's targets decide
+    [B, C] (float 0/1; a clip may have none): p_c(X) > ``targets.threshold``, or the ``targets.top_k`` most
+    probable, the labels the harness explains (``select: decision``)."""
+    if output_kind != "sigmoid":
+        return scores.argmax(dim=-1)
+    if targets.top_k is not None:
+        top = scores.topk(min(targets.top_k, scores.shape[-1]), dim=-1).indices
+        return torch.zeros_like(scores).scatter_(-1, top, 1.0)
+    return (scores.sigmoid() > targets.threshold).to(scores.dtype)
 
 
 def masking_loss(
-    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, p: LmacParams
+    model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, p: LmacParams, threshold: float = 0.5,
 ) -> dict[str, torch.Tensor]:
     """The L-MAC objective's terms per batch (``total`` is what is minimised); x, mask [B, 1, T, F], y_hat [B]
     (softmax: the decision) or [B, C] (sigmoid: the decided labels, :func:`decided_labels`).
@@ -140,13 +157,13 @@ def masking_loss(
     that mean x B (``batch_sum``, the recipe's ``(xhat.abs().mean() * reg_w_l1 * ~gate).sum()`` with every
     item un-gated in stage 1). Under ``lr_schedule: plateau`` the terms also hold ``fid_in``, the share of
     items whose masked-in decision is y_hat (the recipe's input fidelity, what its schedule watches); for a
-    sigmoid model the share of decided (clip, label) pairs still detected (:func:`sigmoid_terms`).
+    sigmoid model the share of decided (clip, label) pairs still above ``threshold`` (:func:`sigmoid_terms`).
     """
     logits = model(torch.cat([mask * x, (1 - mask) * x]))
     b = x.shape[0]
     sigmoid = model.classifier.output_kind == "sigmoid"
     if sigmoid:
-        l_in, l_out, fid_in = sigmoid_terms(logits[:b], logits[b:], y_hat, p)
+        l_in, l_out, fid_in = sigmoid_terms(logits[:b], logits[b:], y_hat, p, threshold)
     else:
         l_in = F.cross_entropy(logits[:b], y_hat)
         l_out = F.cross_entropy(logits[b:], y_hat, reduction="none")
@@ -163,7 +180,7 @@ def masking_loss(
 
 
 def sigmoid_terms(
-    logits_in: torch.Tensor, logits_out: torch.Tensor, y: torch.Tensor, p: LmacParams
+    logits_in: torch.Tensor, logits_out: torch.Tensor, y: torch.Tensor, p: LmacParams, threshold: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A sigmoid classifier's masking terms (``in``, ``out``) and input fidelity; logits [B, C] on M*X
     and (1-M)*X, y [B, C] the decided labels of X (0/1).
@@ -174,7 +191,7 @@ def sigmoid_terms(
     has none): the total subtracts it, pushing each decided label's probability down on the masked-out
     input, as -CE_out does its class's; ``out_cap: log_classes`` caps each pair at log 2, a binary label's
     log C (p_c = 1/2, uninformed, rather than confidently absent). ``fid_in``: the share of decided pairs
-    whose masked-in probability is still above ``label_threshold`` (1 where there are none).
+    whose masked-in probability is still above ``threshold`` (1 where there are none).
     """
     l_in = F.binary_cross_entropy_with_logits(logits_in, y)
     l_out = F.binary_cross_entropy_with_logits(logits_out, torch.ones_like(logits_out), reduction="none")
@@ -182,7 +199,7 @@ def sigmoid_terms(
         l_out = l_out.clamp_max(math.log(2))
     pairs = y.sum()
     l_out = (l_out * y).sum() / pairs.clamp_min(1)
-    kept = ((logits_in.sigmoid() > p.label_threshold).to(y.dtype) * y).sum()
+    kept = ((logits_in.sigmoid() > threshold).to(y.dtype) * y).sum()
     fid_in = torch.where(pairs > 0, kept / pairs.clamp_min(1), torch.ones_like(pairs)).detach()
     return l_in, l_out, fid_in
 
@@ -228,7 +245,7 @@ def guidance_term(mask: torch.Tensor, x: torch.Tensor, clean_x: torch.Tensor, ft
 
 def finetune_loss(
     model: DomainModel, x: torch.Tensor, mask: torch.Tensor, y_hat: torch.Tensor, clean_x: torch.Tensor,
-    gate: torch.Tensor, p: LmacParams,
+    gate: torch.Tensor, p: LmacParams, threshold: float = 0.5,
 ) -> dict[str, torch.Tensor]:
     """Masking terms, plus lambda_g x the guidance on gated samples and the L1 term (every sample
     for ``regulariser``, the ungated ones for ``bce`` and ``squared``, as the recipe's ``~gate``);
@@ -239,7 +256,7 @@ def finetune_loss(
     """
     ft = p.finetune
     assert ft is not None
-    terms = masking_loss(model, x, mask, y_hat, p.model_copy(update={"lambda_l1": 0.0}))
+    terms = masking_loss(model, x, mask, y_hat, p.model_copy(update={"lambda_l1": 0.0}), threshold)
     g = gate.to(mask.dtype)
     n = max(1, mask.shape[0])
     guidance = (g * guidance_term(mask, x, clean_x, ft)).sum() / n

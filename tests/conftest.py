@@ -40,7 +40,7 @@ SLOW_MODULES = {
     "test_cell_and_score", "test_clotho", "test_msclap", "test_randomisation", "test_list_cells", "test_sampling",
     "test_fitting", "test_output_kinds", "test_localisation", "test_bring_your_model", "test_multilabel_run",
     "test_l2i_multilabel", "test_lmac_multilabel", "test_waveform_run", "test_hf_audio_run", "test_piq", "test_lmac_finetune",
-    "test_module_paths", "test_input_level", "test_l2i_bd", "test_lmac_td",
+    "test_module_paths", "test_input_level", "test_l2i_bd", "test_lmac_td", "test_lmac_ranked",
 }
 
 

@@ -122,7 +122,10 @@ def evaluate_batch(
         explanation = explain_batch(explainer, model, x, target, seed, max_rows)
     ids = [sample_ids[i] for i in rows.tolist()]
     finite = torch.isfinite(explanation.mask).flatten(1).all(dim=1)
-    skips += [Skip(ids[i], "non-finite map (NaN or Inf)", where) for i in (~finite).nonzero().flatten().tolist()]
+    by_design = explainer.unexplained_reason()  # a row all NaN on purpose: the method says why
+    all_nan = torch.isnan(explanation.mask).flatten(1).all(dim=1)
+    skips += [Skip(ids[i], by_design if by_design and bool(all_nan[i]) else "non-finite map (NaN or Inf)", where)
+              for i in (~finite).nonzero().flatten().tolist()]
     keep = finite.nonzero().flatten()
     if len(keep) == 0:
         return BatchResult([], np.zeros(0, np.int64), {}, None, skips)

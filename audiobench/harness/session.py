@@ -143,6 +143,7 @@ class Session:
                     augment=augment, seed=suite.seed, device=self.device, identity=identity,
                     log_dir=self.store.root / "logs" / cell.folder / cell.domain.build().key(),
                     progress=self.progress, max_rows=explain_rows(self.device),
+                    targets=cell.method.targets or suite.targets,
                 ))
             # what it trained on: the clean training splits (ids in the manifest's ``training``) and these conditions,
             # unless the fit says it read less (a SHAP background: the train split only)

@@ -204,6 +204,19 @@ def check_sigmoid_only_targets(errors: LocatedErrors, model: Any, targets: Any, 
                        "or select: classes)")
 
 
+def check_method_targets(errors: LocatedErrors, model: ComponentSpec | None, targets: Any, methods: list[ComponentSpec],
+                         paths: list[KeyPath]) -> None:
+    """Report, at the method's parameter line, targets (the method's own ``targets:``, else the suite's) that the
+    method cannot explain on this model's output kind (:meth:`Explainer.check_targets`, e.g. L-MAC's rank
+    channels with ``select: all``)."""
+    if model is None or targets is None:
+        return
+    kind = model.build().output_kind
+    for spec, path in zip(methods, paths, strict=True):
+        for param, problem in spec.build().check_targets(kind, spec.targets or targets):
+            errors.add(path + (param,), f"{'.'.join(map(str, path + (param,)))}: {problem}")
+
+
 def check_known_answer(errors: LocatedErrors, model: ComponentSpec | None, methods: list[ComponentSpec],
                        paths: list[KeyPath], metrics: list[Any]) -> None:
     """Report, at its line, each method (``needs_exact_attribution``) and metric (``needs`` ``exact``) that

@@ -20,6 +20,7 @@ from audiobench.suite.crossref import (
     check_known_answer,
     check_method_domains,
     check_method_layers,
+    check_method_targets,
     check_sigmoid_only_targets,
     check_tables,
     check_target_classes,
@@ -301,6 +302,7 @@ def parse_suite(
                      augment_given=bool(isinstance(data.get("train"), dict) and data["train"].get("augment")))
     check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
     check_method_layers(errors, model, methods, method_paths)
+    check_method_targets(errors, model, targets, methods, method_paths)
     check_known_answer(errors, model, methods, method_paths, metrics)
 
     if errors.items:

@@ -69,10 +69,10 @@ def test_y_hat_is_the_classifier_decision_not_the_label(monkeypatch: pytest.Monk
     seen: list[torch.Tensor] = []
     original = lmac_module.masking_loss
 
-    def spy(model, x, mask, y_hat, p):
+    def spy(model, x, mask, y_hat, p, threshold=0.5):
         with torch.no_grad():
             seen.append((y_hat.clone(), model(x).argmax(-1)))
-        return original(model, x, mask, y_hat, p)
+        return original(model, x, mask, y_hat, p, threshold)
 
     monkeypatch.setattr(lmac_module, "masking_loss", spy)
     method = LMAC({"epochs": 1, "hidden": 4, "blocks": 2, "batch_size": 8})

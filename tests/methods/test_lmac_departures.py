@@ -31,7 +31,7 @@ from tests.methods.test_lmac_finetune import _regulariser_case
 
 BASE = {"epochs": 3, "hidden": 8, "blocks": 3, "batch_size": 8, "lr": 3e-3, "lambda_l1": 1.0}
 NEW_FIELDS = {"l1_reduction", "lr_schedule", "plateau_factor", "plateau_patience", "plateau_start_epoch",
-              "plateau_monitor", "head", "binarize", "label_threshold", "reanalyse"}
+              "plateau_monitor", "head", "binarize", "reanalyse", "label_masks", "ranks"}
 FRONT_BINS = (FRONT.n_mels, FRONT.n_fft // 2 + 1)  # the tiny problem's mel bands and STFT bins
 
 

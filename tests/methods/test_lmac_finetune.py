@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from audiobench.contracts.registry import METHODS
 from audiobench.harness.runner import run_suite
-from audiobench.methods import lmac as lmac_module
+from audiobench.methods import lmac_ranked  # the gate's similarity is read there (one mask or rank channels)
 from audiobench.methods.base import DomainModel
 from audiobench.methods.lmac import LMAC
 from audiobench.methods.lmac_objective import (
@@ -154,7 +154,7 @@ def test_finetune_records_the_gated_share_per_epoch_and_the_similarity_at_start(
 
 
 def test_a_closed_gate_is_recorded_and_noted(problem, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lmac_module, "gate_similarity", lambda m, x, c: torch.full((x.shape[0],), -1.0))
+    monkeypatch.setattr(lmac_ranked, "gate_similarity", lambda m, x, c: torch.full((x.shape[0],), -1.0))
     method, info = _finetuned(problem, lambda_g=4, epochs=2, cct=0.7)
     assert info["gated_per_epoch"] == {"train": [0.0, 0.0], "valid": [0.0, 0.0]} and info["gated_share"] == 0.0
     assert info["gate"]["at_start"]["none"]["passed"] == 0.0

@@ -1,4 +1,5 @@
-"""L-MAC on multi-label (sigmoid) classifiers (issue 24): the binary cross-entropy masking loss by hand,
+"""L-MAC on multi-label (sigmoid) classifiers (issue 24), its one shared mask per clip (``label_masks: shared``;
+the rank channels, the default, are in test_lmac_ranked.py): the binary cross-entropy masking loss by hand,
 the softmax loss unchanged, validate's output kinds, the decided labels the fit trains on, and a tiny
 end-to-end run whose (clip, label) rows share the clip's mask. Trains: structural assertions only,
 checked at 1 and 2 threads (README *Determinism*)."""
@@ -18,6 +19,7 @@ import yaml
 from audiobench.cli import main
 from audiobench.contracts.domains import Stft2Mel
 from audiobench.contracts.frontend import Frontend
+from audiobench.contracts.targets import TargetParams
 from audiobench.harness.runner import run_suite
 from audiobench.methods import lmac as lmac_module
 from audiobench.methods.base import DomainModel
@@ -73,11 +75,12 @@ def test_sigmoid_masking_loss_known_answer() -> None:
     # no decided label in the batch: no masked-out term, Fid-In vacuously 1
     none = masking_loss(model, x, mask, torch.zeros_like(y), p)
     assert float(none["out"]) == 0.0 and float(none["fid_in"]) == 1.0
-    # the decided labels: p > label_threshold for sigmoid, the argmax for softmax
+    # the decided labels: the targets' (p > threshold, or top_k) for sigmoid, the argmax for softmax
     scores = torch.tensor([[2.0, -1.0, 0.1], [-3.0, -0.2, -0.1]])
-    assert decided_labels(scores, "sigmoid", 0.5).tolist() == [[1, 0, 1], [0, 0, 0]]
-    assert decided_labels(scores, "sigmoid", 0.45).tolist() == [[1, 0, 1], [0, 1, 1]]
-    assert decided_labels(scores, "softmax", 0.5).tolist() == [0, 2]
+    assert decided_labels(scores, "sigmoid", TargetParams()).tolist() == [[1, 0, 1], [0, 0, 0]]
+    assert decided_labels(scores, "sigmoid", TargetParams(threshold=0.45)).tolist() == [[1, 0, 1], [0, 1, 1]]
+    assert decided_labels(scores, "sigmoid", TargetParams(top_k=1)).tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert decided_labels(scores, "softmax", TargetParams()).tolist() == [0, 2]
 
 
 # masking_loss / finetune_loss terms on _case(), computed with the code before sigmoid support existed
@@ -141,14 +144,16 @@ def test_a_sigmoid_fit_trains_on_the_decided_labels(monkeypatch: pytest.MonkeyPa
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = lmac_module.masking_loss
 
-    def spy(model, x, mask, y_hat, p):
+    def spy(model, x, mask, y_hat, p, threshold):
         with torch.no_grad():
             seen.append((y_hat.clone(), model(x).sigmoid()))
-        return original(model, x, mask, y_hat, p)
+        assert threshold == 0.3
+        return original(model, x, mask, y_hat, p, threshold)
 
     monkeypatch.setattr(lmac_module, "masking_loss", spy)
-    info = LMAC({"epochs": 1, "hidden": 4, "blocks": 2, "batch_size": 8, "label_threshold": 0.3}).fit(
-        _fit_ctx(model, clips, tmp_path))
+    ctx = _fit_ctx(model, clips, tmp_path)
+    ctx.targets = TargetParams(threshold=0.3)  # the suite's targets decide the labels trained for
+    info = LMAC({"epochs": 1, "hidden": 4, "blocks": 2, "batch_size": 8, "label_masks": "shared"}).fit(ctx)
     assert seen and info["stage"] == "train" and math.isfinite(info["best"]["valid_total"])
     for y, prob in seen:
         assert y.shape == prob.shape and torch.equal(y, (prob > 0.3).to(y.dtype))
@@ -164,7 +169,7 @@ def test_a_sigmoid_fit_trains_on_the_decided_labels(monkeypatch: pytest.MonkeyPa
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("lmac_multilabel")
     suite = {**SUITE, "name": "tiny_multilabel_lmac",
-             "methods": [{"name": "lmac", "epochs": 2, "blocks": 2, "hidden": 8, "batch_size": 16}],
+             "methods": [{"name": "lmac", "epochs": 2, "blocks": 2, "hidden": 8, "batch_size": 16, "label_masks": "shared"}],
              "metrics": ["ai", "ff", "mm", "gt_mass"],
              "tables": [{"name": "main", "rows": "row", "metrics": ["ai", "ff", "mm", "gt_mass"]}],
              "masks": {"precision": "float32"}}
