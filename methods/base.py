@@ -295,6 +295,13 @@ class Explainer(Component):
         :meth:`check_params` does. ``[]`` (the default): every target can be explained."""
         return []
 
+    def cell_identity(self, output_kind: str) -> dict[str, Any]:
+        """What besides its parameters decides this method's maps on a model of ``output_kind``: it enters the
+        hash of the method's cells where not empty, so a stored cell computed otherwise is recomputed, not
+        resumed (L-MAC's rank channels on a sigmoid model, the default since they exist, left its parameters'
+        dump unchanged). ``{}`` (the default): the parameters say it all."""
+        return {}
+
     def unexplained_reason(self) -> str | None:
         """Why a row's map may be entirely NaN by design (a target the fitted method has no map for): the run
         records a row whose map is all NaN as skipped for this reason instead of "non-finite map". None (the

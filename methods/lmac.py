@@ -185,6 +185,11 @@ class LMAC(Explainer):
         labels (``select: all`` or ``classes``, or ``top_k`` beyond ``ranks``) are refused before a run."""
         return ranked_targets_problems(self.params, output_kind, targets)
 
+    def cell_identity(self, output_kind: str) -> dict[str, Any]:
+        """Rank channels on a sigmoid model (the default, absent from the dump) are not the shared mask's cells."""
+        ranked = output_kind == "sigmoid" and self.params.label_masks == "ranked"
+        return {"label_masks": "ranked", "ranks": self.params.ranks} if ranked else {}
+
     def unexplained_reason(self) -> str | None:
         """With rank channels, a label ranked beyond them has no mask (its row's map is NaN)."""
         if self.decoder is None or self.decoder.head[-1].out_channels == 1:

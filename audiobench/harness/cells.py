@@ -74,13 +74,16 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
     cells = []
     folders = method_folders(suite.methods)
     shaping = {k: v for k, v in common.items() if k not in OUTPUT_ONLY}
+    output_kind = suite.model.build().output_kind
     for contamination in suite.contaminations:
         for domain in suite.domains:
             for method, folder in zip(suite.methods, folders, strict=True):
                 version = method.cls().code_version
+                by_kind = method.build().cell_identity(output_kind)
                 this = {
                     "domain": domain.identity(), "contamination": contamination.identity(), "method": method.identity(),
                     **({"method_code": version} if version is not None else {}),  # absent: earlier hashes kept
+                    **({"method_on_model": by_kind} if by_kind else {}),  # likewise
                 }
                 h = stable_hash({**common, **this, "code": CELL_CODE_VERSION})
                 explain = stable_hash({**shaping, **this})
