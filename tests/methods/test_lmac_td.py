@@ -237,7 +237,10 @@ def test_lmac_td_passes_the_explainer_contract() -> None:
 
 
 def test_reanalysed_lmac_passes_the_contract_outside_mel() -> None:
-    assert check_method("lmac", params={"epochs": 1, "hidden": 4, "reanalyse": "waveform"}) == [
+    # a batch and its rows one at a time may differ by float noise that the re-analysis amplifies: at the quiet bins
+    # of log1p|STFT| the ratio reads a small STFT(ISTFT(M X)) bin, a difference of larger numbers (measured: 3.3e-4
+    # at a mask value of 0.14, above the default atol 1e-4 + rtol 1e-3 x 0.14); a batch dependence would show far more
+    assert check_method("lmac", params={"epochs": 1, "hidden": 4, "reanalyse": "waveform"}, atol=1e-3) == [
         "registered", "params", "explain[stft2mel]", "explain[stft2mel_log1p]", "explain[stft2mel, waveform model]"]
     assert LMAC({"reanalyse": "waveform"}).row_label() == "L-MAC, re-analysed"
     assert LMAC({"reanalyse": "waveform"})._base_params() == LMAC()._base_params()  # the same fit
