@@ -111,6 +111,7 @@ from audiobench.methods.lmac_objective import (
     similarity_summary,
 )
 from audiobench.methods.lmac_ranked import (
+    beyond_note,
     gate_similarities,
     pick_channel,
     ranked_finetune_loss,
@@ -181,8 +182,7 @@ class LMAC(Explainer):
         return []
 
     def check_targets(self, output_kind: str, targets: TargetParams) -> list[tuple[str, str]]:
-        """Ranked masks on a sigmoid model explain a clip's labels ranked 1..``ranks``: targets selecting other
-        labels (``select: all`` or ``classes``, or ``top_k`` beyond ``ranks``) are refused before a run."""
+        """:func:`ranked_targets_problems`: targets ranked masks cannot explain, ``label_masks`` / ``ranks`` unused."""
         return ranked_targets_problems(self.params, output_kind, targets)
 
     def cell_identity(self, output_kind: str) -> dict[str, Any]:
@@ -192,9 +192,8 @@ class LMAC(Explainer):
 
     def unexplained_reason(self) -> str | None:
         """With rank channels, a label ranked beyond them has no mask (its row's map is NaN)."""
-        if self.decoder is None or self.decoder.head[-1].out_channels == 1:
-            return None
-        return (f"L-MAC has {self.params.ranks} rank channels (ranks): the label ranked beyond them has no mask")
+        ranked = self.decoder is not None and self.decoder.head[-1].out_channels > 1
+        return f"L-MAC has {self.params.ranks} rank channels (ranks): the label ranked beyond them has no mask" if ranked else None
 
     def fit_notes(self, info: dict[str, Any]) -> list[str]:
         """A fine-tuned row whose gate passed < 1 % of the training items is the base L-MAC trained
@@ -392,6 +391,8 @@ class LMAC(Explainer):
         mask = pick_channel(mask, rank) if rank is not None else mask
         mask = binary_mask(mask, self.params.binarize) if self.params.binarize is not None else mask
         mask = resynthesis_mask(ctx.model, x, mask) if self.params.reanalyse == "waveform" else mask
+        if rank is not None and (text := beyond_note(rank, self.params.ranks)):
+            self.note(text)  # the caption says why this row averages over fewer rows
         return unexplained(mask, rank, self.params.ranks) if rank is not None else mask
 
     def domain_problem(self, domain: Domain) -> str | None:

@@ -65,6 +65,15 @@ def unexplained(mask: torch.Tensor, rank: torch.Tensor, ranks: int) -> torch.Ten
     return mask.masked_fill((rank >= ranks).view(-1, 1, 1, 1), float("nan"))
 
 
+def beyond_note(rank: torch.Tensor, ranks: int) -> str | None:
+    """The row's caption note when some targets' ``rank`` [B] is ``ranks`` or beyond (their rows are skipped, so
+    the row averages over fewer (clip, label) rows than the others); None when every target has a channel."""
+    if not bool((rank >= ranks).any()):
+        return None
+    return (f"labels ranked beyond its {ranks} rank channels have no mask: those (clip, label) rows are skipped, so "
+            "this row averages over fewer rows than the others (the manifest's skips)")
+
+
 def channel_items(mask: torch.Tensor, *grids: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(clip, channel) items, clip-major: ``mask`` [B, R, T, F] -> [B*R, 1, T, F], and each grid [B, 1, T, F]
     repeated to match (item b*R + i is channel i of clip b)."""
@@ -159,9 +168,15 @@ def sigmoid_key(targets: TargetParams, ranks: int | None) -> dict[str, Any]:
 def ranked_targets_problems(p: LmacParams, output_kind: str, targets: TargetParams) -> list[tuple[str, str]]:
     """(parameter, problem) pairs when rank channels (a sigmoid model, ``label_masks: ranked``) cannot explain
     what ``targets`` select: ``select: all`` or ``classes`` (labels the classifier does not decide), or
-    ``top_k`` beyond ``ranks``."""
-    if output_kind != "sigmoid" or p.label_masks != "ranked":
-        return []
+    ``top_k`` beyond ``ranks``; and ``label_masks`` / ``ranks`` set where they do nothing (a model whose output
+    is not ``sigmoid``; ``ranks`` with ``label_masks: shared``)."""
+    if output_kind != "sigmoid":
+        return [(k, f"{k} applies to sigmoid (multi-label) models only; this model's output is {output_kind}, so it "
+                    "would change the row's label and nothing else: remove it")
+                for k in ("label_masks", "ranks") if k in p.model_fields_set]
+    if p.label_masks != "ranked":
+        return [("ranks", "ranks counts the rank channels of label_masks: ranked; with label_masks: shared it does "
+                          "nothing: remove it")] if "ranks" in p.model_fields_set else []
     if targets.select != "decision":
         return [("label_masks", f"ranked masks explain the labels the targets decide, ranked 1..{p.ranks} by the "
                                 f"classifier (targets select: {targets.select} asks for others): use select: "

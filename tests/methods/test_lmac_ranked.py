@@ -137,11 +137,16 @@ def test_a_label_ranked_beyond_the_channels_is_a_skip_with_the_true_reason() -> 
     weight = torch.tensor([3.0, 4.0, 5.0, 6.0])[:, None].expand(4, FRONT.n_mels).contiguous()  # four distinct scores
     model = _sigmoid_toy(weight)
     rep = model.domain.represent(model.frontend, torch.randn(2, FRONT.sample_rate // 4))
-    res = evaluate_batch(_fake_fitted(2), model, rep, ["a", "b"], None, [], TargetParams(top_k=4), 0, 64)
+    method = _fake_fitted(2)
+    res = evaluate_batch(method, model, rep, ["a", "b"], None, [], TargetParams(top_k=4), 0, 64)
     reasons = sorted((s.sample_id, s.reason) for s in res.skips)
     why = "L-MAC has 2 rank channels (ranks): the label ranked beyond them has no mask"
     assert reasons == [(sid, why) for sid in ("a", "a", "b", "b")]  # 4 labels explained, 2 channels
     assert sorted(res.sample_ids) == ["a", "a", "b", "b"]
+    # the row's caption says it averages over fewer rows than the others (a note, printed once)
+    assert method.run_notes == ["labels ranked beyond its 2 rank channels have no mask: those (clip, label) rows are "
+                                "skipped, so this row averages over fewer rows than the others (the manifest's skips)"]
+    assert _fake_fitted(2).run_notes == []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,6 +237,21 @@ def test_the_contract_holds_with_rank_channels() -> None:
 # validate
 
 
+def test_validate_refuses_label_masks_and_ranks_on_a_softmax_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """They would rename the row and change nothing else (the fit key ignores them there)."""
+    from audiobench.testing import tiny_suite
+
+    for key, value in (("label_masks", "shared"), ("ranks", 5)):
+        suite = tiny_suite(methods=[{"name": "lmac", "epochs": 1, key: value}])
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(yaml.safe_dump(suite))
+        assert main(["validate", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert f"methods.0.{key}: {key} applies to sigmoid (multi-label) models only; this model's output is softmax" in err, err
+    path.write_text(yaml.safe_dump(tiny_suite(methods=[{"name": "lmac", "epochs": 1}])))
+    assert main(["validate", str(path)]) == 0
+
+
 @pytest.mark.parametrize(("targets", "method", "expected"), [
     ({"select": "all"}, {}, "methods.0.label_masks: ranked masks explain the labels the targets decide"),
     ({"select": "classes", "classes": [0]}, {}, "methods.0.label_masks:"),
@@ -239,6 +259,8 @@ def test_the_contract_holds_with_rank_channels() -> None:
     ({}, {"label_threshold": 0.3}, "label_threshold was removed"),
     ({"select": "all"}, {"label_masks": "shared"}, None),
     ({"top_k": 4}, {"ranks": 4}, None),
+    # set where they do nothing (act or refuse): ranks beside a shared mask
+    ({}, {"label_masks": "shared", "ranks": 2}, "methods.0.ranks: ranks counts the rank channels of label_masks: ranked"),
 ])
 def test_validate_refuses_targets_the_rank_channels_cannot_explain(
     tmp_path: Path, capsys: pytest.CaptureFixture, targets: dict, method: dict, expected: str | None,
