@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from torch.nn import functional as F
 
 from audiobench.contracts.component import Params
-from audiobench.contracts.targets import TargetParams
+from audiobench.contracts.targets import TargetParams, chosen_targets
 from audiobench.methods.base import DomainModel, ExplainerParams
 
 GATE_QUANTILES = (0, 10, 50, 90, 100)  # % : the similarity quantiles a fine-tuning fit records
@@ -138,13 +138,11 @@ def decided_labels(scores: torch.Tensor, output_kind: str, targets: TargetParams
     """What one mask per clip is trained to explain, from the classifier's scores on X [B, C]: ``softmax``
     (and ``similarity``) the decision argmax [B] (long); ``sigmoid`` the labels the suite's targets decide
     [B, C] (float 0/1; a clip may have none): p_c(X) > ``targets.threshold``, or the ``targets.top_k`` most
-    probable, the labels the harness explains (``select: decision``)."""
+    probable, the labels the harness explains (``select: decision``; :func:`chosen_targets`)."""
     if output_kind != "sigmoid":
         return scores.argmax(dim=-1)
-    if targets.top_k is not None:
-        top = scores.topk(min(targets.top_k, scores.shape[-1]), dim=-1).indices
-        return torch.zeros_like(scores).scatter_(-1, top, 1.0)
-    return (scores.sigmoid() > targets.threshold).to(scores.dtype)
+    decision = targets.model_copy(update={"select": "decision", "classes": None})
+    return chosen_targets(scores, output_kind, decision).to(scores.dtype)
 
 
 def masking_loss(

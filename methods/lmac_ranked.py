@@ -21,15 +21,13 @@ from torch.nn import functional as F
 
 from audiobench.contracts.targets import TargetParams
 from audiobench.methods.base import DomainModel
-from audiobench.methods.lmac_objective import LmacParams, gate_similarity, guidance_term
+from audiobench.methods.lmac_objective import LmacParams, decided_labels, gate_similarity, guidance_term
 
 
 def decided_count(scores: torch.Tensor, targets: TargetParams) -> torch.Tensor:
-    """[B] (long) how many labels of each clip the targets decide from scores [B, C]: ``top_k`` (at most C)
-    when set, else the number of labels with sigmoid(score) > ``threshold``."""
-    if targets.top_k is not None:
-        return torch.full((scores.shape[0],), min(targets.top_k, scores.shape[1]), dtype=torch.long, device=scores.device)
-    return (scores.sigmoid() > targets.threshold).sum(dim=1)
+    """[B] (long) how many labels of each clip the targets decide from a sigmoid model's scores [B, C]: ``top_k``
+    (at most C) when set, else the number of labels with sigmoid(score) > ``threshold`` (:func:`decided_labels`)."""
+    return decided_labels(scores, "sigmoid", targets).sum(dim=1).long()
 
 
 def ranked_labels(scores: torch.Tensor, targets: TargetParams, ranks: int) -> torch.Tensor:

@@ -79,18 +79,26 @@ def select_targets(
     ``scores`` [B, C] are the model's scores on X. Returns ``rows`` [P] (long, the clip of each
     pair) and ``targets`` [P] (long). A ``sigmoid`` clip with no label above the threshold has no pair.
     """
+    rows, targets = chosen_targets(scores, output_kind, params, class_names).nonzero(as_tuple=True)
+    return rows, targets
+
+
+def chosen_targets(
+    scores: torch.Tensor, output_kind: OutputKind, params: TargetParams, class_names: list[str] | None = None
+) -> torch.Tensor:
+    """[B, C] (bool): the classes each clip is explained for (:func:`select_targets`' pairs as a mask), from the
+    model's scores [B, C] on X; ``class_names`` are read by ``select: classes`` only."""
     probs = probabilities(scores, output_kind)
     b, c = probs.shape
     if params.select == "all":
         chosen = torch.ones(b, c, dtype=torch.bool, device=probs.device)
     elif params.select == "classes":
         chosen = torch.zeros(b, c, dtype=torch.bool, device=probs.device)
-        chosen[:, class_indices(params.classes or [], class_names)] = True
+        chosen[:, class_indices(params.classes or [], class_names or [])] = True
     elif output_kind == "sigmoid" and params.top_k is None:
         chosen = probs > params.threshold
     else:  # the decision: argmax of the scores, or a sigmoid model's top_k labels
         k = min(params.top_k or 1, c) if output_kind == "sigmoid" else 1
         top = scores.argmax(dim=1, keepdim=True) if k == 1 else probs.topk(k, dim=1).indices
         chosen = torch.zeros(b, c, dtype=torch.bool, device=probs.device).scatter_(1, top, True)
-    rows, targets = chosen.nonzero(as_tuple=True)
-    return rows, targets
+    return chosen
