@@ -113,6 +113,8 @@ def perturbed_scores(model: object, x: torch.Tensor, target: torch.Tensor, regio
     most ``max_rows`` copies per forward pass."""
     b, s, d = z.shape
     flat_regions = regions.flatten(-2)  # [d, T*F] shared, or [B, d, T*F] per clip
+    flat_x = x.flatten(-2)  # [B, 1, T*F]
+    zero_fill = not bool(fill.any())
     fill = fill.expand(b, *fill.shape[1:])
     rows = torch.arange(b * s, device=x.device)
     zf = z.reshape(b * s, d)
@@ -121,14 +123,21 @@ def perturbed_scores(model: object, x: torch.Tensor, target: torch.Tensor, regio
         r = rows[start:start + max_rows]
         ci = r // s
         if flat_regions.dim() == 2:  # one matrix product for the chunk; no copy of the regions per row
-            keep = (zf[r] @ flat_regions).view(len(r), 1, *x.shape[-2:])
+            keep = (zf[r] @ flat_regions)[:, None]  # [R, 1, T*F]
         else:  # per-clip regions: one batched product per clip the chunk spans (rows are clip-major: at
             # most ceil(max_rows / S) + 1 clips), its regions expanded, not copied for every row (the
             # same kernel as a per-row copy, so the same bits; a plain matrix product differs by an ulp)
             zr = zf[r]
-            keep = torch.cat([torch.bmm(zr[ci == c][:, None], flat_regions[c].expand(int((ci == c).sum()), -1, -1))[:, 0]
-                              for c in range(int(ci[0]), int(ci[-1]) + 1)]).view(len(r), 1, *x.shape[-2:])
-        copies = x[ci] * keep + fill[ci] * (1 - keep)
+            keep = torch.cat([torch.bmm(zr[ci == c][:, None], flat_regions[c].expand(int((ci == c).sum()), -1, -1))
+                              for c in range(int(ci[0]), int(ci[-1]) + 1)])  # [R, 1, T*F]
+        if zero_fill:  # x * keep, in place, clip by clip (no gathered copy of x): x * keep + 0 * (1 - keep)'s bits
+            bounds = torch.searchsorted(ci, torch.arange(int(ci[0]), int(ci[-1]) + 2, device=ci.device)).tolist()
+            for j, c in enumerate(range(int(ci[0]), int(ci[-1]) + 1)):
+                keep[bounds[j]:bounds[j + 1]].mul_(flat_x[c])
+            copies = keep.view(len(r), *x.shape[1:])
+        else:
+            keep = keep.view(len(r), *x.shape[1:])
+            copies = x[ci] * keep + fill[ci] * (1 - keep)
         with row_clips(ci):  # clip-major copies: row r is clip ci[r] (a waveform model reads its phase)
             out[start:start + len(r)] = model(copies).gather(1, target[ci].view(-1, 1))[:, 0]
     return out.view(b, s)

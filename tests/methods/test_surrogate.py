@@ -161,17 +161,19 @@ def test_nmf_parts_are_a_soft_partition_and_an_additive_model_on_them_is_recover
     del frontend
 
 
+@pytest.mark.parametrize("fill_value", [0.25, 0.0])
 @pytest.mark.parametrize("per_clip", [False, True])
-def test_perturbed_scores_equal_the_copies_built_one_row_at_a_time(per_clip: bool) -> None:
+def test_perturbed_scores_equal_the_copies_built_one_row_at_a_time(per_clip: bool, fill_value: float) -> None:
     """The batched copies (shared regions: one product per pass; per-clip NMF parts: one batched product
-    per clip a pass spans) are bit for bit the copies built row by row, as the committed rows were."""
+    per clip a pass spans; a zero fill multiplied in place, clip by clip) are bit for bit the copies built
+    row by row, x * keep + fill * (1 - keep), as the committed rows were (inputs of both signs, as a log-mel)."""
     from audiobench.methods.surrogate import perturbed_scores
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    x, target = torch.rand(5, 1, 40, 33), torch.tensor([0, 1, 2, 0, 1])
-    z, fill = torch.randint(0, 2, (5, 30, 6)).float(), torch.full((5, 1, 1, 1), 0.25)
+    x, target = torch.randn(5, 1, 40, 33), torch.tensor([0, 1, 2, 0, 1])
+    z, fill = torch.randint(0, 2, (5, 30, 6)).float(), torch.full((5, 1, 1, 1), fill_value)
     if per_clip:
         regions = torch.rand(5, 6, 40, 33)
         regions = regions / regions.sum(1, keepdim=True)
