@@ -37,6 +37,7 @@ from pydantic import Field, field_validator
 
 from audiobench.contracts.registry import METHODS
 from audiobench.kernel.batching import row_clips
+from audiobench.kernel.errors import AudiobenchError
 from audiobench.kernel.nmf import sparse_nmf
 from audiobench.methods.base import ExplainContext, Explainer, ExplainerParams
 from audiobench.methods.occlusion import check_size, occlusion_windows, on_axis, scorer
@@ -200,6 +201,11 @@ class SegmentSurrogate(Explainer):
     @torch.no_grad()
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         regions = self.clip_regions(x, ctx)
+        if regions.shape[-3] < 2:  # one component: the surrogate's map is constant, the mask all ones
+            p = self.params
+            raise AudiobenchError(
+                f"{self.row_label()}: window {p.window} / band {p.band} on the {x.shape[-2]} x {x.shape[-1]} grid gives "
+                f"{regions.shape[-3]} component; a surrogate needs at least 2: lower window or band")
         z, w = self.draw(x.shape[0], regions.shape[-3], torch.Generator().manual_seed(ctx.seed), x.device)
         fill = x.mean(dim=(1, 2, 3), keepdim=True) if self.params.fill == "mean" else torch.zeros_like(x[:, :1, :1, :1])
         y = perturbed_scores(scorer(ctx.model, self.params.score), x, target, regions, z, fill, ctx.max_rows)

@@ -87,7 +87,7 @@ def expand_cells(suite: Suite, common: dict[str, Any]) -> list[Cell]:
                 }
                 h = stable_hash({**common, **this, "code": CELL_CODE_VERSION})
                 explain = stable_hash({**shaping, **this})
-                cid = f"{domain.build().key()}__{contamination.build().key()}__{method_stem(method.label or method.name)}__{explain[:10]}"
+                cid = f"{domain.build().key()}__{contamination.build().key()}__{method_stem(method.identity_label or method.label or method.name)}__{explain[:10]}"
                 cells.append(Cell(domain, contamination, method, h, cid, folder, explain))
     return cells
 

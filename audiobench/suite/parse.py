@@ -29,6 +29,7 @@ from audiobench.suite.crossref import (
     table_entry,
 )
 from audiobench.suite.geometry import check_geometry
+from audiobench.suite.labels import method_labels
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
 from audiobench.suite.paths import check_on_disk, resolve_paths
@@ -127,30 +128,6 @@ def _as_list(raw: Any, key: str, errors: LocatedErrors, default: list[Any]) -> l
     return raw
 
 
-def _default_label(spec: ComponentSpec) -> str:
-    """A method row's label when the suite gives none: the method's ``Explainer.row_label()``."""
-    return spec.build().row_label()
-
-
-def _method_labels(methods: list[ComponentSpec], errors: LocatedErrors, path: KeyPath) -> None:
-    """Fill default row labels; rows sharing a display name get their parameters appended."""
-    defaults = [m.label or _default_label(m) for m in methods]
-    for i, m in enumerate(methods):
-        if m.label:
-            continue
-        clash = sum(d == defaults[i] for d in defaults) > 1
-        if clash and m.params:
-            args = ", ".join(f"{k}={v}" for k, v in m.params.items())
-            m.label = f"{defaults[i]} ({args})"
-        else:
-            m.label = defaults[i]
-    seen: dict[str, int] = {}
-    for i, m in enumerate(methods):
-        if m.label in seen:
-            errors.add(path + (i,), f"duplicate row label '{m.label}' (also entry {seen[m.label] + 1}); set 'label:'")
-        seen[m.label] = i
-
-
 def parse_suite(
     data: Any, lines: dict[KeyPath, int] | None = None, file: Path | None = None, overridden: set[KeyPath] | None = None,
     training: bool = False,
@@ -232,7 +209,7 @@ def parse_suite(
     if "methods" not in data:
         errors.add((), "required key 'methods' is missing")
     methods = entries("methods", "methods", [])
-    _method_labels(methods, errors, ("methods",))
+    method_labels(methods, errors, ("methods",))
     for key, specs in (("domains", domains), ("contaminations", contaminations)):
         ids = [s.build().key() for s in specs]  # an instance's key: stft2mel and stft2mel_log1p are two groups
         for i, ident in enumerate(ids):

@@ -132,6 +132,10 @@ class ComponentSpec:
     line: int | None = None
     targets: Any = None  # methods: a TargetParams overriding the suite's ``targets`` for this method's rows
     in_domain: bool = False  # contaminations: trained components may have seen this condition (a label, no number)
+    # methods: the label the row has on its own (its `label:` or the method's default row label), before rows sharing
+    # a display name get their parameters appended; its cell ids hash this one, so editing another row of the suite
+    # never moves this row's ids or seeded draws. None: the label itself.
+    identity_label: str | None = None
 
     def cls(self) -> type[Component]:
         return REGISTRIES[self.kind].get(self.name)
@@ -154,6 +158,8 @@ class ComponentSpec:
         holds (:func:`audiobench.kernel.cache.path_content`): what a cell's hash reads, so that cell ids do not
         depend on where the data lies. The manifest keeps :meth:`resolved` (the paths, for the reader)."""
         out = self.resolved()
+        if self.identity_label is not None:
+            out["label"] = self.identity_label
         out["params"] = content_dump(self.build().params)
         return out
 

@@ -102,6 +102,19 @@ def test_an_additive_model_s_terms_are_recovered(method: type, rtol: float) -> N
     torch.testing.assert_close(raw, expected, rtol=rtol, atol=rtol * float(expected.abs().max()))
 
 
+@pytest.mark.parametrize("method", [KernelShap, Lime])
+def test_a_window_covering_the_grid_is_one_line_error_not_an_all_ones_mask(method: type) -> None:
+    """One component leaves the surrogate nothing to weigh (LIME's map was constant, its mask all ones and
+    best on AD / FF; Kernel SHAP raised a bare ValueError): the cell fails with one line saying what to lower."""
+    from audiobench.kernel.errors import AudiobenchError
+
+    explainer = method({"components": "time", "window": 100000, "n_samples": 20})
+    ctx = ExplainContext(AsDomainModel(Additive(torch.ones(5))), seed=0, max_rows=64)
+    with pytest.raises(AudiobenchError, match=r"window 100000 / band 32 on the 20 x 6 grid gives 1 component; a surrogate "
+                                              r"needs at least 2: lower window or band"):
+        explainer.attribute(torch.rand(2, 1, 20, 6), torch.tensor([1, 1]), ctx)
+
+
 def test_regions_partition_the_grid_and_the_methods_explain_a_cnn() -> None:
     from audiobench.models.cnn14 import Cnn14
 

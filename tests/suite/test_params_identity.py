@@ -109,3 +109,25 @@ def test_cell_ids_do_not_depend_on_where_the_data_lies(tmp_path: Path, monkeypat
     clip = next((there / "train_noise").rglob("*.ogg"))
     clip.write_bytes(clip.read_bytes() + b"\0")  # another training noise: another classifier, every cell moves
     assert not set(ids(there)) & set(moved)
+
+
+def test_a_rows_cells_do_not_move_when_another_row_changes(tmp_path: Path) -> None:
+    """Two rows of one method with the same default label are shown with their parameters appended; that
+    display label depends on the other row, so the cell ids (and the seeded draws they key) hash the label
+    the row has on its own: editing one row leaves the other's cells, ids and hashes alike, where they were."""
+    from audiobench.harness.cells import expand_cells
+
+    base = yaml.safe_load((ROOT / "suites" / "quickstart.yaml").read_text())
+    untouched = {"name": "lime", "components": "nmf", "n_components": 8, "n_samples": 50}
+
+    def cells(other: dict) -> tuple[list[str], list[tuple[str, str, str]]]:
+        path = tmp_path / "suite.yaml"
+        path.write_text(yaml.safe_dump({**base, "methods": [other, untouched]}))
+        suite = load_suite(path)
+        mine = [c for c in expand_cells(suite, {}) if c.method is suite.methods[1]]
+        return [m.label for m in suite.methods], [(c.id, c.hash, c.explain_hash) for c in mine]
+
+    clash_labels, clash = cells({**untouched, "fill": "mean"})  # both rows are LIME (nmf): labels get parameters
+    alone_labels, alone = cells({"name": "lime", "components": "time", "n_samples": 50})
+    assert clash_labels[1] != alone_labels[1] == "LIME (nmf)"  # the display label moved with the other row
+    assert clash == alone and len(clash) == 6  # its 3 domains x 2 conditions did not

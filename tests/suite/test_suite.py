@@ -88,6 +88,14 @@ def test_duplicates_and_missing_keys(write_suite) -> None:
     assert any(g.startswith("3: 'mel' is listed twice") for g in got)
 
 
+def test_a_row_repeating_another_with_its_defaults_written_out_is_refused(write_suite) -> None:
+    got = messages("name: x\nmethods:\n  - {name: integrated_gradients, n_steps: 8}\n"
+                   "  - {name: integrated_gradients, n_steps: 8, method: gausslegendre}\n  - integrated_gradients\n",
+                   write_suite)
+    assert [g for g in got if "repeats" in g] == ["4: entry 2 repeats entry 1: the same method with the same parameters "
+                                                   "(defaults filled in) gives the same cells; remove one"]
+
+
 def test_yaml_syntax_error_is_located(write_suite) -> None:
     path = write_suite(text="name: x\nmethods: [saliency\n")
     with pytest.raises(AudiobenchError, match=r"suite.yaml:3: invalid YAML"):
