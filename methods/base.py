@@ -289,6 +289,12 @@ class Explainer(Component):
         line; ``validate`` reports it at the method's line. None (the default): it can, within ``domains``."""
         return None
 
+    def grid_problem(self, frames: int, bins: int) -> tuple[str, str] | None:
+        """(parameter, problem) when this instance cannot explain on a grid of ``frames`` x ``bins`` (a window
+        covering the whole grid); ``validate`` calls it per domain whose grid it knows, before anything runs,
+        and the run checks again on the real grid. None (the default): any grid."""
+        return None
+
     def check_targets(self, output_kind: str, targets: TargetParams) -> list[tuple[str, str]]:
         """(parameter, problem) pairs for explaining the ``targets`` of a model of ``output_kind`` (known before
         a run: some labels the targets select could never be explained); ``validate`` prints them as

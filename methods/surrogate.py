@@ -180,6 +180,19 @@ class SegmentSurrogate(Explainer):
         taken = torch.cumsum(windows.int(), dim=0) - windows.int()  # bins already in an earlier region
         return (windows & (taken == 0)).float()
 
+    def grid_problem(self, frames: int, bins: int) -> tuple[str, str] | None:
+        """One segment covering the grid leaves the surrogate nothing to weigh (its map is constant, its mask all
+        ones): at least 2 are needed. NMF parts are counted by ``n_components`` (its own check)."""
+        p = self.params
+        if p.components == "nmf":
+            return None
+        d = int(self.regions(frames, bins).shape[0])
+        if d >= 2:
+            return None
+        return ("band" if p.components == "frequency" else "window",
+                f"window {p.window} / band {p.band} on the {frames} x {bins} grid gives {d} component; a surrogate "
+                "needs at least 2: lower window or band")
+
     def clip_regions(self, x: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         """The components of each clip: [d, T, F] segments, or [B, d, T, F] NMF parts of the domain's
         log-magnitude grid (a soft partition; bins where W H = 0 belong to no part and always keep their value)."""
@@ -201,11 +214,8 @@ class SegmentSurrogate(Explainer):
     @torch.no_grad()
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         regions = self.clip_regions(x, ctx)
-        if regions.shape[-3] < 2:  # one component: the surrogate's map is constant, the mask all ones
-            p = self.params
-            raise AudiobenchError(
-                f"{self.row_label()}: window {p.window} / band {p.band} on the {x.shape[-2]} x {x.shape[-1]} grid gives "
-                f"{regions.shape[-3]} component; a surrogate needs at least 2: lower window or band")
+        if (problem := self.grid_problem(x.shape[-2], x.shape[-1])) is not None:
+            raise AudiobenchError(f"{self.row_label()}: {problem[1]}")
         z, w = self.draw(x.shape[0], regions.shape[-3], torch.Generator().manual_seed(ctx.seed), x.device)
         fill = x.mean(dim=(1, 2, 3), keepdim=True) if self.params.fill == "mean" else torch.zeros_like(x[:, :1, :1, :1])
         y = perturbed_scores(scorer(ctx.model, self.params.score), x, target, regions, z, fill, ctx.max_rows)

@@ -114,6 +114,11 @@ class Domain(Component):
         """The instance's display name in tables and pages, e.g. ``STFT→Mel (log1p)``."""
         return self.display_name or self.name
 
+    def grid_bins(self, n_fft: int, n_mels: int) -> int | None:
+        """Bins on this domain's frequency axis for a front end of ``n_fft`` and ``n_mels`` (what ``validate``
+        checks a method's windows against, before anything runs); None (the default): not known ahead."""
+        return None
+
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """A representation on this domain's grid -> the (linear) magnitudes its bins stand for, >= 0
         (|STFT| bins, or mel-band energies): what a spectrogram picture or a level threshold reads."""
@@ -214,6 +219,9 @@ class Stft2Mel(Domain):
     #: the operator's words in a title (tables, pages)
     TITLES: ClassVar[dict[str, str]] = {"log1p": "log1p", "log1p_power": "log1p power"}
 
+    def grid_bins(self, n_fft: int, n_mels: int) -> int | None:
+        return n_fft // 2 + 1  # the one-sided STFT's bins
+
     def key(self) -> str:
         return self.name if self.params.operator == "linear" else f"{self.name}_{self.params.operator}"
 
@@ -301,6 +309,9 @@ class Mel(Domain):
     @property
     def _db(self) -> bool:
         return self.params.grid == "db"
+
+    def grid_bins(self, n_fft: int, n_mels: int) -> int | None:
+        return n_mels
 
     def key(self) -> str:
         return f"{self.name}_{self.params.grid}" if self._db else self.name

@@ -164,3 +164,21 @@ def check_geometry(
         if problem:
             errors.add(("frontend", "hop_length"), (
                 f"frontend: {problem}, so stft2mel audio cannot be written; lower hop_length or set audio: {{n: 0}}"))
+
+
+def check_method_grids(errors: LocatedErrors, frontend: FrontendParams | None, dataset: ComponentSpec | None,
+                       domains: list[ComponentSpec], methods: list[ComponentSpec]) -> None:
+    """A method whose parameters cannot work on a domain's grid (``Explainer.grid_problem``: e.g. a LIME window
+    covering every frame), reported at the parameter. The grid is ``1 + samples // hop_length`` frames by the
+    domain's ``Domain.grid_bins``; nothing is checked where the clip length or the bins are not known ahead."""
+    seconds = dataset_seconds(dataset) if frontend is not None and dataset is not None else None
+    if seconds is None:
+        return
+    frames = 1 + int(round(seconds * frontend.sample_rate)) // frontend.hop_length
+    grids = [(d.build().title(), bins) for d in domains if (bins := d.build().grid_bins(frontend.n_fft, frontend.n_mels))]
+    for i, m in enumerate(methods):
+        explainer = m.build()
+        for title, bins in grids:  # the first domain it fails on: one line per method
+            if (problem := explainer.grid_problem(frames, bins)) is not None:
+                errors.add(("methods", i, problem[0]), f"method '{m.name}' on {title}: {problem[1]}")
+                break

@@ -39,11 +39,12 @@ HOOKS: dict[type, tuple[str, ...]] = {
     AudioClassifier: ("network_input", "blocks", "block_names", "block", "block_channels", "features", "head",
                       "forward", "exact_attribution", "probabilities", "attention_maps", "token_grid", "patch_map"),
     Explainer: ("attribute", "explain", "fit", "row_label", "check_params", "check_classifier", "augments",
-                "fit_notes", "note", "domain_problem", "check_targets", "unexplained_reason", "cell_identity"),
+                "fit_notes", "note", "domain_problem", "check_targets", "unexplained_reason", "cell_identity",
+                "grid_problem"),
     Dataset: ("load", "fingerprint", "check", "class_count", "known_class_names", "clip_seconds", "has_folds",
               "folds", "load_folds"),
     Contamination: ("key", "identity", "overlaps", "title", "apply", "pool", "check"),
-    Domain: ("key", "title", "model_problem", "to_logmel", "to_audio"),
+    Domain: ("key", "title", "model_problem", "to_logmel", "to_audio", "grid_bins"),
 }
 HOOK_NAMES = sorted({h for hooks in HOOKS.values() for h in hooks} | {
     "output_kind", "output_kinds", "trainable", "detector", "code_version", "run_notes", "Params",

@@ -115,6 +115,26 @@ def test_a_window_covering_the_grid_is_one_line_error_not_an_all_ones_mask(metho
         explainer.attribute(torch.rand(2, 1, 20, 6), torch.tensor([1, 1]), ctx)
 
 
+def test_validate_refuses_a_window_covering_every_frame_at_its_line(tmp_path) -> None:
+    """Known before anything runs: 2 s at hop 186 is 173 frames, so a 200-frame window is one segment on both
+    grids; the line of `window` says so once; a 0.5 share (two segments) and NMF parts pass."""
+    import yaml
+
+    from audiobench.suite import SuiteErrors, load_suite
+    from tests.paths import ROOT
+
+    data = yaml.safe_load((ROOT / "suites" / "quickstart.yaml").read_text())
+    data["methods"] = [{"name": "lime", "components": "time", "window": 200}, {"name": "kernel_shap", "window": 0.5},
+                       {"name": "lime", "components": "nmf", "n_components": 2}]
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SuiteErrors) as err:
+        load_suite(path)
+    assert [str(e) for e in err.value.errors] == [
+        f"{path}:{path.read_text().splitlines().index('  window: 200') + 1}: method 'lime' on STFT→Mel: window 200 / band 32 on the "
+        "173 x 513 grid gives 1 component; a surrogate needs at least 2: lower window or band"]
+
+
 def test_regions_partition_the_grid_and_the_methods_explain_a_cnn() -> None:
     from audiobench.models.cnn14 import Cnn14
 
