@@ -123,18 +123,19 @@ def perturbed_scores(model: object, x: torch.Tensor, target: torch.Tensor, regio
     for start in range(0, len(rows), max_rows):
         r = rows[start:start + max_rows]
         ci = r // s
+        # rows are clip-major: the chunk's rows of clip c are one slice (at most ceil(max_rows / S) + 1 clips)
+        spans = [(c, slice(max(c * s - start, 0), min((c + 1) * s - start, len(r))))
+                 for c in range(start // s, (start + len(r) - 1) // s + 1)]
         if flat_regions.dim() == 2:  # one matrix product for the chunk; no copy of the regions per row
             keep = (zf[r] @ flat_regions)[:, None]  # [R, 1, T*F]
-        else:  # per-clip regions: one batched product per clip the chunk spans (rows are clip-major: at
-            # most ceil(max_rows / S) + 1 clips), its regions expanded, not copied for every row (the
-            # same kernel as a per-row copy, so the same bits; a plain matrix product differs by an ulp)
+        else:  # per-clip regions: one batched product per clip, its regions expanded, not copied for every row
+            # (the same kernel as a per-row copy, so the same bits; a plain matrix product differs by an ulp)
             zr = zf[r]
-            keep = torch.cat([torch.bmm(zr[ci == c][:, None], flat_regions[c].expand(int((ci == c).sum()), -1, -1))
-                              for c in range(int(ci[0]), int(ci[-1]) + 1)])  # [R, 1, T*F]
+            keep = torch.cat([torch.bmm(zr[rs][:, None], flat_regions[c].expand(rs.stop - rs.start, -1, -1))
+                              for c, rs in spans])  # [R, 1, T*F]
         if zero_fill:  # x * keep, in place, clip by clip (no gathered copy of x): x * keep + 0 * (1 - keep)'s bits
-            bounds = torch.searchsorted(ci, torch.arange(int(ci[0]), int(ci[-1]) + 2, device=ci.device)).tolist()
-            for j, c in enumerate(range(int(ci[0]), int(ci[-1]) + 1)):
-                keep[bounds[j]:bounds[j + 1]].mul_(flat_x[c])
+            for c, rs in spans:
+                keep[rs].mul_(flat_x[c])
             copies = keep.view(len(r), *x.shape[1:])
         else:
             keep = keep.view(len(r), *x.shape[1:])
@@ -183,10 +184,13 @@ class SegmentSurrogate(Explainer):
     def grid_problem(self, frames: int, bins: int) -> tuple[str, str] | None:
         """One segment covering the grid leaves the surrogate nothing to weigh (its map is constant, its mask all
         ones): at least 2 are needed. NMF parts are counted by ``n_components`` (its own check)."""
-        p = self.params
-        if p.components == "nmf":
+        if self.params.components == "nmf":
             return None
-        d = int(self.regions(frames, bins).shape[0])
+        return self._too_few(int(self.regions(frames, bins).shape[0]), frames, bins)
+
+    def _too_few(self, d: int, frames: int, bins: int) -> tuple[str, str] | None:
+        """(parameter, problem) when ``d`` segments on a ``frames`` x ``bins`` grid are fewer than 2, else None."""
+        p = self.params
         if d >= 2:
             return None
         return ("band" if p.components == "frequency" else "window",
@@ -214,7 +218,7 @@ class SegmentSurrogate(Explainer):
     @torch.no_grad()
     def attribute(self, x: torch.Tensor, target: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
         regions = self.clip_regions(x, ctx)
-        if (problem := self.grid_problem(x.shape[-2], x.shape[-1])) is not None:
+        if (problem := self._too_few(regions.shape[-3], *x.shape[-2:])) is not None:  # the regions just built
             raise AudiobenchError(f"{self.row_label()}: {problem[1]}")
         z, w = self.draw(x.shape[0], regions.shape[-3], torch.Generator().manual_seed(ctx.seed), x.device)
         fill = x.mean(dim=(1, 2, 3), keepdim=True) if self.params.fill == "mean" else torch.zeros_like(x[:, :1, :1, :1])

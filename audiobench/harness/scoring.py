@@ -54,7 +54,10 @@ def suite_from_resolved(resolved: dict[str, Any], in_domain: set[str] | None = N
             spec["in_domain"] = True
     if resolved.get("train", {}).get("augment"):
         data["train"] = {"augment": [entry(s) for s in resolved["train"]["augment"]]}
-    return parse_suite(data)
+    suite = parse_suite(data)
+    for spec, written in zip(suite.methods, resolved["methods"], strict=True):
+        spec.identity_label = written.get("identity_label", spec.identity_label)  # the label its cells hash
+    return suite
 
 
 def in_domain_keys(manifest: dict[str, Any]) -> set[str]:

@@ -116,6 +116,7 @@ def check_geometry(
     model: ComponentSpec | None,
     domains: list[ComponentSpec],
     audio: AudioParams,
+    methods: list[ComponentSpec],
 ) -> None:
     """Add every geometry problem of the suite to ``errors``, at the key that causes it.
 
@@ -124,7 +125,8 @@ def check_geometry(
     when ``stft2mel`` audio is written) go to the line of ``f_min``/``f_max``, ``n_mels`` or
     ``hop_length`` (the ``frontend`` line when written inline or not at all); a clip too short for the
     STFT padding or the classifier's time poolings to ``dataset.seconds``; too few mel bands for
-    the classifier's poolings to the model line.
+    the classifier's poolings to the model line; a method that cannot work on a domain's grid of
+    ``1 + samples // hop_length`` frames (``Explainer.grid_problem``) to its parameter.
     """
     if frontend is None:
         return
@@ -155,6 +157,7 @@ def check_geometry(
             f"dataset.seconds: {seconds:g} s is {samples} samples at {frontend.sample_rate} Hz, not more than "
             f"n_fft/2 = {pad} (the STFT's padding); raise seconds or lower n_fft"))
         return
+    _method_grids(errors, frontend, frames, domains, methods)
     if need is not None and frames < need[0]:
         errors.add(("dataset", "seconds"), (
             f"dataset.seconds: {seconds:g} s gives {frames} frames at hop {frontend.hop_length}; "
@@ -166,15 +169,10 @@ def check_geometry(
                 f"frontend: {problem}, so stft2mel audio cannot be written; lower hop_length or set audio: {{n: 0}}"))
 
 
-def check_method_grids(errors: LocatedErrors, frontend: FrontendParams | None, dataset: ComponentSpec | None,
-                       domains: list[ComponentSpec], methods: list[ComponentSpec]) -> None:
-    """A method whose parameters cannot work on a domain's grid (``Explainer.grid_problem``: e.g. a LIME window
-    covering every frame), reported at the parameter. The grid is ``1 + samples // hop_length`` frames by the
-    domain's ``Domain.grid_bins``; nothing is checked where the clip length or the bins are not known ahead."""
-    seconds = dataset_seconds(dataset) if frontend is not None and dataset is not None else None
-    if seconds is None:
-        return
-    frames = 1 + int(round(seconds * frontend.sample_rate)) // frontend.hop_length
+def _method_grids(errors: LocatedErrors, frontend: FrontendParams, frames: int, domains: list[ComponentSpec],
+                  methods: list[ComponentSpec]) -> None:
+    """A method whose parameters cannot work on a domain's ``frames`` x ``Domain.grid_bins`` grid
+    (``Explainer.grid_problem``: e.g. a LIME window covering every frame), at the parameter, once per method."""
     grids = [(d.build().title(), bins) for d in domains if (bins := d.build().grid_bins(frontend.n_fft, frontend.n_mels))]
     for i, m in enumerate(methods):
         explainer = m.build()

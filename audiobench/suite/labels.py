@@ -4,7 +4,6 @@ rows share a name, the label a row's cells hash, and the refusal of a row that r
 from __future__ import annotations
 
 from audiobench.kernel.cache import stable_hash
-from audiobench.kernel.errors import AudiobenchError
 from audiobench.suite.lines import KeyPath, LocatedErrors
 from audiobench.suite.schema import ComponentSpec
 
@@ -33,10 +32,7 @@ def method_labels(methods: list[ComponentSpec], errors: LocatedErrors, path: Key
             errors.add(path + (i,), f"duplicate row label '{m.label}' (also entry {seen[m.label] + 1}); set 'label:'")
             continue
         seen[m.label] = i
-        try:
-            key = stable_hash(m.identity())
-        except (AudiobenchError, OSError):  # a path parameter not readable: reported at its own line
-            continue
+        key = stable_hash({**m.resolved(), "label": m.identity_label})  # what its cells hash, paths as written
         if key in same:
             errors.add(path + (i,), (f"entry {i + 1} repeats entry {same[key] + 1}: the same method with the same "
                                      "parameters (defaults filled in) gives the same cells; remove one"))

@@ -28,7 +28,7 @@ from audiobench.suite.crossref import (
     model_frontend,
     table_entry,
 )
-from audiobench.suite.geometry import check_geometry, check_method_grids
+from audiobench.suite.geometry import check_geometry
 from audiobench.suite.labels import method_labels
 from audiobench.suite.lines import KeyPath, LocatedErrors, SuiteErrors, load_yaml
 from audiobench.suite.overrides import SHORTHAND, apply_overrides
@@ -277,8 +277,7 @@ def parse_suite(
     check_sigmoid_only_targets(errors, model, targets, methods)
     check_separation(errors, model, train, augment, contaminations, methods, method_paths, training,
                      augment_given=bool(isinstance(data.get("train"), dict) and data["train"].get("augment")))
-    check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio)
-    check_method_grids(errors, frontend if frontend_ok else None, dataset, domains, methods)
+    check_geometry(errors, frontend if frontend_ok else None, dataset, model, domains, audio, methods)
     check_method_layers(errors, model, methods, method_paths)
     check_method_targets(errors, model, targets, methods, method_paths)
     check_known_answer(errors, model, methods, method_paths, metrics)

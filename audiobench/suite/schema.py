@@ -144,10 +144,14 @@ class ComponentSpec:
         return self.cls()(self.params)
 
     def resolved(self) -> dict[str, Any]:
-        """Name, label and every parameter with its default filled in."""
+        """Name, label and every parameter with its default filled in; a method row shown under another label
+        than its own (rows sharing a name get their parameters appended) also records ``identity_label``, so
+        a suite rebuilt from a manifest (:func:`audiobench.harness.scoring.suite_from_resolved`) names its cells alike."""
         out: dict[str, Any] = {"name": self.name}
         if self.label:
             out["label"] = self.label
+        if self.identity_label not in (None, self.label):
+            out["identity_label"] = self.identity_label
         if self.targets is not None:
             out["targets"] = self.targets.model_dump(mode="json")
         out["params"] = self.build().params.model_dump(mode="json")
@@ -158,8 +162,8 @@ class ComponentSpec:
         holds (:func:`audiobench.kernel.cache.path_content`): what a cell's hash reads, so that cell ids do not
         depend on where the data lies. The manifest keeps :meth:`resolved` (the paths, for the reader)."""
         out = self.resolved()
-        if self.identity_label is not None:
-            out["label"] = self.identity_label
+        if (own := out.pop("identity_label", None)) is not None:
+            out["label"] = own
         out["params"] = content_dump(self.build().params)
         return out
 

@@ -124,8 +124,10 @@ def test_a_rows_cells_do_not_move_when_another_row_changes(tmp_path: Path) -> No
         path = tmp_path / "suite.yaml"
         path.write_text(yaml.safe_dump({**base, "methods": [other, untouched]}))
         suite = load_suite(path)
-        mine = [c for c in expand_cells(suite, {}) if c.method is suite.methods[1]]
-        return [m.label for m in suite.methods], [(c.id, c.hash, c.explain_hash) for c in mine]
+        mine = [(c.id, c.hash, c.explain_hash) for c in expand_cells(suite, {}) if c.method is suite.methods[1]]
+        rebuilt = suite_from_resolved(suite.resolved())  # as `audiobench score` reads a run's manifest
+        assert [(c.id, c.hash, c.explain_hash) for c in expand_cells(rebuilt, {}) if c.method is rebuilt.methods[1]] == mine
+        return [m.label for m in suite.methods], mine
 
     clash_labels, clash = cells({**untouched, "fill": "mean"})  # both rows are LIME (nmf): labels get parameters
     alone_labels, alone = cells({"name": "lime", "components": "time", "n_samples": 50})
